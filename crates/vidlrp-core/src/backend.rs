@@ -1,0 +1,200 @@
+//! The [`Backend`] trait: the tensor operations the layers and LRP rules are written against.
+//!
+//! A backend owns its tensor type (host arrays, device buffers, ...) and supplies a handful of
+//! op families: transfer, elementwise, reductions, convolution, pooling, dense layers. The LRP
+//! rules in [`crate::rules`] are written once in terms of these ops, so a new backend never
+//! re-implements a rule.
+//!
+//! # Shapes
+//! - volumes: `[N, C, T, H, W]` (batch, channel, frame, row, column), row-major;
+//! - conv weights: `[C_out, C_in, kT, kH, kW]`, conv bias `[C_out]`;
+//! - dense inputs `[N, D_in]`, weights `[D_out, D_in]`, bias `[D_out]`.
+
+use crate::{Conv3dGeometry, HostTensor, Pool3dGeometry, Result};
+
+/// Elementwise maps `y = f(x)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum UnaryOp {
+    /// `max(x, 0)`.
+    Positive,
+    /// `min(x, 0)`.
+    Negative,
+    /// `x^2`.
+    Square,
+    /// `1` everywhere.
+    One,
+    /// `k x`.
+    Scale(f32),
+    /// `1` where `x > 0`, else `0` (the ReLU derivative).
+    StepPositive,
+    /// `1` where `x < 0`, else `0`.
+    StepNegative,
+    /// `x + g max(x, 0)` (the gamma rule's weight modifier).
+    AddPositive(f32),
+    /// `x + g min(x, 0)`.
+    AddNegative(f32),
+}
+
+/// Elementwise combinations `y = f(a, b)` of two tensors of one shape.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BinaryOp {
+    /// `a + b`.
+    Add,
+    /// `a - b`.
+    Sub,
+    /// `a b`.
+    Mul,
+    /// `a / stab(b)` with `stab(b) = b + eps sign(b)`, `sign(0) = +1` (Zennit's stabiliser).
+    StabDiv(f32),
+}
+
+impl UnaryOp {
+    /// Applies the map to one value.
+    #[inline]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            UnaryOp::Positive => x.max(0.0),
+            UnaryOp::Negative => x.min(0.0),
+            UnaryOp::Square => x * x,
+            UnaryOp::One => 1.0,
+            UnaryOp::Scale(k) => k * x,
+            UnaryOp::StepPositive => f32::from(u8::from(x > 0.0)),
+            UnaryOp::StepNegative => f32::from(u8::from(x < 0.0)),
+            UnaryOp::AddPositive(g) => x + g * x.max(0.0),
+            UnaryOp::AddNegative(g) => x + g * x.min(0.0),
+        }
+    }
+}
+
+/// `stab(z) = z + eps sign(z)` with `sign(0) = +1`.
+#[inline]
+pub fn stabilize(z: f32, eps: f32) -> f32 {
+    if z >= 0.0 {
+        z + eps
+    } else {
+        z - eps
+    }
+}
+
+impl BinaryOp {
+    /// Applies the combination to one pair of values.
+    #[inline]
+    pub fn apply(self, a: f32, b: f32) -> f32 {
+        match self {
+            BinaryOp::Add => a + b,
+            BinaryOp::Sub => a - b,
+            BinaryOp::Mul => a * b,
+            BinaryOp::StabDiv(eps) => a / stabilize(b, eps),
+        }
+    }
+}
+
+/// A tensor backend: storage plus the ops of every layer and rule.
+///
+/// Implementations must be deterministic for a fixed thread count.
+pub trait Backend: Send + Sync {
+    /// The backend's tensor handle.
+    type Tensor: Clone + Send + Sync;
+
+    /// A short name for reports, e.g. `cpu (2 threads)`.
+    fn name(&self) -> String;
+
+    // ---- transfer ----
+
+    /// Copies a host tensor into the backend.
+    fn upload(&self, t: &HostTensor) -> Result<Self::Tensor>;
+    /// Copies a backend tensor to the host.
+    fn download(&self, t: &Self::Tensor) -> Result<HostTensor>;
+    /// The tensor's shape.
+    fn shape(&self, t: &Self::Tensor) -> Vec<usize>;
+    /// The same values under another shape of equal size.
+    fn reshape(&self, t: &Self::Tensor, shape: &[usize]) -> Result<Self::Tensor>;
+    /// A tensor of `shape` (axis 1 = channels) filled with `values[c]` in channel `c`.
+    fn fill_channels(&self, shape: &[usize], values: &[f32]) -> Result<Self::Tensor>;
+
+    // ---- elementwise ----
+
+    /// `y = op(x)` elementwise.
+    fn unary(&self, x: &Self::Tensor, op: UnaryOp) -> Self::Tensor;
+    /// `y = op(a, b)` elementwise; **Errors** if the shapes differ.
+    fn binary(&self, a: &Self::Tensor, b: &Self::Tensor, op: BinaryOp) -> Result<Self::Tensor>;
+
+    // ---- reductions ----
+
+    /// Per-sample sums over all but the first axis, accumulated in `f64`.
+    fn sum_per_sample(&self, x: &Self::Tensor) -> Vec<f64>;
+    /// The smallest value (`+inf` for an empty tensor).
+    fn min_value(&self, x: &Self::Tensor) -> f32;
+
+    // ---- convolution ----
+
+    /// 3-d cross-correlation with zero padding:
+    /// `z[n,o,t,h,w] = sum_{i,a,b,c} x[n,i,t s_t + a - p_t, ...] w[o,i,a,b,c] + bias[o]`.
+    ///
+    /// # Shapes
+    /// x `[N, C_in, T, H, W]`, w `[C_out, C_in, kT, kH, kW]`, bias `[C_out]` ->
+    /// `[N, C_out, T', H', W']`.
+    fn conv3d(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        bias: Option<&Self::Tensor>,
+        geometry: &Conv3dGeometry,
+    ) -> Result<Self::Tensor>;
+
+    /// The transposed convolution: the gradient of `sum(g * conv3d(x, w))` with respect to `x`.
+    ///
+    /// # Shapes
+    /// g `[N, C_out, T', H', W']`, w `[C_out, C_in, kT, kH, kW]` -> `input_shape`.
+    fn conv3d_transposed(
+        &self,
+        g: &Self::Tensor,
+        w: &Self::Tensor,
+        geometry: &Conv3dGeometry,
+        input_shape: &[usize],
+    ) -> Result<Self::Tensor>;
+
+    // ---- dense ----
+
+    /// `z = x w^T + bias`.
+    ///
+    /// # Shapes
+    /// x `[N, D_in]`, w `[D_out, D_in]`, bias `[D_out]` -> `[N, D_out]`.
+    fn linear(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        bias: Option<&Self::Tensor>,
+    ) -> Result<Self::Tensor>;
+
+    /// `g w`: the gradient of `sum(g * linear(x, w))` with respect to `x`.
+    ///
+    /// # Shapes
+    /// g `[N, D_out]`, w `[D_out, D_in]` -> `[N, D_in]`.
+    fn linear_transposed(&self, g: &Self::Tensor, w: &Self::Tensor) -> Result<Self::Tensor>;
+
+    // ---- pooling ----
+
+    /// Max pooling over the clipped windows of `geometry` (padding never wins).
+    fn max_pool3d(&self, x: &Self::Tensor, geometry: &Pool3dGeometry) -> Result<Self::Tensor>;
+
+    /// Winner-take-all routing, the gradient of max pooling: each `g[j]` goes to the first
+    /// maximum of window `j` in scan order (`t`, then `h`, then `w`), as in PyTorch.
+    fn max_pool3d_transposed(
+        &self,
+        x: &Self::Tensor,
+        g: &Self::Tensor,
+        geometry: &Pool3dGeometry,
+    ) -> Result<Self::Tensor>;
+
+    /// Sum pooling over the clipped windows: `s[j] = sum_{i in pool(j)} x[i]`.
+    fn sum_pool3d(&self, x: &Self::Tensor, geometry: &Pool3dGeometry) -> Result<Self::Tensor>;
+
+    /// The transposed sum pooling: `y[i] = sum_{j : i in pool(j)} g[j]`, shaped `input_shape`.
+    fn sum_pool3d_transposed(
+        &self,
+        g: &Self::Tensor,
+        geometry: &Pool3dGeometry,
+        input_shape: &[usize],
+    ) -> Result<Self::Tensor>;
+}

@@ -1,0 +1,352 @@
+//! The [`Layer`] trait (`forward` and `relevance`) and the layers of a C3D-like network.
+
+use crate::backend::{Backend, UnaryOp};
+use crate::rules::{activation_relevance, affine_relevance, check_conv_input, pool_relevance};
+use crate::{Affine, Conv3dGeometry, Error, HostTensor, Pool3dGeometry, Result, Rule};
+
+/// What a layer is, so that a composite can pick its rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LayerKind {
+    /// 3-d convolution (affine).
+    Conv3d,
+    /// Dense layer (affine).
+    Linear,
+    /// 3-d max pooling.
+    MaxPool3d,
+    /// Rectified linear unit.
+    Relu,
+    /// Reshape `[N, ...] -> [N, D]`.
+    Flatten,
+}
+
+impl LayerKind {
+    /// Convolutions and dense layers.
+    pub fn is_affine(self) -> bool {
+        matches!(self, LayerKind::Conv3d | LayerKind::Linear)
+    }
+}
+
+/// One layer of a sequential network: it maps activations forward and relevance backward.
+pub trait Layer<B: Backend>: Send + Sync {
+    /// The layer's name (`conv1`, `pool5`, ...).
+    fn name(&self) -> &str;
+    /// What the layer is.
+    fn kind(&self) -> LayerKind;
+    /// The output shape for an input shape, or an error naming the mismatch.
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>>;
+    /// The forward pass `y = f(x)`.
+    fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor>;
+    /// Input relevance from the input `x` and output relevance `r` under `rule`.
+    fn relevance(&self, be: &B, x: &B::Tensor, r: &B::Tensor, rule: &Rule) -> Result<B::Tensor>;
+    /// Number of trainable parameters.
+    fn num_params(&self) -> usize {
+        0
+    }
+}
+
+fn upload_param<B: Backend>(be: &B, t: &HostTensor, what: &str) -> Result<B::Tensor> {
+    t.check_finite(what)?;
+    be.upload(t)
+}
+
+/// 3-d convolution `z = conv3d(x, w) + b`.
+///
+/// # Shapes
+/// weight `[C_out, C_in, kT, kH, kW]`, bias `[C_out]`, input `[N, C_in, T, H, W]`.
+pub struct Conv3d<B: Backend> {
+    name: String,
+    weight: B::Tensor,
+    bias: Option<B::Tensor>,
+    weight_shape: Vec<usize>,
+    geometry: Conv3dGeometry,
+}
+
+impl<B: Backend> Conv3d<B> {
+    /// Builds the layer from host tensors, checking shapes and finiteness.
+    pub fn new(
+        be: &B,
+        name: impl Into<String>,
+        weight: &HostTensor,
+        bias: Option<&HostTensor>,
+        stride: [usize; 3],
+        padding: [usize; 3],
+    ) -> Result<Self> {
+        let name = name.into();
+        let ws = weight.shape().to_vec();
+        if ws.len() != 5 || ws.iter().any(|&d| d == 0) {
+            return Err(Error::shape(format!(
+                "{name}.weight must have shape [C_out, C_in, kT, kH, kW], got {ws:?}"
+            )));
+        }
+        if let Some(b) = bias {
+            if b.shape() != [ws[0]] {
+                return Err(Error::shape(format!(
+                    "{name}.bias must have shape [{}], got {:?}",
+                    ws[0],
+                    b.shape()
+                )));
+            }
+        }
+        let geometry = Conv3dGeometry { kernel: [ws[2], ws[3], ws[4]], stride, padding };
+        Ok(Self {
+            weight: upload_param(be, weight, &format!("{name}.weight"))?,
+            bias: bias.map(|b| upload_param(be, b, &format!("{name}.bias"))).transpose()?,
+            name,
+            weight_shape: ws,
+            geometry,
+        })
+    }
+
+    /// The window geometry.
+    pub fn geometry(&self) -> &Conv3dGeometry {
+        &self.geometry
+    }
+}
+
+impl<B: Backend> Affine<B> for Conv3d<B> {
+    fn affine_name(&self) -> &str {
+        &self.name
+    }
+    fn weight(&self) -> &B::Tensor {
+        &self.weight
+    }
+    fn bias(&self) -> Option<&B::Tensor> {
+        self.bias.as_ref()
+    }
+    fn apply(&self, be: &B, x: &B::Tensor, w: &B::Tensor, b: Option<&B::Tensor>) -> Result<B::Tensor> {
+        be.conv3d(x, w, b, &self.geometry)
+    }
+    fn apply_transposed(
+        &self,
+        be: &B,
+        g: &B::Tensor,
+        w: &B::Tensor,
+        input_shape: &[usize],
+    ) -> Result<B::Tensor> {
+        be.conv3d_transposed(g, w, &self.geometry, input_shape)
+    }
+}
+
+impl<B: Backend> Layer<B> for Conv3d<B> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> LayerKind {
+        LayerKind::Conv3d
+    }
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        check_conv_input(&self.name, &self.weight_shape, &self.geometry, input)
+    }
+    fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
+        self.output_shape(&be.shape(x))?;
+        be.conv3d(x, &self.weight, self.bias.as_ref(), &self.geometry)
+    }
+    fn relevance(&self, be: &B, x: &B::Tensor, r: &B::Tensor, rule: &Rule) -> Result<B::Tensor> {
+        affine_relevance(self, be, x, r, rule)
+    }
+    fn num_params(&self) -> usize {
+        self.weight_shape.iter().product::<usize>() + if self.bias.is_some() { self.weight_shape[0] } else { 0 }
+    }
+}
+
+/// Dense layer `z = x w^T + b`.
+///
+/// # Shapes
+/// weight `[D_out, D_in]`, bias `[D_out]`, input `[N, D_in]`.
+pub struct Linear<B: Backend> {
+    name: String,
+    weight: B::Tensor,
+    bias: Option<B::Tensor>,
+    weight_shape: [usize; 2],
+}
+
+impl<B: Backend> Linear<B> {
+    /// Builds the layer from host tensors, checking shapes and finiteness.
+    pub fn new(
+        be: &B,
+        name: impl Into<String>,
+        weight: &HostTensor,
+        bias: Option<&HostTensor>,
+    ) -> Result<Self> {
+        let name = name.into();
+        let ws = weight.shape();
+        if ws.len() != 2 || ws.contains(&0) {
+            return Err(Error::shape(format!(
+                "{name}.weight must have shape [D_out, D_in], got {ws:?}"
+            )));
+        }
+        if let Some(b) = bias {
+            if b.shape() != [ws[0]] {
+                return Err(Error::shape(format!(
+                    "{name}.bias must have shape [{}], got {:?}",
+                    ws[0],
+                    b.shape()
+                )));
+            }
+        }
+        Ok(Self {
+            weight_shape: [ws[0], ws[1]],
+            weight: upload_param(be, weight, &format!("{name}.weight"))?,
+            bias: bias.map(|b| upload_param(be, b, &format!("{name}.bias"))).transpose()?,
+            name,
+        })
+    }
+}
+
+impl<B: Backend> Affine<B> for Linear<B> {
+    fn affine_name(&self) -> &str {
+        &self.name
+    }
+    fn weight(&self) -> &B::Tensor {
+        &self.weight
+    }
+    fn bias(&self) -> Option<&B::Tensor> {
+        self.bias.as_ref()
+    }
+    fn apply(&self, be: &B, x: &B::Tensor, w: &B::Tensor, b: Option<&B::Tensor>) -> Result<B::Tensor> {
+        be.linear(x, w, b)
+    }
+    fn apply_transposed(&self, be: &B, g: &B::Tensor, w: &B::Tensor, _: &[usize]) -> Result<B::Tensor> {
+        be.linear_transposed(g, w)
+    }
+}
+
+impl<B: Backend> Layer<B> for Linear<B> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> LayerKind {
+        LayerKind::Linear
+    }
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        if input.len() != 2 || input[1] != self.weight_shape[1] {
+            return Err(Error::shape(format!(
+                "layer {} expects input [N, {}], got {input:?}",
+                self.name, self.weight_shape[1]
+            )));
+        }
+        Ok(vec![input[0], self.weight_shape[0]])
+    }
+    fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
+        self.output_shape(&be.shape(x))?;
+        be.linear(x, &self.weight, self.bias.as_ref())
+    }
+    fn relevance(&self, be: &B, x: &B::Tensor, r: &B::Tensor, rule: &Rule) -> Result<B::Tensor> {
+        affine_relevance(self, be, x, r, rule)
+    }
+    fn num_params(&self) -> usize {
+        self.weight_shape[0] * self.weight_shape[1] + if self.bias.is_some() { self.weight_shape[0] } else { 0 }
+    }
+}
+
+/// 3-d max pooling `y_j = max_{i in pool(j)} x_i`.
+pub struct MaxPool3d {
+    name: String,
+    geometry: Pool3dGeometry,
+}
+
+impl MaxPool3d {
+    /// A pooling layer of the given geometry.
+    pub fn new(name: impl Into<String>, geometry: Pool3dGeometry) -> Self {
+        Self { name: name.into(), geometry }
+    }
+
+    /// The window geometry.
+    pub fn geometry(&self) -> &Pool3dGeometry {
+        &self.geometry
+    }
+}
+
+impl<B: Backend> Layer<B> for MaxPool3d {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> LayerKind {
+        LayerKind::MaxPool3d
+    }
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        if input.len() != 5 {
+            return Err(Error::shape(format!(
+                "layer {} expects a 5-d input [N, C, T, H, W], got {input:?}",
+                self.name
+            )));
+        }
+        let ext = self
+            .geometry
+            .output_extent([input[2], input[3], input[4]])
+            .map_err(|e| Error::shape(format!("layer {}: {e}", self.name)))?;
+        Ok(vec![input[0], input[1], ext[0], ext[1], ext[2]])
+    }
+    fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
+        <Self as Layer<B>>::output_shape(self, &be.shape(x))?;
+        be.max_pool3d(x, &self.geometry)
+    }
+    fn relevance(&self, be: &B, x: &B::Tensor, r: &B::Tensor, rule: &Rule) -> Result<B::Tensor> {
+        pool_relevance(be, &self.name, &self.geometry, x, r, rule)
+    }
+}
+
+/// `y = max(x, 0)`.
+pub struct Relu {
+    name: String,
+}
+
+impl Relu {
+    /// A ReLU layer.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self { name: name.into() }
+    }
+}
+
+impl<B: Backend> Layer<B> for Relu {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> LayerKind {
+        LayerKind::Relu
+    }
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        Ok(input.to_vec())
+    }
+    fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
+        Ok(be.unary(x, UnaryOp::Positive))
+    }
+    fn relevance(&self, be: &B, x: &B::Tensor, r: &B::Tensor, rule: &Rule) -> Result<B::Tensor> {
+        activation_relevance(be, &self.name, x, r, rule)
+    }
+}
+
+/// `[N, C, T, H, W] -> [N, C T H W]`, flattening in `C, T, H, W` order.
+pub struct Flatten {
+    name: String,
+}
+
+impl Flatten {
+    /// A flatten layer.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self { name: name.into() }
+    }
+}
+
+impl<B: Backend> Layer<B> for Flatten {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> LayerKind {
+        LayerKind::Flatten
+    }
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        if input.is_empty() {
+            return Err(Error::shape(format!("layer {} got a 0-d input", self.name)));
+        }
+        Ok(vec![input[0], input[1..].iter().product()])
+    }
+    fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
+        let out = <Self as Layer<B>>::output_shape(self, &be.shape(x))?;
+        be.reshape(x, &out)
+    }
+    fn relevance(&self, be: &B, x: &B::Tensor, r: &B::Tensor, _rule: &Rule) -> Result<B::Tensor> {
+        be.reshape(r, &be.shape(x))
+    }
+}
