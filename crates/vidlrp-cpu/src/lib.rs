@@ -1,14 +1,354 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! vidlrp-cpu: the pure-ndarray CPU [`Backend`] of vidlrp.
+//!
+//! Tensors are standard-layout `ndarray::ArrayD<f32>`. Convolutions run as tiled im2col + GEMM
+//! (`ndarray`'s matrixmultiply kernels), split over a private rayon pool of
+//! [`Cpu::threads`] threads; results are identical across runs for a fixed thread count.
+
+mod conv;
+mod gemm;
+mod pool;
+
+use conv::ConvDims;
+use gemm::par_gemm;
+use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, IxDyn, Zip};
+use pool::PoolDims;
+use rayon::prelude::*;
+use vidlrp_core::{
+    Backend, BinaryOp, Conv3dGeometry, Error, ErrorKind, HostTensor, Pool3dGeometry, Result,
+    UnaryOp,
+};
+
+/// The CPU backend: an ndarray tensor type and a thread pool.
+pub struct Cpu {
+    pool: rayon::ThreadPool,
+    threads: usize,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl std::fmt::Debug for Cpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cpu").field("threads", &self.threads).finish()
+    }
+}
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+impl Cpu {
+    /// A backend with `threads` worker threads (0: one per available core).
+    ///
+    /// **Errors** if the thread pool cannot be created.
+    pub fn new(threads: usize) -> Result<Self> {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("vidlrp-cpu-{i}"))
+            .build()
+            .map_err(|e| Error::new(ErrorKind::Backend, format!("cannot start threads: {e}")))?;
+        Ok(Self { pool, threads })
+    }
+
+    /// Number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(f)
+    }
+}
+
+fn slice(t: &ArrayD<f32>) -> &[f32] {
+    t.as_slice().expect("vidlrp-cpu tensors are in standard layout")
+}
+
+fn from_vec(shape: &[usize], data: Vec<f32>) -> ArrayD<f32> {
+    ArrayD::from_shape_vec(IxDyn(shape), data).expect("length matches shape")
+}
+
+fn extent(shape: &[usize]) -> [usize; 3] {
+    [shape[2], shape[3], shape[4]]
+}
+
+fn check_rank(what: &str, shape: &[usize], rank: usize) -> Result<()> {
+    if shape.len() != rank {
+        return Err(Error::shape(format!("{what} must be {rank}-d, got shape {shape:?}")));
+    }
+    Ok(())
+}
+
+impl Cpu {
+    fn conv_dims(
+        &self,
+        x_shape: &[usize],
+        w_shape: &[usize],
+        g: &Conv3dGeometry,
+    ) -> Result<ConvDims> {
+        check_rank("conv3d input", x_shape, 5)?;
+        check_rank("conv3d weight", w_shape, 5)?;
+        if x_shape[1] != w_shape[1] || g.kernel != [w_shape[2], w_shape[3], w_shape[4]] {
+            return Err(Error::shape(format!(
+                "conv3d: input {x_shape:?} does not fit weight {w_shape:?}"
+            )));
+        }
+        let input = extent(x_shape);
+        Ok(ConvDims { c_in: x_shape[1], input, output: g.output_extent(input)?, g: *g })
+    }
+
+    fn pool_dims(&self, x_shape: &[usize], g: &Pool3dGeometry) -> Result<PoolDims> {
+        check_rank("pool3d input", x_shape, 5)?;
+        let input = extent(x_shape);
+        Ok(PoolDims { input, output: g.output_extent(input)?, g: *g })
+    }
+}
+
+impl Backend for Cpu {
+    type Tensor = ArrayD<f32>;
+
+    fn name(&self) -> String {
+        format!("cpu ({} thread{})", self.threads, if self.threads == 1 { "" } else { "s" })
+    }
+
+    fn upload(&self, t: &HostTensor) -> Result<ArrayD<f32>> {
+        Ok(from_vec(t.shape(), t.data().to_vec()))
+    }
+
+    fn download(&self, t: &ArrayD<f32>) -> Result<HostTensor> {
+        HostTensor::new(t.shape().to_vec(), slice(t).to_vec())
+    }
+
+    fn shape(&self, t: &ArrayD<f32>) -> Vec<usize> {
+        t.shape().to_vec()
+    }
+
+    fn reshape(&self, t: &ArrayD<f32>, shape: &[usize]) -> Result<ArrayD<f32>> {
+        if t.len() != shape.iter().product::<usize>() {
+            return Err(Error::shape(format!("cannot reshape {:?} to {shape:?}", t.shape())));
+        }
+        Ok(from_vec(shape, slice(t).to_vec()))
+    }
+
+    fn fill_channels(&self, shape: &[usize], values: &[f32]) -> Result<ArrayD<f32>> {
+        if shape.len() < 2 || shape[1] != values.len() {
+            return Err(Error::shape(format!(
+                "{} channel values for shape {shape:?}",
+                values.len()
+            )));
+        }
+        let inner: usize = shape[2..].iter().product();
+        let mut data = Vec::with_capacity(shape.iter().product());
+        for _ in 0..shape[0] {
+            for &v in values {
+                data.extend(std::iter::repeat_n(v, inner));
+            }
+        }
+        Ok(from_vec(shape, data))
+    }
+
+    fn unary(&self, x: &ArrayD<f32>, op: UnaryOp) -> ArrayD<f32> {
+        self.run(|| Zip::from(x).par_map_collect(|&v| op.apply(v)))
+    }
+
+    fn binary(&self, a: &ArrayD<f32>, b: &ArrayD<f32>, op: BinaryOp) -> Result<ArrayD<f32>> {
+        if a.shape() != b.shape() {
+            return Err(Error::shape(format!(
+                "elementwise {op:?}: shapes {:?} and {:?} differ",
+                a.shape(),
+                b.shape()
+            )));
+        }
+        Ok(self.run(|| Zip::from(a).and(b).par_map_collect(|&x, &y| op.apply(x, y))))
+    }
+
+    fn sum_per_sample(&self, x: &ArrayD<f32>) -> Vec<f64> {
+        let n = x.shape().first().copied().unwrap_or(0);
+        if n == 0 {
+            return Vec::new();
+        }
+        let per = x.len() / n;
+        slice(x)
+            .chunks(per.max(1))
+            .map(|s| {
+                // Fixed-size blocks summed in order: the same result for every thread count.
+                let parts: Vec<f64> = self.run(|| {
+                    s.par_chunks(1 << 14)
+                        .map(|c| c.iter().map(|&v| f64::from(v)).sum::<f64>())
+                        .collect()
+                });
+                parts.iter().sum()
+            })
+            .collect()
+    }
+
+    fn min_value(&self, x: &ArrayD<f32>) -> f32 {
+        self.run(|| slice(x).par_iter().copied().reduce(|| f32::INFINITY, f32::min))
+    }
+
+    fn conv3d(
+        &self,
+        x: &ArrayD<f32>,
+        w: &ArrayD<f32>,
+        bias: Option<&ArrayD<f32>>,
+        g: &Conv3dGeometry,
+    ) -> Result<ArrayD<f32>> {
+        let dims = self.conv_dims(x.shape(), w.shape(), g)?;
+        let (n, c_out) = (x.shape()[0], w.shape()[0]);
+        if let Some(b) = bias {
+            if b.shape() != [c_out] {
+                return Err(Error::shape(format!("conv3d bias {:?} for {c_out} outputs", b.shape())));
+            }
+        }
+        let w2 = ArrayView2::from_shape((c_out, dims.rows()), slice(w)).expect("weight shape");
+        let p = dims.positions();
+        let mut out = vec![0.0f32; n * c_out * p];
+        self.run(|| {
+            let mut col = Vec::new();
+            for (xs, os) in slice(x).chunks(dims.input_len()).zip(out.chunks_mut(c_out * p)) {
+                let ov = ArrayViewMut2::from_shape((c_out, p), os).expect("output shape");
+                conv::conv_forward_sample(&dims, xs, w2, bias.map(slice), ov, &mut col);
+            }
+        });
+        let [to, ho, wo] = dims.output;
+        Ok(from_vec(&[n, c_out, to, ho, wo], out))
+    }
+
+    fn conv3d_transposed(
+        &self,
+        gy: &ArrayD<f32>,
+        w: &ArrayD<f32>,
+        g: &Conv3dGeometry,
+        input_shape: &[usize],
+    ) -> Result<ArrayD<f32>> {
+        let dims = self.conv_dims(input_shape, w.shape(), g)?;
+        let (n, c_out) = (input_shape[0], w.shape()[0]);
+        let [to, ho, wo] = dims.output;
+        if gy.shape() != [n, c_out, to, ho, wo] {
+            return Err(Error::shape(format!(
+                "conv3d transposed: gradient {:?} does not match output [{n}, {c_out}, {to}, {ho}, {wo}]",
+                gy.shape()
+            )));
+        }
+        let w2 = ArrayView2::from_shape((c_out, dims.rows()), slice(w)).expect("weight shape");
+        let p = dims.positions();
+        let mut dx = vec![0.0f32; n * dims.input_len()];
+        self.run(|| {
+            let mut col = Vec::new();
+            for (gs, ds) in slice(gy).chunks(c_out * p).zip(dx.chunks_mut(dims.input_len())) {
+                let gv = ArrayView2::from_shape((c_out, p), gs).expect("gradient shape");
+                conv::conv_transposed_sample(&dims, gv, w2, ds, &mut col);
+            }
+        });
+        Ok(from_vec(input_shape, dx))
+    }
+
+    fn linear(
+        &self,
+        x: &ArrayD<f32>,
+        w: &ArrayD<f32>,
+        bias: Option<&ArrayD<f32>>,
+    ) -> Result<ArrayD<f32>> {
+        check_rank("linear input", x.shape(), 2)?;
+        check_rank("linear weight", w.shape(), 2)?;
+        let (n, d_in, d_out) = (x.shape()[0], x.shape()[1], w.shape()[0]);
+        if w.shape()[1] != d_in {
+            return Err(Error::shape(format!(
+                "linear: input {:?} does not fit weight {:?}",
+                x.shape(),
+                w.shape()
+            )));
+        }
+        let xv = ArrayView2::from_shape((n, d_in), slice(x)).expect("shape");
+        let wv = ArrayView2::from_shape((d_out, d_in), slice(w)).expect("shape");
+        let mut out = match bias {
+            Some(b) if b.shape() == [d_out] => {
+                let row = slice(b);
+                (0..n).flat_map(|_| row.iter().copied()).collect::<Vec<f32>>()
+            }
+            Some(b) => {
+                return Err(Error::shape(format!("linear bias {:?} for {d_out} outputs", b.shape())))
+            }
+            None => vec![0.0; n * d_out],
+        };
+        self.run(|| {
+            let ov = ArrayViewMut2::from_shape((n, d_out), &mut out[..]).expect("shape");
+            par_gemm(1.0, xv, wv.t(), 1.0, ov);
+        });
+        Ok(from_vec(&[n, d_out], out))
+    }
+
+    fn linear_transposed(&self, g: &ArrayD<f32>, w: &ArrayD<f32>) -> Result<ArrayD<f32>> {
+        check_rank("linear gradient", g.shape(), 2)?;
+        check_rank("linear weight", w.shape(), 2)?;
+        let (n, d_out, d_in) = (g.shape()[0], w.shape()[0], w.shape()[1]);
+        if g.shape()[1] != d_out {
+            return Err(Error::shape(format!(
+                "linear transposed: gradient {:?} does not fit weight {:?}",
+                g.shape(),
+                w.shape()
+            )));
+        }
+        let gv = ArrayView2::from_shape((n, d_out), slice(g)).expect("shape");
+        let wv = ArrayView2::from_shape((d_out, d_in), slice(w)).expect("shape");
+        let mut out = vec![0.0f32; n * d_in];
+        self.run(|| {
+            let ov = ArrayViewMut2::from_shape((n, d_in), &mut out[..]).expect("shape");
+            par_gemm(1.0, gv, wv, 0.0, ov);
+        });
+        Ok(from_vec(&[n, d_in], out))
+    }
+
+    fn max_pool3d(&self, x: &ArrayD<f32>, g: &Pool3dGeometry) -> Result<ArrayD<f32>> {
+        let d = self.pool_dims(x.shape(), g)?;
+        let mut y = vec![0.0f32; x.shape()[0] * x.shape()[1] * d.output.iter().product::<usize>()];
+        self.run(|| pool::max_pool(&d, slice(x), &mut y));
+        let [to, ho, wo] = d.output;
+        Ok(from_vec(&[x.shape()[0], x.shape()[1], to, ho, wo], y))
+    }
+
+    fn max_pool3d_transposed(
+        &self,
+        x: &ArrayD<f32>,
+        gy: &ArrayD<f32>,
+        g: &Pool3dGeometry,
+    ) -> Result<ArrayD<f32>> {
+        let d = self.pool_dims(x.shape(), g)?;
+        self.check_pool_grad(x.shape(), gy.shape(), &d)?;
+        let mut dx = vec![0.0f32; x.len()];
+        self.run(|| pool::max_pool_transposed(&d, slice(x), slice(gy), &mut dx));
+        Ok(from_vec(x.shape(), dx))
+    }
+
+    fn sum_pool3d(&self, x: &ArrayD<f32>, g: &Pool3dGeometry) -> Result<ArrayD<f32>> {
+        let d = self.pool_dims(x.shape(), g)?;
+        let mut y = vec![0.0f32; x.shape()[0] * x.shape()[1] * d.output.iter().product::<usize>()];
+        self.run(|| pool::sum_pool(&d, slice(x), &mut y));
+        let [to, ho, wo] = d.output;
+        Ok(from_vec(&[x.shape()[0], x.shape()[1], to, ho, wo], y))
+    }
+
+    fn sum_pool3d_transposed(
+        &self,
+        gy: &ArrayD<f32>,
+        g: &Pool3dGeometry,
+        input_shape: &[usize],
+    ) -> Result<ArrayD<f32>> {
+        let d = self.pool_dims(input_shape, g)?;
+        self.check_pool_grad(input_shape, gy.shape(), &d)?;
+        let mut dx = vec![0.0f32; input_shape.iter().product()];
+        self.run(|| pool::sum_pool_transposed(&d, slice(gy), &mut dx));
+        Ok(from_vec(input_shape, dx))
+    }
+}
+
+impl Cpu {
+    fn check_pool_grad(&self, x: &[usize], gy: &[usize], d: &PoolDims) -> Result<()> {
+        let [to, ho, wo] = d.output;
+        if gy != [x[0], x[1], to, ho, wo] {
+            return Err(Error::shape(format!(
+                "pooling gradient {gy:?} does not match output [{}, {}, {to}, {ho}, {wo}]",
+                x[0], x[1]
+            )));
+        }
+        Ok(())
     }
 }

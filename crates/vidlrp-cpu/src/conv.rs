@@ -1,0 +1,190 @@
+//! 3-d convolution as tiled im2col + GEMM, and its transpose as GEMM + col2im.
+//!
+//! The im2col matrix of one sample has `K = C_in kT kH kW` rows and one column per output
+//! position; it is built a tile of columns at a time, so its memory stays near
+//! [`TILE_FLOATS`] whatever the layer size (C3D's conv2 would need 350 MB untiled).
+
+use crate::gemm::par_gemm;
+use ndarray::{ArrayView2, ArrayViewMut2};
+use rayon::prelude::*;
+use vidlrp_core::Conv3dGeometry;
+
+/// Target size of one im2col tile, in floats (16 MB).
+pub const TILE_FLOATS: usize = 4 << 20;
+
+/// Extents of one convolution call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConvDims {
+    pub c_in: usize,
+    pub input: [usize; 3],
+    pub output: [usize; 3],
+    pub g: Conv3dGeometry,
+}
+
+impl ConvDims {
+    pub fn rows(&self) -> usize {
+        self.c_in * self.g.kernel.iter().product::<usize>()
+    }
+    pub fn positions(&self) -> usize {
+        self.output.iter().product()
+    }
+    pub fn input_len(&self) -> usize {
+        self.c_in * self.input.iter().product::<usize>()
+    }
+    /// Columns per tile: about [`TILE_FLOATS`] floats, at least 64 columns.
+    pub fn tile_cols(&self) -> usize {
+        (TILE_FLOATS / self.rows()).clamp(64, self.positions().max(1))
+    }
+
+    /// `(c, a, b, d)`: input channel and kernel offsets of im2col row `r`.
+    #[inline]
+    fn row_parts(&self, r: usize) -> (usize, usize, usize, usize) {
+        let [kt, kh, kw] = self.g.kernel;
+        let d = r % kw;
+        let b = (r / kw) % kh;
+        let a = (r / (kw * kh)) % kt;
+        (r / (kw * kh * kt), a, b, d)
+    }
+
+    /// Visits the output positions `p0..p1` of im2col row `r` as runs along the last axis:
+    /// `f(col_offset, src)` with `src` = `Some(start index into the sample's input, length, stride)`
+    /// for the in-range part of a run and `None` for padding of the given length.
+    #[inline]
+    fn for_each_run(&self, r: usize, p0: usize, p1: usize, mut f: impl FnMut(usize, Run)) {
+        let (c, a, b, d) = self.row_parts(r);
+        let [t_in, h_in, w_in] = self.input;
+        let [_, ho_n, wo_n] = self.output;
+        let [st, sh, sw] = self.g.stride;
+        let [pt, ph, pw] = self.g.padding;
+        let plane = ho_n * wo_n;
+        // Valid output columns: 0 <= wo*sw + d - pw < w_in.
+        let lo = if pw > d { (pw - d).div_ceil(sw) } else { 0 };
+        let hi = if w_in + pw > d { ((w_in + pw - d - 1) / sw + 1).min(wo_n) } else { 0 };
+        let mut p = p0;
+        while p < p1 {
+            let to = p / plane;
+            let rem = p % plane;
+            let ho = rem / wo_n;
+            let wo0 = rem % wo_n;
+            let wo1 = wo_n.min(wo0 + (p1 - p));
+            let off = p - p0;
+            let t = (to * st + a) as isize - pt as isize;
+            let h = (ho * sh + b) as isize - ph as isize;
+            if t < 0 || t >= t_in as isize || h < 0 || h >= h_in as isize || lo >= hi {
+                f(off, Run::Pad(wo1 - wo0));
+            } else {
+                let (v0, v1) = (lo.max(wo0), hi.min(wo1));
+                if v0 >= v1 {
+                    f(off, Run::Pad(wo1 - wo0));
+                } else {
+                    if v0 > wo0 {
+                        f(off, Run::Pad(v0 - wo0));
+                    }
+                    let base = ((c * t_in + t as usize) * h_in + h as usize) * w_in;
+                    let start = base + v0 * sw + d - pw;
+                    f(off + v0 - wo0, Run::Data { start, len: v1 - v0, stride: sw });
+                    if wo1 > v1 {
+                        f(off + v1 - wo0, Run::Pad(wo1 - v1));
+                    }
+                }
+            }
+            p += wo1 - wo0;
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Run {
+    Pad(usize),
+    Data { start: usize, len: usize, stride: usize },
+}
+
+/// Fills `col` (`K x (p1 - p0)`, row-major) with the im2col columns `p0..p1` of one sample.
+pub(crate) fn im2col(dims: &ConvDims, x: &[f32], p0: usize, p1: usize, col: &mut [f32]) {
+    let width = p1 - p0;
+    col.par_chunks_mut(width).enumerate().for_each(|(r, row)| {
+        dims.for_each_run(r, p0, p1, |off, run| match run {
+            Run::Pad(len) => row[off..off + len].fill(0.0),
+            Run::Data { start, len, stride: 1 } => {
+                row[off..off + len].copy_from_slice(&x[start..start + len])
+            }
+            Run::Data { start, len, stride } => {
+                for (i, v) in row[off..off + len].iter_mut().enumerate() {
+                    *v = x[start + i * stride];
+                }
+            }
+        });
+    });
+}
+
+/// Adds the columns `p0..p1` of `col` (`K x (p1 - p0)`) back into the sample's input gradient
+/// `dx`, in parallel over input channels (each channel's rows touch only its own slice).
+pub(crate) fn col2im_add(dims: &ConvDims, col: &[f32], p0: usize, p1: usize, dx: &mut [f32]) {
+    let width = p1 - p0;
+    let per_channel = dims.g.kernel.iter().product::<usize>();
+    let plane = dims.input.iter().product::<usize>();
+    dx.par_chunks_mut(plane).enumerate().for_each(|(c, dxc)| {
+        for r in c * per_channel..(c + 1) * per_channel {
+            let row = &col[r * width..(r + 1) * width];
+            dims.for_each_run(r, p0, p1, |off, run| {
+                if let Run::Data { start, len, stride } = run {
+                    let start = start - c * plane;
+                    for (i, v) in row[off..off + len].iter().enumerate() {
+                        dxc[start + i * stride] += v;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Forward convolution of one sample: `out` (`C_out x P`) = `w` (`C_out x K`) im2col(x) + bias.
+pub(crate) fn conv_forward_sample(
+    dims: &ConvDims,
+    x: &[f32],
+    w: ArrayView2<'_, f32>,
+    bias: Option<&[f32]>,
+    mut out: ArrayViewMut2<'_, f32>,
+    col: &mut Vec<f32>,
+) {
+    let (k, p) = (dims.rows(), dims.positions());
+    let tile = dims.tile_cols();
+    let mut p0 = 0;
+    while p0 < p {
+        let p1 = (p0 + tile).min(p);
+        col.resize(k * (p1 - p0), 0.0);
+        im2col(dims, x, p0, p1, col);
+        let cv = ArrayView2::from_shape((k, p1 - p0), &col[..]).expect("tile shape");
+        par_gemm(1.0, w, cv, 0.0, out.slice_mut(ndarray::s![.., p0..p1]));
+        p0 = p1;
+    }
+    if let Some(b) = bias {
+        out.outer_iter_mut().into_par_iter().zip(b.par_iter()).for_each(|(mut row, &bo)| {
+            row.mapv_inplace(|v| v + bo);
+        });
+    }
+}
+
+/// Transposed convolution of one sample: `dx += col2im(w^T g)` with `g` (`C_out x P`).
+pub(crate) fn conv_transposed_sample(
+    dims: &ConvDims,
+    g: ArrayView2<'_, f32>,
+    w: ArrayView2<'_, f32>,
+    dx: &mut [f32],
+    col: &mut Vec<f32>,
+) {
+    let (k, p) = (dims.rows(), dims.positions());
+    let tile = dims.tile_cols();
+    let wt = w.t();
+    let mut p0 = 0;
+    while p0 < p {
+        let p1 = (p0 + tile).min(p);
+        col.resize(k * (p1 - p0), 0.0);
+        {
+            let cv = ArrayViewMut2::from_shape((k, p1 - p0), &mut col[..]).expect("tile shape");
+            par_gemm(1.0, wt, g.slice(ndarray::s![.., p0..p1]), 0.0, cv);
+        }
+        col2im_add(dims, col, p0, p1, dx);
+        p0 = p1;
+    }
+}

@@ -1,0 +1,86 @@
+//! 3-d pooling kernels over clipped windows, one `(n, c)` plane per task.
+
+use rayon::prelude::*;
+use vidlrp_core::Pool3dGeometry;
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PoolDims {
+    pub input: [usize; 3],
+    pub output: [usize; 3],
+    pub g: Pool3dGeometry,
+}
+
+impl PoolDims {
+    fn in_len(&self) -> usize {
+        self.input.iter().product()
+    }
+    fn out_len(&self) -> usize {
+        self.output.iter().product()
+    }
+
+    /// Calls `f(j, window)` for every output position `j` with the flat input indices of its
+    /// clipped window in scan order (`t`, then `h`, then `w`).
+    fn for_each_window(&self, mut f: impl FnMut(usize, &mut dyn Iterator<Item = usize>)) {
+        let [t_in, h_in, w_in] = self.input;
+        let [to_n, ho_n, wo_n] = self.output;
+        let mut j = 0;
+        for to in 0..to_n {
+            let (t0, t1) = self.g.window(0, to, t_in);
+            for ho in 0..ho_n {
+                let (h0, h1) = self.g.window(1, ho, h_in);
+                for wo in 0..wo_n {
+                    let (w0, w1) = self.g.window(2, wo, w_in);
+                    let mut it = (t0..t1).flat_map(move |t| {
+                        (h0..h1).flat_map(move |h| (w0..w1).map(move |w| (t * h_in + h) * w_in + w))
+                    });
+                    f(j, &mut it);
+                    j += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Index of the first maximum in scan order (`None` for an empty window).
+fn argmax(x: &[f32], window: &mut dyn Iterator<Item = usize>) -> Option<usize> {
+    let mut best: Option<(usize, f32)> = None;
+    for i in window {
+        let v = x[i];
+        match best {
+            Some((_, b)) if !(v > b || v.is_nan()) => {}
+            _ => best = Some((i, v)),
+        }
+    }
+    best.map(|(i, _)| i)
+}
+
+pub(crate) fn max_pool(d: &PoolDims, x: &[f32], y: &mut [f32]) {
+    y.par_chunks_mut(d.out_len()).zip(x.par_chunks(d.in_len())).for_each(|(yp, xp)| {
+        d.for_each_window(|j, w| yp[j] = argmax(xp, w).map_or(f32::NEG_INFINITY, |i| xp[i]));
+    });
+}
+
+pub(crate) fn max_pool_transposed(d: &PoolDims, x: &[f32], g: &[f32], dx: &mut [f32]) {
+    dx.par_chunks_mut(d.in_len())
+        .zip(x.par_chunks(d.in_len()))
+        .zip(g.par_chunks(d.out_len()))
+        .for_each(|((dxp, xp), gp)| {
+            d.for_each_window(|j, w| {
+                if let Some(i) = argmax(xp, w) {
+                    dxp[i] += gp[j];
+                }
+            });
+        });
+}
+
+pub(crate) fn sum_pool(d: &PoolDims, x: &[f32], y: &mut [f32]) {
+    y.par_chunks_mut(d.out_len()).zip(x.par_chunks(d.in_len())).for_each(|(yp, xp)| {
+        d.for_each_window(|j, w| yp[j] = w.map(|i| xp[i]).sum());
+    });
+}
+
+pub(crate) fn sum_pool_transposed(d: &PoolDims, g: &[f32], dx: &mut [f32]) {
+    dx.par_chunks_mut(d.in_len()).zip(g.par_chunks(d.out_len())).for_each(|(dxp, gp)| {
+        d.for_each_window(|j, w| w.for_each(|i| dxp[i] += gp[j]));
+    });
+}

@@ -1,0 +1,317 @@
+//! vidlrp-io: tensor files in and out of [`HostTensor`]s.
+//!
+//! - `.npy` (numpy arrays: clips, relevance maps), read as `f32` from `<f4`/`<f8`, written `<f4`;
+//! - weight archives: safetensors and `.npz`, read into a name -> tensor [`TensorMap`], the
+//!   format recognised by content, not by name;
+//! - every write goes to a temporary file next to the target and is renamed into place, so a
+//!   failed run never leaves a partial output behind.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use vidlrp_core::HostTensor;
+
+/// Named tensors of a weight file, sorted by name.
+pub type TensorMap = BTreeMap<String, HostTensor>;
+
+/// What went wrong reading or writing a tensor file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IoError {
+    /// The file could not be opened, read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The system error.
+        source: io::Error,
+    },
+    /// The file is not valid in its format (truncated, corrupt, wrong type, ...).
+    #[error("{path}: {message}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl IoError {
+    fn io(path: &Path, source: io::Error) -> Self {
+        IoError::Io { path: path.to_path_buf(), source }
+    }
+    fn format(path: &Path, message: impl Into<String>) -> Self {
+        IoError::Format { path: path.to_path_buf(), message: message.into() }
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = IoError> = std::result::Result<T, E>;
+
+fn npy_to_host<R: Read>(path: &Path, npy: npyz::NpyFile<R>, what: &str) -> Result<HostTensor> {
+    if npy.order() != npyz::Order::C {
+        return Err(IoError::format(path, format!("{what}: Fortran-order arrays are not supported; save a C-contiguous array")));
+    }
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let dtype = npy.dtype().descr();
+    let data: Vec<f32> = match dtype.as_str() {
+        "'<f4'" | "'|f4'" => npy.into_vec::<f32>(),
+        "'<f8'" => npy.into_vec::<f64>().map(|v| v.into_iter().map(|x| x as f32).collect()),
+        other => {
+            return Err(IoError::format(
+                path,
+                format!("{what}: dtype {other} is not supported (expected float32 or float64)"),
+            ))
+        }
+    }
+    .map_err(|e| IoError::format(path, format!("{what}: cannot read the array data ({e}); is the file truncated?")))?;
+    HostTensor::new(shape, data).map_err(|e| IoError::format(path, format!("{what}: {e}")))
+}
+
+/// Reads a `.npy` array as `f32` (`float32` as is, `float64` rounded).
+///
+/// **Errors** on a missing, truncated or non-npy file and on other dtypes.
+pub fn read_npy(path: &Path) -> Result<HostTensor> {
+    let file = File::open(path).map_err(|e| IoError::io(path, e))?;
+    let npy = npyz::NpyFile::new(io::BufReader::new(file))
+        .map_err(|e| IoError::format(path, format!("not a readable .npy file ({e})")))?;
+    npy_to_host(path, npy, "array")
+}
+
+/// Writes `f32` data of `shape` as a `.npy` array, atomically.
+pub fn write_npy(path: &Path, t: &HostTensor) -> Result<()> {
+    atomic_write(path, |w| write_npy_to(w, t))
+}
+
+fn write_npy_to<W: Write>(w: W, t: &HostTensor) -> io::Result<()> {
+    use npyz::WriterBuilder;
+    let shape: Vec<u64> = t.shape().iter().map(|&d| d as u64).collect();
+    let mut writer = npyz::WriteOptions::new().default_dtype().shape(&shape).writer(w).begin_nd()?;
+    writer.extend(t.data().iter().copied())?;
+    writer.finish()
+}
+
+/// Writes `i64` values as a 1-d `.npy` array, atomically.
+pub fn write_npy_i64(path: &Path, values: &[i64]) -> Result<()> {
+    atomic_write(path, |w| {
+        use npyz::WriterBuilder;
+        let mut writer = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(&[values.len() as u64])
+            .writer(w)
+            .begin_nd()?;
+        writer.extend(values.iter().copied())?;
+        writer.finish()
+    })
+}
+
+/// Reads every tensor of a weight file: safetensors or `.npz`, recognised by content.
+///
+/// **Errors** on unreadable, truncated or corrupt files and on non-float tensors.
+pub fn read_tensors(path: &Path) -> Result<TensorMap> {
+    let mut head = [0u8; 4];
+    let mut file = File::open(path).map_err(|e| IoError::io(path, e))?;
+    let n = file.read(&mut head).map_err(|e| IoError::io(path, e))?;
+    drop(file);
+    if n == 4 && head == *b"PK\x03\x04" || n == 4 && head == *b"PK\x05\x06" {
+        read_npz(path)
+    } else {
+        read_safetensors(path)
+    }
+}
+
+fn read_npz(path: &Path) -> Result<TensorMap> {
+    let mut npz = npyz::npz::NpzArchive::open(path)
+        .map_err(|e| IoError::format(path, format!("not a readable .npz archive ({e})")))?;
+    let names: Vec<String> = npz.array_names().map(str::to_string).collect();
+    if names.is_empty() {
+        return Err(IoError::format(path, "the .npz archive holds no arrays"));
+    }
+    let mut out = TensorMap::new();
+    for name in names {
+        let npy = npz
+            .by_name(&name)
+            .map_err(|e| IoError::format(path, format!("array {name}: {e}")))?
+            .ok_or_else(|| IoError::format(path, format!("array {name} vanished")))?;
+        let t = npy_to_host(path, npy, &format!("array {name}"))?;
+        out.insert(name, t);
+    }
+    Ok(out)
+}
+
+fn read_safetensors(path: &Path) -> Result<TensorMap> {
+    use safetensors::{Dtype, SafeTensors};
+    let bytes = fs::read(path).map_err(|e| IoError::io(path, e))?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+        IoError::format(path, format!("neither a safetensors file nor an .npz archive ({e})"))
+    })?;
+    let mut out = TensorMap::new();
+    for (name, view) in st.iter() {
+        let raw = view.data();
+        let data: Vec<f32> = match view.dtype() {
+            Dtype::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            Dtype::F64 => raw
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+                .collect(),
+            Dtype::F16 => raw.chunks_exact(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect(),
+            Dtype::BF16 => {
+                raw.chunks_exact(2).map(|b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)).collect()
+            }
+            other => {
+                return Err(IoError::format(
+                    path,
+                    format!("tensor {name} has dtype {other:?}; expected a float type"),
+                ))
+            }
+        };
+        let t = HostTensor::new(view.shape().to_vec(), data)
+            .map_err(|e| IoError::format(path, format!("tensor {name}: {e}")))?;
+        out.insert(name.to_string(), t);
+    }
+    Ok(out)
+}
+
+/// IEEE half to single precision.
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = u32::from(h >> 15) << 31;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let frac = u32::from(h & 0x3ff);
+    let bits = match (exp, frac) {
+        (0, 0) => sign,
+        (0, f) => {
+            // Subnormal: renormalise.
+            let mut e = 127 - 15 + 1;
+            let mut f = f;
+            while f & 0x400 == 0 {
+                f <<= 1;
+                e -= 1;
+            }
+            sign | (e << 23) | ((f & 0x3ff) << 13)
+        }
+        (0x1f, f) => sign | 0x7f80_0000 | (f << 13),
+        (e, f) => sign | ((e + 127 - 15) << 23) | (f << 13),
+    };
+    f32::from_bits(bits)
+}
+
+/// Writes tensors as a safetensors file (`F32`), atomically.
+pub fn write_safetensors(path: &Path, tensors: &TensorMap) -> Result<()> {
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
+        .iter()
+        .map(|(k, t)| (k.clone(), t.data().iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape().to_vec()))
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(k, b, s)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                .map(|v| (k.as_str(), v))
+                .map_err(|e| IoError::format(path, format!("tensor {k}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let data = safetensors::serialize(views, None)
+        .map_err(|e| IoError::format(path, format!("cannot serialise: {e}")))?;
+    atomic_write(path, |w| w.write_all(&data))
+}
+
+/// Writes tensors as an uncompressed `.npz` archive (numpy's `np.savez`), atomically.
+pub fn write_npz(path: &Path, tensors: &TensorMap) -> Result<()> {
+    atomic_write(path, |w| {
+        let mut zip = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
+        let options = zip::write::FileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .large_file(true);
+        for (name, t) in tensors {
+            zip.start_file(npyz::npz::file_name_from_array_name(name), options)?;
+            write_npy_to(&mut zip, t)?;
+        }
+        let cursor = zip.finish()?;
+
+        w.write_all(cursor.get_ref())
+    })
+}
+
+/// Runs `write` on a temporary file next to `path` and renames it into place; on any error the
+/// temporary file is removed and `path` is left untouched.
+pub fn atomic_write(path: &Path, write: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>) -> Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| IoError::format(path, "not a file path"))?;
+    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let file = File::create(&tmp)?;
+        let mut w = BufWriter::new(file);
+        write(&mut w)?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(IoError::io(path, e));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("vidlrp-io-{tag}-{}", std::process::id()));
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn sample() -> TensorMap {
+        let mut m = TensorMap::new();
+        m.insert("a.weight".into(), HostTensor::new(vec![2, 3], vec![1.0, -2.0, 3.5, 0.0, 1e-7, 9.0]).unwrap());
+        m.insert("a.bias".into(), HostTensor::new(vec![2], vec![0.5, -0.5]).unwrap());
+        m
+    }
+
+    #[test]
+    fn safetensors_and_npz_round_trip() {
+        let d = tmpdir("rt");
+        for file in ["w.safetensors", "w.npz"] {
+            let p = d.join(file);
+            if file.ends_with("npz") {
+                write_npz(&p, &sample()).unwrap();
+            } else {
+                write_safetensors(&p, &sample()).unwrap();
+            }
+            assert_eq!(read_tensors(&p).unwrap(), sample(), "{file}");
+        }
+        let p = d.join("x.npy");
+        let t = HostTensor::new(vec![1, 2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+        write_npy(&p, &t).unwrap();
+        assert_eq!(read_npy(&p).unwrap(), t);
+    }
+
+    #[test]
+    fn truncated_and_garbage_files_error() {
+        let d = tmpdir("bad");
+        let p = d.join("w.safetensors");
+        write_safetensors(&p, &sample()).unwrap();
+        let bytes = fs::read(&p).unwrap();
+        fs::write(&p, &bytes[..bytes.len() - 5]).unwrap();
+        assert!(matches!(read_tensors(&p), Err(IoError::Format { .. })));
+        fs::write(&p, b"hello world, no tensors here").unwrap();
+        assert!(read_tensors(&p).is_err());
+        let n = d.join("x.npy");
+        write_npy(&n, &HostTensor::zeros(vec![10, 10])).unwrap();
+        let bytes = fs::read(&n).unwrap();
+        fs::write(&n, &bytes[..bytes.len() - 7]).unwrap();
+        assert!(read_npy(&n).is_err());
+        assert!(matches!(read_npy(&d.join("missing.npy")), Err(IoError::Io { .. })));
+    }
+
+    #[test]
+    fn half_precision_decodes() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+        assert!(f16_to_f32(0x7e00).is_nan());
+    }
+}
