@@ -92,9 +92,9 @@ impl BinaryOp {
 /// A tensor backend: storage plus the ops of every layer and rule.
 ///
 /// Implementations must be deterministic for a fixed thread count.
-pub trait Backend: Send + Sync {
+pub trait Backend: Send + Sync + 'static {
     /// The backend's tensor handle.
-    type Tensor: Clone + Send + Sync;
+    type Tensor: Clone + Send + Sync + 'static;
 
     /// A short name for reports, e.g. `cpu (2 threads)`.
     fn name(&self) -> String;

@@ -33,7 +33,8 @@ impl ConvDims {
     }
     /// Columns per tile: about [`TILE_FLOATS`] floats, at least 64 columns.
     pub fn tile_cols(&self) -> usize {
-        (TILE_FLOATS / self.rows()).clamp(64, self.positions().max(1))
+        let p = self.positions().max(1);
+        (TILE_FLOATS / self.rows()).max(64).min(p)
     }
 
     /// `(c, a, b, d)`: input channel and kernel offsets of im2col row `r`.

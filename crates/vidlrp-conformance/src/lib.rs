@@ -1,0 +1,25 @@
+//! vidlrp-conformance: the checks every backend must pass, written once against [`Backend`].
+//!
+//! - [`golden`]: explanations of small C3D-shaped models against goldens made by Zennit,
+//!   PyTorch autograd and an independent PyTorch DTD (`fixtures/golden/generate.py`), to
+//!   `max |R - R_ref| <= 1e-4 max |R_ref|`;
+//! - [`random`]: seeded random C3D-shaped models and inputs, for conservation checks and for
+//!   comparing backends with each other.
+
+pub mod golden;
+pub mod random;
+
+/// The tolerance of every comparison: `max |R - R_ref| <= TOLERANCE * max |R_ref|`.
+pub const TOLERANCE: f64 = 1e-4;
+
+/// `(max |a - b|, max |b|)` over two equally long slices.
+pub fn max_errors(a: &[f32], b: &[f32]) -> (f64, f64) {
+    let mut err = 0f64;
+    let mut scale = 0f64;
+    for (&x, &y) in a.iter().zip(b) {
+        let d = (f64::from(x) - f64::from(y)).abs();
+        err = if d.is_nan() { f64::INFINITY } else { err.max(d) };
+        scale = scale.max(f64::from(y).abs());
+    }
+    (err, scale)
+}
