@@ -23,7 +23,9 @@ impl Rng {
             x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
             x ^ (x >> 31)
         };
-        Self { s: [next(), next(), next(), next()] }
+        Self {
+            s: [next(), next(), next(), next()],
+        }
     }
 
     /// The next 64 random bits.
@@ -76,17 +78,31 @@ pub fn init_weights(spec: &C3dSpec, seed: u64) -> TensorMap {
         rng.fill_normal(&mut w, (2.0 / fan_in as f64).sqrt());
         let mut b = vec![0.0f32; wshape[0]];
         rng.fill_normal(&mut b, 0.01);
-        out.insert(format!("{name}.bias"), HostTensor::new(vec![wshape[0]], b).expect("shape"));
-        out.insert(format!("{name}.weight"), HostTensor::new(wshape, w).expect("shape"));
+        out.insert(
+            format!("{name}.bias"),
+            HostTensor::new(vec![wshape[0]], b).expect("shape"),
+        );
+        out.insert(
+            format!("{name}.weight"),
+            HostTensor::new(wshape, w).expect("shape"),
+        );
     };
     for (i, name) in CONV_NAMES.iter().enumerate() {
         let [kt, kh, kw] = spec.kernels[i];
         let width = spec.conv_widths[i];
-        add(name, vec![width, c_in, kt, kh, kw], c_in * kt * kh * kw, &mut out);
+        add(
+            name,
+            vec![width, c_in, kt, kh, kw],
+            c_in * kt * kh * kw,
+            &mut out,
+        );
         c_in = width;
     }
     let mut d_in = spec.fc6_inputs;
-    for (name, d_out) in FC_NAMES.iter().zip([spec.fc_widths[0], spec.fc_widths[1], spec.classes]) {
+    for (name, d_out) in FC_NAMES
+        .iter()
+        .zip([spec.fc_widths[0], spec.fc_widths[1], spec.classes])
+    {
         add(name, vec![d_out, d_in], d_in, &mut out);
         d_in = d_out;
     }
@@ -102,7 +118,11 @@ mod tests {
         let mut a = vec![0.0f32; 100_000];
         Rng::new(7).fill_normal(&mut a, 1.0);
         let mean = a.iter().map(|&v| f64::from(v)).sum::<f64>() / a.len() as f64;
-        let var = a.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / a.len() as f64;
+        let var = a
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / a.len() as f64;
         assert!(mean.abs() < 0.01, "mean {mean}");
         assert!((var - 1.0).abs() < 0.02, "var {var}");
         let mut b = vec![0.0f32; 100_000];
@@ -112,9 +132,19 @@ mod tests {
 
     #[test]
     fn init_matches_spec_and_loads_back() {
-        let spec = C3dSpec::with_widths([2, 3, 4, 4, 5, 5, 6, 6], [7, 8], 9, [16, 32, 32], crate::Pool5::Port).unwrap();
+        let spec = C3dSpec::with_widths(
+            [2, 3, 4, 4, 5, 5, 6, 6],
+            [7, 8],
+            9,
+            [16, 32, 32],
+            crate::Pool5::Port,
+        )
+        .unwrap();
         let w = init_weights(&spec, 3);
         assert_eq!(C3dSpec::from_weights(&w).unwrap(), spec);
-        assert_eq!(w.values().map(|t| t.len()).sum::<usize>(), spec.num_params());
+        assert_eq!(
+            w.values().map(|t| t.len()).sum::<usize>(),
+            spec.num_params()
+        );
     }
 }

@@ -29,13 +29,19 @@ use vidlrp_core::{
 pub use vidlrp_io::TensorMap;
 
 /// The eight convolutions in order.
-pub const CONV_NAMES: [&str; 8] =
-    ["conv1", "conv2", "conv3a", "conv3b", "conv4a", "conv4b", "conv5a", "conv5b"];
+pub const CONV_NAMES: [&str; 8] = [
+    "conv1", "conv2", "conv3a", "conv3b", "conv4a", "conv4b", "conv5a", "conv5b",
+];
 /// The three dense layers in order.
 pub const FC_NAMES: [&str; 3] = ["fc6", "fc7", "fc8"];
 /// The pooling that follows a convolution.
-const POOL_AFTER: [(&str, &str); 5] =
-    [("conv1", "pool1"), ("conv2", "pool2"), ("conv3b", "pool3"), ("conv4b", "pool4"), ("conv5b", "pool5")];
+const POOL_AFTER: [(&str, &str); 5] = [
+    ("conv1", "pool1"),
+    ("conv2", "pool2"),
+    ("conv3b", "pool3"),
+    ("conv4b", "pool4"),
+    ("conv5b", "pool5"),
+];
 
 /// Errors of loading or building a C3D model.
 #[derive(Debug, thiserror::Error)]
@@ -69,8 +75,18 @@ impl Pool5 {
     /// The pooling geometry.
     pub fn geometry(self) -> Pool3dGeometry {
         match self {
-            Pool5::Port => Pool3dGeometry { kernel: [2; 3], stride: [2; 3], padding: [0, 1, 1], ceil_mode: false },
-            Pool5::Caffe => Pool3dGeometry { kernel: [2; 3], stride: [2; 3], padding: [0; 3], ceil_mode: true },
+            Pool5::Port => Pool3dGeometry {
+                kernel: [2; 3],
+                stride: [2; 3],
+                padding: [0, 1, 1],
+                ceil_mode: false,
+            },
+            Pool5::Caffe => Pool3dGeometry {
+                kernel: [2; 3],
+                stride: [2; 3],
+                padding: [0; 3],
+                ceil_mode: true,
+            },
         }
     }
 }
@@ -81,7 +97,9 @@ impl FromStr for Pool5 {
         match s {
             "port" | "pytorch" => Ok(Pool5::Port),
             "caffe" | "ceil" => Ok(Pool5::Caffe),
-            other => Err(format!("unknown pool5 variant {other:?} (expected port or caffe)")),
+            other => Err(format!(
+                "unknown pool5 variant {other:?} (expected port or caffe)"
+            )),
         }
     }
 }
@@ -97,9 +115,19 @@ impl fmt::Display for Pool5 {
 
 fn pool_geometry(name: &str, pool5: Pool5) -> Pool3dGeometry {
     match name {
-        "pool1" => Pool3dGeometry { kernel: [1, 2, 2], stride: [1, 2, 2], padding: [0; 3], ceil_mode: false },
+        "pool1" => Pool3dGeometry {
+            kernel: [1, 2, 2],
+            stride: [1, 2, 2],
+            padding: [0; 3],
+            ceil_mode: false,
+        },
         "pool5" => pool5.geometry(),
-        _ => Pool3dGeometry { kernel: [2; 3], stride: [2; 3], padding: [0; 3], ceil_mode: false },
+        _ => Pool3dGeometry {
+            kernel: [2; 3],
+            stride: [2; 3],
+            padding: [0; 3],
+            ceil_mode: false,
+        },
     }
 }
 
@@ -123,8 +151,14 @@ pub struct C3dSpec {
 impl C3dSpec {
     /// The published C3D: widths 64 .. 512, fc 4096, 487 Sports-1M classes, 16x112x112 input.
     pub fn full() -> Self {
-        Self::with_widths([64, 128, 256, 256, 512, 512, 512, 512], [4096, 4096], 487, [16, 112, 112], Pool5::Port)
-            .expect("the published C3D is valid")
+        Self::with_widths(
+            [64, 128, 256, 256, 512, 512, 512, 512],
+            [4096, 4096],
+            487,
+            [16, 112, 112],
+            Pool5::Port,
+        )
+        .expect("the published C3D is valid")
     }
 
     /// A network of the given widths whose fc6 fits a `[T, H, W]` input under `pool5`.
@@ -138,7 +172,9 @@ impl C3dSpec {
         pool5: Pool5,
     ) -> Result<Self> {
         if conv_widths.contains(&0) || fc_widths.contains(&0) || classes == 0 {
-            return Err(C3dError::Weights("widths and class count must be positive".into()));
+            return Err(C3dError::Weights(
+                "widths and class count must be positive".into(),
+            ));
         }
         let mut spec = Self {
             in_channels: 3,
@@ -192,7 +228,11 @@ impl C3dSpec {
         if !extra.is_empty() {
             return Err(C3dError::Weights(format!(
                 "unexpected tensor(s) {}: not part of C3D",
-                extra.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                extra
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         let mut in_ch = get("conv1.weight")?.shape().get(1).copied().unwrap_or(0);
@@ -208,7 +248,10 @@ impl C3dSpec {
             }
             let bs = get(&format!("{name}.bias"))?.shape();
             if bs != [ws[0]] {
-                return Err(C3dError::Weights(format!("{name}.bias has shape {bs:?}; expected [{}]", ws[0])));
+                return Err(C3dError::Weights(format!(
+                    "{name}.bias has shape {bs:?}; expected [{}]",
+                    ws[0]
+                )));
             }
             conv_widths[i] = ws[0];
             kernels[i] = [ws[2], ws[3], ws[4]];
@@ -220,12 +263,19 @@ impl C3dSpec {
             if ws.len() != 2 || ws.contains(&0) || (i > 0 && ws[1] != dims[i]) {
                 return Err(C3dError::Weights(format!(
                     "{name}.weight has shape {ws:?}; expected [D_out, {}]",
-                    if i > 0 { dims[i].to_string() } else { "D_in".into() }
+                    if i > 0 {
+                        dims[i].to_string()
+                    } else {
+                        "D_in".into()
+                    }
                 )));
             }
             let bs = get(&format!("{name}.bias"))?.shape();
             if bs != [ws[0]] {
-                return Err(C3dError::Weights(format!("{name}.bias has shape {bs:?}; expected [{}]", ws[0])));
+                return Err(C3dError::Weights(format!(
+                    "{name}.bias has shape {bs:?}; expected [{}]",
+                    ws[0]
+                )));
             }
             if i == 0 {
                 dims[0] = ws[1];
@@ -309,7 +359,14 @@ pub fn build<B: Backend>(
     for (i, name) in CONV_NAMES.iter().enumerate() {
         let k = spec.kernels[i];
         let (w, b) = (take(format!("{name}.weight")), take(format!("{name}.bias")));
-        net.push(Conv3d::new(be, *name, &w, Some(&b), [1; 3], [k[0] / 2, k[1] / 2, k[2] / 2])?);
+        net.push(Conv3d::new(
+            be,
+            *name,
+            &w,
+            Some(&b),
+            [1; 3],
+            [k[0] / 2, k[1] / 2, k[2] / 2],
+        )?);
         relu += 1;
         net.push(Relu::new(format!("relu{relu}")));
         if let Some((_, pool)) = POOL_AFTER.iter().find(|(c, _)| c == name) {

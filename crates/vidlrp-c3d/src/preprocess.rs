@@ -33,7 +33,13 @@ impl Preprocess {
 
     /// The PyTorch port's `predict.py`: RGB 0..255, resize 112x200, columns 44..156, no mean.
     pub fn port() -> Self {
-        Self { name: "port", channel_order: "RGB", mean: [0.0; 3], resize: [112, 200], crop: ([0, 44], [112, 112]) }
+        Self {
+            name: "port",
+            channel_order: "RGB",
+            mean: [0.0; 3],
+            resize: [112, 200],
+            crop: ([0, 44], [112, 112]),
+        }
     }
 
     /// A preset by name (`caffe` or `port`).

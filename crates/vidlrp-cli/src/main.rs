@@ -1,3 +1,54 @@
-fn main() {
-    println!("Hello, world!");
+//! `vidlrp`: explain video 3D-CNN predictions with deep Taylor decomposition / LRP.
+
+mod demo;
+mod explain;
+mod init;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "vidlrp",
+    version,
+    about = "Explain video 3D-CNN (C3D) predictions with deep Taylor decomposition / LRP",
+    long_about = "Explain video 3D-CNN (C3D) predictions with deep Taylor decomposition (z^B on the \
+                  first layer, z+ above, proportional pooling), sensitivity analysis and the LRP \
+                  composites Zennit users know.",
+    after_help = "Examples:\n  \
+      vidlrp demo --out demo                      # seeded C3D + synthetic clip, DTD and SA\n  \
+      vidlrp init --seed 1 --out c3d-u.safetensors\n  \
+      vidlrp explain --weights c3d.safetensors --input clip.npy --method dtd --bounds caffe --out r.npy\n\n\
+      Run `vidlrp <command> --help` for each command's options and examples."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Explain one clip (or a batch) with a rule preset; write the relevance as .npy.
+    Explain(explain::Args),
+    /// Write a seeded, He-normal initialised C3D (the untrained baseline DTD-u).
+    Init(init::Args),
+    /// Run the main job on built-in data: a seeded C3D and a synthetic clip, DTD and SA.
+    Demo(demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Explain(a) => explain::run(a),
+        Command::Init(a) => init::run(a),
+        Command::Demo(a) => demo::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

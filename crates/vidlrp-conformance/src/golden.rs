@@ -50,7 +50,14 @@ fn err(dir: &Path, msg: impl std::fmt::Display) -> String {
 }
 
 fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().map(|a| a.iter().filter_map(Value::as_f64).map(|x| x as f32).collect()).unwrap_or_default()
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_f64)
+                .map(|x| x as f32)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Loads one fixture directory.
@@ -59,11 +66,18 @@ pub fn load(dir: &Path) -> Result<GoldenModel, String> {
         &std::fs::read_to_string(dir.join("meta.json")).map_err(|e| err(dir, e))?,
     )
     .map_err(|e| err(dir, e))?;
-    let s = |k: &str| meta[k].as_str().map(str::to_string).ok_or_else(|| err(dir, format!("meta.json lacks {k}")));
+    let s = |k: &str| {
+        meta[k]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| err(dir, format!("meta.json lacks {k}")))
+    };
     let weights = vidlrp_io::read_tensors(&dir.join(s("weights")?)).map_err(|e| e.to_string())?;
     let input = vidlrp_io::read_npy(&dir.join("input.npy")).map_err(|e| e.to_string())?;
     let mut golden = vidlrp_io::read_tensors(&dir.join("golden.npz")).map_err(|e| e.to_string())?;
-    let logits = golden.remove("logits").ok_or_else(|| err(dir, "golden.npz lacks logits"))?;
+    let logits = golden
+        .remove("logits")
+        .ok_or_else(|| err(dir, "golden.npz lacks logits"))?;
     let pool5: Pool5 = s("pool5")?.parse().map_err(|e| err(dir, e))?;
     let (low, high) = (floats(&meta["low"]), floats(&meta["high"]));
     let classes = meta["explained_classes"]
@@ -74,8 +88,15 @@ pub fn load(dir: &Path) -> Result<GoldenModel, String> {
         .map(|c| c as usize)
         .collect();
     let mut methods = Vec::new();
-    for (key, m) in meta["methods"].as_object().ok_or_else(|| err(dir, "meta.json lacks methods"))? {
-        let mut opts = PresetOptions { low: low.clone(), high: high.clone(), ..Default::default() };
+    for (key, m) in meta["methods"]
+        .as_object()
+        .ok_or_else(|| err(dir, "meta.json lacks methods"))?
+    {
+        let mut opts = PresetOptions {
+            low: low.clone(),
+            high: high.clone(),
+            ..Default::default()
+        };
         if let Some(e) = m["epsilon"].as_f64() {
             opts.epsilon = e as f32;
         }
@@ -84,9 +105,13 @@ pub fn load(dir: &Path) -> Result<GoldenModel, String> {
             Some("proportional") => Some(Rule::PoolProportional),
             _ => None,
         };
-        let name = m["method"].as_str().ok_or_else(|| err(dir, format!("{key}: no method")))?;
+        let name = m["method"]
+            .as_str()
+            .ok_or_else(|| err(dir, format!("{key}: no method")))?;
         let composite = Composite::preset(name, &opts).map_err(|e| err(dir, e))?;
-        let relevance = golden.remove(key).ok_or_else(|| err(dir, format!("golden.npz lacks {key}")))?;
+        let relevance = golden
+            .remove(key)
+            .ok_or_else(|| err(dir, format!("golden.npz lacks {key}")))?;
         methods.push(GoldenMethod {
             key: key.clone(),
             composite,
@@ -94,7 +119,15 @@ pub fn load(dir: &Path) -> Result<GoldenModel, String> {
             relevance,
         });
     }
-    Ok(GoldenModel { name: s("name")?, weights, pool5, input, logits, classes, methods })
+    Ok(GoldenModel {
+        name: s("name")?,
+        weights,
+        pool5,
+        input,
+        logits,
+        classes,
+        methods,
+    })
 }
 
 /// Loads every fixture under `dir` (sorted by name).
@@ -131,7 +164,14 @@ pub struct CaseResult {
 impl CaseResult {
     fn new(case: String, reference: String, (e, s): (f64, f64), note: String) -> Self {
         let passed = note.is_empty() && e <= TOLERANCE * s;
-        Self { case, reference, max_abs_err: e, max_abs_ref: s, passed, note }
+        Self {
+            case,
+            reference,
+            max_abs_err: e,
+            max_abs_ref: s,
+            passed,
+            note,
+        }
     }
 
     /// `max |R - R_ref| / max |R_ref|`.
@@ -144,10 +184,17 @@ impl CaseResult {
 /// logits with the reference logits).
 pub fn check<B: Backend>(be: &B, model: &GoldenModel) -> Result<Vec<CaseResult>, String> {
     let s = model.input.shape();
-    let (net, _) = vidlrp_c3d::build(be, model.weights.clone(), model.pool5, [s[1], s[2], s[3], s[4]])
-        .map_err(|e| format!("{}: {e}", model.name))?;
+    let (net, _) = vidlrp_c3d::build(
+        be,
+        model.weights.clone(),
+        model.pool5,
+        [s[1], s[2], s[3], s[4]],
+    )
+    .map_err(|e| format!("{}: {e}", model.name))?;
     let x = be.upload(&model.input).map_err(|e| e.to_string())?;
-    let logits = be.download(&net.forward(be, &x).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let logits = be
+        .download(&net.forward(be, &x).map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())?;
     let mut out = vec![CaseResult::new(
         format!("{}/logits", model.name),
         "torch forward".into(),
@@ -156,15 +203,29 @@ pub fn check<B: Backend>(be: &B, model: &GoldenModel) -> Result<Vec<CaseResult>,
     )];
     for m in &model.methods {
         let case = format!("{}/{}", model.name, m.key);
-        let e = net.explain(be, &x, &Target::TopOne, &m.composite).map_err(|e| format!("{case}: {e}"))?;
+        let e = net
+            .explain(be, &x, &Target::TopOne, &m.composite)
+            .map_err(|e| format!("{case}: {e}"))?;
         let note = if e.classes != model.classes {
-            format!("explained classes {:?}, golden {:?}", e.classes, model.classes)
+            format!(
+                "explained classes {:?}, golden {:?}",
+                e.classes, model.classes
+            )
         } else if e.relevance.shape() != m.relevance.shape() {
-            format!("shape {:?}, golden {:?}", e.relevance.shape(), m.relevance.shape())
+            format!(
+                "shape {:?}, golden {:?}",
+                e.relevance.shape(),
+                m.relevance.shape()
+            )
         } else {
             String::new()
         };
-        out.push(CaseResult::new(case, m.reference.clone(), max_errors(e.relevance.data(), m.relevance.data()), note));
+        out.push(CaseResult::new(
+            case,
+            m.reference.clone(),
+            max_errors(e.relevance.data(), m.relevance.data()),
+            note,
+        ));
     }
     Ok(out)
 }

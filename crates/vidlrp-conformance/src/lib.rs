@@ -18,7 +18,11 @@ pub fn max_errors(a: &[f32], b: &[f32]) -> (f64, f64) {
     let mut scale = 0f64;
     for (&x, &y) in a.iter().zip(b) {
         let d = (f64::from(x) - f64::from(y)).abs();
-        err = if d.is_nan() { f64::INFINITY } else { err.max(d) };
+        err = if d.is_nan() {
+            f64::INFINITY
+        } else {
+            err.max(d)
+        };
         scale = scale.max(f64::from(y).abs());
     }
     (err, scale)

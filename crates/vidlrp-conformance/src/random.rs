@@ -30,7 +30,11 @@ pub fn random_case(seed: u64) -> RandomCase {
     }
     let sizes = [32, 40, 48];
     let (h, w) = (sizes[pick(0, 2)], sizes[pick(0, 2)]);
-    let pool5 = if pick(0, 1) == 0 { Pool5::Port } else { Pool5::Caffe };
+    let pool5 = if pick(0, 1) == 0 {
+        Pool5::Port
+    } else {
+        Pool5::Caffe
+    };
     let n = pick(1, 2);
     let fc = [pick(4, 12), pick(4, 12)];
     let classes = pick(2, 8);
@@ -43,7 +47,10 @@ pub fn random_case(seed: u64) -> RandomCase {
         }
     }
     let low: Vec<f32> = (0..3).map(|_| -(rng.uniform() as f32) * 2.0).collect();
-    let high: Vec<f32> = low.iter().map(|l| l + 0.5 + rng.uniform() as f32 * 2.0).collect();
+    let high: Vec<f32> = low
+        .iter()
+        .map(|l| l + 0.5 + rng.uniform() as f32 * 2.0)
+        .collect();
     let len = n * 3 * 16 * h * w;
     let plane = 16 * h * w;
     let data = (0..len)
@@ -53,5 +60,12 @@ pub fn random_case(seed: u64) -> RandomCase {
         })
         .collect();
     let input = HostTensor::new(vec![n, 3, 16, h, w], data).expect("shape");
-    RandomCase { seed, weights, pool5, input, low, high }
+    RandomCase {
+        seed,
+        weights,
+        pool5,
+        input,
+        low,
+        high,
+    }
 }

@@ -20,10 +20,23 @@ fn cpu_matches_every_golden_explanation() {
                 if r.passed { "ok" } else { "FAIL" }
             );
             if !r.passed {
-                failures.push(format!("{} ({}): rel err {:.3e} {}", r.case, r.reference, r.relative(), r.note));
+                failures.push(format!(
+                    "{} ({}): rel err {:.3e} {}",
+                    r.case,
+                    r.reference,
+                    r.relative(),
+                    r.note
+                ));
             }
         }
     }
-    assert!(cases >= 25, "expected the committed fixtures, found {cases} cases");
-    assert!(failures.is_empty(), "golden mismatches:\n{}", failures.join("\n"));
+    assert!(
+        cases >= 25,
+        "expected the committed fixtures, found {cases} cases"
+    );
+    assert!(
+        failures.is_empty(),
+        "golden mismatches:\n{}",
+        failures.join("\n")
+    );
 }

@@ -84,15 +84,36 @@ pub struct Composite {
 
 /// The names [`Composite::preset`] accepts, with a one-line description each.
 pub const PRESETS: &[(&str, &str)] = &[
-    ("dtd", "deep Taylor: z^B on the first layer, z+ above, proportional pooling (the paper)"),
-    ("sa", "sensitivity analysis: squared gradient per input value"),
+    (
+        "dtd",
+        "deep Taylor: z^B on the first layer, z+ above, proportional pooling (the paper)",
+    ),
+    (
+        "sa",
+        "sensitivity analysis: squared gradient per input value",
+    ),
     ("gradient", "plain gradient d f_c / d x"),
     ("gradient-x-input", "gradient times input"),
-    ("epsilon-plus", "Zennit EpsilonPlus: z+ (with b+) on convolutions, epsilon on dense layers"),
-    ("epsilon-gamma-box", "Zennit EpsilonGammaBox: z^B first, gamma on convolutions, epsilon on dense"),
-    ("epsilon-plus-flat", "Zennit EpsilonPlusFlat: flat first, then as epsilon-plus"),
-    ("epsilon-alpha2-beta1", "Zennit EpsilonAlpha2Beta1: alpha-beta on convolutions, epsilon on dense"),
-    ("epsilon-alpha2-beta1-flat", "Zennit EpsilonAlpha2Beta1Flat: flat first, then as epsilon-alpha2-beta1"),
+    (
+        "epsilon-plus",
+        "Zennit EpsilonPlus: z+ (with b+) on convolutions, epsilon on dense layers",
+    ),
+    (
+        "epsilon-gamma-box",
+        "Zennit EpsilonGammaBox: z^B first, gamma on convolutions, epsilon on dense",
+    ),
+    (
+        "epsilon-plus-flat",
+        "Zennit EpsilonPlusFlat: flat first, then as epsilon-plus",
+    ),
+    (
+        "epsilon-alpha2-beta1",
+        "Zennit EpsilonAlpha2Beta1: alpha-beta on convolutions, epsilon on dense",
+    ),
+    (
+        "epsilon-alpha2-beta1-flat",
+        "Zennit EpsilonAlpha2Beta1Flat: flat first, then as epsilon-alpha2-beta1",
+    ),
     ("zplus", "z+ on every affine layer"),
     ("epsilon", "epsilon on every affine layer"),
     ("alpha-beta", "alpha-beta on every affine layer"),
@@ -132,7 +153,9 @@ impl Composite {
     /// Deep Taylor decomposition as in the paper: z^B (bounds `low`, `high` per input channel) on
     /// the first layer, z+ on every other affine layer, proportional pooling.
     pub fn dtd(low: Vec<f32>, high: Vec<f32>) -> Self {
-        let zplus = Rule::ZPlus { positive_bias: false };
+        let zplus = Rule::ZPlus {
+            positive_bias: false,
+        };
         let mut c = Self::lrp(
             "dtd",
             Some(Rule::ZBox { low, high }),
@@ -153,15 +176,25 @@ impl Composite {
     ///
     /// **Errors** on an unknown name or invalid parameters.
     pub fn preset(name: &str, o: &PresetOptions) -> Result<Self> {
-        let zbox = || Rule::ZBox { low: o.low.clone(), high: o.high.clone() };
+        let zbox = || Rule::ZBox {
+            low: o.low.clone(),
+            high: o.high.clone(),
+        };
         let eps = Rule::Epsilon { epsilon: o.epsilon };
-        let zplus_b = Rule::ZPlus { positive_bias: true };
-        let ab = Rule::AlphaBeta { alpha: o.alpha, beta: o.beta };
+        let zplus_b = Rule::ZPlus {
+            positive_bias: true,
+        };
+        let ab = Rule::AlphaBeta {
+            alpha: o.alpha,
+            beta: o.beta,
+        };
         let wta = Rule::PoolWinnerTakeAll;
         let mut c = match name {
             "dtd" => {
                 let mut c = Self::dtd(o.low.clone(), o.high.clone());
-                let zplus = Rule::ZPlus { positive_bias: o.zplus_bias };
+                let zplus = Rule::ZPlus {
+                    positive_bias: o.zplus_bias,
+                };
                 c.conv = zplus.clone();
                 c.linear = zplus;
                 c
@@ -177,7 +210,9 @@ impl Composite {
             "epsilon-alpha2-beta1" => Self::lrp(name, None, ab, eps, wta),
             "epsilon-alpha2-beta1-flat" => Self::lrp(name, Some(Rule::Flat), ab, eps, wta),
             "zplus" => {
-                let z = Rule::ZPlus { positive_bias: o.zplus_bias };
+                let z = Rule::ZPlus {
+                    positive_bias: o.zplus_bias,
+                };
                 let mut c = Self::lrp(name, None, z.clone(), z, wta);
                 c.requires_positive_score = true;
                 c
@@ -220,19 +255,33 @@ impl Composite {
                     }
                 }
                 Rule::Epsilon { epsilon } if !(epsilon.is_finite() && *epsilon >= 0.0) => {
-                    return Err(Error::new(ErrorKind::Rule, format!("epsilon must be >= 0, got {epsilon}")));
+                    return Err(Error::new(
+                        ErrorKind::Rule,
+                        format!("epsilon must be >= 0, got {epsilon}"),
+                    ));
                 }
                 Rule::Gamma { gamma } if !(gamma.is_finite() && *gamma >= 0.0) => {
-                    return Err(Error::new(ErrorKind::Rule, format!("gamma must be >= 0, got {gamma}")));
+                    return Err(Error::new(
+                        ErrorKind::Rule,
+                        format!("gamma must be >= 0, got {gamma}"),
+                    ));
                 }
                 Rule::ZBox { low, high } => {
                     if low.is_empty() || low.len() != high.len() {
                         return Err(Error::new(
                             ErrorKind::Rule,
-                            format!("z^B needs as many low as high bounds, got {} and {}", low.len(), high.len()),
+                            format!(
+                                "z^B needs as many low as high bounds, got {} and {}",
+                                low.len(),
+                                high.len()
+                            ),
                         ));
                     }
-                    if low.iter().zip(high).any(|(l, h)| !(l.is_finite() && h.is_finite() && l <= h)) {
+                    if low
+                        .iter()
+                        .zip(high)
+                        .any(|(l, h)| !(l.is_finite() && h.is_finite() && l <= h))
+                    {
                         return Err(Error::new(
                             ErrorKind::Rule,
                             format!("z^B bounds must be finite with low <= high, got {low:?} and {high:?}"),
@@ -252,7 +301,9 @@ impl Composite {
             .iter()
             .enumerate()
             .map(|(i, kind)| match kind {
-                _ if Some(i) == first_affine && self.first.is_some() => self.first.clone().unwrap_or(Rule::Pass),
+                _ if Some(i) == first_affine && self.first.is_some() => {
+                    self.first.clone().unwrap_or(Rule::Pass)
+                }
                 LayerKind::Conv3d => self.conv.clone(),
                 LayerKind::Linear => self.linear.clone(),
                 LayerKind::MaxPool3d => self.pool.clone(),
@@ -275,8 +326,18 @@ mod tests {
         assert!(matches!(rules[0], Rule::ZBox { .. }));
         assert_eq!(rules[1], Rule::Pass);
         assert_eq!(rules[2], Rule::PoolProportional);
-        assert_eq!(rules[3], Rule::ZPlus { positive_bias: false });
-        assert_eq!(rules[6], Rule::ZPlus { positive_bias: false });
+        assert_eq!(
+            rules[3],
+            Rule::ZPlus {
+                positive_bias: false
+            }
+        );
+        assert_eq!(
+            rules[6],
+            Rule::ZPlus {
+                positive_bias: false
+            }
+        );
     }
 
     #[test]
@@ -286,7 +347,11 @@ mod tests {
         }
         let e = Composite::preset("lrp-magic", &PresetOptions::default()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Argument);
-        let bad = PresetOptions { alpha: 3.0, beta: 1.0, ..Default::default() };
+        let bad = PresetOptions {
+            alpha: 3.0,
+            beta: 1.0,
+            ..Default::default()
+        };
         assert!(Composite::preset("alpha-beta", &bad).is_err());
     }
 }

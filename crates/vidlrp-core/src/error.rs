@@ -30,7 +30,10 @@ pub struct Error {
 impl Error {
     /// Creates an error of `kind` with the given message.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
 
     /// Shape mismatch.

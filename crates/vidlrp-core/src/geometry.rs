@@ -26,7 +26,9 @@ impl Conv3dGeometry {
         for a in 0..3 {
             let (k, s, p) = (self.kernel[a], self.stride[a], self.padding[a]);
             if s == 0 || k == 0 {
-                return Err(Error::shape("convolution kernel and stride must be positive"));
+                return Err(Error::shape(
+                    "convolution kernel and stride must be positive",
+                ));
             }
             let padded = input[a] + 2 * p;
             if padded < k {
@@ -88,7 +90,11 @@ impl Pool3dGeometry {
                 )));
             }
             let span = padded - k;
-            let mut n = if self.ceil_mode { span.div_ceil(s) + 1 } else { span / s + 1 };
+            let mut n = if self.ceil_mode {
+                span.div_ceil(s) + 1
+            } else {
+                span / s + 1
+            };
             if self.ceil_mode && (n - 1) * s >= input[a] + p {
                 n -= 1;
             }
@@ -118,7 +124,11 @@ mod tests {
             padding: [0, 1, 1],
             ceil_mode: false,
         };
-        let caffe = Pool3dGeometry { padding: [0, 0, 0], ceil_mode: true, ..port };
+        let caffe = Pool3dGeometry {
+            padding: [0, 0, 0],
+            ceil_mode: true,
+            ..port
+        };
         assert_eq!(port.output_extent([2, 7, 7]).unwrap(), [1, 4, 4]);
         assert_eq!(caffe.output_extent([2, 7, 7]).unwrap(), [1, 4, 4]);
         // Port windows start one row early, Caffe's last window is clipped to one row.
@@ -128,9 +138,17 @@ mod tests {
 
     #[test]
     fn conv_output_extent() {
-        let g = Conv3dGeometry { kernel: [3, 3, 3], stride: [1, 1, 1], padding: [1, 1, 1] };
+        let g = Conv3dGeometry {
+            kernel: [3, 3, 3],
+            stride: [1, 1, 1],
+            padding: [1, 1, 1],
+        };
         assert_eq!(g.output_extent([16, 112, 112]).unwrap(), [16, 112, 112]);
-        let g = Conv3dGeometry { kernel: [3, 3, 3], stride: [2, 2, 1], padding: [0, 0, 0] };
+        let g = Conv3dGeometry {
+            kernel: [3, 3, 3],
+            stride: [2, 2, 1],
+            padding: [0, 0, 0],
+        };
         assert_eq!(g.output_extent([7, 5, 3]).unwrap(), [3, 2, 1]);
         assert!(g.output_extent([2, 5, 3]).is_err());
     }

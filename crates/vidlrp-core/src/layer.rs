@@ -88,10 +88,16 @@ impl<B: Backend> Conv3d<B> {
                 )));
             }
         }
-        let geometry = Conv3dGeometry { kernel: [ws[2], ws[3], ws[4]], stride, padding };
+        let geometry = Conv3dGeometry {
+            kernel: [ws[2], ws[3], ws[4]],
+            stride,
+            padding,
+        };
         Ok(Self {
             weight: upload_param(be, weight, &format!("{name}.weight"))?,
-            bias: bias.map(|b| upload_param(be, b, &format!("{name}.bias"))).transpose()?,
+            bias: bias
+                .map(|b| upload_param(be, b, &format!("{name}.bias")))
+                .transpose()?,
             name,
             weight_shape: ws,
             geometry,
@@ -114,7 +120,13 @@ impl<B: Backend> Affine<B> for Conv3d<B> {
     fn bias(&self) -> Option<&B::Tensor> {
         self.bias.as_ref()
     }
-    fn apply(&self, be: &B, x: &B::Tensor, w: &B::Tensor, b: Option<&B::Tensor>) -> Result<B::Tensor> {
+    fn apply(
+        &self,
+        be: &B,
+        x: &B::Tensor,
+        w: &B::Tensor,
+        b: Option<&B::Tensor>,
+    ) -> Result<B::Tensor> {
         be.conv3d(x, w, b, &self.geometry)
     }
     fn apply_transposed(
@@ -146,7 +158,12 @@ impl<B: Backend> Layer<B> for Conv3d<B> {
         affine_relevance(self, be, x, r, rule)
     }
     fn num_params(&self) -> usize {
-        self.weight_shape.iter().product::<usize>() + if self.bias.is_some() { self.weight_shape[0] } else { 0 }
+        self.weight_shape.iter().product::<usize>()
+            + if self.bias.is_some() {
+                self.weight_shape[0]
+            } else {
+                0
+            }
     }
 }
 
@@ -188,7 +205,9 @@ impl<B: Backend> Linear<B> {
         Ok(Self {
             weight_shape: [ws[0], ws[1]],
             weight: upload_param(be, weight, &format!("{name}.weight"))?,
-            bias: bias.map(|b| upload_param(be, b, &format!("{name}.bias"))).transpose()?,
+            bias: bias
+                .map(|b| upload_param(be, b, &format!("{name}.bias")))
+                .transpose()?,
             name,
         })
     }
@@ -204,10 +223,22 @@ impl<B: Backend> Affine<B> for Linear<B> {
     fn bias(&self) -> Option<&B::Tensor> {
         self.bias.as_ref()
     }
-    fn apply(&self, be: &B, x: &B::Tensor, w: &B::Tensor, b: Option<&B::Tensor>) -> Result<B::Tensor> {
+    fn apply(
+        &self,
+        be: &B,
+        x: &B::Tensor,
+        w: &B::Tensor,
+        b: Option<&B::Tensor>,
+    ) -> Result<B::Tensor> {
         be.linear(x, w, b)
     }
-    fn apply_transposed(&self, be: &B, g: &B::Tensor, w: &B::Tensor, _: &[usize]) -> Result<B::Tensor> {
+    fn apply_transposed(
+        &self,
+        be: &B,
+        g: &B::Tensor,
+        w: &B::Tensor,
+        _: &[usize],
+    ) -> Result<B::Tensor> {
         be.linear_transposed(g, w)
     }
 }
@@ -236,7 +267,12 @@ impl<B: Backend> Layer<B> for Linear<B> {
         affine_relevance(self, be, x, r, rule)
     }
     fn num_params(&self) -> usize {
-        self.weight_shape[0] * self.weight_shape[1] + if self.bias.is_some() { self.weight_shape[0] } else { 0 }
+        self.weight_shape[0] * self.weight_shape[1]
+            + if self.bias.is_some() {
+                self.weight_shape[0]
+            } else {
+                0
+            }
     }
 }
 
@@ -249,7 +285,10 @@ pub struct MaxPool3d {
 impl MaxPool3d {
     /// A pooling layer of the given geometry.
     pub fn new(name: impl Into<String>, geometry: Pool3dGeometry) -> Self {
-        Self { name: name.into(), geometry }
+        Self {
+            name: name.into(),
+            geometry,
+        }
     }
 
     /// The window geometry.

@@ -51,7 +51,11 @@ pub struct Explanation {
 impl Explanation {
     /// `sum_i R_i / f_c(x)` per sample: 1 for a conserving explanation.
     pub fn conservation(&self) -> Vec<f64> {
-        self.input_sums.iter().zip(&self.scores).map(|(s, &f)| s / f64::from(f)).collect()
+        self.input_sums
+            .iter()
+            .zip(&self.scores)
+            .map(|(s, &f)| s / f64::from(f))
+            .collect()
     }
 
     /// The `k` highest logits of sample `n` as `(class, logit)`, highest first.
@@ -175,11 +179,17 @@ impl<B: Backend> Sequential<B> {
         if let Some(&c) = classes.iter().find(|&&c| c >= k) {
             return Err(Error::new(
                 ErrorKind::Argument,
-                format!("class {c} is out of range: the model has {k} classes (0..{})", k - 1),
+                format!(
+                    "class {c} is out of range: the model has {k} classes (0..{})",
+                    k - 1
+                ),
             ));
         }
-        let scores: Vec<f32> =
-            classes.iter().enumerate().map(|(i, &c)| logits.data()[i * k + c]).collect();
+        let scores: Vec<f32> = classes
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| logits.data()[i * k + c])
+            .collect();
         if composite.requires_positive_score {
             if let Some((i, s)) = scores.iter().enumerate().find(|(_, &s)| s <= 0.0) {
                 return Err(Error::new(
@@ -223,6 +233,13 @@ impl<B: Backend> Sequential<B> {
         };
         let input_sums = be.sum_per_sample(&r);
         let relevance = be.download(&r)?;
-        Ok(Explanation { relevance, logits, classes, scores, layers, input_sums })
+        Ok(Explanation {
+            relevance,
+            logits,
+            classes,
+            scores,
+            layers,
+            input_sums,
+        })
     }
 }

@@ -77,8 +77,12 @@ impl Rule {
         match self {
             Rule::Pass => "pass".into(),
             Rule::Gradient => "gradient".into(),
-            Rule::ZPlus { positive_bias: false } => "z+".into(),
-            Rule::ZPlus { positive_bias: true } => "z+ (bias+)".into(),
+            Rule::ZPlus {
+                positive_bias: false,
+            } => "z+".into(),
+            Rule::ZPlus {
+                positive_bias: true,
+            } => "z+ (bias+)".into(),
             Rule::ZBox { .. } => "z^B".into(),
             Rule::Epsilon { epsilon } => format!("epsilon({epsilon})"),
             Rule::WSquare => "w^2".into(),
@@ -91,7 +95,10 @@ impl Rule {
     }
 
     fn unsupported(&self, layer: &str) -> Error {
-        Error::new(ErrorKind::Rule, format!("rule {} cannot be applied to layer {layer}", self.name()))
+        Error::new(
+            ErrorKind::Rule,
+            format!("rule {} cannot be applied to layer {layer}", self.name()),
+        )
     }
 }
 
@@ -130,9 +137,15 @@ struct SignSplit<T> {
 
 fn split_signs<B: Backend>(be: &B, x: &B::Tensor) -> SignSplit<B::Tensor> {
     if be.min_value(x) < 0.0 {
-        SignSplit { pos: be.unary(x, UnaryOp::Positive), neg: Some(be.unary(x, UnaryOp::Negative)) }
+        SignSplit {
+            pos: be.unary(x, UnaryOp::Positive),
+            neg: Some(be.unary(x, UnaryOp::Negative)),
+        }
     } else {
-        SignSplit { pos: x.clone(), neg: None }
+        SignSplit {
+            pos: x.clone(),
+            neg: None,
+        }
     }
 }
 
@@ -142,7 +155,9 @@ fn per_channel(values: &[f32], channels: usize, what: &str, layer: &str) -> Resu
         n if n == channels => Ok(values.to_vec()),
         n => Err(Error::new(
             ErrorKind::Rule,
-            format!("z^B {what} bound has {n} values but layer {layer} has {channels} input channels"),
+            format!(
+                "z^B {what} bound has {n} values but layer {layer} has {channels} input channels"
+            ),
         )),
     }
 }
@@ -224,18 +239,19 @@ pub fn affine_relevance<B: Backend, A: Affine<B> + ?Sized>(
             let bp = layer.bias().map(|b| be.unary(b, UnaryOp::Positive));
             let bn = layer.bias().map(|b| be.unary(b, UnaryOp::Negative));
             // Positive part: x+ w+ + x- w- (+ b+); negative part: x+ w- + x- w+ (+ b-).
-            let part = |wa: &B::Tensor, wb: &B::Tensor, b: Option<&B::Tensor>| -> Result<B::Tensor> {
-                let mut z = fwd(&xs.pos, wa, b)?;
-                if let Some(xn) = &xs.neg {
-                    z = be.binary(&z, &fwd(xn, wb, None)?, Add)?;
-                }
-                let s = stab_div(r, &z)?;
-                let mut out = be.binary(&xs.pos, &tr(&s, wa)?, Mul)?;
-                if let Some(xn) = &xs.neg {
-                    out = be.binary(&out, &be.binary(xn, &tr(&s, wb)?, Mul)?, Add)?;
-                }
-                Ok(out)
-            };
+            let part =
+                |wa: &B::Tensor, wb: &B::Tensor, b: Option<&B::Tensor>| -> Result<B::Tensor> {
+                    let mut z = fwd(&xs.pos, wa, b)?;
+                    if let Some(xn) = &xs.neg {
+                        z = be.binary(&z, &fwd(xn, wb, None)?, Add)?;
+                    }
+                    let s = stab_div(r, &z)?;
+                    let mut out = be.binary(&xs.pos, &tr(&s, wa)?, Mul)?;
+                    if let Some(xn) = &xs.neg {
+                        out = be.binary(&out, &be.binary(xn, &tr(&s, wb)?, Mul)?, Add)?;
+                    }
+                    Ok(out)
+                };
             let pos = be.unary(&part(&wp, &wn, bp.as_ref())?, UnaryOp::Scale(*alpha));
             if *beta == 0.0 {
                 return Ok(pos);
@@ -247,8 +263,12 @@ pub fn affine_relevance<B: Backend, A: Affine<B> + ?Sized>(
             let xs = split_signs(be, x);
             let wgp = be.unary(w, UnaryOp::AddPositive(*gamma));
             let wgn = be.unary(w, UnaryOp::AddNegative(*gamma));
-            let bgp = layer.bias().map(|b| be.unary(b, UnaryOp::AddPositive(*gamma)));
-            let bgn = layer.bias().map(|b| be.unary(b, UnaryOp::AddNegative(*gamma)));
+            let bgp = layer
+                .bias()
+                .map(|b| be.unary(b, UnaryOp::AddPositive(*gamma)));
+            let bgn = layer
+                .bias()
+                .map(|b| be.unary(b, UnaryOp::AddNegative(*gamma)));
             let z = fwd(x, w, layer.bias())?;
             // For outputs z > 0: x+ (w + g w+) + x- (w + g w-); for z < 0 the mirror image.
             let part = |mask: UnaryOp, wa: &B::Tensor, wb: &B::Tensor, b: Option<&B::Tensor>| {
@@ -256,7 +276,11 @@ pub fn affine_relevance<B: Backend, A: Affine<B> + ?Sized>(
                 if let Some(xn) = &xs.neg {
                     d = be.binary(&d, &fwd(xn, wb, None)?, Add)?;
                 }
-                let g = be.binary(&be.binary(&be.unary(&z, mask), r, Mul)?, &d, StabDiv(STABILIZER))?;
+                let g = be.binary(
+                    &be.binary(&be.unary(&z, mask), r, Mul)?,
+                    &d,
+                    StabDiv(STABILIZER),
+                )?;
                 let mut out = be.binary(&xs.pos, &tr(&g, wa)?, Mul)?;
                 if let Some(xn) = &xs.neg {
                     out = be.binary(&out, &be.binary(xn, &tr(&g, wb)?, Mul)?, Add)?;

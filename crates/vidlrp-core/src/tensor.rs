@@ -28,7 +28,10 @@ impl HostTensor {
     /// A tensor of zeros.
     pub fn zeros(shape: Vec<usize>) -> Self {
         let n = shape.iter().product();
-        Self { shape, data: vec![0.0; n] }
+        Self {
+            shape,
+            data: vec![0.0; n],
+        }
     }
 
     /// The shape.

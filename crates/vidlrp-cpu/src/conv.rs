@@ -60,7 +60,11 @@ impl ConvDims {
         let plane = ho_n * wo_n;
         // Valid output columns: 0 <= wo*sw + d - pw < w_in.
         let lo = if pw > d { (pw - d).div_ceil(sw) } else { 0 };
-        let hi = if w_in + pw > d { ((w_in + pw - d - 1) / sw + 1).min(wo_n) } else { 0 };
+        let hi = if w_in + pw > d {
+            ((w_in + pw - d - 1) / sw + 1).min(wo_n)
+        } else {
+            0
+        };
         let mut p = p0;
         while p < p1 {
             let to = p / plane;
@@ -83,7 +87,14 @@ impl ConvDims {
                     }
                     let base = ((c * t_in + t as usize) * h_in + h as usize) * w_in;
                     let start = base + v0 * sw + d - pw;
-                    f(off + v0 - wo0, Run::Data { start, len: v1 - v0, stride: sw });
+                    f(
+                        off + v0 - wo0,
+                        Run::Data {
+                            start,
+                            len: v1 - v0,
+                            stride: sw,
+                        },
+                    );
                     if wo1 > v1 {
                         f(off + v1 - wo0, Run::Pad(wo1 - v1));
                     }
@@ -97,7 +108,11 @@ impl ConvDims {
 #[derive(Clone, Copy)]
 enum Run {
     Pad(usize),
-    Data { start: usize, len: usize, stride: usize },
+    Data {
+        start: usize,
+        len: usize,
+        stride: usize,
+    },
 }
 
 /// Fills `col` (`K x (p1 - p0)`, row-major) with the im2col columns `p0..p1` of one sample.
@@ -106,9 +121,11 @@ pub(crate) fn im2col(dims: &ConvDims, x: &[f32], p0: usize, p1: usize, col: &mut
     col.par_chunks_mut(width).enumerate().for_each(|(r, row)| {
         dims.for_each_run(r, p0, p1, |off, run| match run {
             Run::Pad(len) => row[off..off + len].fill(0.0),
-            Run::Data { start, len, stride: 1 } => {
-                row[off..off + len].copy_from_slice(&x[start..start + len])
-            }
+            Run::Data {
+                start,
+                len,
+                stride: 1,
+            } => row[off..off + len].copy_from_slice(&x[start..start + len]),
             Run::Data { start, len, stride } => {
                 for (i, v) in row[off..off + len].iter_mut().enumerate() {
                     *v = x[start + i * stride];
@@ -160,9 +177,12 @@ pub(crate) fn conv_forward_sample(
         p0 = p1;
     }
     if let Some(b) = bias {
-        out.outer_iter_mut().into_par_iter().zip(b.par_iter()).for_each(|(mut row, &bo)| {
-            row.mapv_inplace(|v| v + bo);
-        });
+        out.outer_iter_mut()
+            .into_par_iter()
+            .zip(b.par_iter())
+            .for_each(|(mut row, &bo)| {
+                row.mapv_inplace(|v| v + bo);
+            });
     }
 }
 

@@ -26,7 +26,9 @@ pub struct Cpu {
 
 impl std::fmt::Debug for Cpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cpu").field("threads", &self.threads).finish()
+        f.debug_struct("Cpu")
+            .field("threads", &self.threads)
+            .finish()
     }
 }
 
@@ -59,7 +61,8 @@ impl Cpu {
 }
 
 fn slice(t: &ArrayD<f32>) -> &[f32] {
-    t.as_slice().expect("vidlrp-cpu tensors are in standard layout")
+    t.as_slice()
+        .expect("vidlrp-cpu tensors are in standard layout")
 }
 
 fn from_vec(shape: &[usize], data: Vec<f32>) -> ArrayD<f32> {
@@ -72,7 +75,9 @@ fn extent(shape: &[usize]) -> [usize; 3] {
 
 fn check_rank(what: &str, shape: &[usize], rank: usize) -> Result<()> {
     if shape.len() != rank {
-        return Err(Error::shape(format!("{what} must be {rank}-d, got shape {shape:?}")));
+        return Err(Error::shape(format!(
+            "{what} must be {rank}-d, got shape {shape:?}"
+        )));
     }
     Ok(())
 }
@@ -92,13 +97,22 @@ impl Cpu {
             )));
         }
         let input = extent(x_shape);
-        Ok(ConvDims { c_in: x_shape[1], input, output: g.output_extent(input)?, g: *g })
+        Ok(ConvDims {
+            c_in: x_shape[1],
+            input,
+            output: g.output_extent(input)?,
+            g: *g,
+        })
     }
 
     fn pool_dims(&self, x_shape: &[usize], g: &Pool3dGeometry) -> Result<PoolDims> {
         check_rank("pool3d input", x_shape, 5)?;
         let input = extent(x_shape);
-        Ok(PoolDims { input, output: g.output_extent(input)?, g: *g })
+        Ok(PoolDims {
+            input,
+            output: g.output_extent(input)?,
+            g: *g,
+        })
     }
 }
 
@@ -106,7 +120,11 @@ impl Backend for Cpu {
     type Tensor = ArrayD<f32>;
 
     fn name(&self) -> String {
-        format!("cpu ({} thread{})", self.threads, if self.threads == 1 { "" } else { "s" })
+        format!(
+            "cpu ({} thread{})",
+            self.threads,
+            if self.threads == 1 { "" } else { "s" }
+        )
     }
 
     fn upload(&self, t: &HostTensor) -> Result<ArrayD<f32>> {
@@ -123,7 +141,10 @@ impl Backend for Cpu {
 
     fn reshape(&self, t: &ArrayD<f32>, shape: &[usize]) -> Result<ArrayD<f32>> {
         if t.len() != shape.iter().product::<usize>() {
-            return Err(Error::shape(format!("cannot reshape {:?} to {shape:?}", t.shape())));
+            return Err(Error::shape(format!(
+                "cannot reshape {:?} to {shape:?}",
+                t.shape()
+            )));
         }
         Ok(from_vec(shape, slice(t).to_vec()))
     }
@@ -181,7 +202,12 @@ impl Backend for Cpu {
     }
 
     fn min_value(&self, x: &ArrayD<f32>) -> f32 {
-        self.run(|| slice(x).par_iter().copied().reduce(|| f32::INFINITY, f32::min))
+        self.run(|| {
+            slice(x)
+                .par_iter()
+                .copied()
+                .reduce(|| f32::INFINITY, f32::min)
+        })
     }
 
     fn conv3d(
@@ -195,7 +221,10 @@ impl Backend for Cpu {
         let (n, c_out) = (x.shape()[0], w.shape()[0]);
         if let Some(b) = bias {
             if b.shape() != [c_out] {
-                return Err(Error::shape(format!("conv3d bias {:?} for {c_out} outputs", b.shape())));
+                return Err(Error::shape(format!(
+                    "conv3d bias {:?} for {c_out} outputs",
+                    b.shape()
+                )));
             }
         }
         let w2 = ArrayView2::from_shape((c_out, dims.rows()), slice(w)).expect("weight shape");
@@ -203,7 +232,10 @@ impl Backend for Cpu {
         let mut out = vec![0.0f32; n * c_out * p];
         self.run(|| {
             let mut col = Vec::new();
-            for (xs, os) in slice(x).chunks(dims.input_len()).zip(out.chunks_mut(c_out * p)) {
+            for (xs, os) in slice(x)
+                .chunks(dims.input_len())
+                .zip(out.chunks_mut(c_out * p))
+            {
                 let ov = ArrayViewMut2::from_shape((c_out, p), os).expect("output shape");
                 conv::conv_forward_sample(&dims, xs, w2, bias.map(slice), ov, &mut col);
             }
@@ -233,7 +265,10 @@ impl Backend for Cpu {
         let mut dx = vec![0.0f32; n * dims.input_len()];
         self.run(|| {
             let mut col = Vec::new();
-            for (gs, ds) in slice(gy).chunks(c_out * p).zip(dx.chunks_mut(dims.input_len())) {
+            for (gs, ds) in slice(gy)
+                .chunks(c_out * p)
+                .zip(dx.chunks_mut(dims.input_len()))
+            {
                 let gv = ArrayView2::from_shape((c_out, p), gs).expect("gradient shape");
                 conv::conv_transposed_sample(&dims, gv, w2, ds, &mut col);
             }
@@ -262,10 +297,15 @@ impl Backend for Cpu {
         let mut out = match bias {
             Some(b) if b.shape() == [d_out] => {
                 let row = slice(b);
-                (0..n).flat_map(|_| row.iter().copied()).collect::<Vec<f32>>()
+                (0..n)
+                    .flat_map(|_| row.iter().copied())
+                    .collect::<Vec<f32>>()
             }
             Some(b) => {
-                return Err(Error::shape(format!("linear bias {:?} for {d_out} outputs", b.shape())))
+                return Err(Error::shape(format!(
+                    "linear bias {:?} for {d_out} outputs",
+                    b.shape()
+                )))
             }
             None => vec![0.0; n * d_out],
         };

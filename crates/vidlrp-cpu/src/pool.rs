@@ -55,9 +55,11 @@ fn argmax(x: &[f32], window: &mut dyn Iterator<Item = usize>) -> Option<usize> {
 }
 
 pub(crate) fn max_pool(d: &PoolDims, x: &[f32], y: &mut [f32]) {
-    y.par_chunks_mut(d.out_len()).zip(x.par_chunks(d.in_len())).for_each(|(yp, xp)| {
-        d.for_each_window(|j, w| yp[j] = argmax(xp, w).map_or(f32::NEG_INFINITY, |i| xp[i]));
-    });
+    y.par_chunks_mut(d.out_len())
+        .zip(x.par_chunks(d.in_len()))
+        .for_each(|(yp, xp)| {
+            d.for_each_window(|j, w| yp[j] = argmax(xp, w).map_or(f32::NEG_INFINITY, |i| xp[i]));
+        });
 }
 
 pub(crate) fn max_pool_transposed(d: &PoolDims, x: &[f32], g: &[f32], dx: &mut [f32]) {
@@ -74,13 +76,17 @@ pub(crate) fn max_pool_transposed(d: &PoolDims, x: &[f32], g: &[f32], dx: &mut [
 }
 
 pub(crate) fn sum_pool(d: &PoolDims, x: &[f32], y: &mut [f32]) {
-    y.par_chunks_mut(d.out_len()).zip(x.par_chunks(d.in_len())).for_each(|(yp, xp)| {
-        d.for_each_window(|j, w| yp[j] = w.map(|i| xp[i]).sum());
-    });
+    y.par_chunks_mut(d.out_len())
+        .zip(x.par_chunks(d.in_len()))
+        .for_each(|(yp, xp)| {
+            d.for_each_window(|j, w| yp[j] = w.map(|i| xp[i]).sum());
+        });
 }
 
 pub(crate) fn sum_pool_transposed(d: &PoolDims, g: &[f32], dx: &mut [f32]) {
-    dx.par_chunks_mut(d.in_len()).zip(g.par_chunks(d.out_len())).for_each(|(dxp, gp)| {
-        d.for_each_window(|j, w| w.for_each(|i| dxp[i] += gp[j]));
-    });
+    dx.par_chunks_mut(d.in_len())
+        .zip(g.par_chunks(d.out_len()))
+        .for_each(|(dxp, gp)| {
+            d.for_each_window(|j, w| w.for_each(|i| dxp[i] += gp[j]));
+        });
 }

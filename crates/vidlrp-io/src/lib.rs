@@ -21,12 +21,12 @@ pub type TensorMap = BTreeMap<String, HostTensor>;
 #[non_exhaustive]
 pub enum IoError {
     /// The file could not be opened, read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The system error.
-        source: io::Error,
+        cause: io::Error,
     },
     /// The file is not valid in its format (truncated, corrupt, wrong type, ...).
     #[error("{path}: {message}")]
@@ -40,10 +40,16 @@ pub enum IoError {
 
 impl IoError {
     fn io(path: &Path, source: io::Error) -> Self {
-        IoError::Io { path: path.to_path_buf(), source }
+        IoError::Io {
+            path: path.to_path_buf(),
+            cause: source,
+        }
     }
     fn format(path: &Path, message: impl Into<String>) -> Self {
-        IoError::Format { path: path.to_path_buf(), message: message.into() }
+        IoError::Format {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
     }
 }
 
@@ -52,13 +58,18 @@ pub type Result<T, E = IoError> = std::result::Result<T, E>;
 
 fn npy_to_host<R: Read>(path: &Path, npy: npyz::NpyFile<R>, what: &str) -> Result<HostTensor> {
     if npy.order() != npyz::Order::C {
-        return Err(IoError::format(path, format!("{what}: Fortran-order arrays are not supported; save a C-contiguous array")));
+        return Err(IoError::format(
+            path,
+            format!("{what}: Fortran-order arrays are not supported; save a C-contiguous array"),
+        ));
     }
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     let dtype = npy.dtype().descr();
     let data: Vec<f32> = match dtype.as_str() {
         "'<f4'" | "'|f4'" => npy.into_vec::<f32>(),
-        "'<f8'" => npy.into_vec::<f64>().map(|v| v.into_iter().map(|x| x as f32).collect()),
+        "'<f8'" => npy
+            .into_vec::<f64>()
+            .map(|v| v.into_iter().map(|x| x as f32).collect()),
         other => {
             return Err(IoError::format(
                 path,
@@ -66,7 +77,12 @@ fn npy_to_host<R: Read>(path: &Path, npy: npyz::NpyFile<R>, what: &str) -> Resul
             ))
         }
     }
-    .map_err(|e| IoError::format(path, format!("{what}: cannot read the array data ({e}); is the file truncated?")))?;
+    .map_err(|e| {
+        IoError::format(
+            path,
+            format!("{what}: cannot read the array data ({e}); is the file truncated?"),
+        )
+    })?;
     HostTensor::new(shape, data).map_err(|e| IoError::format(path, format!("{what}: {e}")))
 }
 
@@ -88,7 +104,11 @@ pub fn write_npy(path: &Path, t: &HostTensor) -> Result<()> {
 fn write_npy_to<W: Write>(w: W, t: &HostTensor) -> io::Result<()> {
     use npyz::WriterBuilder;
     let shape: Vec<u64> = t.shape().iter().map(|&d| d as u64).collect();
-    let mut writer = npyz::WriteOptions::new().default_dtype().shape(&shape).writer(w).begin_nd()?;
+    let mut writer = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&shape)
+        .writer(w)
+        .begin_nd()?;
     writer.extend(t.data().iter().copied())?;
     writer.finish()
 }
@@ -145,21 +165,28 @@ fn read_safetensors(path: &Path) -> Result<TensorMap> {
     use safetensors::{Dtype, SafeTensors};
     let bytes = fs::read(path).map_err(|e| IoError::io(path, e))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| {
-        IoError::format(path, format!("neither a safetensors file nor an .npz archive ({e})"))
+        IoError::format(path, format!("not a valid weight file: neither an .npz archive nor a complete safetensors file ({e}); is it truncated?"))
     })?;
     let mut out = TensorMap::new();
     for (name, view) in st.iter() {
         let raw = view.data();
         let data: Vec<f32> = match view.dtype() {
-            Dtype::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            Dtype::F32 => raw
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
             Dtype::F64 => raw
                 .chunks_exact(8)
                 .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
                 .collect(),
-            Dtype::F16 => raw.chunks_exact(2).map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))).collect(),
-            Dtype::BF16 => {
-                raw.chunks_exact(2).map(|b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)).collect()
-            }
+            Dtype::F16 => raw
+                .chunks_exact(2)
+                .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
+                .collect(),
+            Dtype::BF16 => raw
+                .chunks_exact(2)
+                .map(|b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16))
+                .collect(),
             other => {
                 return Err(IoError::format(
                     path,
@@ -201,7 +228,13 @@ fn f16_to_f32(h: u16) -> f32 {
 pub fn write_safetensors(path: &Path, tensors: &TensorMap) -> Result<()> {
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
         .iter()
-        .map(|(k, t)| (k.clone(), t.data().iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape().to_vec()))
+        .map(|(k, t)| {
+            (
+                k.clone(),
+                t.data().iter().flat_map(|v| v.to_le_bytes()).collect(),
+                t.shape().to_vec(),
+            )
+        })
         .collect();
     let views = bytes
         .iter()
@@ -235,10 +268,22 @@ pub fn write_npz(path: &Path, tensors: &TensorMap) -> Result<()> {
 
 /// Runs `write` on a temporary file next to `path` and renames it into place; on any error the
 /// temporary file is removed and `path` is left untouched.
-pub fn atomic_write(path: &Path, write: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().ok_or_else(|| IoError::format(path, "not a file path"))?;
-    let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
+pub fn atomic_write(
+    path: &Path,
+    write: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
+) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| IoError::format(path, "not a file path"))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| {
         let file = File::create(&tmp)?;
         let mut w = BufWriter::new(file);
@@ -266,8 +311,14 @@ mod tests {
 
     fn sample() -> TensorMap {
         let mut m = TensorMap::new();
-        m.insert("a.weight".into(), HostTensor::new(vec![2, 3], vec![1.0, -2.0, 3.5, 0.0, 1e-7, 9.0]).unwrap());
-        m.insert("a.bias".into(), HostTensor::new(vec![2], vec![0.5, -0.5]).unwrap());
+        m.insert(
+            "a.weight".into(),
+            HostTensor::new(vec![2, 3], vec![1.0, -2.0, 3.5, 0.0, 1e-7, 9.0]).unwrap(),
+        );
+        m.insert(
+            "a.bias".into(),
+            HostTensor::new(vec![2], vec![0.5, -0.5]).unwrap(),
+        );
         m
     }
 
@@ -304,7 +355,10 @@ mod tests {
         let bytes = fs::read(&n).unwrap();
         fs::write(&n, &bytes[..bytes.len() - 7]).unwrap();
         assert!(read_npy(&n).is_err());
-        assert!(matches!(read_npy(&d.join("missing.npy")), Err(IoError::Io { .. })));
+        assert!(matches!(
+            read_npy(&d.join("missing.npy")),
+            Err(IoError::Io { .. })
+        ));
     }
 
     #[test]

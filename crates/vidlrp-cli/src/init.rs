@@ -1,0 +1,96 @@
+//! `vidlrp init`: seeded He-normal C3D weights.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use vidlrp_c3d::{init_weights, C3dSpec, Pool5};
+
+#[derive(clap::Args)]
+#[command(after_help = "Examples:\n  \
+    vidlrp init --seed 1 --out c3d-u.safetensors                  # full C3D, 80M parameters\n  \
+    vidlrp init --widths 8,16,32,32,64,64,64,64 --fc 256,256 --classes 10 --out small.npz\n  \
+    vidlrp init --input-size 16x128x171 --pool5 caffe --out wide.safetensors")]
+pub struct Args {
+    /// Output channels of conv1, conv2, conv3a, conv3b, conv4a, conv4b, conv5a, conv5b.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "64,128,256,256,512,512,512,512"
+    )]
+    widths: Vec<usize>,
+    /// Outputs of fc6 and fc7.
+    #[arg(long, value_delimiter = ',', default_value = "4096,4096")]
+    fc: Vec<usize>,
+    /// Number of classes (fc8 outputs).
+    #[arg(long, default_value_t = 487)]
+    classes: usize,
+    /// Input extent T x H x W that fc6 is sized for.
+    #[arg(long, default_value = "16x112x112")]
+    input_size: String,
+    /// pool5 variant fc6 is sized for: port (padding 0,1,1) or caffe (ceil mode).
+    #[arg(long, default_value = "port")]
+    pool5: Pool5,
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output file: .safetensors or .npz.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Parses `T x H x W` written as `16x112x112`.
+pub fn parse_extent(s: &str) -> Result<[usize; 3]> {
+    let parts: Vec<usize> = s
+        .split(['x', 'X'])
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .with_context(|| {
+            format!("cannot parse input size {s:?}; write it as TxHxW, e.g. 16x112x112")
+        })?;
+    match parts.as_slice() {
+        [t, h, w] if *t > 0 && *h > 0 && *w > 0 => Ok([*t, *h, *w]),
+        _ => bail!("input size {s:?} must be three positive numbers TxHxW, e.g. 16x112x112"),
+    }
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let widths: [usize; 8] = a.widths.as_slice().try_into().map_err(|_| {
+        anyhow::anyhow!(
+            "--widths needs 8 values (conv1 .. conv5b), got {}",
+            a.widths.len()
+        )
+    })?;
+    let fc: [usize; 2] =
+        a.fc.as_slice()
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("--fc needs 2 values (fc6, fc7), got {}", a.fc.len()))?;
+    let spec = C3dSpec::with_widths(widths, fc, a.classes, parse_extent(&a.input_size)?, a.pool5)?;
+    let weights = init_weights(&spec, a.seed);
+    write_weights(&a.out, &weights)?;
+    let summary = serde_json::json!({
+        "out": a.out,
+        "seed": a.seed,
+        "parameters": spec.num_params(),
+        "conv_widths": spec.conv_widths,
+        "fc_widths": spec.fc_widths,
+        "classes": spec.classes,
+        "fc6_inputs": spec.fc6_inputs,
+        "input_size": a.input_size,
+        "pool5": a.pool5.to_string(),
+    });
+    println!("{summary}");
+    Ok(())
+}
+
+/// Writes weights as safetensors or npz by the file's extension.
+pub fn write_weights(path: &std::path::Path, w: &vidlrp_c3d::TensorMap) -> Result<()> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("safetensors") => vidlrp_io::write_safetensors(path, w)?,
+        Some("npz") => vidlrp_io::write_npz(path, w)?,
+        _ => bail!(
+            "{}: the weight file must end in .safetensors or .npz",
+            path.display()
+        ),
+    }
+    Ok(())
+}
