@@ -1,0 +1,122 @@
+//! LRP rules on single layers: conservation up to zero-denominator leaks, and the sign of z+.
+
+use ndarray::ArrayD;
+use proptest::prelude::*;
+use vidlrp_core::{
+    Backend, Conv3d, HostTensor, Layer, Linear, MaxPool3d, Pool3dGeometry, Rule, UnaryOp,
+};
+use vidlrp_cpu::Cpu;
+
+const EPS: f64 = 1e-6;
+
+fn host(shape: &[usize], data: Vec<f32>) -> HostTensor {
+    HostTensor::new(shape.to_vec(), data).unwrap()
+}
+
+fn uniform(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            lo + (hi - lo) * ((s >> 40) as f32 / (1u64 << 24) as f32)
+        })
+        .collect()
+}
+
+fn sum(t: &ArrayD<f32>) -> f64 {
+    t.iter().map(|&v| f64::from(v)).sum()
+}
+
+/// `sum_j R_j z_j / stab(z_j)`: what a conserving rule keeps, given its denominators `z`
+/// (relevance at `z_j = 0` is lost, the rest shrinks by the stabiliser).
+fn kept(r: &ArrayD<f32>, z: &ArrayD<f32>) -> f64 {
+    r.iter()
+        .zip(z.iter())
+        .map(|(&r, &z)| {
+            let z = f64::from(z);
+            f64::from(r) * z / (z + EPS * if z >= 0.0 { 1.0 } else { -1.0 })
+        })
+        .sum()
+}
+
+fn assert_conserves(r_in: &ArrayD<f32>, expected: f64, r_out: &ArrayD<f32>, what: &str) {
+    let scale: f64 = r_out.iter().map(|v| f64::from(v.abs())).sum::<f64>().max(1e-12);
+    let got = sum(r_in);
+    assert!((got - expected).abs() <= 1e-4 * scale, "{what}: sum R_in = {got}, expected {expected} (scale {scale})");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    #[test]
+    fn conv_zplus_and_zbox_conserve_and_zplus_is_non_negative(
+        c_in in 1usize..4, c_out in 1usize..5, k in [1usize..4, 1..4, 1..4], ext in [2usize..6, 2..7, 2..7],
+        stride in 1usize..3, seed in any::<u64>(), zero_frac in 0.0f32..0.6,
+    ) {
+        let be = Cpu::new(2).unwrap();
+        let pad = [k[0] / 2, k[1] / 2, k[2] / 2];
+        let ws = [c_out, c_in, k[0], k[1], k[2]];
+        let w = host(&ws, uniform(ws.iter().product(), seed, -1.0, 1.0));
+        let b = host(&[c_out], uniform(c_out, seed ^ 9, -0.5, 0.5));
+        let layer = Conv3d::new(&be, "conv", &w, Some(&b), [stride; 3], pad).unwrap();
+        let xs = [2, c_in, ext[0], ext[1], ext[2]];
+        // Non-negative inputs with some exact zeros (as after a ReLU).
+        let xv: Vec<f32> = uniform(xs.iter().product(), seed ^ 3, -zero_frac, 1.0).into_iter().map(|v| v.max(0.0)).collect();
+        let x = be.upload(&host(&xs, xv)).unwrap();
+        let out = layer.forward(&be, &x).unwrap();
+        let r = be.upload(&host(out.shape(), uniform(out.len(), seed ^ 5, 0.0, 1.0))).unwrap();
+        let w_t = be.upload(&w).unwrap();
+
+        let rz = layer.relevance(&be, &x, &r, &Rule::ZPlus { positive_bias: false }).unwrap();
+        let geometry = *layer.geometry();
+        let z = be.conv3d(&x, &be.unary(&w_t, UnaryOp::Positive), None, &geometry).unwrap();
+        assert_conserves(&rz, kept(&r, &z), &r, "conv z+");
+        prop_assert!(rz.iter().all(|&v| v >= 0.0), "z+ relevance must be non-negative");
+
+        // z^B with inputs inside [l, h] per channel.
+        let low: Vec<f32> = (0..c_in).map(|c| -0.5 - c as f32).collect();
+        let high: Vec<f32> = (0..c_in).map(|c| 1.0 + c as f32).collect();
+        let rb = layer.relevance(&be, &x, &r, &Rule::ZBox { low: low.clone(), high: high.clone() }).unwrap();
+        let lo = be.fill_channels(&xs, &low).unwrap();
+        let hi = be.fill_channels(&xs, &high).unwrap();
+        let wp = be.unary(&w_t, UnaryOp::Positive);
+        let wn = be.unary(&w_t, UnaryOp::Negative);
+        let zb = &(&be.conv3d(&x, &w_t, None, &geometry).unwrap() - &be.conv3d(&lo, &wp, None, &geometry).unwrap())
+            - &be.conv3d(&hi, &wn, None, &geometry).unwrap();
+        assert_conserves(&rb, kept(&r, &zb), &r, "conv z^B");
+    }
+
+    #[test]
+    fn linear_zplus_conserves(d_in in 1usize..40, d_out in 1usize..20, n in 1usize..3, seed in any::<u64>()) {
+        let be = Cpu::new(2).unwrap();
+        let w = host(&[d_out, d_in], uniform(d_in * d_out, seed, -1.0, 1.0));
+        let layer = Linear::new(&be, "fc", &w, None).unwrap();
+        let x = be.upload(&host(&[n, d_in], uniform(n * d_in, seed ^ 1, -0.3, 1.0).into_iter().map(|v| v.max(0.0)).collect())).unwrap();
+        let r = be.upload(&host(&[n, d_out], uniform(n * d_out, seed ^ 2, 0.0, 2.0))).unwrap();
+        let rz = layer.relevance(&be, &x, &r, &Rule::ZPlus { positive_bias: false }).unwrap();
+        let z = be.linear(&x, &be.unary(&be.upload(&w).unwrap(), UnaryOp::Positive), None).unwrap();
+        assert_conserves(&rz, kept(&r, &z), &r, "linear z+");
+        prop_assert!(rz.iter().all(|&v| v >= 0.0));
+    }
+
+    #[test]
+    fn pooling_rules_conserve(
+        ch in 1usize..3, input in [2usize..6, 2..7, 2..7], ceil in any::<bool>(), pad in 0usize..2,
+        seed in any::<u64>(),
+    ) {
+        let be = Cpu::new(2).unwrap();
+        let g = Pool3dGeometry { kernel: [2, 2, 2], stride: [2, 2, 2], padding: [0, pad, pad], ceil_mode: ceil };
+        prop_assume!(g.output_extent(input).is_ok());
+        let pool = MaxPool3d::new("pool", g);
+        let xs = [1, ch, input[0], input[1], input[2]];
+        let x = be.upload(&host(&xs, uniform(xs.iter().product(), seed, -0.5, 1.0).into_iter().map(|v| v.max(0.0)).collect())).unwrap();
+        let y = <MaxPool3d as Layer<Cpu>>::forward(&pool, &be, &x).unwrap();
+        let r = be.upload(&host(y.shape(), uniform(y.len(), seed ^ 4, 0.0, 1.0))).unwrap();
+        let rp = pool.relevance(&be, &x, &r, &Rule::PoolProportional).unwrap();
+        let sums = be.sum_pool3d(&x, &g).unwrap();
+        assert_conserves(&rp, kept(&r, &sums), &r, "proportional pooling");
+        prop_assert!(rp.iter().all(|&v| v >= 0.0));
+        let rw = pool.relevance(&be, &x, &r, &Rule::PoolWinnerTakeAll).unwrap();
+        assert_conserves(&rw, sum(&r), &r, "winner-take-all pooling");
+    }
+}

@@ -1,0 +1,205 @@
+//! The CPU kernels against naive f64 loops written independently here, over random geometries.
+
+use ndarray::ArrayD;
+use proptest::prelude::*;
+use vidlrp_core::{Backend, Conv3dGeometry, HostTensor, Pool3dGeometry};
+use vidlrp_cpu::Cpu;
+
+fn cpu() -> Cpu {
+    Cpu::new(2).unwrap()
+}
+
+fn t(be: &Cpu, shape: &[usize], data: Vec<f32>) -> ArrayD<f32> {
+    be.upload(&HostTensor::new(shape.to_vec(), data).unwrap()).unwrap()
+}
+
+/// A tiny SplitMix64 stream for test data.
+struct Mix(u64);
+
+impl Mix {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Mix(seed);
+    (0..n).map(|_| (rng.uniform() * 2.0 - 1.0) as f32).collect()
+}
+
+fn close(a: &[f32], b: &[f64], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    let scale = b.iter().fold(1e-6f64, |m, v| m.max(v.abs()));
+    for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
+        assert!((f64::from(x) - y).abs() <= 1e-5 * scale, "{what}[{i}]: {x} vs {y}");
+    }
+}
+
+#[derive(Debug, Clone)]
+struct ConvCase {
+    n: usize,
+    c_in: usize,
+    c_out: usize,
+    input: [usize; 3],
+    g: Conv3dGeometry,
+    seed: u64,
+}
+
+fn conv_case() -> impl Strategy<Value = ConvCase> {
+    (1usize..3, 1usize..4, 1usize..5, [1usize..4, 1..4, 1..4], [1usize..3, 1..3, 1..3], [0usize..2, 0..2, 0..2], [1usize..7, 1..7, 1..9], any::<u64>())
+        .prop_filter_map("kernel must fit", |(n, c_in, c_out, k, s, p, input, seed)| {
+            let g = Conv3dGeometry { kernel: k, stride: s, padding: p };
+            g.output_extent(input).ok().map(|_| ConvCase { n, c_in, c_out, input, g, seed })
+        })
+}
+
+/// Direct cross-correlation in f64.
+fn naive_conv(c: &ConvCase, x: &[f32], w: &[f32]) -> Vec<f64> {
+    let o = c.g.output_extent(c.input).unwrap();
+    let [ti, hi, wi] = c.input;
+    let [kt, kh, kw] = c.g.kernel;
+    let mut out = vec![0f64; c.n * c.c_out * o.iter().product::<usize>()];
+    let mut idx = 0;
+    for n in 0..c.n {
+        for co in 0..c.c_out {
+            for ot in 0..o[0] {
+                for oh in 0..o[1] {
+                    for ow in 0..o[2] {
+                        let mut s = 0f64;
+                        for ci in 0..c.c_in {
+                            for a in 0..kt {
+                                for b in 0..kh {
+                                    for d in 0..kw {
+                                        let it = (ot * c.g.stride[0] + a) as isize - c.g.padding[0] as isize;
+                                        let ih = (oh * c.g.stride[1] + b) as isize - c.g.padding[1] as isize;
+                                        let iw = (ow * c.g.stride[2] + d) as isize - c.g.padding[2] as isize;
+                                        if it < 0 || ih < 0 || iw < 0 || it >= ti as isize || ih >= hi as isize || iw >= wi as isize {
+                                            continue;
+                                        }
+                                        let xi = (((n * c.c_in + ci) * ti + it as usize) * hi + ih as usize) * wi + iw as usize;
+                                        let wj = (((co * c.c_in + ci) * kt + a) * kh + b) * kw + d;
+                                        s += f64::from(x[xi]) * f64::from(w[wj]);
+                                    }
+                                }
+                            }
+                        }
+                        out[idx] = s;
+                        idx += 1;
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn conv3d_matches_direct_loops_and_its_transpose_is_the_adjoint(c in conv_case()) {
+        let be = cpu();
+        let xs = [c.n, c.c_in, c.input[0], c.input[1], c.input[2]];
+        let ws = [c.c_out, c.c_in, c.g.kernel[0], c.g.kernel[1], c.g.kernel[2]];
+        let xv = values(xs.iter().product(), c.seed);
+        let wv = values(ws.iter().product(), c.seed ^ 1);
+        let x = t(&be, &xs, xv.clone());
+        let w = t(&be, &ws, wv.clone());
+        let z = be.conv3d(&x, &w, None, &c.g).unwrap();
+        close(z.as_slice().unwrap(), &naive_conv(&c, &xv, &wv), "conv3d");
+        // <conv(x), g> = <x, conv^T(g)>
+        let gv = values(z.len(), c.seed ^ 2);
+        let g = t(&be, z.shape(), gv.clone());
+        let dx = be.conv3d_transposed(&g, &w, &c.g, &xs).unwrap();
+        let lhs: f64 = z.iter().zip(&gv).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+        let rhs: f64 = xv.iter().zip(dx.iter()).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+        prop_assert!((lhs - rhs).abs() <= 1e-4 * (1.0 + lhs.abs()), "adjoint: {} vs {}", lhs, rhs);
+    }
+
+    #[test]
+    fn pooling_matches_direct_loops(
+        n in 1usize..3, ch in 1usize..3, input in [1usize..6, 1..7, 1..7],
+        k in [1usize..3, 1..4, 1..4], s in [1usize..3, 1..3, 1..3], pad in [0usize..2, 0..2, 0..2],
+        ceil in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let g = Pool3dGeometry { kernel: k, stride: s, padding: [pad[0].min(k[0] / 2), pad[1].min(k[1] / 2), pad[2].min(k[2] / 2)], ceil_mode: ceil };
+        prop_assume!(g.output_extent(input).is_ok());
+        let o = g.output_extent(input).unwrap();
+        let be = cpu();
+        let shape = [n, ch, input[0], input[1], input[2]];
+        let xv = values(shape.iter().product(), seed);
+        let x = t(&be, &shape, xv.clone());
+        let mx = be.max_pool3d(&x, &g).unwrap();
+        let sm = be.sum_pool3d(&x, &g).unwrap();
+        let (mut want_max, mut want_sum) = (Vec::new(), Vec::new());
+        let plane: usize = input.iter().product();
+        for nc in 0..n * ch {
+            for ot in 0..o[0] { for oh in 0..o[1] { for ow in 0..o[2] {
+                let (mut m, mut sum) = (f64::NEG_INFINITY, 0f64);
+                for it in 0..input[0] { for ih in 0..input[1] { for iw in 0..input[2] {
+                    let inside = |i: usize, oo: usize, a: usize| {
+                        let start = (oo * g.stride[a]) as isize - g.padding[a] as isize;
+                        (i as isize) >= start && (i as isize) < start + g.kernel[a] as isize
+                    };
+                    if inside(it, ot, 0) && inside(ih, oh, 1) && inside(iw, ow, 2) {
+                        let v = f64::from(xv[nc * plane + (it * input[1] + ih) * input[2] + iw]);
+                        m = m.max(v);
+                        sum += v;
+                    }
+                }}}
+                want_max.push(m);
+                want_sum.push(sum);
+            }}}
+        }
+        close(mx.as_slice().unwrap(), &want_max, "max pool");
+        close(sm.as_slice().unwrap(), &want_sum, "sum pool");
+        // Sum pooling's transpose is its adjoint.
+        let gv = values(sm.len(), seed ^ 3);
+        let gt = t(&be, sm.shape(), gv.clone());
+        let back = be.sum_pool3d_transposed(&gt, &g, &shape).unwrap();
+        let lhs: f64 = sm.iter().zip(&gv).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+        let rhs: f64 = xv.iter().zip(back.iter()).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+        prop_assert!((lhs - rhs).abs() <= 1e-4 * (1.0 + lhs.abs()));
+    }
+
+    #[test]
+    fn winner_take_all_routes_exactly_like_the_gradient(
+        ch in 1usize..3, input in [1usize..5, 2..7, 2..7], k in [1usize..3, 1..4, 1..4],
+        s in [1usize..3, 1..3, 1..3], ceil in any::<bool>(), seed in any::<u64>(),
+    ) {
+        let g = Pool3dGeometry { kernel: k, stride: s, padding: [0, k[1] / 2, 0], ceil_mode: ceil };
+        prop_assume!(g.output_extent(input).is_ok());
+        let be = cpu();
+        let shape = [1, ch, input[0], input[1], input[2]];
+        let len: usize = shape.iter().product();
+        // Distinct integers, so a +0.5 nudge never changes a window's winner but its own.
+        let mut rng = Mix(seed);
+        let mut xv: Vec<f32> = (0..len).map(|i| i as f32).collect();
+        for i in (1..len).rev() {
+            xv.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+        }
+        let x = t(&be, &shape, xv.clone());
+        let y = be.max_pool3d(&x, &g).unwrap();
+        let gv: Vec<f32> = (0..y.len()).map(|j| (j % 7) as f32 + 1.0).collect();
+        let gt = t(&be, y.shape(), gv.clone());
+        let routed = be.max_pool3d_transposed(&x, &gt, &g).unwrap();
+        let f = |v: &[f32]| -> f64 {
+            let yy = be.max_pool3d(&t(&be, &shape, v.to_vec()), &g).unwrap();
+            yy.iter().zip(&gv).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum()
+        };
+        let base = f(&xv);
+        for i in 0..len {
+            let mut xp = xv.clone();
+            xp[i] += 0.5;
+            let grad = (f(&xp) - base) / 0.5;
+            prop_assert_eq!(f64::from(routed.as_slice().unwrap()[i]), grad, "input {}", i);
+        }
+    }
+}
