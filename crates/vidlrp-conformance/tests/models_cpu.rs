@@ -12,7 +12,8 @@ proptest! {
     /// With zero biases a z+ denominator can only vanish where the relevance above it
     /// is already 0, so nothing leaks: `sum_i R_i = f_c(x)` up to the stabiliser, which only
     /// ever removes relevance (`R_j z_j / (z_j + eps)`), by about `eps / z_j` per layer: random
-    /// narrow models have logits down to ~0.05, hence the 1e-3 bound. No layer may create
+    /// narrow models have logits down to ~0.001; scores below 0.1 are skipped and the rest must
+    /// conserve to 1e-3. No layer may create
     /// relevance.
     #[test]
     fn dtd_conserves_on_random_models(seed in any::<u64>(), wta in any::<bool>()) {
@@ -32,6 +33,8 @@ proptest! {
         }
         match net.explain(&be, &x, &Target::TopOne, &composite) {
             Ok(e) => {
+                // The stabiliser's share eps / f_c would dominate tinier scores.
+                prop_assume!(e.scores.iter().all(|&f| f >= 0.1));
                 for (n, ratio) in e.conservation().iter().enumerate() {
                     prop_assert!(*ratio <= 1.0 + 1e-6 && *ratio > 1.0 - 1e-3, "sample {}: sum R / f_c = {}", n, ratio);
                 }
@@ -78,9 +81,9 @@ fn most_random_models_are_explainable_by_dtd() {
         let s = case.input.shape().to_vec();
         let (net, _) = vidlrp_c3d::build(&be, case.weights, case.pool5, [s[1], s[2], s[3], s[4]]).unwrap();
         let x = be.upload(&case.input).unwrap();
-        if net.explain(&be, &x, &Target::TopOne, &Composite::dtd(case.low, case.high)).is_ok() {
-            ok += 1;
+        if let Ok(e) = net.explain(&be, &x, &Target::TopOne, &Composite::dtd(case.low, case.high)) {
+            ok += usize::from(e.scores.iter().all(|&f| f >= 0.1));
         }
     }
-    assert!(ok >= 8, "only {ok} of 16 random models had a positive top logit");
+    assert!(ok >= 8, "only {ok} of 16 random models had a top logit >= 0.1");
 }
