@@ -79,11 +79,20 @@ fn most_random_models_are_explainable_by_dtd() {
             }
         }
         let s = case.input.shape().to_vec();
-        let (net, _) = vidlrp_c3d::build(&be, case.weights, case.pool5, [s[1], s[2], s[3], s[4]]).unwrap();
+        let (net, _) =
+            vidlrp_c3d::build(&be, case.weights, case.pool5, [s[1], s[2], s[3], s[4]]).unwrap();
         let x = be.upload(&case.input).unwrap();
-        if let Ok(e) = net.explain(&be, &x, &Target::TopOne, &Composite::dtd(case.low, case.high)) {
+        if let Ok(e) = net.explain(
+            &be,
+            &x,
+            &Target::TopOne,
+            &Composite::dtd(case.low, case.high),
+        ) {
             ok += usize::from(e.scores.iter().all(|&f| f >= 0.1));
         }
     }
-    assert!(ok >= 8, "only {ok} of 16 random models had a top logit >= 0.1");
+    assert!(
+        ok >= 8,
+        "only {ok} of 16 random models had a top logit >= 0.1"
+    );
 }

@@ -17,7 +17,9 @@ fn uniform(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
     let mut s = seed;
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             lo + (hi - lo) * ((s >> 40) as f32 / (1u64 << 24) as f32)
         })
         .collect()
@@ -40,9 +42,16 @@ fn kept(r: &ArrayD<f32>, z: &ArrayD<f32>) -> f64 {
 }
 
 fn assert_conserves(r_in: &ArrayD<f32>, expected: f64, r_out: &ArrayD<f32>, what: &str) {
-    let scale: f64 = r_out.iter().map(|v| f64::from(v.abs())).sum::<f64>().max(1e-12);
+    let scale: f64 = r_out
+        .iter()
+        .map(|v| f64::from(v.abs()))
+        .sum::<f64>()
+        .max(1e-12);
     let got = sum(r_in);
-    assert!((got - expected).abs() <= 1e-4 * scale, "{what}: sum R_in = {got}, expected {expected} (scale {scale})");
+    assert!(
+        (got - expected).abs() <= 1e-4 * scale,
+        "{what}: sum R_in = {got}, expected {expected} (scale {scale})"
+    );
 }
 
 proptest! {

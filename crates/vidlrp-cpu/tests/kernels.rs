@@ -10,7 +10,8 @@ fn cpu() -> Cpu {
 }
 
 fn t(be: &Cpu, shape: &[usize], data: Vec<f32>) -> ArrayD<f32> {
-    be.upload(&HostTensor::new(shape.to_vec(), data).unwrap()).unwrap()
+    be.upload(&HostTensor::new(shape.to_vec(), data).unwrap())
+        .unwrap()
 }
 
 /// A tiny SplitMix64 stream for test data.
@@ -38,7 +39,10 @@ fn close(a: &[f32], b: &[f64], what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: lengths");
     let scale = b.iter().fold(1e-6f64, |m, v| m.max(v.abs()));
     for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
-        assert!((f64::from(x) - y).abs() <= 1e-5 * scale, "{what}[{i}]: {x} vs {y}");
+        assert!(
+            (f64::from(x) - y).abs() <= 1e-5 * scale,
+            "{what}[{i}]: {x} vs {y}"
+        );
     }
 }
 
@@ -53,11 +57,34 @@ struct ConvCase {
 }
 
 fn conv_case() -> impl Strategy<Value = ConvCase> {
-    (1usize..3, 1usize..4, 1usize..5, [1usize..4, 1..4, 1..4], [1usize..3, 1..3, 1..3], [0usize..2, 0..2, 0..2], [1usize..7, 1..7, 1..9], any::<u64>())
-        .prop_filter_map("kernel must fit", |(n, c_in, c_out, k, s, p, input, seed)| {
-            let g = Conv3dGeometry { kernel: k, stride: s, padding: p };
-            g.output_extent(input).ok().map(|_| ConvCase { n, c_in, c_out, input, g, seed })
-        })
+    (
+        1usize..3,
+        1usize..4,
+        1usize..5,
+        [1usize..4, 1..4, 1..4],
+        [1usize..3, 1..3, 1..3],
+        [0usize..2, 0..2, 0..2],
+        [1usize..7, 1..7, 1..9],
+        any::<u64>(),
+    )
+        .prop_filter_map(
+            "kernel must fit",
+            |(n, c_in, c_out, k, s, p, input, seed)| {
+                let g = Conv3dGeometry {
+                    kernel: k,
+                    stride: s,
+                    padding: p,
+                };
+                g.output_extent(input).ok().map(|_| ConvCase {
+                    n,
+                    c_in,
+                    c_out,
+                    input,
+                    g,
+                    seed,
+                })
+            },
+        )
 }
 
 /// Direct cross-correlation in f64.
@@ -77,13 +104,25 @@ fn naive_conv(c: &ConvCase, x: &[f32], w: &[f32]) -> Vec<f64> {
                             for a in 0..kt {
                                 for b in 0..kh {
                                     for d in 0..kw {
-                                        let it = (ot * c.g.stride[0] + a) as isize - c.g.padding[0] as isize;
-                                        let ih = (oh * c.g.stride[1] + b) as isize - c.g.padding[1] as isize;
-                                        let iw = (ow * c.g.stride[2] + d) as isize - c.g.padding[2] as isize;
-                                        if it < 0 || ih < 0 || iw < 0 || it >= ti as isize || ih >= hi as isize || iw >= wi as isize {
+                                        let it = (ot * c.g.stride[0] + a) as isize
+                                            - c.g.padding[0] as isize;
+                                        let ih = (oh * c.g.stride[1] + b) as isize
+                                            - c.g.padding[1] as isize;
+                                        let iw = (ow * c.g.stride[2] + d) as isize
+                                            - c.g.padding[2] as isize;
+                                        if it < 0
+                                            || ih < 0
+                                            || iw < 0
+                                            || it >= ti as isize
+                                            || ih >= hi as isize
+                                            || iw >= wi as isize
+                                        {
                                             continue;
                                         }
-                                        let xi = (((n * c.c_in + ci) * ti + it as usize) * hi + ih as usize) * wi + iw as usize;
+                                        let xi = (((n * c.c_in + ci) * ti + it as usize) * hi
+                                            + ih as usize)
+                                            * wi
+                                            + iw as usize;
                                         let wj = (((co * c.c_in + ci) * kt + a) * kh + b) * kw + d;
                                         s += f64::from(x[xi]) * f64::from(w[wj]);
                                     }

@@ -1,0 +1,354 @@
+//! The `vidlrp` binary as a user runs it: outputs against the goldens, and bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use vidlrp_core::HostTensor;
+
+fn vidlrp(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vidlrp"))
+        .args(args)
+        .output()
+        .expect("run vidlrp")
+}
+
+fn tmp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("vidlrp-cli-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn golden(name: &str) -> PathBuf {
+    vidlrp_conformance::golden::fixtures_dir().join(name)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn stdout_json(o: &Output) -> Value {
+    assert!(
+        o.status.success(),
+        "vidlrp failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).expect("one JSON object on stdout")
+}
+
+/// Fails with a message containing `needle`, exit code 1, no panic, no output file.
+#[track_caller]
+fn check_error(args: &[&str], out: &Path, needle: &str) {
+    let o = vidlrp(args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "exit code for {args:?}: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    assert!(!err.contains("panicked"), "panic: {err}");
+    assert!(
+        !out.exists(),
+        "partial output {} left behind",
+        out.display()
+    );
+    let Ok(dir) = std::fs::read_dir(out.parent().unwrap()) else {
+        return;
+    };
+    let leftovers: Vec<_> = dir
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+fn rel_err(a: &HostTensor, b: &HostTensor) -> f64 {
+    let (e, s) = vidlrp_conformance::max_errors(a.data(), b.data());
+    e / s
+}
+
+#[test]
+fn explain_reproduces_zennit_through_the_cli() {
+    let d = tmp("golden");
+    let out = d.join("r.npy");
+    let g = golden("port-a");
+    let o = vidlrp(&[
+        "explain",
+        "--weights",
+        s(&g.join("model.safetensors")),
+        "--input",
+        s(&g.join("input.npy")),
+        "--method",
+        "dtd",
+        "--pool",
+        "wta",
+        "--low",
+        "0",
+        "--high",
+        "255",
+        "--out",
+        s(&out),
+        "--threads",
+        "1",
+    ]);
+    let j = stdout_json(&o);
+    let want = vidlrp_io::read_tensors(&g.join("golden.npz"))
+        .unwrap()
+        .remove("dtd-wta")
+        .unwrap();
+    let got = vidlrp_io::read_npy(&out).unwrap();
+    assert_eq!(got.shape(), want.shape());
+    assert!(rel_err(&got, &want) <= 1e-4);
+    let samples = j["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 2);
+    for smp in samples {
+        assert!((smp["conservation"].as_f64().unwrap() - 1.0).abs() < 1e-4);
+        assert_eq!(smp["top5"].as_array().unwrap().len(), 5);
+        assert_eq!(smp["top5"][0]["class"], smp["class"]);
+    }
+    assert_eq!(j["layers"][0]["layer"], "fc8");
+    assert!(j["wall_time_s"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn explain_takes_negative_bounds_npz_weights_caffe_pool5_and_sa() {
+    let d = tmp("caffe");
+    let g = golden("caffe-b");
+    // (1,3,T,H,W) in the fixture; the CLI keeps the input's shape.
+    let out = d.join("dtd.npy");
+    let o = vidlrp(&[
+        "explain",
+        "--weights",
+        s(&g.join("model.npz")),
+        "--input",
+        s(&g.join("input.npy")),
+        "--pool5",
+        "caffe",
+        "--low",
+        "-90.25,-97.66,-101.41",
+        "--high",
+        "164.75,157.34,153.59",
+        "--out",
+        s(&out),
+    ]);
+    stdout_json(&o);
+    let golden = vidlrp_io::read_tensors(&g.join("golden.npz")).unwrap();
+    assert!(rel_err(&vidlrp_io::read_npy(&out).unwrap(), &golden["dtd"]) <= 1e-4);
+    // Bounds from the preset name give the same result.
+    let out2 = d.join("dtd2.npy");
+    stdout_json(&vidlrp(&[
+        "explain",
+        "--weights",
+        s(&g.join("model.npz")),
+        "--input",
+        s(&g.join("input.npy")),
+        "--pool5",
+        "caffe",
+        "--bounds",
+        "caffe",
+        "--out",
+        s(&out2),
+    ]));
+    assert!(rel_err(&vidlrp_io::read_npy(&out2).unwrap(), &golden["dtd"]) <= 1e-4);
+    let sa = d.join("sa.npy");
+    stdout_json(&vidlrp(&[
+        "explain",
+        "--weights",
+        s(&g.join("model.npz")),
+        "--input",
+        s(&g.join("input.npy")),
+        "--pool5",
+        "caffe",
+        "--method",
+        "sa",
+        "--out",
+        s(&sa),
+    ]));
+    assert!(rel_err(&vidlrp_io::read_npy(&sa).unwrap(), &golden["sa"]) <= 1e-4);
+}
+
+#[test]
+fn init_writes_loadable_seeded_models() {
+    let d = tmp("init");
+    let a = d.join("a.safetensors");
+    let b = d.join("b.npz");
+    let args = |p: &Path| {
+        vec![
+            "init",
+            "--widths",
+            "2,3,4,4,5,5,6,6",
+            "--fc",
+            "8,8",
+            "--classes",
+            "4",
+            "--seed",
+            "5",
+            "--input-size",
+            "16x32x32",
+            "--out",
+        ]
+        .into_iter()
+        .map(String::from)
+        .chain([p.to_str().unwrap().to_string()])
+        .collect::<Vec<_>>()
+    };
+    for p in [&a, &b] {
+        let o = Command::new(env!("CARGO_BIN_EXE_vidlrp"))
+            .args(args(p))
+            .output()
+            .unwrap();
+        let j = stdout_json(&o);
+        assert_eq!(j["classes"], 4);
+    }
+    let wa = vidlrp_io::read_tensors(&a).unwrap();
+    assert_eq!(
+        wa,
+        vidlrp_io::read_tensors(&b).unwrap(),
+        "same seed, same weights in both formats"
+    );
+    assert_eq!(wa["conv1.weight"].shape(), [2, 3, 3, 3, 3]);
+    assert_eq!(wa["fc6.weight"].shape(), [8, 6 * 2 * 2]);
+}
+
+#[test]
+fn bad_input_gives_clear_errors_and_no_output() {
+    let d = tmp("bad");
+    let out = d.join("r.npy");
+    let g = golden("port-a");
+    let (w, x) = (g.join("model.safetensors"), g.join("input.npy"));
+    let run = |w: &Path, x: &Path, extra: &[&str], needle: &str| {
+        let mut args = vec![
+            "explain",
+            "--weights",
+            s(w),
+            "--input",
+            s(x),
+            "--bounds",
+            "port",
+            "--out",
+            s(&out),
+        ];
+        args.extend_from_slice(extra);
+        check_error(&args, &out, needle);
+    };
+    run(&d.join("missing.safetensors"), &x, &[], "No such file");
+    run(&w, &d.join("missing.npy"), &[], "No such file");
+
+    let weights = vidlrp_io::read_tensors(&w).unwrap();
+    let mut extra = weights.clone();
+    extra.insert("fc9.weight".into(), HostTensor::zeros(vec![2, 2]));
+    let p = d.join("extra.safetensors");
+    vidlrp_io::write_safetensors(&p, &extra).unwrap();
+    run(&p, &x, &[], "unexpected tensor(s) fc9.weight");
+
+    let mut missing = weights.clone();
+    missing.remove("conv3b.bias");
+    let p = d.join("missing-tensor.npz");
+    vidlrp_io::write_npz(&p, &missing).unwrap();
+    run(&p, &x, &[], "tensor conv3b.bias is missing");
+
+    let mut chain = weights.clone();
+    chain.insert("fc7.weight".into(), HostTensor::zeros(vec![24, 23]));
+    let p = d.join("chain.safetensors");
+    vidlrp_io::write_safetensors(&p, &chain).unwrap();
+    run(&p, &x, &[], "fc7.weight has shape [24, 23]");
+
+    let mut nan = weights.clone();
+    nan.get_mut("conv2.weight").unwrap().data_mut()[3] = f32::NAN;
+    let p = d.join("nan.safetensors");
+    vidlrp_io::write_safetensors(&p, &nan).unwrap();
+    run(&p, &x, &[], "conv2.weight contains 1 non-finite");
+
+    let bytes = std::fs::read(&w).unwrap();
+    let p = d.join("trunc.safetensors");
+    std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    run(&p, &x, &[], "truncated");
+
+    let input = vidlrp_io::read_npy(&x).unwrap();
+    let mut bad = input.clone();
+    bad.data_mut()[10] = f32::INFINITY;
+    let p = d.join("inf.npy");
+    vidlrp_io::write_npy(&p, &bad).unwrap();
+    run(&w, &p, &[], "non-finite");
+
+    let p = d.join("rank3.npy");
+    vidlrp_io::write_npy(&p, &HostTensor::zeros(vec![16, 32, 32])).unwrap();
+    run(&w, &p, &[], "(3,T,H,W) or (N,3,T,H,W)");
+
+    let p = d.join("size.npy");
+    vidlrp_io::write_npy(&p, &HostTensor::zeros(vec![3, 16, 64, 64])).unwrap();
+    run(&w, &p, &[], "fc6 expects");
+
+    let p = d.join("frames.npy");
+    vidlrp_io::write_npy(&p, &HostTensor::zeros(vec![3, 8, 32, 32])).unwrap();
+    run(&w, &p, &[], "too small for C3D");
+
+    // A class whose logit is not positive cannot be explained by DTD.
+    let logits = vidlrp_io::read_tensors(&g.join("golden.npz"))
+        .unwrap()
+        .remove("logits")
+        .unwrap();
+    let k = logits.shape()[1];
+    let neg = (0..k)
+        .find(|&c| logits.data()[c] <= 0.0 && logits.data()[k + c] <= 0.0)
+        .expect("a negative class");
+    run(&w, &x, &["--class", &neg.to_string()], "is not positive");
+    run(&w, &x, &["--class", "99"], "out of range");
+    run(&w, &x, &["--method", "lrp-magic"], "unknown method");
+    run(
+        &w,
+        &x,
+        &["--method", "alpha-beta", "--alpha", "3"],
+        "alpha - beta = 1",
+    );
+    check_error(
+        &[
+            "explain",
+            "--weights",
+            s(&w),
+            "--input",
+            s(&x),
+            "--out",
+            s(&d.join("no/such/dir/r.npy")),
+        ],
+        &d.join("no/such/dir/r.npy"),
+        "does not exist",
+    );
+}
+
+#[test]
+fn every_command_has_help_with_examples() {
+    for cmd in [
+        vec!["--help"],
+        vec!["explain", "--help"],
+        vec!["init", "--help"],
+        vec!["demo", "--help"],
+    ] {
+        let o = vidlrp(&cmd);
+        assert!(o.status.success());
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(text.contains("Examples:"), "{cmd:?} help lacks examples");
+    }
+}
+
+#[test]
+fn demo_runs_the_main_job_on_built_in_data() {
+    let d = tmp("demo");
+    let o = vidlrp(&["demo", "--size", "small", "--out", s(&d)]);
+    let j = stdout_json(&o);
+    for m in ["dtd", "sa"] {
+        let r = vidlrp_io::read_npy(&d.join(format!("{m}.npy"))).unwrap();
+        assert_eq!(r.shape(), [3, 16, 112, 112]);
+        let shares: Vec<f64> = j["methods"][m]["frame_shares"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(shares.len(), 16);
+        assert!((shares.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    }
+    let c = j["methods"]["dtd"]["samples"][0]["conservation"]
+        .as_f64()
+        .unwrap();
+    assert!((c - 1.0).abs() < 1e-3, "DTD conservation {c}");
+    assert!(d.join("summary.json").is_file());
+}
