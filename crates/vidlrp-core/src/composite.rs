@@ -246,13 +246,13 @@ impl Composite {
         let rules = [Some(&self.conv), Some(&self.linear), self.first.as_ref()];
         for rule in rules.into_iter().flatten() {
             match rule {
-                Rule::AlphaBeta { alpha, beta } => {
-                    if *alpha < 0.0 || *beta < 0.0 || (alpha - beta - 1.0).abs() > 1e-6 {
-                        return Err(Error::new(
-                            ErrorKind::Rule,
-                            format!("alpha-beta needs alpha, beta >= 0 and alpha - beta = 1, got {alpha}, {beta}"),
-                        ));
-                    }
+                Rule::AlphaBeta { alpha, beta }
+                    if *alpha < 0.0 || *beta < 0.0 || (alpha - beta - 1.0).abs() > 1e-6 =>
+                {
+                    return Err(Error::new(
+                        ErrorKind::Rule,
+                        format!("alpha-beta needs alpha, beta >= 0 and alpha - beta = 1, got {alpha}, {beta}"),
+                    ));
                 }
                 Rule::Epsilon { epsilon } if !(epsilon.is_finite() && *epsilon >= 0.0) => {
                     return Err(Error::new(

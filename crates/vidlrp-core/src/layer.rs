@@ -74,7 +74,7 @@ impl<B: Backend> Conv3d<B> {
     ) -> Result<Self> {
         let name = name.into();
         let ws = weight.shape().to_vec();
-        if ws.len() != 5 || ws.iter().any(|&d| d == 0) {
+        if ws.len() != 5 || ws.contains(&0) {
             return Err(Error::shape(format!(
                 "{name}.weight must have shape [C_out, C_in, kT, kH, kW], got {ws:?}"
             )));

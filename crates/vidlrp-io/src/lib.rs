@@ -135,7 +135,7 @@ pub fn read_tensors(path: &Path) -> Result<TensorMap> {
     let mut file = File::open(path).map_err(|e| IoError::io(path, e))?;
     let n = file.read(&mut head).map_err(|e| IoError::io(path, e))?;
     drop(file);
-    if n == 4 && head == *b"PK\x03\x04" || n == 4 && head == *b"PK\x05\x06" {
+    if n == 4 && (head == *b"PK\x03\x04" || head == *b"PK\x05\x06") {
         read_npz(path)
     } else {
         read_safetensors(path)
