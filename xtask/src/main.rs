@@ -1,3 +1,45 @@
-fn main() {
-    println!("Hello, world!");
+//! `cargo xtask`: project automation in Rust (rust-analyzer style), no shell scripts needed.
+//!
+//! - `cargo xtask conformance`: goldens and random models on every available backend;
+//! - `cargo xtask bench`: whole-model timings of ours against PyTorch/Zennit on this machine.
+
+mod bench;
+mod conformance;
+
+use clap::{Parser, Subcommand};
+
+/// glibc returns every large buffer to the OS on free, so each layer would fault in fresh pages
+/// (a 3-4x slowdown of the memory-bound kernels); mimalloc reuses them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "vidlrp project automation")]
+struct Flags {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Check every available backend against the goldens, conservation on random models, and
+    /// (when several backends exist) agreement between them.
+    Conformance(conformance::Args),
+    /// Time full-width C3D forward, DTD and SA: ours and, if available, PyTorch/Zennit.
+    Bench(bench::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let flags = Flags::parse();
+    let result = match flags.command {
+        Cmd::Conformance(a) => conformance::run(a),
+        Cmd::Bench(a) => bench::run(a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -10,6 +10,31 @@ pub(crate) struct PoolDims {
     pub g: Pool3dGeometry,
 }
 
+/// A clipped window: input ranges along `t`, `h`, `w`, and the row strides of the input plane.
+#[derive(Clone, Copy)]
+struct Window {
+    t: (usize, usize),
+    h: (usize, usize),
+    w: (usize, usize),
+    h_in: usize,
+    w_in: usize,
+}
+
+impl Window {
+    /// Calls `f(flat input index)` for every element in scan order (`t`, then `h`, then `w`).
+    #[inline]
+    fn for_each(&self, mut f: impl FnMut(usize)) {
+        for t in self.t.0..self.t.1 {
+            for h in self.h.0..self.h.1 {
+                let row = (t * self.h_in + h) * self.w_in;
+                for i in row + self.w.0..row + self.w.1 {
+                    f(i);
+                }
+            }
+        }
+    }
+}
+
 impl PoolDims {
     fn in_len(&self) -> usize {
         self.input.iter().product()
@@ -18,22 +43,28 @@ impl PoolDims {
         self.output.iter().product()
     }
 
-    /// Calls `f(j, window)` for every output position `j` with the flat input indices of its
-    /// clipped window in scan order (`t`, then `h`, then `w`).
-    fn for_each_window(&self, mut f: impl FnMut(usize, &mut dyn Iterator<Item = usize>)) {
+    /// Calls `f(j, window)` for every output position `j` in order.
+    #[inline]
+    fn for_each_window(&self, mut f: impl FnMut(usize, Window)) {
         let [t_in, h_in, w_in] = self.input;
         let [to_n, ho_n, wo_n] = self.output;
         let mut j = 0;
         for to in 0..to_n {
-            let (t0, t1) = self.g.window(0, to, t_in);
+            let t = self.g.window(0, to, t_in);
             for ho in 0..ho_n {
-                let (h0, h1) = self.g.window(1, ho, h_in);
+                let h = self.g.window(1, ho, h_in);
                 for wo in 0..wo_n {
-                    let (w0, w1) = self.g.window(2, wo, w_in);
-                    let mut it = (t0..t1).flat_map(move |t| {
-                        (h0..h1).flat_map(move |h| (w0..w1).map(move |w| (t * h_in + h) * w_in + w))
-                    });
-                    f(j, &mut it);
+                    let w = self.g.window(2, wo, w_in);
+                    f(
+                        j,
+                        Window {
+                            t,
+                            h,
+                            w,
+                            h_in,
+                            w_in,
+                        },
+                    );
                     j += 1;
                 }
             }
@@ -41,16 +72,17 @@ impl PoolDims {
     }
 }
 
-/// Index of the first maximum in scan order (`None` for an empty window).
-fn argmax(x: &[f32], window: &mut dyn Iterator<Item = usize>) -> Option<usize> {
+/// Index of the first maximum in scan order (NaN wins, as in PyTorch); `None` if empty.
+#[inline]
+fn argmax(x: &[f32], window: Window) -> Option<usize> {
     let mut best: Option<(usize, f32)> = None;
-    for i in window {
+    window.for_each(|i| {
         let v = x[i];
         match best {
             Some((_, b)) if !(v > b || v.is_nan()) => {}
             _ => best = Some((i, v)),
         }
-    }
+    });
     best.map(|(i, _)| i)
 }
 
@@ -79,7 +111,11 @@ pub(crate) fn sum_pool(d: &PoolDims, x: &[f32], y: &mut [f32]) {
     y.par_chunks_mut(d.out_len())
         .zip(x.par_chunks(d.in_len()))
         .for_each(|(yp, xp)| {
-            d.for_each_window(|j, w| yp[j] = w.map(|i| xp[i]).sum());
+            d.for_each_window(|j, w| {
+                let mut s = 0.0f32;
+                w.for_each(|i| s += xp[i]);
+                yp[j] = s;
+            });
         });
 }
 

@@ -1,0 +1,219 @@
+//! `cargo xtask bench`: full-width C3D, ours against PyTorch/Zennit on the same machine, same run.
+//!
+//! Every measurement runs in a fresh process (ours: `cargo xtask bench-worker`, theirs:
+//! `benches/torch_bench.py`), so each peak RSS is that task's own.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use vidlrp_c3d::{init_weights, C3dSpec, Pool5, Preprocess, Rng};
+use vidlrp_core::{Backend, Composite, HostTensor, Target};
+use vidlrp_cpu::Cpu;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Threads for both sides (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Clips per batch.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Timed repetitions per task (the minimum is reported).
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Python with torch and zennit (skipped when it cannot import them).
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Working directory for the generated weights and clip (never committed).
+    #[arg(long, default_value = "target/bench")]
+    dir: PathBuf,
+    /// Tasks to run.
+    #[arg(long, value_delimiter = ',', default_value = "forward,dtd,sa")]
+    tasks: Vec<String>,
+    /// Run one task in this process and print its JSON (used by `bench` itself).
+    #[arg(long, hide = true)]
+    worker: Option<String>,
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn worker(a: &Args, task: &str) -> Result<()> {
+    let weights = vidlrp_io::read_tensors(&a.dir.join("c3d.safetensors"))?;
+    let x = vidlrp_io::read_npy(&a.dir.join(format!("clip-b{}.npy", a.batch)))?;
+    let be = Cpu::new(a.threads)?;
+    let (net, _) = vidlrp_c3d::build(&be, weights, Pool5::Port, [3, 16, 112, 112])?;
+    let caffe = Preprocess::caffe();
+    let composite = match task {
+        "dtd" => Some(Composite::dtd(caffe.low(), caffe.high())),
+        "sa" => Some(Composite::sensitivity()),
+        "forward" => None,
+        other => bail!("unknown task {other}"),
+    };
+    let mut times = Vec::new();
+    let mut layers = Value::Null;
+    for _ in 0..a.repeat {
+        let start = Instant::now();
+        let xb = be.upload(&x)?;
+        match &composite {
+            Some(c) => {
+                let e = net.explain(&be, &xb, &Target::TopOne, c)?;
+                layers = json!(e.conservation());
+            }
+            None => {
+                be.download(&net.forward(&be, &xb)?)?;
+            }
+        }
+        times.push(start.elapsed().as_secs_f64());
+    }
+    println!(
+        "{}",
+        json!({"task": task, "times": times, "peak_rss_mb": peak_rss_mb(), "conservation": layers, "backend": be.name()})
+    );
+    Ok(())
+}
+
+fn prepare(a: &Args) -> Result<()> {
+    std::fs::create_dir_all(&a.dir)?;
+    let w = a.dir.join("c3d.safetensors");
+    if !w.exists() {
+        eprintln!("bench: writing seeded full-width C3D to {}", w.display());
+        vidlrp_io::write_safetensors(&w, &init_weights(&C3dSpec::full(), 0))?;
+    }
+    let x = a.dir.join(format!("clip-b{}.npy", a.batch));
+    if !x.exists() {
+        let caffe = Preprocess::caffe();
+        let mut rng = Rng::new(42);
+        let n = a.batch * 3 * 16 * 112 * 112;
+        let plane = 16 * 112 * 112;
+        let data = (0..n)
+            .map(|i| (rng.uniform() * 255.0) as f32 - caffe.mean[(i / plane) % 3])
+            .collect();
+        vidlrp_io::write_npy(&x, &HostTensor::new(vec![a.batch, 3, 16, 112, 112], data)?)?;
+    }
+    Ok(())
+}
+
+fn run_json(cmd: &mut Command) -> Result<Value> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().unwrap_or_default();
+    serde_json::from_str(line).with_context(|| format!("bad JSON from {cmd:?}: {text}"))
+}
+
+fn min_time(v: &Value) -> f64 {
+    v["times"].as_array().map_or(f64::NAN, |t| {
+        t.iter()
+            .filter_map(Value::as_f64)
+            .fold(f64::INFINITY, f64::min)
+    })
+}
+
+pub fn run(a: Args) -> Result<()> {
+    if let Some(task) = &a.worker {
+        return worker(&a, task);
+    }
+    prepare(&a)?;
+    let threads = if a.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        a.threads
+    };
+    let exe = std::env::current_exe()?;
+    let torch_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/torch_bench.py");
+    let have_torch = Command::new(&a.python)
+        .args(["-c", "import torch, zennit"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !have_torch {
+        eprintln!(
+            "bench: {} cannot import torch and zennit; timing ours only",
+            a.python
+        );
+    }
+    println!("full-width C3D (80M parameters), batch {} x 3x16x112x112, {threads} threads, min of {} runs", a.batch, a.repeat);
+    println!(
+        "{:<8} {:>10} {:>12} {:>8} {:>14} {:>14}",
+        "task", "vidlrp s", "torch s", "ratio", "vidlrp RSS MB", "torch RSS MB"
+    );
+    let mut rows = Vec::new();
+    for task in &a.tasks {
+        let ours = run_json(
+            Command::new(&exe)
+                .args(["bench", "--worker", task, "--threads", &threads.to_string()])
+                .args([
+                    "--batch",
+                    &a.batch.to_string(),
+                    "--repeat",
+                    &a.repeat.to_string(),
+                ])
+                .arg("--dir")
+                .arg(&a.dir),
+        )?;
+        let theirs = if have_torch {
+            Some(run_json(
+                Command::new(&a.python)
+                    .arg(&torch_script)
+                    .args([
+                        "--task",
+                        task,
+                        "--threads",
+                        &threads.to_string(),
+                        "--repeat",
+                        &a.repeat.to_string(),
+                    ])
+                    .arg("--weights")
+                    .arg(a.dir.join("c3d.safetensors"))
+                    .arg("--input")
+                    .arg(a.dir.join(format!("clip-b{}.npy", a.batch))),
+            )?)
+        } else {
+            None
+        };
+        let (t_ours, t_theirs) = (min_time(&ours), theirs.as_ref().map_or(f64::NAN, min_time));
+        println!(
+            "{:<8} {:>10.3} {:>12.3} {:>8.2} {:>14.0} {:>14.0}",
+            task,
+            t_ours,
+            t_theirs,
+            t_ours / t_theirs,
+            ours["peak_rss_mb"].as_f64().unwrap_or(f64::NAN),
+            theirs
+                .as_ref()
+                .and_then(|t| t["peak_rss_mb"].as_f64())
+                .unwrap_or(f64::NAN)
+        );
+        rows.push(
+            json!({"task": task, "vidlrp": ours, "torch": theirs, "ratio": t_ours / t_theirs}),
+        );
+    }
+    let report = a.dir.join("report.json");
+    std::fs::write(
+        &report,
+        serde_json::to_string_pretty(&json!({"threads": threads, "batch": a.batch, "rows": rows}))?,
+    )?;
+    println!(
+        "(ratio = vidlrp / torch; < 1 means vidlrp is faster; report: {})",
+        report.display()
+    );
+    Ok(())
+}
