@@ -65,13 +65,20 @@ fn worker(a: &Args, task: &str) -> Result<()> {
     };
     let mut times = Vec::new();
     let mut layers = Value::Null;
+    let mut conservation = Value::Null;
     for _ in 0..a.repeat {
         let start = Instant::now();
         let xb = be.upload(&x)?;
         match &composite {
             Some(c) => {
                 let e = net.explain(&be, &xb, &Target::TopOne, c)?;
-                layers = json!(e.conservation());
+                conservation = json!(e.conservation());
+                layers = json!(e
+                    .layers
+                    .iter()
+                    .rev()
+                    .map(|l| json!({"layer": l.layer, "rule": l.rule, "forward_s": l.forward_s, "relevance_s": l.relevance_s}))
+                    .collect::<Vec<_>>());
             }
             None => {
                 be.download(&net.forward(&be, &xb)?)?;
@@ -81,7 +88,7 @@ fn worker(a: &Args, task: &str) -> Result<()> {
     }
     println!(
         "{}",
-        json!({"task": task, "times": times, "peak_rss_mb": peak_rss_mb(), "conservation": layers, "backend": be.name()})
+        json!({"task": task, "times": times, "peak_rss_mb": peak_rss_mb(), "conservation": conservation, "layers": layers, "backend": be.name()})
     );
     Ok(())
 }
@@ -202,6 +209,7 @@ pub fn run(a: Args) -> Result<()> {
                 .and_then(|t| t["peak_rss_mb"].as_f64())
                 .unwrap_or(f64::NAN)
         );
+        print_profile(&ours);
         rows.push(
             json!({"task": task, "vidlrp": ours, "torch": theirs, "ratio": t_ours / t_theirs}),
         );
@@ -216,4 +224,40 @@ pub fn run(a: Args) -> Result<()> {
         report.display()
     );
     Ok(())
+}
+
+/// Where the time of one explanation goes: forward and relevance wall time per layer (layers
+/// under 1 % of the total are folded into "other").
+fn print_profile(ours: &Value) {
+    let Some(layers) = ours["layers"].as_array() else {
+        return;
+    };
+    let time = |l: &Value, k: &str| l[k].as_f64().unwrap_or(0.0);
+    let total: f64 = layers
+        .iter()
+        .map(|l| time(l, "forward_s") + time(l, "relevance_s"))
+        .sum();
+    println!("         per layer (last run): forward + relevance = {total:.3} s");
+    let mut other = 0.0;
+    for l in layers {
+        let (f, r) = (time(l, "forward_s"), time(l, "relevance_s"));
+        if f + r < 0.01 * total {
+            other += f + r;
+            continue;
+        }
+        println!(
+            "           {:<8} {:<14} fwd {:>6.3} s  rel {:>6.3} s  {:>5.1} %",
+            l["layer"].as_str().unwrap_or("?"),
+            l["rule"].as_str().unwrap_or("?"),
+            f,
+            r,
+            100.0 * (f + r) / total
+        );
+    }
+    println!(
+        "           {:<23} {:>30.3} s  {:>5.1} %",
+        "other",
+        other,
+        100.0 * other / total
+    );
 }

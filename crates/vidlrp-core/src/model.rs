@@ -1,6 +1,8 @@
 //! [`Sequential`]: a chain of layers that runs forward, records activations, and propagates
 //! relevance back into an [`Explanation`].
 
+use std::time::Instant;
+
 use crate::backend::{Backend, BinaryOp, UnaryOp};
 use crate::composite::{Composite, Finish, Seed};
 use crate::{Error, ErrorKind, HostTensor, Layer, LayerKind, Result};
@@ -29,6 +31,10 @@ pub struct LayerRelevance {
     pub output_sum: Vec<f64>,
     /// `sum R` at the layer's input, per sample.
     pub input_sum: Vec<f64>,
+    /// Wall time of the layer's forward call, in seconds (as the host sees it).
+    pub forward_s: f64,
+    /// Wall time of the layer's relevance call, in seconds.
+    pub relevance_s: f64,
 }
 
 /// The result of [`Sequential::explain`], in host memory.
@@ -153,9 +159,12 @@ impl<B: Backend> Sequential<B> {
         let rules = composite.assign(&kinds);
 
         let mut acts = Vec::with_capacity(self.layers.len() + 1);
+        let mut forward_s = Vec::with_capacity(self.layers.len());
         acts.push(x.clone());
         for layer in &self.layers {
+            let start = Instant::now();
             let next = layer.forward(be, acts.last().expect("non-empty"))?;
+            forward_s.push(start.elapsed().as_secs_f64());
             acts.push(next);
         }
         let logits = be.download(acts.last().expect("non-empty"))?;
@@ -216,7 +225,9 @@ impl<B: Backend> Sequential<B> {
         for (i, layer) in self.layers.iter().enumerate().rev() {
             let output_sum = be.sum_per_sample(&r);
             let x_i = &acts[i];
+            let start = Instant::now();
             r = layer.relevance(be, x_i, &r, &rules[i])?;
+            let relevance_s = start.elapsed().as_secs_f64();
             acts.truncate(i + 1);
             layers.push(LayerRelevance {
                 layer: layer.name().to_string(),
@@ -224,6 +235,8 @@ impl<B: Backend> Sequential<B> {
                 rule: rules[i].name(),
                 output_sum,
                 input_sum: be.sum_per_sample(&r),
+                forward_s: forward_s[i],
+                relevance_s,
             });
         }
         r = match composite.finish {
