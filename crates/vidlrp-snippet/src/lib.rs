@@ -1,0 +1,113 @@
+//! vidlrp-snippet: from video files, image directories or arrays to preprocessed C3D snippets.
+//!
+//! - [`source`]: frame sources ([`open`]): video files through video-rs/FFmpeg (cargo feature
+//!   `video`, on by default), directories of PNG/JPEG frames in name order, `.npy` arrays
+//!   `(T, H, W, 3)`; each reports frame count, frame rate and size, and decodes only the frames
+//!   asked for;
+//! - [`sampling`]: snippet frame indices `offset + i * step` and the policy for videos that
+//!   are too short;
+//! - [`preprocess`]: the `caffe` and `port` presets (resize, crop, channel order, mean).
+
+pub mod preprocess;
+pub mod sampling;
+pub mod source;
+
+pub use preprocess::{preprocess, resize_bilinear};
+pub use sampling::{ShortPolicy, SnippetSpec};
+#[cfg(feature = "video")]
+pub use source::write_video;
+pub use source::{open, FrameSource, RgbFrame, SourceInfo};
+
+use std::path::PathBuf;
+
+use vidlrp_c3d::Preprocess;
+use vidlrp_core::HostTensor;
+
+/// Errors of reading frames and sampling snippets.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnippetError {
+    /// The source could not be opened or read (missing, unreadable).
+    #[error("{path}: {message}")]
+    Open {
+        /// The source.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The source is damaged or not what it claims to be (corrupt video, non-image file, mixed
+    /// frame sizes, unsupported codec, no frames).
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The source.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The video is too short for the snippet under the `skip` policy.
+    #[error("{path}: too short for this snippet: needs frame {needed} but has {available} frame(s) (offset {offset}, step {step}, length {length}); use --short clamp to repeat the last frame")]
+    TooShort {
+        /// The source.
+        path: PathBuf,
+        /// The last frame index the snippet needs.
+        needed: usize,
+        /// Frames in the source.
+        available: usize,
+        /// Snippet offset.
+        offset: usize,
+        /// Snippet step.
+        step: usize,
+        /// Snippet length.
+        length: usize,
+    },
+    /// An invalid argument (zero length, unknown preset, ...).
+    #[error("{0}")]
+    Argument(String),
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = SnippetError> = std::result::Result<T, E>;
+
+/// A snippet ready for the network.
+#[derive(Debug, Clone)]
+pub struct Snippet {
+    /// Preprocessed input `[3, L, H, W]`.
+    pub input: HostTensor,
+    /// The source frame index of every snippet frame.
+    pub frame_indices: Vec<usize>,
+    /// The decoded frames, before preprocessing (for pictures).
+    pub frames: Vec<RgbFrame>,
+    /// What the source is.
+    pub info: SourceInfo,
+}
+
+/// Reads the frames of one snippet from `source` and preprocesses them.
+///
+/// **Errors** if the source is too short under [`ShortPolicy::Skip`], or reading fails.
+pub fn load_snippet(
+    source: &mut dyn FrameSource,
+    spec: &SnippetSpec,
+    policy: ShortPolicy,
+    preset: &Preprocess,
+) -> Result<Snippet> {
+    let info = source.info().clone();
+    let frame_indices = spec.indices(info.frames, policy).map_err(|e| match e {
+        sampling::SampleError::TooShort { needed, available } => SnippetError::TooShort {
+            path: info.path.clone(),
+            needed,
+            available,
+            offset: spec.offset,
+            step: spec.step,
+            length: spec.length,
+        },
+        sampling::SampleError::Invalid(m) => SnippetError::Argument(m),
+    })?;
+    let frames = source.read(&frame_indices)?;
+    let input = preprocess(&frames, preset);
+    Ok(Snippet {
+        input,
+        frame_indices,
+        frames,
+        info,
+    })
+}

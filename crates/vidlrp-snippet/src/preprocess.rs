@@ -1,0 +1,75 @@
+//! The preprocessing presets of method.md §1 applied to decoded RGB frames.
+//!
+//! Resizing is bilinear with half-pixel centres and edge clamping (OpenCV's `INTER_LINEAR`,
+//! which the original C3D pipeline used), kept in `f32` (no rounding to 8 bits):
+//!
+//! ```text
+//! u = (x + 0.5) W_in / W_out - 0.5, clamped to [0, W_in - 1]; x0 = floor(u), x1 = min(x0 + 1, W_in - 1)
+//! out(y, x) = (1 - b)((1 - a) in(y0, x0) + a in(y0, x1)) + b((1 - a) in(y1, x0) + a in(y1, x1))
+//! ```
+//! with `a = u - x0` and `b`, `y0`, `y1` likewise along rows.
+
+use vidlrp_c3d::Preprocess;
+use vidlrp_core::HostTensor;
+
+use crate::RgbFrame;
+
+fn axis_weights(n_in: usize, n_out: usize) -> Vec<(usize, usize, f32)> {
+    let scale = n_in as f64 / n_out as f64;
+    (0..n_out)
+        .map(|x| {
+            let u = ((x as f64 + 0.5) * scale - 0.5).clamp(0.0, (n_in - 1) as f64);
+            let x0 = u.floor() as usize;
+            let x1 = (x0 + 1).min(n_in - 1);
+            (x0, x1, (u - x0 as f64) as f32)
+        })
+        .collect()
+}
+
+/// Resizes one channel plane `src` (`h x w`, row-major) to `out_h x out_w`.
+pub fn resize_bilinear(src: &[f32], h: usize, w: usize, out_h: usize, out_w: usize) -> Vec<f32> {
+    let (ry, rx) = (axis_weights(h, out_h), axis_weights(w, out_w));
+    let mut out = Vec::with_capacity(out_h * out_w);
+    for &(y0, y1, b) in &ry {
+        for &(x0, x1, a) in &rx {
+            let top = (1.0 - a) * src[y0 * w + x0] + a * src[y0 * w + x1];
+            let bottom = (1.0 - a) * src[y1 * w + x0] + a * src[y1 * w + x1];
+            out.push((1.0 - b) * top + b * bottom);
+        }
+    }
+    out
+}
+
+/// Preprocesses frames with a preset: resize to `preset.resize`, crop, reorder channels to
+/// `preset.channel_order`, subtract `preset.mean`. Returns `[3, T, crop_h, crop_w]`.
+pub fn preprocess(frames: &[RgbFrame], preset: &Preprocess) -> HostTensor {
+    let [rh, rw] = preset.resize;
+    let ([top, left], [ch, cw]) = preset.crop;
+    let t_n = frames.len();
+    let mut data = vec![0.0f32; 3 * t_n * ch * cw];
+    // Source RGB channel of each output channel.
+    let order: [usize; 3] = if preset.channel_order == "BGR" {
+        [2, 1, 0]
+    } else {
+        [0, 1, 2]
+    };
+    for (t, f) in frames.iter().enumerate() {
+        for (c, &src_c) in order.iter().enumerate() {
+            let plane: Vec<f32> = (0..f.height * f.width)
+                .map(|i| f32::from(f.data[3 * i + src_c]))
+                .collect();
+            let resized = if (f.height, f.width) == (rh, rw) {
+                plane
+            } else {
+                resize_bilinear(&plane, f.height, f.width, rh, rw)
+            };
+            let dst = &mut data[(c * t_n + t) * ch * cw..(c * t_n + t + 1) * ch * cw];
+            for y in 0..ch {
+                for x in 0..cw {
+                    dst[y * cw + x] = resized[(top + y) * rw + left + x] - preset.mean[c];
+                }
+            }
+        }
+    }
+    HostTensor::new(vec![3, t_n, ch, cw], data).expect("shape")
+}
