@@ -22,8 +22,9 @@ enum Size {
 #[command(after_help = "Examples:\n  \
     vidlrp demo                         # full-width seeded C3D, writes ./vidlrp-demo/\n  \
     vidlrp demo --size small --out /tmp/demo --seed 3\n\n\
-    Writes clip.npy (the synthetic clip, caffe-preprocessed), dtd.npy, sa.npy and summary.json\n\
-    (the explain summaries plus each method's frame-wise relevance shares r_t).")]
+    Writes clip.npy (the synthetic clip, caffe-preprocessed), dtd.npy, sa.npy, summary.json\n\
+    (the explain summaries plus each method's frame-wise relevance shares r_t), sheet.png\n\
+    (input, DTD and SA rows) and dtd/ (per-frame heatmaps, overlays, heatmap.gif).")]
 pub struct Args {
     /// Output directory (created if missing).
     #[arg(long, default_value = "vidlrp-demo")]
@@ -121,11 +122,37 @@ pub fn run(a: Args) -> Result<()> {
         ("sa", Composite::sensitivity()),
     ];
     let mut results = serde_json::Map::new();
+    let bwr = vidlrp_viz::Palette::new("bwr").map_err(anyhow::Error::msg)?;
+    let clip4 = clip.clone().reshape(vec![3, 16, 112, 112])?;
+    let mut rows = vec![(
+        "input".to_string(),
+        vidlrp_viz::input_frames(&clip4, &caffe)?,
+    )];
     for (name, composite) in methods {
         let (e, wall) = timed_explain(&be, &net, &clip, &Target::TopOne, &composite)?;
         let shares = frame_shares(&e.relevance);
         let path = a.out.join(format!("{name}.npy"));
-        vidlrp_io::write_npy(&path, &e.relevance.clone().reshape(vec![3, 16, 112, 112])?)?;
+        let r4 = e.relevance.clone().reshape(vec![3, 16, 112, 112])?;
+        vidlrp_io::write_npy(&path, &r4)?;
+        rows.push((
+            name.to_uppercase(),
+            vidlrp_viz::heatmaps(&r4, vidlrp_viz::Norm::Symmetric, &bwr)?,
+        ));
+        if name == "dtd" {
+            let c = crate::clip::Clip {
+                x: clip.clone(),
+                shape: vec![3, 16, 112, 112],
+                preset: caffe.clone(),
+                about: json!({}),
+                frame_indices: (0..16).collect(),
+            };
+            let p = crate::clip::PictureArgs {
+                cmap: "bwr".into(),
+                norm: vidlrp_viz::Norm::Symmetric,
+                zoom: 2,
+            };
+            crate::clip::write_pictures(&a.out.join("dtd"), &c, &r4, "dtd", &p)?;
+        }
         let mut s = summary(&e, &composite, None);
         let obj = s.as_object_mut().expect("object");
         obj.insert("output".into(), json!(path));
@@ -145,6 +172,9 @@ pub fn run(a: Args) -> Result<()> {
         );
         results.insert(name.into(), s);
     }
+    let sheet =
+        vidlrp_viz::contact_sheet(&rows, &crate::clip::labels(&(0..16).collect::<Vec<_>>()), 1)?;
+    vidlrp_viz::write_png(&a.out.join("sheet.png"), &sheet)?;
     let out = json!({
         "model": {"parameters": spec.num_params(), "seed": a.seed, "widths": spec.conv_widths},
         "backend": be_name(&be),

@@ -37,9 +37,10 @@ pub struct MethodArgs {
     /// z^B upper input bound: one value or one per channel.
     #[arg(long, allow_hyphen_values = true, requires = "low")]
     pub high: Option<String>,
-    /// z^B bounds from a preprocessing preset: caffe (0 - mean .. 255 - mean, BGR) or port (0 .. 255).
-    #[arg(long, conflicts_with_all = ["low", "high"], default_value = "caffe")]
-    pub bounds: String,
+    /// z^B bounds from a preprocessing preset: caffe (0 - mean .. 255 - mean, BGR) or port
+    /// (0 .. 255). Default: the --preset's bounds.
+    #[arg(long, conflicts_with_all = ["low", "high"])]
+    pub bounds: Option<String>,
     /// Epsilon of the epsilon rule.
     #[arg(long, default_value_t = 1e-6)]
     pub epsilon: f32,
@@ -62,8 +63,12 @@ pub struct MethodArgs {
     vidlrp explain --weights c3d.safetensors --input clip.npy --out dtd.npy\n  \
     vidlrp explain --weights c3d.safetensors --input clip.npy --method sa --out sa.npy\n  \
     vidlrp explain --weights w.npz --input clip.npy --method dtd --pool wta --low -1 --high 1 --class 3 --out r.npy\n  \
-    vidlrp explain --weights w.npz --input clip.npy --method epsilon-gamma-box --bounds port --out r.npy\n\n\
-    The input is a float32 .npy of shape (3,T,H,W) or (N,3,T,H,W), already preprocessed.\n\
+    vidlrp explain --weights w.npz --input clip.npy --method epsilon-gamma-box --bounds port --out r.npy\n  \
+    vidlrp explain --weights c3d.safetensors --video match.mp4 --offset 32 --step 2 --preset caffe --out r.npy --heatmaps pics\n  \
+    vidlrp explain --weights c3d.safetensors --video frames/ --method sa --cmap hot --norm absolute --heatmaps pics --out sa.npy\n\n\
+    The input is a float32 .npy of shape (3,T,H,W) or (N,3,T,H,W), already preprocessed, or\n\
+    --video: a video file, a directory of frames or an .npy of frames (T,H,W,3), sampled at\n\
+    offset + i * step and preprocessed with --preset.\n\
     The relevance has the input's shape (for sa: the squared gradient per channel).\n\
     One JSON object goes to stdout: class, logit, top-5, relevance sum, conservation\n\
     (sum R / logit), per-layer relevance sums and wall time.")]
@@ -71,9 +76,8 @@ pub struct Args {
     /// C3D weights (.safetensors or .npz, PyTorch port parameter names).
     #[arg(long)]
     weights: PathBuf,
-    /// Preprocessed clip: float32 .npy of shape (3,T,H,W) or (N,3,T,H,W).
-    #[arg(long)]
-    input: PathBuf,
+    #[command(flatten)]
+    clip: crate::clip::ClipArgs,
     /// Where to write the relevance (.npy, float32, the input's shape).
     #[arg(long)]
     out: PathBuf,
@@ -91,6 +95,12 @@ pub struct Args {
     /// Class names, one per line (e.g. the Sports-1M labels.txt), to name the top-5.
     #[arg(long)]
     labels: Option<PathBuf>,
+    /// Also draw pictures into this directory: per-frame heatmaps and overlays, heatmap.gif,
+    /// heatmap.mp4 and sheet.png (input and relevance rows).
+    #[arg(long)]
+    heatmaps: Option<PathBuf>,
+    #[command(flatten)]
+    pictures: crate::clip::PictureArgs,
 }
 
 fn parse_floats(s: &str, what: &str) -> Result<Vec<f32>> {
@@ -106,8 +116,9 @@ fn parse_floats(s: &str, what: &str) -> Result<Vec<f32>> {
 }
 
 impl MethodArgs {
-    /// The composite these options describe, and where its bounds came from.
-    pub fn composite(&self) -> Result<(Composite, String)> {
+    /// The composite these options describe, and where its bounds came from (`preset` unless
+    /// `--bounds` or `--low/--high` say otherwise).
+    pub fn composite(&self, preset: &str) -> Result<(Composite, String)> {
         let (low, high, source) = match (&self.low, &self.high) {
             (Some(l), Some(h)) => (
                 parse_floats(l, "low")?,
@@ -115,11 +126,9 @@ impl MethodArgs {
                 "--low/--high".to_string(),
             ),
             _ => {
-                let p = Preprocess::by_name(&self.bounds).with_context(|| {
-                    format!(
-                        "--bounds {:?}: unknown preset (expected caffe or port)",
-                        self.bounds
-                    )
+                let name = self.bounds.as_deref().unwrap_or(preset);
+                let p = Preprocess::by_name(name).with_context(|| {
+                    format!("--bounds {name:?}: unknown preset (expected caffe or port)")
                 })?;
                 (p.low(), p.high(), format!("preset {}", p.name))
             }
@@ -233,28 +242,42 @@ pub fn summary(e: &Explanation, composite: &Composite, labels: Option<&[String]>
 
 pub fn run(a: Args) -> Result<()> {
     check_out_dir(&a.out)?;
-    let (composite, bounds_source) = a.method.composite()?;
-    let (x, in_shape) = read_clip(&a.input)?;
+    let (composite, bounds_source) = a.method.composite(&a.clip.preset)?;
+    if a.heatmaps.is_some() {
+        a.pictures.palette()?; // A bad --cmap fails before any work.
+    }
+    let clip = a.clip.load()?;
     let labels = a.labels.as_deref().map(read_labels).transpose()?;
-    let s = x.shape().to_vec();
+    let s = clip.x.shape().to_vec();
     let weights = vidlrp_io::read_tensors(&a.weights)?;
     let be = Cpu::new(a.threads)?;
     let (net, spec) = vidlrp_c3d::build(&be, weights, a.pool5, [s[1], s[2], s[3], s[4]])
         .with_context(|| format!("cannot build C3D from {}", a.weights.display()))?;
     let target = a.class.map_or(Target::TopOne, Target::Class);
-    let (e, wall) = timed_explain(&be, &net, &x, &target, &composite)?;
-    let relevance = e.relevance.clone().reshape(in_shape.clone())?;
+    let (e, wall) = timed_explain(&be, &net, &clip.x, &target, &composite)?;
+    let relevance = e.relevance.clone().reshape(clip.shape.clone())?;
+    let pictures = match &a.heatmaps {
+        Some(dir) => {
+            crate::clip::write_pictures(dir, &clip, &relevance, &composite.name, &a.pictures)?
+        }
+        None => Vec::new(),
+    };
     vidlrp_io::write_npy(&a.out, &relevance)?;
     let mut out = summary(&e, &composite, labels.as_deref());
     let obj = out.as_object_mut().expect("object");
-    obj.insert("input".into(), json!(a.input));
-    obj.insert("input_shape".into(), json!(in_shape));
+    if let Some(about) = clip.about.as_object() {
+        obj.extend(about.clone());
+    }
+    obj.insert("input_shape".into(), json!(clip.shape));
     obj.insert("weights".into(), json!(a.weights));
     obj.insert("parameters".into(), json!(spec.num_params()));
     obj.insert("pool5".into(), json!(a.pool5.to_string()));
     obj.insert("bounds".into(), json!(bounds_source));
     obj.insert("backend".into(), json!(be.name()));
     obj.insert("output".into(), json!(a.out));
+    if !pictures.is_empty() {
+        obj.insert("pictures".into(), json!(pictures));
+    }
     obj.insert("wall_time_s".into(), json!(wall));
     println!("{out}");
     Ok(())

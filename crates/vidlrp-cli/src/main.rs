@@ -1,8 +1,10 @@
 //! `vidlrp`: explain video 3D-CNN predictions with deep Taylor decomposition / LRP.
 
+mod clip;
 mod demo;
 mod explain;
 mod init;
+mod sheet;
 
 use std::process::ExitCode;
 
@@ -24,7 +26,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     after_help = "Examples:\n  \
       vidlrp demo --out demo                      # seeded C3D + synthetic clip, DTD and SA\n  \
       vidlrp init --seed 1 --out c3d-u.safetensors\n  \
-      vidlrp explain --weights c3d.safetensors --input clip.npy --method dtd --bounds caffe --out r.npy\n\n\
+      vidlrp explain --weights c3d.safetensors --input clip.npy --method dtd --bounds caffe --out r.npy\n  \
+      vidlrp explain --weights c3d.safetensors --video match.mp4 --offset 32 --out r.npy --heatmaps pics\n  \
+      vidlrp sheet --weights c3d.safetensors --video frames/ --out sheet.png\n\n\
       Run `vidlrp <command> --help` for each command's options and examples."
 )]
 struct Cli {
@@ -38,6 +42,8 @@ enum Command {
     Explain(explain::Args),
     /// Write a seeded, He-normal initialised C3D (the untrained baseline DTD-u).
     Init(init::Args),
+    /// Draw a contact sheet: input frames and one heatmap row per method (Fig. 1/6 of the paper).
+    Sheet(sheet::Args),
     /// Run the main job on built-in data: a seeded C3D and a synthetic clip, DTD and SA.
     Demo(demo::Args),
 }
@@ -47,6 +53,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Explain(a) => explain::run(a),
         Command::Init(a) => init::run(a),
+        Command::Sheet(a) => sheet::run(a),
         Command::Demo(a) => demo::run(a),
     };
     match result {

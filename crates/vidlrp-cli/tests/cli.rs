@@ -352,3 +352,251 @@ fn demo_runs_the_main_job_on_built_in_data() {
     assert!((c - 1.0).abs() < 1e-3, "DTD conservation {c}");
     assert!(d.join("summary.json").is_file());
 }
+
+/// A 40-frame 128x96 H.264 video made by the ffmpeg tool: frame `i` is a bright square at a
+/// position that moves with `i` on a dark background.
+fn ffmpeg_video(dir: &Path, frames: usize) -> PathBuf {
+    let (w, h) = (128usize, 96usize);
+    let mut raw = Vec::with_capacity(frames * w * h * 3);
+    for i in 0..frames {
+        for y in 0..h {
+            for x in 0..w {
+                let inside = x >= 2 * i && x < 2 * i + 24 && (30..60).contains(&y);
+                let px: [u8; 3] = if inside {
+                    [250, 240, 90]
+                } else {
+                    [20, 60 + (y as u8) / 2, 30]
+                };
+                raw.extend_from_slice(&px);
+            }
+        }
+    }
+    let rawp = dir.join("v.rgb");
+    std::fs::write(&rawp, raw).unwrap();
+    let p = dir.join(format!("v{frames}.mp4"));
+    let ok = Command::new("ffmpeg")
+        .args([
+            "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "128x96", "-r", "25",
+            "-i",
+        ])
+        .arg(&rawp)
+        .args(["-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "8"])
+        .arg(&p)
+        .status()
+        .expect("the ffmpeg tool makes the test videos (apt-get install ffmpeg)")
+        .success();
+    assert!(ok);
+    p
+}
+
+fn small_model(dir: &Path) -> PathBuf {
+    let w = dir.join("small.safetensors");
+    stdout_json(&vidlrp(&[
+        "init",
+        "--widths",
+        "4,4,4,4,4,4,4,4",
+        "--fc",
+        "16,16",
+        "--classes",
+        "6",
+        "--seed",
+        "3",
+        "--out",
+        s(&w),
+    ]));
+    w
+}
+
+#[test]
+fn explain_reads_videos_and_draws_pictures() {
+    let d = tmp("video");
+    let v = ffmpeg_video(&d, 40);
+    let w = small_model(&d);
+    let out = d.join("r.npy");
+    let pics = d.join("pics");
+    let j = stdout_json(&vidlrp(&[
+        "explain",
+        "--weights",
+        s(&w),
+        "--video",
+        s(&v),
+        "--offset",
+        "4",
+        "--step",
+        "2",
+        "--method",
+        "sa",
+        "--out",
+        s(&out),
+        "--heatmaps",
+        s(&pics),
+        "--cmap",
+        "coldnhot",
+    ]));
+    let idx: Vec<u64> = j["frame_indices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(idx, (0..16).map(|i| 4 + 2 * i).collect::<Vec<u64>>());
+    assert_eq!(j["source"]["frames"], 40);
+    assert_eq!(j["source"]["width"], 128);
+    assert!((j["source"]["fps"].as_f64().unwrap() - 25.0).abs() < 1e-3);
+    assert_eq!(
+        vidlrp_io::read_npy(&out).unwrap().shape(),
+        [3, 16, 112, 112]
+    );
+    for f in [
+        "heatmap_00.png",
+        "heatmap_15.png",
+        "overlay_07.png",
+        "heatmap.gif",
+        "heatmap.mp4",
+        "sheet.png",
+    ] {
+        assert!(pics.join(f).is_file(), "{f} missing");
+    }
+    let sheet = image::open(pics.join("sheet.png")).unwrap();
+    assert!(sheet.width() > 16 * 224 && sheet.height() > 2 * 224);
+    // Step 0 repeats one frame; clamp fills a too-short video with its last frame.
+    let j = stdout_json(&vidlrp(&[
+        "explain",
+        "--weights",
+        s(&w),
+        "--video",
+        s(&v),
+        "--offset",
+        "9",
+        "--step",
+        "0",
+        "--method",
+        "sa",
+        "--out",
+        s(&out),
+    ]));
+    assert!(j["frame_indices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i == 9));
+    let j = stdout_json(&vidlrp(&[
+        "explain",
+        "--weights",
+        s(&w),
+        "--video",
+        s(&v),
+        "--offset",
+        "30",
+        "--short",
+        "clamp",
+        "--method",
+        "sa",
+        "--out",
+        s(&out),
+    ]));
+    assert_eq!(j["frame_indices"][15], 39);
+}
+
+#[test]
+fn real_tennis_frames_go_through_the_whole_path() {
+    let frames =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/sports1m-sample/roger");
+    if !frames.is_dir() {
+        eprintln!("skipped: {} is not present", frames.display());
+        return;
+    }
+    let d = tmp("roger");
+    let w = small_model(&d);
+    let sheet = d.join("sheet.png");
+    let j = stdout_json(&vidlrp(&[
+        "sheet",
+        "--weights",
+        s(&w),
+        "--video",
+        s(&frames),
+        "--preset",
+        "caffe",
+        "--methods",
+        "dtd,sa",
+        "--out",
+        s(&sheet),
+    ]));
+    assert_eq!(j["source"]["kind"], "images");
+    assert_eq!(j["source"]["frames"], 16);
+    let c = j["methods"]["dtd"]["samples"][0]["conservation"]
+        .as_f64()
+        .unwrap();
+    assert!((c - 1.0).abs() < 1e-3, "conservation {c}");
+    let img = image::open(&sheet).unwrap();
+    assert_eq!(img.height(), 7 + 8 + 3 * (224 + 2));
+}
+
+#[test]
+fn bad_videos_give_clear_errors_and_no_output() {
+    let d = tmp("badvideo");
+    let w = small_model(&d);
+    let out = d.join("r.npy");
+    let pics = d.join("pics");
+    let run = |video: &Path, extra: &[&str], needle: &str| {
+        let mut args = vec![
+            "explain",
+            "--weights",
+            s(&w),
+            "--video",
+            s(video),
+            "--out",
+            s(&out),
+            "--heatmaps",
+            s(&pics),
+        ];
+        args.extend_from_slice(extra);
+        check_error(&args, &out, needle);
+        assert!(!pics.exists(), "pictures written although the run failed");
+    };
+    run(&d.join("missing.mp4"), &[], "no such file");
+    let garbage = d.join("garbage.mp4");
+    std::fs::write(&garbage, vec![7u8; 5000]).unwrap();
+    run(&garbage, &[], "cannot open as a video");
+    let v = ffmpeg_video(&d, 20);
+    run(
+        &v,
+        &["--offset", "5"],
+        "too short for this snippet: needs frame 20 but has 20",
+    );
+    run(
+        &v,
+        &["--offset", "10", "--step", "2"],
+        "needs frame 40 but has 20",
+    );
+    let bytes = std::fs::read(&v).unwrap();
+    let trunc = d.join("trunc.mp4");
+    std::fs::write(&trunc, &bytes[..bytes.len() / 4]).unwrap();
+    let o = vidlrp(&[
+        "explain",
+        "--weights",
+        s(&w),
+        "--video",
+        s(&trunc),
+        "--out",
+        s(&out),
+        "--short",
+        "clamp",
+    ]);
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"));
+    let mixed = d.join("mixed");
+    std::fs::create_dir_all(&mixed).unwrap();
+    image::RgbImage::new(32, 24)
+        .save(mixed.join("0001.png"))
+        .unwrap();
+    image::RgbImage::new(32, 20)
+        .save(mixed.join("0002.png"))
+        .unwrap();
+    run(&mixed, &[], "frames differ in size");
+    let junk = d.join("junk");
+    std::fs::create_dir_all(&junk).unwrap();
+    std::fs::write(junk.join("0001.png"), b"not a png").unwrap();
+    run(&junk, &[], "not a readable image");
+    run(&v, &["--preset", "vhs"], "unknown preset");
+    run(&v, &["--cmap", "rainbow-unicorn"], "unknown colour map");
+}

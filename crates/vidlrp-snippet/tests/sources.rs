@@ -292,3 +292,65 @@ fn our_video_writer_round_trips_every_frame() {
     assert!(write_video(&d.join("odd.mp4"), &[coded_frame(0, 63, 48)], 25, 8).is_err());
     assert!(!d.join("odd.mp4").exists());
 }
+
+#[test]
+fn a_file_without_video_frames_is_refused() {
+    let d = tmp("novideo");
+    let p = d.join("audio.mp4");
+    let ok = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "anullsrc=r=8000:cl=mono",
+            "-t",
+            "0.5",
+        ])
+        .arg(&p)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let err = open(&p).err().expect("no video stream").to_string();
+    assert!(
+        err.contains("cannot open as a video") && err.contains("Stream not found"),
+        "{err}"
+    );
+}
+
+#[test]
+fn npy_frames_are_a_source_too() {
+    let d = tmp("npy");
+    let p = d.join("frames.npy");
+    let frames: Vec<u8> = (0..5).flat_map(|i| coded_frame(i, 20, 10).data).collect();
+    {
+        use npyz::WriterBuilder;
+        let f = std::fs::File::create(&p).unwrap();
+        let mut w = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(&[5, 10, 20, 3])
+            .writer(f)
+            .begin_nd()
+            .unwrap();
+        w.extend(frames.iter().copied()).unwrap();
+        w.finish().unwrap();
+    }
+    let mut src = open(&p).unwrap();
+    assert_eq!(
+        (
+            src.info().kind,
+            src.info().frames,
+            src.info().width,
+            src.info().height
+        ),
+        ("npy", 5, 20, 10)
+    );
+    let got = src.read(&[1, 1, 4]).unwrap();
+    assert_eq!(
+        got.iter().map(decoded_index).collect::<Vec<_>>(),
+        vec![1, 1, 4]
+    );
+}

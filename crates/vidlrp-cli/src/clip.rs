@@ -1,0 +1,207 @@
+//! Where a clip comes from (`--input` array or `--video` file/frames) and the pictures drawn
+//! from an explanation; shared by `explain` and `sheet`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use vidlrp_c3d::Preprocess;
+use vidlrp_core::HostTensor;
+use vidlrp_snippet::{ShortPolicy, SnippetSpec};
+use vidlrp_viz::{Norm, Palette};
+
+/// The clip to explain.
+#[derive(clap::Args, Clone)]
+pub struct ClipArgs {
+    /// Preprocessed clip: float32 .npy of shape (3,T,H,W) or (N,3,T,H,W).
+    #[arg(long, required_unless_present = "video", conflicts_with = "video")]
+    pub input: Option<PathBuf>,
+    /// A video file, a directory of PNG/JPEG frames (name order) or an .npy of frames (T,H,W,3).
+    #[arg(long)]
+    pub video: Option<PathBuf>,
+    /// Preprocessing preset for --video (and the z^B bounds unless given): caffe or port.
+    #[arg(long, default_value = "caffe")]
+    pub preset: String,
+    /// First source frame of the snippet.
+    #[arg(long, default_value_t = 0)]
+    pub offset: usize,
+    /// Source frames between snippet frames (0 repeats one frame).
+    #[arg(long, default_value_t = 1)]
+    pub step: usize,
+    /// Frames per snippet.
+    #[arg(long, default_value_t = 16)]
+    pub length: usize,
+    /// Videos too short for offset + (length-1) * step: skip (error) or clamp (repeat the last frame).
+    #[arg(long, default_value = "skip")]
+    pub short: ShortPolicy,
+}
+
+/// A loaded clip: network input `[1, 3, T, H, W]`, displayable frames, and where it came from.
+pub struct Clip {
+    /// Network input, 5-d.
+    pub x: HostTensor,
+    /// The shape as given (for `--input`), to write relevance back in it.
+    pub shape: Vec<usize>,
+    /// The preset (for display and bounds).
+    pub preset: Preprocess,
+    /// JSON describing the source and frame indices.
+    pub about: Value,
+    /// Source frame index of each snippet frame (display labels).
+    pub frame_indices: Vec<usize>,
+}
+
+impl ClipArgs {
+    /// The preset by name.
+    pub fn preset(&self) -> Result<Preprocess> {
+        Preprocess::by_name(&self.preset).with_context(|| {
+            format!(
+                "--preset {:?}: unknown preset (expected caffe or port)",
+                self.preset
+            )
+        })
+    }
+
+    /// Loads the clip.
+    pub fn load(&self) -> Result<Clip> {
+        let preset = self.preset()?;
+        if let Some(input) = &self.input {
+            let (x, shape) = crate::explain::read_clip(input)?;
+            let t = x.shape()[2];
+            return Ok(Clip {
+                x,
+                shape,
+                preset,
+                about: json!({"input": input}),
+                frame_indices: (0..t).collect(),
+            });
+        }
+        let path = self
+            .video
+            .as_ref()
+            .expect("clap requires --input or --video");
+        let mut source = vidlrp_snippet::open(path)?;
+        let spec = SnippetSpec {
+            length: self.length,
+            offset: self.offset,
+            step: self.step,
+        };
+        let s = vidlrp_snippet::load_snippet(source.as_mut(), &spec, self.short, &preset)?;
+        let shape = s.input.shape().to_vec();
+        let x = s.input.clone().reshape([&[1], &shape[..]].concat())?;
+        let about = json!({
+            "source": {
+                "path": s.info.path, "kind": s.info.kind, "frames": s.info.frames, "fps": s.info.fps,
+                "width": s.info.width, "height": s.info.height,
+            },
+            "preset": preset.name,
+            "offset": self.offset, "step": self.step, "length": self.length,
+            "frame_indices": s.frame_indices,
+        });
+        Ok(Clip {
+            x,
+            shape,
+            preset,
+            about,
+            frame_indices: s.frame_indices,
+        })
+    }
+}
+
+/// Options of the pictures.
+#[derive(clap::Args, Clone)]
+pub struct PictureArgs {
+    /// Colour map: bwr, coldnhot, hot, gray, seismic, france, wred, wblue, cold, coolio, coleus, or a
+    /// Zennit colour-map source such as "000,f00,fff".
+    #[arg(long, default_value = "bwr")]
+    pub cmap: String,
+    /// Normalisation over the clip: symmetric (0 at the centre), absolute (|R|), unaligned (min..max).
+    #[arg(long, default_value = "symmetric")]
+    pub norm: Norm,
+    /// Enlarge every frame by this factor (nearest neighbour).
+    #[arg(long, default_value_t = 2)]
+    pub zoom: u32,
+}
+
+impl PictureArgs {
+    /// The palette.
+    pub fn palette(&self) -> Result<Palette> {
+        Palette::new(&self.cmap).map_err(anyhow::Error::msg)
+    }
+}
+
+/// Writes per-frame heatmaps and overlays, a GIF (and an mp4 with the `video` feature) of the
+/// heatmaps, and a two-row contact sheet into `dir`. Returns the files written.
+pub fn write_pictures(
+    dir: &Path,
+    clip: &Clip,
+    relevance: &HostTensor,
+    method: &str,
+    p: &PictureArgs,
+) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let palette = p.palette()?;
+    let one = |t: &HostTensor| -> Result<HostTensor> {
+        let s = t.shape();
+        if s.len() == 5 && s[0] != 1 {
+            bail!(
+                "pictures are drawn for a single clip; the batch has {} clips",
+                s[0]
+            );
+        }
+        let s4 = if s.len() == 5 {
+            s[1..].to_vec()
+        } else {
+            s.to_vec()
+        };
+        Ok(t.clone().reshape(s4)?)
+    };
+    let zoom = p.zoom.max(1);
+    let heat: Vec<_> = vidlrp_viz::heatmaps(&one(relevance)?, p.norm, &palette)?
+        .iter()
+        .map(|h| vidlrp_viz::upscale(h, zoom))
+        .collect();
+    let frames: Vec<_> = vidlrp_viz::input_frames(&one(&clip.x)?, &clip.preset)?
+        .iter()
+        .map(|f| vidlrp_viz::upscale(f, zoom))
+        .collect();
+    let mut written = Vec::new();
+    for (t, (h, f)) in heat.iter().zip(&frames).enumerate() {
+        let hp = dir.join(format!("heatmap_{t:02}.png"));
+        vidlrp_viz::write_png(&hp, h)?;
+        let op = dir.join(format!("overlay_{t:02}.png"));
+        vidlrp_viz::write_png(&op, &vidlrp_viz::overlay(f, h, 0.6))?;
+        written.extend([hp, op]);
+    }
+    let gif = dir.join("heatmap.gif");
+    vidlrp_viz::write_gif(&gif, &heat, 125)?;
+    written.push(gif);
+    #[cfg(feature = "video")]
+    {
+        let mp4 = dir.join("heatmap.mp4");
+        let vframes: Vec<_> = heat
+            .iter()
+            .map(|h| vidlrp_snippet::RgbFrame {
+                width: h.width() as usize,
+                height: h.height() as usize,
+                data: h.as_raw().clone(),
+            })
+            .collect();
+        vidlrp_snippet::write_video(&mp4, &vframes, 8, 16)?;
+        written.push(mp4);
+    }
+    let columns = labels(&clip.frame_indices);
+    let sheet = vidlrp_viz::contact_sheet(
+        &[("input".into(), frames), (method.to_uppercase(), heat)],
+        &columns,
+        1,
+    )?;
+    let sp = dir.join("sheet.png");
+    vidlrp_viz::write_png(&sp, &sheet)?;
+    written.push(sp);
+    Ok(written)
+}
+
+/// Column labels `t=<source frame>`.
+pub fn labels(indices: &[usize]) -> Vec<String> {
+    indices.iter().map(|i| format!("{i}")).collect()
+}

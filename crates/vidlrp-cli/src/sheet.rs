@@ -1,0 +1,115 @@
+//! `vidlrp sheet`: a contact sheet like the paper's Fig. 1/6: input frames, then one row of
+//! heatmaps per method, columns labelled with source frame indices.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use vidlrp_c3d::Pool5;
+use vidlrp_core::{Backend, Target};
+use vidlrp_cpu::Cpu;
+
+use crate::clip::{labels, ClipArgs, PictureArgs};
+use crate::explain::{check_out_dir, summary, timed_explain, MethodArgs};
+
+#[derive(clap::Args)]
+#[command(after_help = "Examples:\n  \
+    vidlrp sheet --weights c3d.safetensors --video match.mp4 --offset 64 --out sheet.png\n  \
+    vidlrp sheet --weights c3d.safetensors --video frames/ --methods dtd,sa,epsilon-plus --cmap coldnhot --out sheet.png\n  \
+    vidlrp sheet --weights c3d.safetensors --input clip.npy --preset port --out sheet.png\n\n\
+    Prints a JSON object with each method's class, logit, conservation and frame shares.")]
+pub struct Args {
+    /// C3D weights (.safetensors or .npz).
+    #[arg(long)]
+    weights: PathBuf,
+    #[command(flatten)]
+    clip: ClipArgs,
+    /// Methods, one row each (see `vidlrp explain --help`).
+    #[arg(long, value_delimiter = ',', default_value = "dtd,sa")]
+    methods: Vec<String>,
+    #[command(flatten)]
+    method: MethodArgs,
+    #[command(flatten)]
+    pictures: PictureArgs,
+    /// Class to explain (default: top-1).
+    #[arg(long)]
+    class: Option<usize>,
+    /// pool5 variant: port or caffe.
+    #[arg(long, default_value = "port")]
+    pool5: Pool5,
+    /// Worker threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// The contact sheet (.png).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    check_out_dir(&a.out)?;
+    let palette = a.pictures.palette()?;
+    let composites = a
+        .methods
+        .iter()
+        .map(|m| {
+            MethodArgs {
+                method: m.clone(),
+                ..a.method.clone()
+            }
+            .composite(&a.clip.preset)
+            .map(|c| c.0)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let clip = a.clip.load()?;
+    let s = clip.x.shape().to_vec();
+    anyhow::ensure!(
+        s[0] == 1,
+        "a contact sheet shows one clip; the input holds {}",
+        s[0]
+    );
+    let be = Cpu::new(a.threads)?;
+    let weights = vidlrp_io::read_tensors(&a.weights)?;
+    let (net, _) = vidlrp_c3d::build(&be, weights, a.pool5, [s[1], s[2], s[3], s[4]])
+        .with_context(|| format!("cannot build C3D from {}", a.weights.display()))?;
+    let zoom = a.pictures.zoom.max(1);
+    let x4 = clip.x.clone().reshape(s[1..].to_vec())?;
+    let frames = vidlrp_viz::input_frames(&x4, &clip.preset)?
+        .iter()
+        .map(|f| vidlrp_viz::upscale(f, zoom))
+        .collect();
+    let mut rows = vec![("input".to_string(), frames)];
+    let mut results = serde_json::Map::new();
+    let target = a.class.map_or(Target::TopOne, Target::Class);
+    for c in &composites {
+        let (e, wall) = timed_explain(&be, &net, &clip.x, &target, c)?;
+        let r4 = e.relevance.clone().reshape(s[1..].to_vec())?;
+        let heat = vidlrp_viz::heatmaps(&r4, a.pictures.norm, &palette)?;
+        let (_, _, _, per_pixel) = vidlrp_viz::frame_relevance(&r4)?;
+        let plane = s[3] * s[4];
+        let frame_sums: Vec<f64> = per_pixel
+            .chunks(plane)
+            .map(|f| f.iter().map(|&v| f64::from(v)).sum())
+            .collect();
+        let total: f64 = frame_sums.iter().sum();
+        let mut j = summary(&e, c, None);
+        let o = j.as_object_mut().expect("object");
+        o.insert(
+            "frame_shares".into(),
+            json!(frame_sums.iter().map(|v| v / total).collect::<Vec<_>>()),
+        );
+        o.insert("wall_time_s".into(), json!(wall));
+        results.insert(c.name.clone(), j);
+        rows.push((
+            c.name.to_uppercase(),
+            heat.iter().map(|h| vidlrp_viz::upscale(h, zoom)).collect(),
+        ));
+    }
+    let sheet = vidlrp_viz::contact_sheet(&rows, &labels(&clip.frame_indices), 1)?;
+    vidlrp_viz::write_png(&a.out, &sheet)?;
+    let mut out = json!({"sheet": a.out, "backend": be.name(), "methods": results});
+    if let (Some(o), Some(about)) = (out.as_object_mut(), clip.about.as_object()) {
+        o.extend(about.clone());
+    }
+    println!("{out}");
+    Ok(())
+}
