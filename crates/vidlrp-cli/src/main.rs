@@ -1,6 +1,8 @@
 //! `vidlrp`: explain video 3D-CNN predictions with deep Taylor decomposition / LRP.
 
+mod analysis;
 mod clip;
+mod dataset;
 mod demo;
 mod explain;
 mod init;
@@ -28,7 +30,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
       vidlrp init --seed 1 --out c3d-u.safetensors\n  \
       vidlrp explain --weights c3d.safetensors --input clip.npy --method dtd --bounds caffe --out r.npy\n  \
       vidlrp explain --weights c3d.safetensors --video match.mp4 --offset 32 --out r.npy --heatmaps pics\n  \
-      vidlrp sheet --weights c3d.safetensors --video frames/ --out sheet.png\n\n\
+      vidlrp sheet --weights c3d.safetensors --video frames/ --out sheet.png\n  \
+      vidlrp profile --manifest videos.csv --weights c3d.safetensors --out profile/\n\n\
       Run `vidlrp <command> --help` for each command's options and examples."
 )]
 struct Cli {
@@ -44,6 +47,14 @@ enum Command {
     Init(init::Args),
     /// Draw a contact sheet: input frames and one heatmap row per method (Fig. 1/6 of the paper).
     Sheet(sheet::Args),
+    /// Border and lookahead effects of DTD, SA and DTD-u over a data set (Table 1, Fig. 2).
+    Profile(analysis::ProfileArgs),
+    /// Border strength and top-5 accuracy for each step size (Figs. 3 and 5).
+    SweepSteps(analysis::StepsArgs),
+    /// Lookahead strength for each snippet offset (Fig. 4).
+    SweepOffsets(analysis::OffsetsArgs),
+    /// Merge the outputs of sharded data-set runs into one.
+    Merge(analysis::MergeArgs),
     /// Run the main job on built-in data: a seeded C3D and a synthetic clip, DTD and SA.
     Demo(demo::Args),
 }
@@ -54,6 +65,10 @@ fn main() -> ExitCode {
         Command::Explain(a) => explain::run(a),
         Command::Init(a) => init::run(a),
         Command::Sheet(a) => sheet::run(a),
+        Command::Profile(a) => analysis::profile(a),
+        Command::SweepSteps(a) => analysis::sweep_steps(a),
+        Command::SweepOffsets(a) => analysis::sweep_offsets(a),
+        Command::Merge(a) => analysis::merge(a),
         Command::Demo(a) => demo::run(a),
     };
     match result {

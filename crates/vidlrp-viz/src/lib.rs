@@ -3,6 +3,7 @@
 
 mod colormap;
 mod font;
+pub mod plots;
 
 pub use colormap::{Palette, COLORMAPS};
 pub use font::{draw_text, text_width};

@@ -1,0 +1,342 @@
+//! The data-set commands end to end on videos the test makes: profile, sweeps, shards + merge.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn vidlrp(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vidlrp"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run vidlrp")
+}
+
+fn ok(o: Output) -> Output {
+    assert!(
+        o.status.success(),
+        "vidlrp failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+fn tmp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("vidlrp-analysis-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A data set of `n` ffmpeg test-pattern videos of rising length plus one too short for any
+/// snippet, a manifest with numeric and named labels, a labels file and a small seeded model.
+fn dataset(d: &Path, n: usize) -> (PathBuf, PathBuf, PathBuf) {
+    let mut manifest = String::from("path,label\n");
+    for i in 0..n {
+        let name = format!("v{i}.mp4");
+        let ok = Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                &format!("testsrc=size=160x120:rate=25:decimals={}", i % 3),
+            ])
+            .args([
+                "-t",
+                &format!("{}", 1.5 + i as f64 * 0.2),
+                "-pix_fmt",
+                "yuv420p",
+            ])
+            .arg(d.join(&name))
+            .status()
+            .expect("ffmpeg makes the test videos")
+            .success();
+        assert!(ok);
+        manifest += &format!(
+            "{name},{}\n",
+            if i % 2 == 0 {
+                (i % 6).to_string()
+            } else {
+                "bowling".into()
+            }
+        );
+    }
+    Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=160x120:rate=25",
+            "-t",
+            "0.3",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .arg(d.join("short.mp4"))
+        .status()
+        .unwrap();
+    manifest += "short.mp4,2\n";
+    let m = d.join("videos.csv");
+    std::fs::write(&m, manifest).unwrap();
+    let labels = d.join("labels.txt");
+    std::fs::write(
+        &labels,
+        "archery\nbowling\ncurling\ndiving\nepee\nfencing\n",
+    )
+    .unwrap();
+    let w = d.join("w.safetensors");
+    ok(vidlrp(
+        &[
+            "init",
+            "--widths",
+            "4,4,4,4,4,4,4,4",
+            "--fc",
+            "16,16",
+            "--classes",
+            "6",
+            "--seed",
+            "3",
+            "--out",
+            s(&w),
+        ],
+        &[],
+    ));
+    (m, labels, w)
+}
+
+fn summary(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn profile_shards_merge_to_exactly_the_unsharded_run() {
+    let d = tmp("profile");
+    let (m, labels, w) = dataset(&d, 4);
+    let common = |out: &Path| {
+        vec![
+            "profile",
+            "--manifest",
+            s(&m),
+            "--labels",
+            s(&labels),
+            "--weights",
+            s(&w),
+            "--bootstrap",
+            "100",
+            "--out",
+        ]
+        .into_iter()
+        .map(String::from)
+        .chain([s(out).to_string()])
+        .collect::<Vec<_>>()
+    };
+    let whole = d.join("whole");
+    let args = common(&whole);
+    ok(vidlrp(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[],
+    ));
+    let sum = summary(&whole);
+    let conds = sum["conditions"].as_array().unwrap();
+    assert_eq!(
+        conds
+            .iter()
+            .map(|c| c["key"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["dtd", "sa", "dtd-u"]
+    );
+    for c in conds {
+        assert_eq!(c["n"], 4, "{}", c["key"]);
+        let skipped = c["skipped"].as_array().unwrap();
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(skipped[0]["path"], "short.mp4");
+        let mean: Vec<f64> = c["effects"]["mean"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(mean.len(), 16);
+        assert!((mean.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        let ci = &c["effects"]["border_ci"];
+        assert!(ci["lo"].as_f64().unwrap() <= c["effects"]["border"].as_f64().unwrap());
+    }
+    for f in [
+        "conditions.csv",
+        "shares.csv",
+        "fig2_shares.png",
+        "fig2_shares.svg",
+        "records.json",
+    ] {
+        assert!(whole.join(f).is_file(), "{f}");
+    }
+    // Three shards: by flag, by SLURM variables, by Kubernetes' index.
+    let parts: Vec<PathBuf> = (0..3).map(|i| d.join(format!("part{i}"))).collect();
+    let a0 = [common(&parts[0]), vec!["--shard".into(), "0/3".into()]].concat();
+    ok(vidlrp(
+        &a0.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[],
+    ));
+    let a1 = common(&parts[1]);
+    ok(vidlrp(
+        &a1.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[
+            ("SLURM_ARRAY_TASK_ID", "1"),
+            ("SLURM_ARRAY_TASK_COUNT", "3"),
+        ],
+    ));
+    let a2 = common(&parts[2]);
+    ok(vidlrp(
+        &a2.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[("JOB_COMPLETION_INDEX", "2"), ("VIDLRP_SHARD_COUNT", "3")],
+    ));
+    let merged = d.join("merged");
+    ok(vidlrp(
+        &[
+            "merge",
+            s(&parts[2]),
+            s(&parts[0]),
+            s(&parts[1]),
+            "--out",
+            s(&merged),
+        ],
+        &[],
+    ));
+    assert_eq!(summary(&merged)["conditions"], sum["conditions"]);
+    for f in ["conditions.csv", "shares.csv"] {
+        assert_eq!(
+            std::fs::read(merged.join(f)).unwrap(),
+            std::fs::read(whole.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    // Overlapping shards are refused.
+    let o = vidlrp(
+        &[
+            "merge",
+            s(&parts[0]),
+            s(&parts[0]),
+            "--out",
+            s(&d.join("bad")),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("in two shards"));
+}
+
+#[test]
+fn sweeps_write_their_tables_and_figures() {
+    let d = tmp("sweeps");
+    let (m, labels, w) = dataset(&d, 3);
+    let out = d.join("steps");
+    ok(vidlrp(
+        &[
+            "sweep-steps",
+            "--manifest",
+            s(&m),
+            "--labels",
+            s(&labels),
+            "--weights",
+            s(&w),
+            "--steps",
+            "0,1,2",
+            "--bootstrap",
+            "50",
+            "--out",
+            s(&out),
+        ],
+        &[],
+    ));
+    let sum = summary(&out);
+    let c = sum["conditions"].as_array().unwrap();
+    assert_eq!(c.len(), 3);
+    assert_eq!(c[0]["step"], 0);
+    assert!(c[0]["top5"].as_f64().is_some());
+    // Step 0 needs only frame 0, so even the short video counts; step 1 skips it.
+    assert_eq!(c[0]["hits_top5"][1], 4);
+    assert_eq!(c[1]["hits_top5"][1], 3);
+    assert_eq!(c[1]["skipped"][0]["path"], "short.mp4");
+    for f in [
+        "fig3_border_vs_step.png",
+        "fig3_border_vs_step.svg",
+        "fig5_top5_vs_border.png",
+        "fig5_top5_vs_border.svg",
+    ] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let out = d.join("offsets");
+    ok(vidlrp(
+        &[
+            "sweep-offsets",
+            "--manifest",
+            s(&m),
+            "--labels",
+            s(&labels),
+            "--weights",
+            s(&w),
+            "--offsets",
+            "0,4,8",
+            "--bootstrap",
+            "0",
+            "--out",
+            s(&out),
+        ],
+        &[],
+    ));
+    let sum = summary(&out);
+    assert_eq!(sum["conditions"][2]["offset"], 8);
+    assert!(sum["conditions"][2]["effects"]["lookahead_ci"].is_null());
+    assert!(out.join("fig4_lookahead_vs_offset.svg").is_file());
+}
+
+#[test]
+fn bad_data_sets_give_clear_errors() {
+    let d = tmp("bad");
+    let (_, labels, w) = dataset(&d, 1);
+    let run = |manifest: &str, extra: &[&str], needle: &str| {
+        let m = d.join("m.csv");
+        std::fs::write(&m, manifest).unwrap();
+        let out = d.join("out");
+        let mut args = vec![
+            "profile",
+            "--manifest",
+            s(&m),
+            "--weights",
+            s(&w),
+            "--out",
+            s(&out),
+        ];
+        args.extend_from_slice(extra);
+        let o = vidlrp(&args, &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains(needle), "expected {needle:?} in {err}");
+        assert!(!err.contains("panicked"));
+    };
+    run("path,label\n", &[], "lists no videos");
+    run(
+        "v0.mp4,zumba\n",
+        &["--labels", s(&labels)],
+        "unknown label \"zumba\"",
+    );
+    run("v0.mp4,bowling\n", &[], "give --labels");
+    run(
+        "short.mp4,1\nshort.mp4,2\n",
+        &[],
+        "no video could be analysed",
+    );
+    run("v0.mp4,1\n", &["--shard", "3/2"], "out of range");
+    run("v0.mp4,1\n", &["--methods", "dtd,lime"], "unknown method");
+}
