@@ -131,6 +131,9 @@ impl PictureArgs {
 
 /// Writes per-frame heatmaps and overlays, a GIF (and an mp4 with the `video` feature) of the
 /// heatmaps, and a two-row contact sheet into `dir`. Returns the files written.
+///
+/// Everything is drawn into a temporary directory next to `dir` first and moved into `dir`
+/// only when all pictures exist, so a failure leaves no partial set behind.
 pub fn write_pictures(
     dir: &Path,
     clip: &Clip,
@@ -138,7 +141,41 @@ pub fn write_pictures(
     method: &str,
     p: &PictureArgs,
 ) -> Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "pictures".into());
+    let parent = dir
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let staging = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    let drawn = std::fs::create_dir_all(&staging)
+        .with_context(|| format!("cannot create {}", staging.display()))
+        .and_then(|()| draw_pictures(&staging, clip, relevance, method, p));
+    let moved = drawn.and_then(|files| {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        files
+            .iter()
+            .map(|f| {
+                let to = dir.join(f.file_name().expect("file"));
+                std::fs::rename(f, &to)
+                    .with_context(|| format!("cannot move {} to {}", f.display(), to.display()))?;
+                Ok(to)
+            })
+            .collect::<Result<Vec<_>>>()
+    });
+    let _ = std::fs::remove_dir_all(&staging);
+    moved
+}
+
+fn draw_pictures(
+    dir: &Path,
+    clip: &Clip,
+    relevance: &HostTensor,
+    method: &str,
+    p: &PictureArgs,
+) -> Result<Vec<PathBuf>> {
     let palette = p.palette()?;
     let one = |t: &HostTensor| -> Result<HostTensor> {
         let s = t.shape();
