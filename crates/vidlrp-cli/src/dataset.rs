@@ -212,7 +212,9 @@ pub struct Records {
     pub outcomes: Vec<Outcome>,
 }
 
-fn frame_shares(r: &vidlrp_core::HostTensor) -> Result<Vec<f64>> {
+/// Frame-wise relevance shares `r_t = R_t / sum_t' R_t'` of a `(1, C, T, H, W)` relevance map,
+/// `R_t` summed over channels and pixels.
+pub fn frame_shares(r: &vidlrp_core::HostTensor) -> Result<Vec<f64>> {
     let s = r.shape();
     let (c, t, plane) = (s[1], s[2], s[3] * s[4]);
     let mut frames = vec![0f64; t];

@@ -71,25 +71,6 @@ pub fn synthetic_clip(seed: u64) -> HostTensor {
     HostTensor::new(vec![1, 3, t_n, h_n, w_n], data).expect("shape")
 }
 
-/// Frame-wise relevance shares `r_t = R_t / sum_t' R_t'` of a `(1, C, T, H, W)` map.
-pub fn frame_shares(r: &HostTensor) -> Vec<f64> {
-    let s = r.shape();
-    let (c_n, t_n) = (s[1], s[2]);
-    let plane = s[3] * s[4];
-    let mut frames = vec![0f64; t_n];
-    for c in 0..c_n {
-        for (t, f) in frames.iter_mut().enumerate() {
-            let off = (c * t_n + t) * plane;
-            *f += r.data()[off..off + plane]
-                .iter()
-                .map(|&v| f64::from(v))
-                .sum::<f64>();
-        }
-    }
-    let total: f64 = frames.iter().sum();
-    frames.iter().map(|f| f / total).collect()
-}
-
 pub fn run(a: Args) -> Result<()> {
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
@@ -130,7 +111,7 @@ pub fn run(a: Args) -> Result<()> {
     )];
     for (name, composite) in methods {
         let (e, wall) = timed_explain(&be, &net, &clip, &Target::TopOne, &composite)?;
-        let shares = frame_shares(&e.relevance);
+        let shares = crate::dataset::frame_shares(&e.relevance)?;
         let path = a.out.join(format!("{name}.npy"));
         let r4 = e.relevance.clone().reshape(vec![3, 16, 112, 112])?;
         vidlrp_io::write_npy(&path, &r4)?;

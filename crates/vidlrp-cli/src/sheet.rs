@@ -84,18 +84,11 @@ pub fn run(a: Args) -> Result<()> {
         let (e, wall) = timed_explain(&be, &net, &clip.x, &target, c)?;
         let r4 = e.relevance.clone().reshape(s[1..].to_vec())?;
         let heat = vidlrp_viz::heatmaps(&r4, a.pictures.norm, &palette)?;
-        let (_, _, _, per_pixel) = vidlrp_viz::frame_relevance(&r4)?;
-        let plane = s[3] * s[4];
-        let frame_sums: Vec<f64> = per_pixel
-            .chunks(plane)
-            .map(|f| f.iter().map(|&v| f64::from(v)).sum())
-            .collect();
-        let total: f64 = frame_sums.iter().sum();
         let mut j = summary(&e, c, None);
         let o = j.as_object_mut().expect("object");
         o.insert(
             "frame_shares".into(),
-            json!(frame_sums.iter().map(|v| v / total).collect::<Vec<_>>()),
+            json!(crate::dataset::frame_shares(&e.relevance)?),
         );
         o.insert("wall_time_s".into(), json!(wall));
         results.insert(c.name.clone(), j);
