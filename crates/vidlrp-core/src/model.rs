@@ -222,19 +222,21 @@ impl<B: Backend> Sequential<B> {
         }
         let mut r = be.upload(&seed)?;
         let mut layers = Vec::with_capacity(self.layers.len());
+        // A layer's output relevance is the input relevance of the layer above: sum it once.
+        let mut output_sum = be.sum_per_sample(&r);
         for (i, layer) in self.layers.iter().enumerate().rev() {
-            let output_sum = be.sum_per_sample(&r);
             let x_i = &acts[i];
             let start = Instant::now();
             r = layer.relevance(be, x_i, &r, &rules[i])?;
             let relevance_s = start.elapsed().as_secs_f64();
             acts.truncate(i + 1);
+            let input_sum = be.sum_per_sample(&r);
             layers.push(LayerRelevance {
                 layer: layer.name().to_string(),
                 kind: layer.kind(),
                 rule: rules[i].name(),
-                output_sum,
-                input_sum: be.sum_per_sample(&r),
+                output_sum: std::mem::replace(&mut output_sum, input_sum.clone()),
+                input_sum,
                 forward_s: forward_s[i],
                 relevance_s,
             });
