@@ -1,7 +1,49 @@
 //! Matrix products split over the backend's threads.
+//!
+//! The kernel is matrixmultiply's `sgemm`, called directly rather than through
+//! `ndarray::linalg::general_mat_mul`: another crate in a build (ndarray-linalg) may turn on
+//! ndarray's `blas` feature, which would silently route products to a BLAS library (or fail to
+//! link) and change results; this backend computes the same way in every build.
 
-use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2, Axis};
+
+/// `c = alpha a b + beta c` for any strides, single-threaded.
+fn general_mat_mul(
+    alpha: f32,
+    a: &ArrayView2<'_, f32>,
+    b: &ArrayView2<'_, f32>,
+    beta: f32,
+    c: &mut ArrayViewMut2<'_, f32>,
+) {
+    let (m, k) = a.dim();
+    let (k2, n) = b.dim();
+    assert!(k == k2 && c.dim() == (m, n), "gemm shapes");
+    if m == 0 || n == 0 {
+        return;
+    }
+    let (sa, sb) = (a.strides(), b.strides());
+    let sc = [c.strides()[0], c.strides()[1]];
+    // SAFETY: the pointers and strides come from live views of the stated shapes, and `c` is
+    // borrowed mutably for the call, so no other access aliases it.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            alpha,
+            a.as_ptr(),
+            sa[0],
+            sa[1],
+            b.as_ptr(),
+            sb[0],
+            sb[1],
+            beta,
+            c.as_mut_ptr(),
+            sc[0],
+            sc[1],
+        );
+    }
+}
 
 /// `c = alpha a b + beta c`, with `c`'s longer axis split into one block per rayon thread.
 ///
