@@ -2,8 +2,8 @@
 
 use anyhow::{bail, Result};
 use vidlrp_conformance::golden::{check, fixtures_dir, load_all};
-use vidlrp_conformance::random::random_case;
-use vidlrp_core::{Backend, Composite, Target};
+use vidlrp_conformance::random::{conserves, dtd_on_zero_bias_model, MIN_SCORE};
+use vidlrp_core::{Backend, Rule};
 use vidlrp_cpu::Cpu;
 
 #[derive(clap::Args)]
@@ -53,37 +53,24 @@ fn conservation<B: Backend>(be: &B, seeds: u64) -> Result<usize> {
     let (mut checked, mut failed, mut skipped) = (0, 0, 0);
     let mut worst = 0f64;
     for seed in 0..seeds {
-        let mut case = random_case(seed);
-        for (name, t) in case.weights.iter_mut() {
-            if name.ends_with(".bias") {
-                t.data_mut().fill(0.0);
+        let Some(e) =
+            dtd_on_zero_bias_model(be, seed, Rule::PoolProportional).map_err(anyhow::Error::msg)?
+        else {
+            skipped += 1;
+            continue;
+        };
+        checked += 1;
+        for ratio in e.conservation() {
+            worst = worst.max((ratio - 1.0).abs());
+            if !conserves(ratio) {
+                failed += 1;
+                println!("  FAIL random model {seed}: sum R / f_c = {ratio}");
             }
-        }
-        let s = case.input.shape().to_vec();
-        let (net, _) = vidlrp_c3d::build(be, case.weights, case.pool5, [s[1], s[2], s[3], s[4]])?;
-        let x = be.upload(&case.input)?;
-        match net.explain(
-            be,
-            &x,
-            &Target::TopOne,
-            &Composite::dtd(case.low, case.high),
-        ) {
-            Ok(e) if e.scores.iter().all(|&f| f >= 0.1) => {
-                checked += 1;
-                for ratio in e.conservation() {
-                    worst = worst.max((ratio - 1.0).abs());
-                    if !(ratio <= 1.0 + 1e-6 && ratio > 1.0 - 1e-3) {
-                        failed += 1;
-                        println!("  FAIL random model {seed}: sum R / f_c = {ratio}");
-                    }
-                }
-            }
-            _ => skipped += 1,
         }
     }
     println!(
         "  conservation: {checked} random models checked (worst |sum R / f_c - 1| = {worst:.2e}), \
-         {skipped} skipped (top logit < 0.1), {failed} failed"
+         {skipped} skipped (top logit not positive or below {MIN_SCORE}), {failed} failed"
     );
     if checked == 0 {
         bail!("no random model could be checked");

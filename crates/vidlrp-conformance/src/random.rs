@@ -69,3 +69,47 @@ pub fn random_case(seed: u64) -> RandomCase {
         high,
     }
 }
+
+/// The smallest explained logit a conservation check accepts: below it the stabiliser's share
+/// `eps / f_c` per layer is no longer negligible.
+pub const MIN_SCORE: f32 = 0.1;
+
+/// Whether `sum R / f_c` is conserved: z+ and z^B only ever lose relevance to the stabiliser
+/// (`R_j z_j / (z_j + eps)`), so the ratio lies in `(1 - 1e-3, 1 + 1e-6]`.
+pub fn conserves(ratio: f64) -> bool {
+    ratio <= 1.0 + 1e-6 && ratio > 1.0 - 1e-3
+}
+
+/// Explains random model `seed` with all biases set to zero, where a z+ denominator can only
+/// vanish where the relevance above it is already 0, so nothing leaks, with DTD and the pooling
+/// rule `pool`.
+///
+/// Returns `Ok(None)` when the model cannot be checked: its top logit is not positive (DTD
+/// refuses it) or below [`MIN_SCORE`]. Every other failure is an error.
+pub fn dtd_on_zero_bias_model<B: vidlrp_core::Backend>(
+    be: &B,
+    seed: u64,
+    pool: vidlrp_core::Rule,
+) -> Result<Option<vidlrp_core::Explanation>, String> {
+    use vidlrp_core::{Composite, ErrorKind, Target};
+    let mut case = random_case(seed);
+    for (name, t) in case.weights.iter_mut() {
+        if name.ends_with(".bias") {
+            t.data_mut().fill(0.0);
+        }
+    }
+    let s = case.input.shape().to_vec();
+    let (net, _) = vidlrp_c3d::build(be, case.weights, case.pool5, [s[1], s[2], s[3], s[4]])
+        .map_err(|e| format!("random model {seed}: {e}"))?;
+    let x = be.upload(&case.input).map_err(|e| e.to_string())?;
+    let composite = Composite {
+        pool,
+        ..Composite::dtd(case.low, case.high)
+    };
+    match net.explain(be, &x, &Target::TopOne, &composite) {
+        Ok(e) if e.scores.iter().all(|&f| f >= MIN_SCORE) => Ok(Some(e)),
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == ErrorKind::NonPositiveScore => Ok(None),
+        Err(e) => Err(format!("random model {seed}: {e}")),
+    }
+}
