@@ -525,6 +525,7 @@ fn figures(
                 .filter_map(|c| {
                     let e = effects.get(&c.key)?;
                     Some(SharePanel {
+                        tau: vidlrp_stats::tau(e.mean.len()),
                         title: format!(
                             "{} (n={}): a={:.4}, b'={:.4}",
                             c.method.to_uppercase(),

@@ -51,6 +51,8 @@ fn err(path: &Path, e: impl std::fmt::Display) -> VizError {
 pub struct SharePanel {
     /// Title (method name and strengths).
     pub title: String,
+    /// The frame coordinate `tau_t` of each share (x axis).
+    pub tau: Vec<f64>,
     /// Every sample's share vector.
     pub samples: Vec<Vec<f64>>,
     /// The mean share vector.
@@ -98,8 +100,7 @@ macro_rules! share_panels {
     ($root:expr, $panels:expr) => {{
         let areas = $root.split_evenly((1, $panels.len().max(1)));
         for (area, p) in areas.iter().zip($panels) {
-            let t = p.mean.len();
-            let tau = vidlrp_tau(t);
+            let tau = &p.tau;
             let ymax = p
                 .samples
                 .iter()
@@ -180,14 +181,6 @@ macro_rules! share_panels {
         }
         Ok(())
     }};
-}
-
-fn vidlrp_tau(t: usize) -> Vec<f64> {
-    if t <= 1 {
-        return vec![0.0; t];
-    }
-    let half = (t - 1) as f64 / 2.0;
-    (0..t).map(|i| (i as f64 - half) / half).collect()
 }
 
 /// Fig. 2: one panel per method. Writes `stem.png` and `stem.svg`.
