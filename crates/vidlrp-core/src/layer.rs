@@ -1,7 +1,7 @@
 //! The [`Layer`] trait (`forward` and `relevance`) and the layers of a C3D-like network.
 
 use crate::backend::{Backend, UnaryOp};
-use crate::rules::{activation_relevance, affine_relevance, check_conv_input, pool_relevance};
+use crate::rules::{activation_relevance, affine_relevance, pool_relevance};
 use crate::{Affine, Conv3dGeometry, Error, HostTensor, Pool3dGeometry, Result, Rule};
 
 /// What a layer is, so that a composite can pick its rule.
@@ -388,4 +388,28 @@ impl<B: Backend> Layer<B> for Flatten {
     fn relevance(&self, be: &B, x: &B::Tensor, r: &B::Tensor, _rule: &Rule) -> Result<B::Tensor> {
         be.reshape(r, &be.shape(x))
     }
+}
+
+/// Checks a convolution weight shape `[C_out, C_in, kT, kH, kW]` against an input shape.
+fn check_conv_input(
+    name: &str,
+    weight_shape: &[usize],
+    geometry: &Conv3dGeometry,
+    input: &[usize],
+) -> Result<Vec<usize>> {
+    if input.len() != 5 {
+        return Err(Error::shape(format!(
+            "layer {name} expects a 5-d input [N, C, T, H, W], got shape {input:?}"
+        )));
+    }
+    if input[1] != weight_shape[1] {
+        return Err(Error::shape(format!(
+            "layer {name} expects {} input channels, got {} (input shape {input:?})",
+            weight_shape[1], input[1]
+        )));
+    }
+    let ext = geometry
+        .output_extent([input[2], input[3], input[4]])
+        .map_err(|e| Error::shape(format!("layer {name}: {e}")))?;
+    Ok(vec![input[0], weight_shape[0], ext[0], ext[1], ext[2]])
 }

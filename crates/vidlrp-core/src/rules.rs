@@ -7,7 +7,7 @@
 //! follow method.md §2 and, where it is silent, Zennit's definitions (`zennit.rules`).
 
 use crate::backend::{Backend, BinaryOp, UnaryOp};
-use crate::{Conv3dGeometry, Error, ErrorKind, Pool3dGeometry, Result};
+use crate::{Error, ErrorKind, Pool3dGeometry, Result};
 
 /// The stabiliser `eps` of every rule except the epsilon rule's own parameter.
 pub const STABILIZER: f32 = 1e-6;
@@ -333,28 +333,4 @@ pub fn activation_relevance<B: Backend>(
         Rule::Gradient => be.binary(r, &be.unary(x, UnaryOp::StepPositive), BinaryOp::Mul),
         other => Err(other.unsupported(name)),
     }
-}
-
-/// Checks a convolution weight shape `[C_out, C_in, kT, kH, kW]` against an input shape.
-pub(crate) fn check_conv_input(
-    name: &str,
-    weight_shape: &[usize],
-    geometry: &Conv3dGeometry,
-    input: &[usize],
-) -> Result<Vec<usize>> {
-    if input.len() != 5 {
-        return Err(Error::shape(format!(
-            "layer {name} expects a 5-d input [N, C, T, H, W], got shape {input:?}"
-        )));
-    }
-    if input[1] != weight_shape[1] {
-        return Err(Error::shape(format!(
-            "layer {name} expects {} input channels, got {} (input shape {input:?})",
-            weight_shape[1], input[1]
-        )));
-    }
-    let ext = geometry
-        .output_extent([input[2], input[3], input[4]])
-        .map_err(|e| Error::shape(format!("layer {name}: {e}")))?;
-    Ok(vec![input[0], weight_shape[0], ext[0], ext[1], ext[2]])
 }
