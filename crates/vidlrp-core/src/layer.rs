@@ -45,6 +45,17 @@ pub trait Layer<B: Backend>: Send + Sync {
     }
 }
 
+/// **Errors** unless `bias` is absent or has shape `[outputs]`.
+fn check_bias(name: &str, bias: Option<&HostTensor>, outputs: usize) -> Result<()> {
+    match bias {
+        Some(b) if b.shape() != [outputs] => Err(Error::shape(format!(
+            "{name}.bias must have shape [{outputs}], got {:?}",
+            b.shape()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn upload_param<B: Backend>(be: &B, t: &HostTensor, what: &str) -> Result<B::Tensor> {
     t.check_finite(what)?;
     be.upload(t)
@@ -79,15 +90,7 @@ impl<B: Backend> Conv3d<B> {
                 "{name}.weight must have shape [C_out, C_in, kT, kH, kW], got {ws:?}"
             )));
         }
-        if let Some(b) = bias {
-            if b.shape() != [ws[0]] {
-                return Err(Error::shape(format!(
-                    "{name}.bias must have shape [{}], got {:?}",
-                    ws[0],
-                    b.shape()
-                )));
-            }
-        }
+        check_bias(&name, bias, ws[0])?;
         let geometry = Conv3dGeometry {
             kernel: [ws[2], ws[3], ws[4]],
             stride,
@@ -193,15 +196,7 @@ impl<B: Backend> Linear<B> {
                 "{name}.weight must have shape [D_out, D_in], got {ws:?}"
             )));
         }
-        if let Some(b) = bias {
-            if b.shape() != [ws[0]] {
-                return Err(Error::shape(format!(
-                    "{name}.bias must have shape [{}], got {:?}",
-                    ws[0],
-                    b.shape()
-                )));
-            }
-        }
+        check_bias(&name, bias, ws[0])?;
         Ok(Self {
             weight_shape: [ws[0], ws[1]],
             weight: upload_param(be, weight, &format!("{name}.weight"))?,
