@@ -4,8 +4,10 @@
 //!   PyTorch autograd and an independent PyTorch DTD (`fixtures/golden/generate.py`), to
 //!   `max |R - R_ref| <= 1e-4 max |R_ref|`;
 //! - [`random`]: seeded random C3D-shaped models and inputs, for conservation checks and for
-//!   comparing backends with each other.
+//!   comparing backends with each other;
+//! - [`agreement`]: one backend against another on random models, every preset.
 
+pub mod agreement;
 pub mod golden;
 pub mod random;
 

@@ -114,17 +114,17 @@ pub trait Backend: Send + Sync + 'static {
 
     // ---- elementwise ----
 
-    /// `y = op(x)` elementwise.
-    fn unary(&self, x: &Self::Tensor, op: UnaryOp) -> Self::Tensor;
+    /// `y = op(x)` elementwise; **Errors** only on device failures (e.g. out of memory).
+    fn unary(&self, x: &Self::Tensor, op: UnaryOp) -> Result<Self::Tensor>;
     /// `y = op(a, b)` elementwise; **Errors** if the shapes differ.
     fn binary(&self, a: &Self::Tensor, b: &Self::Tensor, op: BinaryOp) -> Result<Self::Tensor>;
 
     // ---- reductions ----
 
     /// Per-sample sums over all but the first axis, accumulated in `f64`.
-    fn sum_per_sample(&self, x: &Self::Tensor) -> Vec<f64>;
+    fn sum_per_sample(&self, x: &Self::Tensor) -> Result<Vec<f64>>;
     /// The smallest value (`+inf` for an empty tensor).
-    fn min_value(&self, x: &Self::Tensor) -> f32;
+    fn min_value(&self, x: &Self::Tensor) -> Result<f32>;
 
     // ---- convolution ----
 

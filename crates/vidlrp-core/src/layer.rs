@@ -344,7 +344,7 @@ impl<B: Backend> Layer<B> for Relu {
         Ok(input.to_vec())
     }
     fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
-        Ok(be.unary(x, UnaryOp::Positive))
+        be.unary(x, UnaryOp::Positive)
     }
     fn relevance(&self, be: &B, x: &B::Tensor, r: &B::Tensor, rule: &Rule) -> Result<B::Tensor> {
         activation_relevance(be, &self.name, x, r, rule)

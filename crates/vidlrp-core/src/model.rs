@@ -223,14 +223,14 @@ impl<B: Backend> Sequential<B> {
         let mut r = be.upload(&seed)?;
         let mut layers = Vec::with_capacity(self.layers.len());
         // A layer's output relevance is the input relevance of the layer above: sum it once.
-        let mut output_sum = be.sum_per_sample(&r);
+        let mut output_sum = be.sum_per_sample(&r)?;
         for (i, layer) in self.layers.iter().enumerate().rev() {
             let x_i = &acts[i];
             let start = Instant::now();
             r = layer.relevance(be, x_i, &r, &rules[i])?;
             let relevance_s = start.elapsed().as_secs_f64();
             acts.truncate(i + 1);
-            let input_sum = be.sum_per_sample(&r);
+            let input_sum = be.sum_per_sample(&r)?;
             layers.push(LayerRelevance {
                 layer: layer.name().to_string(),
                 kind: layer.kind(),
@@ -243,10 +243,10 @@ impl<B: Backend> Sequential<B> {
         }
         r = match composite.finish {
             Finish::Identity => r,
-            Finish::Square => be.unary(&r, UnaryOp::Square),
+            Finish::Square => be.unary(&r, UnaryOp::Square)?,
             Finish::TimesInput => be.binary(&r, x, BinaryOp::Mul)?,
         };
-        let input_sums = be.sum_per_sample(&r);
+        let input_sums = be.sum_per_sample(&r)?;
         let relevance = be.download(&r)?;
         Ok(Explanation {
             relevance,

@@ -135,18 +135,18 @@ struct SignSplit<T> {
     neg: Option<T>,
 }
 
-fn split_signs<B: Backend>(be: &B, x: &B::Tensor) -> SignSplit<B::Tensor> {
-    if be.min_value(x) < 0.0 {
+fn split_signs<B: Backend>(be: &B, x: &B::Tensor) -> Result<SignSplit<B::Tensor>> {
+    Ok(if be.min_value(x)? < 0.0 {
         SignSplit {
-            pos: be.unary(x, UnaryOp::Positive),
-            neg: Some(be.unary(x, UnaryOp::Negative)),
+            pos: be.unary(x, UnaryOp::Positive)?,
+            neg: Some(be.unary(x, UnaryOp::Negative)?),
         }
     } else {
         SignSplit {
             pos: x.clone(),
             neg: None,
         }
-    }
+    })
 }
 
 fn per_channel(values: &[f32], channels: usize, what: &str, layer: &str) -> Result<Vec<f32>> {
@@ -182,14 +182,17 @@ pub fn affine_relevance<B: Backend, A: Affine<B> + ?Sized>(
     match rule {
         Rule::Gradient => tr(r, w),
         Rule::ZPlus { positive_bias } => {
-            let xs = split_signs(be, x);
-            let wp = be.unary(w, UnaryOp::Positive);
+            let xs = split_signs(be, x)?;
+            let wp = be.unary(w, UnaryOp::Positive)?;
             let bp = match (positive_bias, layer.bias()) {
-                (true, Some(b)) => Some(be.unary(b, UnaryOp::Positive)),
+                (true, Some(b)) => Some(be.unary(b, UnaryOp::Positive)?),
                 _ => None,
             };
             let mut z = fwd(&xs.pos, &wp, bp.as_ref())?;
-            let wn = xs.neg.as_ref().map(|_| be.unary(w, UnaryOp::Negative));
+            let wn = match xs.neg {
+                Some(_) => Some(be.unary(w, UnaryOp::Negative)?),
+                None => None,
+            };
             if let (Some(xn), Some(wn)) = (&xs.neg, &wn) {
                 z = be.binary(&z, &fwd(xn, wn, None)?, Add)?;
             }
@@ -206,8 +209,8 @@ pub fn affine_relevance<B: Backend, A: Affine<B> + ?Sized>(
             let name = layer.affine_name();
             let lo = be.fill_channels(&shape, &per_channel(low, channels, "low", name)?)?;
             let hi = be.fill_channels(&shape, &per_channel(high, channels, "high", name)?)?;
-            let wp = be.unary(w, UnaryOp::Positive);
-            let wn = be.unary(w, UnaryOp::Negative);
+            let wp = be.unary(w, UnaryOp::Positive)?;
+            let wn = be.unary(w, UnaryOp::Negative)?;
             let z = be.binary(&fwd(x, w, None)?, &fwd(&lo, &wp, None)?, Sub)?;
             let z = be.binary(&z, &fwd(&hi, &wn, None)?, Sub)?;
             let s = stab_div(r, &z)?;
@@ -222,22 +225,31 @@ pub fn affine_relevance<B: Backend, A: Affine<B> + ?Sized>(
             be.binary(x, &tr(&s, w)?, Mul)
         }
         Rule::WSquare => {
-            let w2 = be.unary(w, UnaryOp::Square);
-            let b2 = layer.bias().map(|b| be.unary(b, UnaryOp::Square));
-            let z = fwd(&be.unary(x, UnaryOp::One), &w2, b2.as_ref())?;
+            let w2 = be.unary(w, UnaryOp::Square)?;
+            let b2 = layer
+                .bias()
+                .map(|b| be.unary(b, UnaryOp::Square))
+                .transpose()?;
+            let z = fwd(&be.unary(x, UnaryOp::One)?, &w2, b2.as_ref())?;
             tr(&stab_div(r, &z)?, &w2)
         }
         Rule::Flat => {
-            let w1 = be.unary(w, UnaryOp::One);
-            let z = fwd(&be.unary(x, UnaryOp::One), &w1, None)?;
+            let w1 = be.unary(w, UnaryOp::One)?;
+            let z = fwd(&be.unary(x, UnaryOp::One)?, &w1, None)?;
             tr(&stab_div(r, &z)?, &w1)
         }
         Rule::AlphaBeta { alpha, beta } => {
-            let xs = split_signs(be, x);
-            let wp = be.unary(w, UnaryOp::Positive);
-            let wn = be.unary(w, UnaryOp::Negative);
-            let bp = layer.bias().map(|b| be.unary(b, UnaryOp::Positive));
-            let bn = layer.bias().map(|b| be.unary(b, UnaryOp::Negative));
+            let xs = split_signs(be, x)?;
+            let wp = be.unary(w, UnaryOp::Positive)?;
+            let wn = be.unary(w, UnaryOp::Negative)?;
+            let bp = layer
+                .bias()
+                .map(|b| be.unary(b, UnaryOp::Positive))
+                .transpose()?;
+            let bn = layer
+                .bias()
+                .map(|b| be.unary(b, UnaryOp::Negative))
+                .transpose()?;
             // Positive part: x+ w+ + x- w- (+ b+); negative part: x+ w- + x- w+ (+ b-).
             let part =
                 |wa: &B::Tensor, wb: &B::Tensor, b: Option<&B::Tensor>| -> Result<B::Tensor> {
@@ -252,23 +264,25 @@ pub fn affine_relevance<B: Backend, A: Affine<B> + ?Sized>(
                     }
                     Ok(out)
                 };
-            let pos = be.unary(&part(&wp, &wn, bp.as_ref())?, UnaryOp::Scale(*alpha));
+            let pos = be.unary(&part(&wp, &wn, bp.as_ref())?, UnaryOp::Scale(*alpha))?;
             if *beta == 0.0 {
                 return Ok(pos);
             }
-            let neg = be.unary(&part(&wn, &wp, bn.as_ref())?, UnaryOp::Scale(*beta));
+            let neg = be.unary(&part(&wn, &wp, bn.as_ref())?, UnaryOp::Scale(*beta))?;
             be.binary(&pos, &neg, Sub)
         }
         Rule::Gamma { gamma } => {
-            let xs = split_signs(be, x);
-            let wgp = be.unary(w, UnaryOp::AddPositive(*gamma));
-            let wgn = be.unary(w, UnaryOp::AddNegative(*gamma));
+            let xs = split_signs(be, x)?;
+            let wgp = be.unary(w, UnaryOp::AddPositive(*gamma))?;
+            let wgn = be.unary(w, UnaryOp::AddNegative(*gamma))?;
             let bgp = layer
                 .bias()
-                .map(|b| be.unary(b, UnaryOp::AddPositive(*gamma)));
+                .map(|b| be.unary(b, UnaryOp::AddPositive(*gamma)))
+                .transpose()?;
             let bgn = layer
                 .bias()
-                .map(|b| be.unary(b, UnaryOp::AddNegative(*gamma)));
+                .map(|b| be.unary(b, UnaryOp::AddNegative(*gamma)))
+                .transpose()?;
             let z = fwd(x, w, layer.bias())?;
             // For outputs z > 0: x+ (w + g w+) + x- (w + g w-); for z < 0 the mirror image.
             let part = |mask: UnaryOp, wa: &B::Tensor, wb: &B::Tensor, b: Option<&B::Tensor>| {
@@ -277,7 +291,7 @@ pub fn affine_relevance<B: Backend, A: Affine<B> + ?Sized>(
                     d = be.binary(&d, &fwd(xn, wb, None)?, Add)?;
                 }
                 let g = be.binary(
-                    &be.binary(&be.unary(&z, mask), r, Mul)?,
+                    &be.binary(&be.unary(&z, mask)?, r, Mul)?,
                     &d,
                     StabDiv(STABILIZER),
                 )?;
@@ -330,7 +344,7 @@ pub fn activation_relevance<B: Backend>(
 ) -> Result<B::Tensor> {
     match rule {
         Rule::Pass => Ok(r.clone()),
-        Rule::Gradient => be.binary(r, &be.unary(x, UnaryOp::StepPositive), BinaryOp::Mul),
+        Rule::Gradient => be.binary(r, &be.unary(x, UnaryOp::StepPositive)?, BinaryOp::Mul),
         other => Err(other.unsupported(name)),
     }
 }

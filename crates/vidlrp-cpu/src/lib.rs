@@ -166,8 +166,8 @@ impl Backend for Cpu {
         Ok(from_vec(shape, data))
     }
 
-    fn unary(&self, x: &ArrayD<f32>, op: UnaryOp) -> ArrayD<f32> {
-        self.run(|| Zip::from(x).par_map_collect(|&v| op.apply(v)))
+    fn unary(&self, x: &ArrayD<f32>, op: UnaryOp) -> Result<ArrayD<f32>> {
+        Ok(self.run(|| Zip::from(x).par_map_collect(|&v| op.apply(v))))
     }
 
     fn binary(&self, a: &ArrayD<f32>, b: &ArrayD<f32>, op: BinaryOp) -> Result<ArrayD<f32>> {
@@ -181,13 +181,13 @@ impl Backend for Cpu {
         Ok(self.run(|| Zip::from(a).and(b).par_map_collect(|&x, &y| op.apply(x, y))))
     }
 
-    fn sum_per_sample(&self, x: &ArrayD<f32>) -> Vec<f64> {
+    fn sum_per_sample(&self, x: &ArrayD<f32>) -> Result<Vec<f64>> {
         let n = x.shape().first().copied().unwrap_or(0);
         if n == 0 {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let per = x.len() / n;
-        slice(x)
+        Ok(slice(x)
             .chunks(per.max(1))
             .map(|s| {
                 // Fixed-size blocks summed in order: the same result for every thread count.
@@ -198,16 +198,16 @@ impl Backend for Cpu {
                 });
                 parts.iter().sum()
             })
-            .collect()
+            .collect::<Vec<f64>>())
     }
 
-    fn min_value(&self, x: &ArrayD<f32>) -> f32 {
-        self.run(|| {
+    fn min_value(&self, x: &ArrayD<f32>) -> Result<f32> {
+        Ok(self.run(|| {
             slice(x)
                 .par_iter()
                 .copied()
                 .reduce(|| f32::INFINITY, f32::min)
-        })
+        }))
     }
 
     fn conv3d(

@@ -78,7 +78,7 @@ proptest! {
 
         let rz = layer.relevance(&be, &x, &r, &Rule::ZPlus { positive_bias: false }).unwrap();
         let geometry = *layer.geometry();
-        let z = be.conv3d(&x, &be.unary(&w_t, UnaryOp::Positive), None, &geometry).unwrap();
+        let z = be.conv3d(&x, &be.unary(&w_t, UnaryOp::Positive).unwrap(), None, &geometry).unwrap();
         assert_conserves(&rz, kept(&r, &z), &r, "conv z+");
         prop_assert!(rz.iter().all(|&v| v >= 0.0), "z+ relevance must be non-negative");
 
@@ -88,8 +88,8 @@ proptest! {
         let rb = layer.relevance(&be, &x, &r, &Rule::ZBox { low: low.clone(), high: high.clone() }).unwrap();
         let lo = be.fill_channels(&xs, &low).unwrap();
         let hi = be.fill_channels(&xs, &high).unwrap();
-        let wp = be.unary(&w_t, UnaryOp::Positive);
-        let wn = be.unary(&w_t, UnaryOp::Negative);
+        let wp = be.unary(&w_t, UnaryOp::Positive).unwrap();
+        let wn = be.unary(&w_t, UnaryOp::Negative).unwrap();
         let zb = &(&be.conv3d(&x, &w_t, None, &geometry).unwrap() - &be.conv3d(&lo, &wp, None, &geometry).unwrap())
             - &be.conv3d(&hi, &wn, None, &geometry).unwrap();
         assert_conserves(&rb, kept(&r, &zb), &r, "conv z^B");
@@ -103,7 +103,7 @@ proptest! {
         let x = be.upload(&host(&[n, d_in], uniform(n * d_in, seed ^ 1, -0.3, 1.0).into_iter().map(|v| v.max(0.0)).collect())).unwrap();
         let r = be.upload(&host(&[n, d_out], uniform(n * d_out, seed ^ 2, 0.0, 2.0))).unwrap();
         let rz = layer.relevance(&be, &x, &r, &Rule::ZPlus { positive_bias: false }).unwrap();
-        let z = be.linear(&x, &be.unary(&be.upload(&w).unwrap(), UnaryOp::Positive), None).unwrap();
+        let z = be.linear(&x, &be.unary(&be.upload(&w).unwrap(), UnaryOp::Positive).unwrap(), None).unwrap();
         assert_conserves(&rz, kept(&r, &z), &r, "linear z+");
         prop_assert!(rz.iter().all(|&v| v >= 0.0));
     }

@@ -1,0 +1,134 @@
+//! Backends against each other: one random C3D-shaped model, every preset, two backends.
+
+use crate::random::random_case;
+use crate::{max_errors, TOLERANCE};
+use vidlrp_core::{Backend, Composite, PresetOptions, Rule, Target, PRESETS};
+
+/// One comparison of a backend's output with the reference backend's.
+#[derive(Debug, Clone)]
+pub struct Agreement {
+    /// `random model <seed> / <method> / <relevance|logits>`.
+    pub case: String,
+    /// `max |x - x_ref|`.
+    pub max_error: f64,
+    /// `max |x_ref|`.
+    pub scale: f64,
+    /// `max_error <= TOLERANCE * scale`, or both backends refused the case alike.
+    pub passed: bool,
+    /// Why a case failed, or that both refused it.
+    pub note: String,
+}
+
+impl Agreement {
+    /// `max_error / scale` (0 for an all-zero reference).
+    pub fn relative(&self) -> f64 {
+        if self.scale > 0.0 {
+            self.max_error / self.scale
+        } else {
+            self.max_error
+        }
+    }
+}
+
+/// The methods compared: every preset, plus DTD with winner-take-all pooling.
+pub fn methods(low: &[f32], high: &[f32]) -> Vec<(String, Composite)> {
+    let options = PresetOptions {
+        low: low.to_vec(),
+        high: high.to_vec(),
+        ..PresetOptions::default()
+    };
+    let mut out: Vec<(String, Composite)> = PRESETS
+        .iter()
+        .map(|(name, _)| {
+            let c = Composite::preset(name, &options).expect("every listed preset builds");
+            (name.to_string(), c)
+        })
+        .collect();
+    let wta = PresetOptions {
+        pool: Some(Rule::PoolWinnerTakeAll),
+        ..options
+    };
+    out.push((
+        "dtd (winner-take-all pooling)".into(),
+        Composite::preset("dtd", &wta).expect("dtd builds"),
+    ));
+    out
+}
+
+/// Explains random model `seed` with every method on `reference` and on `other` and compares
+/// relevance maps and logits to [`TOLERANCE`] of the reference's largest magnitude.
+///
+/// **Errors** if a model cannot be built or uploaded on either backend.
+pub fn compare<A: Backend, B: Backend>(
+    reference: &A,
+    other: &B,
+    seed: u64,
+) -> Result<Vec<Agreement>, String> {
+    let case = random_case(seed);
+    let s = case.input.shape().to_vec();
+    let input = [s[1], s[2], s[3], s[4]];
+    let (net_a, _) = vidlrp_c3d::build(reference, case.weights.clone(), case.pool5, input)
+        .map_err(|e| format!("random model {seed} on {}: {e}", reference.name()))?;
+    let (net_b, _) = vidlrp_c3d::build(other, case.weights.clone(), case.pool5, input)
+        .map_err(|e| format!("random model {seed} on {}: {e}", other.name()))?;
+    let xa = reference.upload(&case.input).map_err(|e| e.to_string())?;
+    let xb = other.upload(&case.input).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for (method, composite) in methods(&case.low, &case.high) {
+        let name = format!("random model {seed} / {method}");
+        let ea = net_a.explain(reference, &xa, &Target::TopOne, &composite);
+        let eb = net_b.explain(other, &xb, &Target::TopOne, &composite);
+        match (ea, eb) {
+            (Ok(a), Ok(b)) => {
+                for (what, xa, xb) in [
+                    ("relevance", a.relevance.data(), b.relevance.data()),
+                    ("logits", a.logits.data(), b.logits.data()),
+                ] {
+                    let (max_error, scale) = max_errors(xb, xa);
+                    let passed = xa.len() == xb.len() && max_error <= TOLERANCE * scale;
+                    out.push(Agreement {
+                        case: format!("{name} / {what}"),
+                        max_error,
+                        scale,
+                        passed,
+                        note: if passed {
+                            String::new()
+                        } else {
+                            "outside tolerance".into()
+                        },
+                    });
+                }
+                if a.classes != b.classes {
+                    out.push(Agreement {
+                        case: format!("{name} / classes"),
+                        max_error: f64::INFINITY,
+                        scale: 0.0,
+                        passed: false,
+                        note: format!("explained classes {:?} vs {:?}", a.classes, b.classes),
+                    });
+                }
+            }
+            (Err(a), Err(b)) if a.kind() == b.kind() => out.push(Agreement {
+                case: name,
+                max_error: 0.0,
+                scale: 0.0,
+                passed: true,
+                note: format!("both refused: {a}"),
+            }),
+            (a, b) => out.push(Agreement {
+                case: name,
+                max_error: f64::INFINITY,
+                scale: 0.0,
+                passed: false,
+                note: format!(
+                    "{}: {}; {}: {}",
+                    reference.name(),
+                    a.err().map_or("ok".into(), |e| e.to_string()),
+                    other.name(),
+                    b.err().map_or("ok".into(), |e| e.to_string())
+                ),
+            }),
+        }
+    }
+    Ok(out)
+}
