@@ -61,35 +61,51 @@ def main():
     ap.add_argument("--input", required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    # Full float32 on both sides: no TF32 tensor-core shortcuts in cuDNN/cuBLAS.
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    dev = torch.device(a.device)
     model = C3D().eval()
     model.load_state_dict(load_file(a.weights))
+    model.to(dev)
     x = torch.from_numpy(np.load(a.input))
     mean = torch.tensor([90.25, 97.66, 101.41]).view(1, 3, 1, 1, 1)
-    low, high = (-mean).expand_as(x), (255 - mean).expand_as(x)
+    low, high = (-mean).expand_as(x).to(dev), (255 - mean).expand_as(x).to(dev)
     composite = SpecialFirstLayerMapComposite(
         layer_map=[(Activation, Pass()), (Convolution, ZPlus(zero_params="bias")),
                    (torch.nn.Linear, ZPlus(zero_params="bias"))],
         first_map=[(Convolution, ZBox(low, high))])
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times = []
     for _ in range(a.repeat):
+        sync()
         start = time.perf_counter()
+        # Like vidlrp's timing: copy the clip in, explain, copy the result out.
+        x_dev = x.to(dev)
         if a.task == "forward":
             with torch.no_grad():
-                model(x)
+                model(x_dev).cpu()
         elif a.task == "dtd":
             with Gradient(model=model, composite=composite) as attributor:
-                out, rel = attributor(x, lambda o: torch.zeros_like(o).scatter_(
+                out, rel = attributor(x_dev, lambda o: torch.zeros_like(o).scatter_(
                     1, o.argmax(1, keepdim=True), o.gather(1, o.argmax(1, keepdim=True))))
+            rel.cpu()
         else:
-            xg = x.clone().requires_grad_(True)
+            xg = x_dev.clone().requires_grad_(True)
             out = model(xg)
             (g,) = torch.autograd.grad(out, xg, torch.zeros_like(out).scatter_(1, out.argmax(1, keepdim=True), 1.0))
-            _ = g ** 2
+            (g ** 2).cpu()
+        sync()
         times.append(time.perf_counter() - start)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(json.dumps({"task": a.task, "times": times, "peak_rss_mb": rss, "torch": torch.__version__}))
+    result = {"task": a.task, "times": times, "peak_rss_mb": rss, "torch": torch.__version__}
+    if dev.type == "cuda":
+        result["peak_gpu_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
+        result["gpu"] = torch.cuda.get_device_name(dev)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,9 @@ pub struct Args {
     /// Tasks to run.
     #[arg(long, value_delimiter = ',', default_value = "forward,dtd,sa")]
     tasks: Vec<String>,
+    /// Where both sides run: cpu, cuda or cuda:N (PyTorch on the same GPU).
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Run one task in this process and print its JSON (used by `bench` itself).
     #[arg(long, hide = true)]
     worker: Option<String>,
@@ -52,10 +55,19 @@ fn peak_rss_mb() -> f64 {
 }
 
 fn worker(a: &Args, task: &str) -> Result<()> {
+    match a.device.as_str() {
+        "cpu" => time_task(a, task, &Cpu::new(a.threads)?),
+        d => {
+            let n = crate::cuda_ordinal(d)?;
+            time_task(a, task, &vidlrp_cuda::Cuda::new(n)?)
+        }
+    }
+}
+
+fn time_task<B: Backend>(a: &Args, task: &str, be: &B) -> Result<()> {
     let weights = vidlrp_io::read_tensors(&a.dir.join("c3d.safetensors"))?;
     let x = vidlrp_io::read_npy(&a.dir.join(format!("clip-b{}.npy", a.batch)))?;
-    let be = Cpu::new(a.threads)?;
-    let (net, _) = vidlrp_c3d::build(&be, weights, Pool5::Port, [3, 16, 112, 112])?;
+    let (net, _) = vidlrp_c3d::build(be, weights, Pool5::Port, [3, 16, 112, 112])?;
     let caffe = Preprocess::caffe();
     let composite = match task {
         "dtd" => Some(Composite::dtd(caffe.low(), caffe.high())),
@@ -67,11 +79,12 @@ fn worker(a: &Args, task: &str) -> Result<()> {
     let mut layers = Value::Null;
     let mut conservation = Value::Null;
     for _ in 0..a.repeat {
+        // Every run ends with a download, which waits for the device.
         let start = Instant::now();
         let xb = be.upload(&x)?;
         match &composite {
             Some(c) => {
-                let e = net.explain(&be, &xb, &Target::TopOne, c)?;
+                let e = net.explain(be, &xb, &Target::TopOne, c)?;
                 conservation = json!(e.conservation());
                 layers = json!(e
                     .layers
@@ -81,7 +94,7 @@ fn worker(a: &Args, task: &str) -> Result<()> {
                     .collect::<Vec<_>>());
             }
             None => {
-                be.download(&net.forward(&be, &xb)?)?;
+                be.download(&net.forward(be, &xb)?)?;
             }
         }
         times.push(start.elapsed().as_secs_f64());
@@ -157,7 +170,10 @@ pub fn run(a: Args) -> Result<()> {
             a.python
         );
     }
-    println!("full-width C3D (80M parameters), batch {} x 3x16x112x112, {threads} threads, min of {} runs", a.batch, a.repeat);
+    println!(
+        "full-width C3D (80M parameters), batch {} x 3x16x112x112, device {}, {threads} threads, min of {} runs",
+        a.batch, a.device, a.repeat
+    );
     println!(
         "{:<8} {:>10} {:>12} {:>8} {:>14} {:>14}",
         "task", "vidlrp s", "torch s", "ratio", "vidlrp RSS MB", "torch RSS MB"
@@ -167,6 +183,7 @@ pub fn run(a: Args) -> Result<()> {
         let ours = run_json(
             Command::new(&exe)
                 .args(["bench", "--worker", task, "--threads", &threads.to_string()])
+                .args(["--device", &a.device])
                 .args([
                     "--batch",
                     &a.batch.to_string(),
@@ -187,6 +204,8 @@ pub fn run(a: Args) -> Result<()> {
                         &threads.to_string(),
                         "--repeat",
                         &a.repeat.to_string(),
+                        "--device",
+                        &a.device,
                     ])
                     .arg("--weights")
                     .arg(a.dir.join("c3d.safetensors"))
@@ -217,7 +236,9 @@ pub fn run(a: Args) -> Result<()> {
     let report = a.dir.join("report.json");
     std::fs::write(
         &report,
-        serde_json::to_string_pretty(&json!({"threads": threads, "batch": a.batch, "rows": rows}))?,
+        serde_json::to_string_pretty(
+            &json!({"threads": threads, "batch": a.batch, "device": a.device, "rows": rows}),
+        )?,
     )?;
     println!(
         "(ratio = vidlrp / torch; < 1 means vidlrp is faster; report: {})",

@@ -1,6 +1,7 @@
 //! `cargo xtask conformance`.
 
 use anyhow::{bail, Result};
+use vidlrp_conformance::agreement;
 use vidlrp_conformance::golden::{check, fixtures_dir, load_all};
 use vidlrp_conformance::random::{conserves, dtd_on_zero_bias_model, MIN_SCORE};
 use vidlrp_core::{Backend, Rule};
@@ -11,6 +12,9 @@ pub struct Args {
     /// Number of random models to check for conservation.
     #[arg(long, default_value_t = 24)]
     random: u64,
+    /// Number of random models on which every other backend is compared with the CPU.
+    #[arg(long, default_value_t = 4)]
+    agreement: u64,
     /// CPU worker threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -78,16 +82,78 @@ fn conservation<B: Backend>(be: &B, seeds: u64) -> Result<usize> {
     Ok(failed)
 }
 
+/// `other` against the CPU on random models with every preset; returns the number of failures.
+fn agreement_with_cpu<B: Backend>(cpu: &Cpu, other: &B, seeds: u64) -> Result<usize> {
+    let (mut n, mut failed) = (0, 0);
+    let mut worst = (0.0f64, String::new());
+    for seed in 0..seeds {
+        for r in agreement::compare(cpu, other, seed).map_err(anyhow::Error::msg)? {
+            n += 1;
+            if r.passed && r.relative() > worst.0 {
+                worst = (r.relative(), r.case.clone());
+            }
+            if !r.passed {
+                failed += 1;
+                println!("  FAIL {}: rel err {:.3e} {}", r.case, r.relative(), r.note);
+            }
+        }
+    }
+    println!(
+        "  agreement with the cpu: {}/{n} within 1e-4 of max |R| ({seeds} random models, every \
+         preset; worst {} at {:.2e})",
+        n - failed,
+        worst.1,
+        worst.0
+    );
+    Ok(failed)
+}
+
 pub fn run(a: Args) -> Result<()> {
     let cpu = Cpu::new(a.threads)?;
+    let mut ran = vec![cpu.name()];
     println!("backend {}:", cpu.name());
     let mut failed = goldens(&cpu)?;
     failed += conservation(&cpu, a.random)?;
-    println!(
-        "backend cuda: skipped (no CUDA backend is built into this workspace yet, so there is \
-         nothing to compare the CPU with)"
-    );
-    println!("backends that ran: cpu");
+
+    // The CUDA kernel source and GEMM plans, emulated on the host: runs everywhere.
+    let emulated = vidlrp_cuda::Emulated::new();
+    println!("backend {}:", emulated.name());
+    failed += goldens(&emulated)?;
+    failed += agreement_with_cpu(&cpu, &emulated, a.agreement.min(2))?;
+    ran.push(emulated.name());
+
+    if vidlrp_cuda::nvrtc_present() {
+        match vidlrp_cuda::compile_kernels() {
+            Ok(_) => println!("nvrtc: kernels.cu compiles"),
+            Err(e) => {
+                failed += 1;
+                println!("  FAIL nvrtc: {e}");
+            }
+        }
+    } else {
+        println!("nvrtc: skipped (libnvrtc not found on LD_LIBRARY_PATH)");
+    }
+
+    let devices = vidlrp_cuda::device_count();
+    if devices == 0 {
+        println!(
+            "backend cuda: skipped ({})",
+            if vidlrp_cuda::driver_present() {
+                "the NVIDIA driver reports no device"
+            } else {
+                "no NVIDIA driver (libcuda) on this machine"
+            }
+        );
+    }
+    for n in 0..devices {
+        let gpu = vidlrp_cuda::Cuda::new(n)?;
+        println!("backend {}:", gpu.name());
+        failed += goldens(&gpu)?;
+        failed += conservation(&gpu, a.random)?;
+        failed += agreement_with_cpu(&cpu, &gpu, a.agreement)?;
+        ran.push(gpu.name());
+    }
+    println!("backends that ran: {}", ran.join(", "));
     if failed > 0 {
         bail!("{failed} conformance check(s) failed");
     }

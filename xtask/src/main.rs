@@ -29,6 +29,17 @@ enum Cmd {
     Bench(bench::Args),
 }
 
+/// `cuda` -> 0, `cuda:N` -> N.
+fn cuda_ordinal(device: &str) -> anyhow::Result<usize> {
+    match device {
+        "cuda" => Ok(0),
+        d => d
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("--device {d:?}: expected cpu, cuda or cuda:N")),
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let flags = Flags::parse();
     let result = match flags.command {

@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use vidlrp_c3d::{init_weights, C3dSpec, Pool5, Preprocess};
 use vidlrp_core::{Backend, Composite, Sequential, Target};
-use vidlrp_cpu::Cpu;
 use vidlrp_snippet::{ShortPolicy, SnippetError, SnippetSpec};
 use vidlrp_stats::{Accumulator, Observation};
 
@@ -54,9 +53,8 @@ pub struct DataArgs {
     /// Seed of the bootstrap (and of the DTD-u weights).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Worker threads (0: all cores).
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
+    #[command(flatten)]
+    pub device: crate::device::DeviceArgs,
 }
 
 /// One manifest row.
@@ -248,103 +246,105 @@ pub fn run(
         .with_context(|| format!("--preset {:?}: expected caffe or port", a.preset))?;
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("cannot create {}", a.out.display()))?;
-    let be = Cpu::new(a.threads)?;
-    let input = [3, a.length, preset.crop.1[0], preset.crop.1[1]];
-    let weights = vidlrp_io::read_tensors(&a.weights)?;
-    let spec = C3dSpec::from_weights(&weights)?;
-    let (net, _) = vidlrp_c3d::build(&be, weights, a.pool5, input)
-        .with_context(|| format!("cannot build C3D from {}", a.weights.display()))?;
-    let untrained = if conditions.iter().any(|c| c.method == "dtd-u") {
-        Some(vidlrp_c3d::build(&be, init_weights(&spec, a.seed), a.pool5, input)?.0)
-    } else {
-        None
-    };
-    let dtd = Composite::dtd(preset.low(), preset.high());
-    let sa = Composite::sensitivity();
-    let mine: Vec<&Item> = items.iter().filter(|it| it.index % sn == si).collect();
-    let bar = indicatif::ProgressBar::new((mine.len() * conditions.len()) as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} snippets  {per_sec}  ETA {eta}  {msg}",
-        )
-        .expect("template")
-        .progress_chars("=> "),
-    );
-    bar.set_prefix(command.to_string());
-    let mut accumulators: BTreeMap<String, Accumulator> = conditions
-        .iter()
-        .map(|c| (c.key.clone(), Accumulator::default()))
-        .collect();
-    let mut outcomes = Vec::new();
-    for item in mine {
-        bar.set_message(item.path.clone());
-        let mut source = vidlrp_snippet::open(&item.resolved);
-        for c in &conditions {
-            let mut outcome = |status: &str, reason: Option<String>| {
-                outcomes.push(Outcome {
-                    item: item.index,
-                    path: item.path.clone(),
-                    condition: c.key.clone(),
-                    status: status.into(),
-                    reason,
-                });
-            };
-            let src = match &mut source {
-                Ok(s) => s,
-                Err(e) => {
-                    outcome("failed", Some(e.to_string()));
-                    bar.inc(1);
-                    continue;
-                }
-            };
-            let spec = SnippetSpec {
-                length: a.length,
-                offset: c.offset,
-                step: c.step,
-            };
-            let result = (|| -> Result<Option<Observation>> {
-                let snippet =
-                    match vidlrp_snippet::load_snippet(src.as_mut(), &spec, a.short, &preset) {
-                        Err(e @ SnippetError::TooShort { .. }) => {
-                            return Err(anyhow::Error::new(e).context("skipped"))
-                        }
-                        other => other?,
-                    };
-                let s = snippet.input.shape().to_vec();
-                let x = be.upload(&snippet.input.reshape([&[1], &s[..]].concat())?)?;
-                let (model, composite): (&Sequential<Cpu>, &Composite) = match c.method.as_str() {
-                    "dtd" => (&net, &dtd),
-                    "sa" => (&net, &sa),
-                    "dtd-u" => (untrained.as_ref().expect("built"), &dtd),
-                    other => bail!("unknown method {other}"),
+    let (bar, accumulators, outcomes) = crate::device::with_backend!(&a.device, |be| {
+        let input = [3, a.length, preset.crop.1[0], preset.crop.1[1]];
+        let weights = vidlrp_io::read_tensors(&a.weights)?;
+        let spec = C3dSpec::from_weights(&weights)?;
+        let (net, _) = vidlrp_c3d::build(be, weights, a.pool5, input)
+            .with_context(|| format!("cannot build C3D from {}", a.weights.display()))?;
+        let untrained = if conditions.iter().any(|c| c.method == "dtd-u") {
+            Some(vidlrp_c3d::build(be, init_weights(&spec, a.seed), a.pool5, input)?.0)
+        } else {
+            None
+        };
+        let dtd = Composite::dtd(preset.low(), preset.high());
+        let sa = Composite::sensitivity();
+        let mine: Vec<&Item> = items.iter().filter(|it| it.index % sn == si).collect();
+        let bar = indicatif::ProgressBar::new((mine.len() * conditions.len()) as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} snippets  {per_sec}  ETA {eta}  {msg}",
+            )
+            .expect("template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(command.to_string());
+        let mut accumulators: BTreeMap<String, Accumulator> = conditions
+            .iter()
+            .map(|c| (c.key.clone(), Accumulator::default()))
+            .collect();
+        let mut outcomes = Vec::new();
+        for item in mine {
+            bar.set_message(item.path.clone());
+            let mut source = vidlrp_snippet::open(&item.resolved);
+            for c in &conditions {
+                let mut outcome = |status: &str, reason: Option<String>| {
+                    outcomes.push(Outcome {
+                        item: item.index,
+                        path: item.path.clone(),
+                        condition: c.key.clone(),
+                        status: status.into(),
+                        reason,
+                    });
                 };
-                let e = model.explain(&be, &x, &Target::TopOne, composite)?;
-                let shares = frame_shares(&e.relevance)?;
-                // Accuracy is the trained model's: for dtd-u the logits are the untrained one's.
-                let logits = &e.logits.data()[..e.logits.shape()[1]];
-                let hit = |k| item.label.map(|l| vidlrp_stats::top_k_hit(logits, l, k));
-                Ok(Some(Observation {
-                    item: item.index,
-                    shares,
-                    top1: hit(1),
-                    top5: hit(5),
-                }))
-            })();
-            match result {
-                Ok(Some(o)) => {
-                    accumulators.get_mut(&c.key).expect("condition").push(o);
-                    outcome("ok", None);
+                let src = match &mut source {
+                    Ok(s) => s,
+                    Err(e) => {
+                        outcome("failed", Some(e.to_string()));
+                        bar.inc(1);
+                        continue;
+                    }
+                };
+                let spec = SnippetSpec {
+                    length: a.length,
+                    offset: c.offset,
+                    step: c.step,
+                };
+                let result = (|| -> Result<Option<Observation>> {
+                    let snippet =
+                        match vidlrp_snippet::load_snippet(src.as_mut(), &spec, a.short, &preset) {
+                            Err(e @ SnippetError::TooShort { .. }) => {
+                                return Err(anyhow::Error::new(e).context("skipped"))
+                            }
+                            other => other?,
+                        };
+                    let s = snippet.input.shape().to_vec();
+                    let x = be.upload(&snippet.input.reshape([&[1], &s[..]].concat())?)?;
+                    let (model, composite): (&Sequential<_>, &Composite) = match c.method.as_str() {
+                        "dtd" => (&net, &dtd),
+                        "sa" => (&net, &sa),
+                        "dtd-u" => (untrained.as_ref().expect("built"), &dtd),
+                        other => bail!("unknown method {other}"),
+                    };
+                    let e = model.explain(be, &x, &Target::TopOne, composite)?;
+                    let shares = frame_shares(&e.relevance)?;
+                    // Accuracy is the trained model's: for dtd-u the logits are the untrained one's.
+                    let logits = &e.logits.data()[..e.logits.shape()[1]];
+                    let hit = |k| item.label.map(|l| vidlrp_stats::top_k_hit(logits, l, k));
+                    Ok(Some(Observation {
+                        item: item.index,
+                        shares,
+                        top1: hit(1),
+                        top5: hit(5),
+                    }))
+                })();
+                match result {
+                    Ok(Some(o)) => {
+                        accumulators.get_mut(&c.key).expect("condition").push(o);
+                        outcome("ok", None);
+                    }
+                    Ok(None) => {}
+                    Err(e) if e.to_string() == "skipped" => outcome(
+                        "skipped",
+                        Some(format!("{:#}", e).replacen("skipped: ", "", 1)),
+                    ),
+                    Err(e) => outcome("failed", Some(format!("{e:#}"))),
                 }
-                Ok(None) => {}
-                Err(e) if e.to_string() == "skipped" => outcome(
-                    "skipped",
-                    Some(format!("{:#}", e).replacen("skipped: ", "", 1)),
-                ),
-                Err(e) => outcome("failed", Some(format!("{e:#}"))),
+                bar.inc(1);
             }
-            bar.inc(1);
         }
-    }
+        Ok::<_, anyhow::Error>((bar, accumulators, outcomes))
+    })?;
     bar.finish_and_clear();
     let mut config = json!({
         "weights": a.weights, "preset": a.preset, "pool5": a.pool5.to_string(), "length": a.length,

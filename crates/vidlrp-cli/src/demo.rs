@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use serde_json::json;
 use vidlrp_c3d::{init_weights, C3dSpec, Pool5, Preprocess, Rng};
+use vidlrp_core::Backend;
 use vidlrp_core::{Composite, HostTensor, Target};
-use vidlrp_cpu::Cpu;
 
 use crate::explain::{summary, timed_explain};
 
@@ -35,9 +35,8 @@ pub struct Args {
     /// Model size.
     #[arg(long, value_enum, default_value = "full")]
     size: Size,
-    /// Worker threads (0: all cores).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
+    #[command(flatten)]
+    device: crate::device::DeviceArgs,
 }
 
 /// A synthetic 16x112x112 clip, caffe-preprocessed (BGR minus mean): a bright disc moving left
@@ -90,88 +89,87 @@ pub fn run(a: Args) -> Result<()> {
         a.seed
     );
     let weights = init_weights(&spec, a.seed);
-    let be = Cpu::new(a.threads)?;
-    let (net, _) = vidlrp_c3d::build(&be, weights, Pool5::Port, [3, 16, 112, 112])?;
-    let clip = synthetic_clip(a.seed);
-    vidlrp_io::write_npy(
-        &a.out.join("clip.npy"),
-        &clip.clone().reshape(vec![3, 16, 112, 112])?,
-    )?;
-    let caffe = Preprocess::caffe();
-    let methods = [
-        ("dtd", Composite::dtd(caffe.low(), caffe.high())),
-        ("sa", Composite::sensitivity()),
-    ];
-    let mut results = serde_json::Map::new();
-    let bwr = vidlrp_viz::Palette::new("bwr").map_err(anyhow::Error::msg)?;
-    let clip4 = clip.clone().reshape(vec![3, 16, 112, 112])?;
-    let mut rows = vec![(
-        "input".to_string(),
-        vidlrp_viz::input_frames(&clip4, &caffe)?,
-    )];
-    for (name, composite) in methods {
-        let (e, wall) = timed_explain(&be, &net, &clip, &Target::TopOne, &composite)?;
-        let shares = crate::dataset::frame_shares(&e.relevance)?;
-        let path = a.out.join(format!("{name}.npy"));
-        let r4 = e.relevance.clone().reshape(vec![3, 16, 112, 112])?;
-        vidlrp_io::write_npy(&path, &r4)?;
-        rows.push((
-            name.to_uppercase(),
-            vidlrp_viz::heatmaps(&r4, vidlrp_viz::Norm::Symmetric, &bwr)?,
-        ));
-        if name == "dtd" {
-            let c = crate::clip::Clip {
-                x: clip.clone(),
-                shape: vec![3, 16, 112, 112],
-                preset: caffe.clone(),
-                about: json!({}),
-                frame_indices: (0..16).collect(),
-            };
-            let p = crate::clip::PictureArgs {
-                cmap: "bwr".into(),
-                norm: vidlrp_viz::Norm::Symmetric,
-                zoom: 2,
-            };
-            crate::clip::write_pictures(&a.out.join("dtd"), &c, &r4, "dtd", &p)?;
+    crate::device::with_backend!(&a.device, |be| {
+        let (net, _) = vidlrp_c3d::build(be, weights, Pool5::Port, [3, 16, 112, 112])?;
+        let clip = synthetic_clip(a.seed);
+        vidlrp_io::write_npy(
+            &a.out.join("clip.npy"),
+            &clip.clone().reshape(vec![3, 16, 112, 112])?,
+        )?;
+        let caffe = Preprocess::caffe();
+        let methods = [
+            ("dtd", Composite::dtd(caffe.low(), caffe.high())),
+            ("sa", Composite::sensitivity()),
+        ];
+        let mut results = serde_json::Map::new();
+        let bwr = vidlrp_viz::Palette::new("bwr").map_err(anyhow::Error::msg)?;
+        let clip4 = clip.clone().reshape(vec![3, 16, 112, 112])?;
+        let mut rows = vec![(
+            "input".to_string(),
+            vidlrp_viz::input_frames(&clip4, &caffe)?,
+        )];
+        for (name, composite) in methods {
+            let (e, wall) = timed_explain(be, &net, &clip, &Target::TopOne, &composite)?;
+            let shares = crate::dataset::frame_shares(&e.relevance)?;
+            let path = a.out.join(format!("{name}.npy"));
+            let r4 = e.relevance.clone().reshape(vec![3, 16, 112, 112])?;
+            vidlrp_io::write_npy(&path, &r4)?;
+            rows.push((
+                name.to_uppercase(),
+                vidlrp_viz::heatmaps(&r4, vidlrp_viz::Norm::Symmetric, &bwr)?,
+            ));
+            if name == "dtd" {
+                let c = crate::clip::Clip {
+                    x: clip.clone(),
+                    shape: vec![3, 16, 112, 112],
+                    preset: caffe.clone(),
+                    about: json!({}),
+                    frame_indices: (0..16).collect(),
+                };
+                let p = crate::clip::PictureArgs {
+                    cmap: "bwr".into(),
+                    norm: vidlrp_viz::Norm::Symmetric,
+                    zoom: 2,
+                };
+                crate::clip::write_pictures(&a.out.join("dtd"), &c, &r4, "dtd", &p)?;
+            }
+            let mut s = summary(&e, &composite, None);
+            let obj = s.as_object_mut().expect("object");
+            obj.insert("output".into(), json!(path));
+            obj.insert("frame_shares".into(), json!(shares));
+            obj.insert("wall_time_s".into(), json!(wall));
+            eprintln!(
+                "  {name:>3}: class {} logit {:.4} sum R / logit {:.6}  {:.2} s  frame shares {}",
+                e.classes[0],
+                e.scores[0],
+                e.conservation()[0],
+                wall,
+                shares
+                    .iter()
+                    .map(|v| format!("{v:.3}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            results.insert(name.into(), s);
         }
-        let mut s = summary(&e, &composite, None);
-        let obj = s.as_object_mut().expect("object");
-        obj.insert("output".into(), json!(path));
-        obj.insert("frame_shares".into(), json!(shares));
-        obj.insert("wall_time_s".into(), json!(wall));
-        eprintln!(
-            "  {name:>3}: class {} logit {:.4} sum R / logit {:.6}  {:.2} s  frame shares {}",
-            e.classes[0],
-            e.scores[0],
-            e.conservation()[0],
-            wall,
-            shares
-                .iter()
-                .map(|v| format!("{v:.3}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-        results.insert(name.into(), s);
-    }
-    let sheet =
-        vidlrp_viz::contact_sheet(&rows, &crate::clip::labels(&(0..16).collect::<Vec<_>>()), 1)?;
-    vidlrp_viz::write_png(&a.out.join("sheet.png"), &sheet)?;
-    let out = json!({
-        "model": {"parameters": spec.num_params(), "seed": a.seed, "widths": spec.conv_widths},
-        "backend": be_name(&be),
-        "clip": a.out.join("clip.npy"),
-        "methods": results,
-    });
-    vidlrp_io::atomic_write(&a.out.join("summary.json"), |w| {
-        use std::io::Write;
-        writeln!(w, "{}", serde_json::to_string_pretty(&out).expect("json"))
-    })?;
-    eprintln!("  wrote {}", a.out.display());
-    println!("{out}");
-    Ok(())
-}
-
-fn be_name(be: &Cpu) -> String {
-    use vidlrp_core::Backend;
-    be.name()
+        let sheet = vidlrp_viz::contact_sheet(
+            &rows,
+            &crate::clip::labels(&(0..16).collect::<Vec<_>>()),
+            1,
+        )?;
+        vidlrp_viz::write_png(&a.out.join("sheet.png"), &sheet)?;
+        let out = json!({
+            "model": {"parameters": spec.num_params(), "seed": a.seed, "widths": spec.conv_widths},
+            "backend": be.name(),
+            "clip": a.out.join("clip.npy"),
+            "methods": results,
+        });
+        vidlrp_io::atomic_write(&a.out.join("summary.json"), |w| {
+            use std::io::Write;
+            writeln!(w, "{}", serde_json::to_string_pretty(&out).expect("json"))
+        })?;
+        eprintln!("  wrote {}", a.out.display());
+        println!("{out}");
+        Ok(())
+    })
 }

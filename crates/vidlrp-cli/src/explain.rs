@@ -9,7 +9,6 @@ use vidlrp_c3d::{Pool5, Preprocess};
 use vidlrp_core::{
     Backend, Composite, Explanation, HostTensor, PresetOptions, Rule, Sequential, Target,
 };
-use vidlrp_cpu::Cpu;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum PoolArg {
@@ -89,9 +88,8 @@ pub struct Args {
     /// pool5 variant: port (padding 0,1,1) or caffe (ceil mode).
     #[arg(long, default_value = "port")]
     pool5: Pool5,
-    /// Worker threads (0: all cores).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
+    #[command(flatten)]
+    device: crate::device::DeviceArgs,
     /// Class names, one per line (e.g. the Sports-1M labels.txt), to name the top-5.
     #[arg(long)]
     labels: Option<PathBuf>,
@@ -250,35 +248,37 @@ pub fn run(a: Args) -> Result<()> {
     let labels = a.labels.as_deref().map(read_labels).transpose()?;
     let s = clip.x.shape().to_vec();
     let weights = vidlrp_io::read_tensors(&a.weights)?;
-    let be = Cpu::new(a.threads)?;
-    let (net, spec) = vidlrp_c3d::build(&be, weights, a.pool5, [s[1], s[2], s[3], s[4]])
-        .with_context(|| format!("cannot build C3D from {}", a.weights.display()))?;
-    let target = a.class.map_or(Target::TopOne, Target::Class);
-    let (e, wall) = timed_explain(&be, &net, &clip.x, &target, &composite)?;
-    let relevance = e.relevance.clone().reshape(clip.shape.clone())?;
-    let pictures = match &a.heatmaps {
-        Some(dir) => {
-            crate::clip::write_pictures(dir, &clip, &relevance, &composite.name, &a.pictures)?
+    let out = crate::device::with_backend!(&a.device, |be| {
+        let (net, spec) = vidlrp_c3d::build(be, weights, a.pool5, [s[1], s[2], s[3], s[4]])
+            .with_context(|| format!("cannot build C3D from {}", a.weights.display()))?;
+        let target = a.class.map_or(Target::TopOne, Target::Class);
+        let (e, wall) = timed_explain(be, &net, &clip.x, &target, &composite)?;
+        let relevance = e.relevance.clone().reshape(clip.shape.clone())?;
+        let pictures = match &a.heatmaps {
+            Some(dir) => {
+                crate::clip::write_pictures(dir, &clip, &relevance, &composite.name, &a.pictures)?
+            }
+            None => Vec::new(),
+        };
+        vidlrp_io::write_npy(&a.out, &relevance)?;
+        let mut out = summary(&e, &composite, labels.as_deref());
+        let obj = out.as_object_mut().expect("object");
+        if let Some(about) = clip.about.as_object() {
+            obj.extend(about.clone());
         }
-        None => Vec::new(),
-    };
-    vidlrp_io::write_npy(&a.out, &relevance)?;
-    let mut out = summary(&e, &composite, labels.as_deref());
-    let obj = out.as_object_mut().expect("object");
-    if let Some(about) = clip.about.as_object() {
-        obj.extend(about.clone());
-    }
-    obj.insert("input_shape".into(), json!(clip.shape));
-    obj.insert("weights".into(), json!(a.weights));
-    obj.insert("parameters".into(), json!(spec.num_params()));
-    obj.insert("pool5".into(), json!(a.pool5.to_string()));
-    obj.insert("bounds".into(), json!(bounds_source));
-    obj.insert("backend".into(), json!(be.name()));
-    obj.insert("output".into(), json!(a.out));
-    if !pictures.is_empty() {
-        obj.insert("pictures".into(), json!(pictures));
-    }
-    obj.insert("wall_time_s".into(), json!(wall));
+        obj.insert("input_shape".into(), json!(clip.shape));
+        obj.insert("weights".into(), json!(a.weights));
+        obj.insert("parameters".into(), json!(spec.num_params()));
+        obj.insert("pool5".into(), json!(a.pool5.to_string()));
+        obj.insert("bounds".into(), json!(bounds_source));
+        obj.insert("backend".into(), json!(be.name()));
+        obj.insert("output".into(), json!(a.out));
+        if !pictures.is_empty() {
+            obj.insert("pictures".into(), json!(pictures));
+        }
+        obj.insert("wall_time_s".into(), json!(wall));
+        Ok::<_, anyhow::Error>(out)
+    })?;
     println!("{out}");
     Ok(())
 }

@@ -4,6 +4,7 @@ mod analysis;
 mod clip;
 mod dataset;
 mod demo;
+mod device;
 mod explain;
 mod init;
 mod sheet;

@@ -7,7 +7,6 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use vidlrp_c3d::Pool5;
 use vidlrp_core::{Backend, Target};
-use vidlrp_cpu::Cpu;
 
 use crate::clip::{labels, ClipArgs, PictureArgs};
 use crate::explain::{check_out_dir, summary, timed_explain, MethodArgs};
@@ -37,9 +36,8 @@ pub struct Args {
     /// pool5 variant: port or caffe.
     #[arg(long, default_value = "port")]
     pool5: Pool5,
-    /// Worker threads (0: all cores).
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
+    #[command(flatten)]
+    device: crate::device::DeviceArgs,
     /// The contact sheet (.png).
     #[arg(long)]
     out: PathBuf,
@@ -67,39 +65,41 @@ pub fn run(a: Args) -> Result<()> {
         "a contact sheet shows one clip; the input holds {}",
         s[0]
     );
-    let be = Cpu::new(a.threads)?;
-    let weights = vidlrp_io::read_tensors(&a.weights)?;
-    let (net, _) = vidlrp_c3d::build(&be, weights, a.pool5, [s[1], s[2], s[3], s[4]])
-        .with_context(|| format!("cannot build C3D from {}", a.weights.display()))?;
-    let zoom = a.pictures.zoom.max(1);
-    let x4 = clip.x.clone().reshape(s[1..].to_vec())?;
-    let frames = vidlrp_viz::input_frames(&x4, &clip.preset)?
-        .iter()
-        .map(|f| vidlrp_viz::upscale(f, zoom))
-        .collect();
-    let mut rows = vec![("input".to_string(), frames)];
-    let mut results = serde_json::Map::new();
-    let target = a.class.map_or(Target::TopOne, Target::Class);
-    for c in &composites {
-        let (e, wall) = timed_explain(&be, &net, &clip.x, &target, c)?;
-        let r4 = e.relevance.clone().reshape(s[1..].to_vec())?;
-        let heat = vidlrp_viz::heatmaps(&r4, a.pictures.norm, &palette)?;
-        let mut j = summary(&e, c, None);
-        let o = j.as_object_mut().expect("object");
-        o.insert(
-            "frame_shares".into(),
-            json!(crate::dataset::frame_shares(&e.relevance)?),
-        );
-        o.insert("wall_time_s".into(), json!(wall));
-        results.insert(c.name.clone(), j);
-        rows.push((
-            c.name.to_uppercase(),
-            heat.iter().map(|h| vidlrp_viz::upscale(h, zoom)).collect(),
-        ));
-    }
+    let (rows, results, backend) = crate::device::with_backend!(&a.device, |be| {
+        let weights = vidlrp_io::read_tensors(&a.weights)?;
+        let (net, _) = vidlrp_c3d::build(be, weights, a.pool5, [s[1], s[2], s[3], s[4]])
+            .with_context(|| format!("cannot build C3D from {}", a.weights.display()))?;
+        let zoom = a.pictures.zoom.max(1);
+        let x4 = clip.x.clone().reshape(s[1..].to_vec())?;
+        let frames = vidlrp_viz::input_frames(&x4, &clip.preset)?
+            .iter()
+            .map(|f| vidlrp_viz::upscale(f, zoom))
+            .collect();
+        let mut rows = vec![("input".to_string(), frames)];
+        let mut results = serde_json::Map::new();
+        let target = a.class.map_or(Target::TopOne, Target::Class);
+        for c in &composites {
+            let (e, wall) = timed_explain(be, &net, &clip.x, &target, c)?;
+            let r4 = e.relevance.clone().reshape(s[1..].to_vec())?;
+            let heat = vidlrp_viz::heatmaps(&r4, a.pictures.norm, &palette)?;
+            let mut j = summary(&e, c, None);
+            let o = j.as_object_mut().expect("object");
+            o.insert(
+                "frame_shares".into(),
+                json!(crate::dataset::frame_shares(&e.relevance)?),
+            );
+            o.insert("wall_time_s".into(), json!(wall));
+            results.insert(c.name.clone(), j);
+            rows.push((
+                c.name.to_uppercase(),
+                heat.iter().map(|h| vidlrp_viz::upscale(h, zoom)).collect(),
+            ));
+        }
+        Ok::<_, anyhow::Error>((rows, results, be.name()))
+    })?;
     let sheet = vidlrp_viz::contact_sheet(&rows, &labels(&clip.frame_indices), 1)?;
     vidlrp_viz::write_png(&a.out, &sheet)?;
-    let mut out = json!({"sheet": a.out, "backend": be.name(), "methods": results});
+    let mut out = json!({"sheet": a.out, "backend": backend, "methods": results});
     if let (Some(o), Some(about)) = (out.as_object_mut(), clip.about.as_object()) {
         o.extend(about.clone());
     }

@@ -600,3 +600,57 @@ fn bad_videos_give_clear_errors_and_no_output() {
     run(&v, &["--preset", "vhs"], "unknown preset");
     run(&v, &["--cmap", "rainbow-unicorn"], "unknown colour map");
 }
+
+#[test]
+fn a_missing_cuda_device_is_a_clear_error() {
+    let d = tmp("no-cuda");
+    let out = d.join("r.npy");
+    let clip = d.join("clip.npy");
+    vidlrp_io::write_npy(&clip, &HostTensor::zeros(vec![3, 16, 32, 32])).unwrap();
+    let w = d.join("w.safetensors");
+    let o = vidlrp(&[
+        "init",
+        "--widths",
+        "2,2,2,2,2,2,2,2",
+        "--fc",
+        "4,4",
+        "--classes",
+        "3",
+        "--input-size",
+        "16x32x32",
+        "--out",
+        s(&w),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let args = [
+        "explain",
+        "--weights",
+        s(&w),
+        "--input",
+        s(&clip),
+        "--device",
+        "cuda:7",
+        "--out",
+        s(&out),
+    ];
+    if cfg!(feature = "cuda") {
+        // Either no driver or no eighth device: an error naming CUDA, never a panic.
+        check_error(&args, &out, "cuda");
+    } else {
+        check_error(&args, &out, "built without CUDA support");
+    }
+    // A usage error: clap's exit code 2.
+    let o = vidlrp(&[
+        "explain",
+        "--weights",
+        s(&w),
+        "--input",
+        s(&clip),
+        "--device",
+        "tpu",
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("expected cpu, cuda or cuda:N"));
+}

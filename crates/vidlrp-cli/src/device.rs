@@ -1,0 +1,99 @@
+//! `--device cpu | cuda | cuda:N` and [`with_backend!`], which runs a block once per backend type.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Where the model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    /// The CPU backend (`--threads` workers).
+    #[default]
+    Cpu,
+    /// CUDA device `N` (`cuda` is `cuda:0`); needs a build with the `cuda` feature.
+    Cuda(usize),
+}
+
+impl FromStr for Device {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Device::Cuda)
+                .ok_or_else(|| format!("{s:?}: expected cpu, cuda or cuda:N")),
+        }
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+/// `--device` and `--threads`, shared by every command that runs the model.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DeviceArgs {
+    /// Where the model runs: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`
+    /// and an NVIDIA driver).
+    #[arg(long, default_value = "cpu")]
+    pub device: Device,
+    /// CPU worker threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+/// The error for `--device cuda` in a build without the `cuda` feature.
+#[cfg(not(feature = "cuda"))]
+pub fn no_cuda(n: usize) -> anyhow::Error {
+    anyhow::anyhow!(
+        "--device cuda:{n}: this vidlrp was built without CUDA support; rebuild it with \
+         `cargo install --path crates/vidlrp-cli --features cuda`"
+    )
+}
+
+/// Runs `$body` with `$be` bound to a reference to the backend that `$args: &DeviceArgs` names
+/// (the block is compiled once per backend type, so it may be generic code over `Backend`).
+macro_rules! with_backend {
+    ($args:expr, |$be:ident| $body:block) => {{
+        let args: &$crate::device::DeviceArgs = $args;
+        match args.device {
+            $crate::device::Device::Cpu => {
+                let backend = vidlrp_cpu::Cpu::new(args.threads)?;
+                let $be = &backend;
+                $body
+            }
+            #[cfg(feature = "cuda")]
+            $crate::device::Device::Cuda(n) => {
+                let backend = vidlrp_cuda::Cuda::new(n)?;
+                let $be = &backend;
+                $body
+            }
+            #[cfg(not(feature = "cuda"))]
+            $crate::device::Device::Cuda(n) => Err($crate::device::no_cuda(n)),
+        }
+    }};
+}
+pub(crate) use with_backend;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_parse() {
+        assert_eq!("cpu".parse::<Device>(), Ok(Device::Cpu));
+        assert_eq!("cuda".parse::<Device>(), Ok(Device::Cuda(0)));
+        assert_eq!("cuda:3".parse::<Device>(), Ok(Device::Cuda(3)));
+        assert!("gpu".parse::<Device>().is_err());
+        assert!("cuda:x".parse::<Device>().is_err());
+        assert_eq!(Device::Cuda(2).to_string(), "cuda:2");
+    }
+}
