@@ -100,3 +100,91 @@ fn split(
         );
     }
 }
+
+/// Batches up to this size take the dense-layer paths below instead of a GEMM: with few rows
+/// a GEMM spends its time packing the weight matrix, while these read it once, in place.
+pub(crate) const SMALL_BATCH: usize = 8;
+
+/// `sum_i a[i] b[i]` with eight independent accumulators (vectorises; fixed order).
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut tail = 0.0f32;
+    for (x, y) in ra.iter().zip(rb) {
+        tail += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+/// `y[n, o] += x[n, :] . w[o, :]` for a small batch (`x` `[N, K]`, `w` `[M, K]`, `y` `[N, M]`,
+/// all row-major), in parallel over blocks of `o`: each weight row is read once for all samples.
+pub(crate) fn small_batch_linear(x: &[f32], w: &[f32], y: &mut [f32], n: usize, k: usize) {
+    use rayon::prelude::*;
+    let m = if k == 0 { 0 } else { w.len() / k };
+    if m == 0 || n == 0 {
+        return;
+    }
+    // Transposed output blocks [o][n] so each task owns a contiguous slice.
+    let block = 64;
+    let mut yt = vec![0.0f32; m * n];
+    yt.par_chunks_mut(block * n)
+        .zip(w.par_chunks(block * k))
+        .for_each(|(yb, wb)| {
+            for (wo, yo) in wb.chunks_exact(k).zip(yb.chunks_exact_mut(n)) {
+                for (s, v) in yo.iter_mut().enumerate() {
+                    *v = dot(&x[s * k..(s + 1) * k], wo);
+                }
+            }
+        });
+    for s in 0..n {
+        for o in 0..m {
+            y[s * m + o] += yt[o * n + s];
+        }
+    }
+}
+
+/// `dx[n, :] = sum_o g[n, o] w[o, :]` for a small batch (`g` `[N, M]`, `w` `[M, K]`, `dx`
+/// `[N, K]`), in parallel over column blocks of `dx`; zero entries of `g` are skipped.
+pub(crate) fn small_batch_linear_transposed(g: &[f32], w: &[f32], dx: &mut [f32], n: usize, k: usize) {
+    use rayon::prelude::*;
+    let m = if n == 0 { 0 } else { g.len() / n };
+    if k == 0 || n == 0 {
+        return;
+    }
+    let block = 1024.min(k);
+    let blocks = k.div_ceil(block);
+    // Work on [block][n][cols] so each task owns one contiguous region.
+    let mut parts = vec![0.0f32; blocks * n * block];
+    parts
+        .par_chunks_mut(n * block)
+        .enumerate()
+        .for_each(|(bi, part)| {
+            let (c0, c1) = (bi * block, ((bi + 1) * block).min(k));
+            for o in 0..m {
+                let wr = &w[o * k + c0..o * k + c1];
+                for s in 0..n {
+                    let go = g[s * m + o];
+                    if go == 0.0 {
+                        continue;
+                    }
+                    for (d, &wv) in part[s * block..s * block + (c1 - c0)].iter_mut().zip(wr) {
+                        *d += go * wv;
+                    }
+                }
+            }
+        });
+    for bi in 0..blocks {
+        let (c0, c1) = (bi * block, ((bi + 1) * block).min(k));
+        for s in 0..n {
+            let src = &parts[(bi * n + s) * block..(bi * n + s) * block + (c1 - c0)];
+            dx[s * k + c0..s * k + c1].copy_from_slice(src);
+        }
+    }
+}

@@ -310,8 +310,12 @@ impl Backend for Cpu {
             None => vec![0.0; n * d_out],
         };
         self.run(|| {
-            let ov = ArrayViewMut2::from_shape((n, d_out), &mut out[..]).expect("shape");
-            par_gemm(1.0, xv, wv.t(), 1.0, ov);
+            if n <= gemm::SMALL_BATCH {
+                gemm::small_batch_linear(slice(x), slice(w), &mut out, n, d_in);
+            } else {
+                let ov = ArrayViewMut2::from_shape((n, d_out), &mut out[..]).expect("shape");
+                par_gemm(1.0, xv, wv.t(), 1.0, ov);
+            }
         });
         Ok(from_vec(&[n, d_out], out))
     }
@@ -331,8 +335,12 @@ impl Backend for Cpu {
         let wv = ArrayView2::from_shape((d_out, d_in), slice(w)).expect("shape");
         let mut out = vec![0.0f32; n * d_in];
         self.run(|| {
-            let ov = ArrayViewMut2::from_shape((n, d_in), &mut out[..]).expect("shape");
-            par_gemm(1.0, gv, wv, 0.0, ov);
+            if n <= gemm::SMALL_BATCH {
+                gemm::small_batch_linear_transposed(slice(g), slice(w), &mut out, n, d_in);
+            } else {
+                let ov = ArrayViewMut2::from_shape((n, d_in), &mut out[..]).expect("shape");
+                par_gemm(1.0, gv, wv, 0.0, ov);
+            }
         });
         Ok(from_vec(&[n, d_in], out))
     }

@@ -242,3 +242,48 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Both dense paths (small batches read the weights in place, larger ones run a GEMM).
+    #[test]
+    fn linear_and_its_transpose_match_direct_loops(
+        n in 1usize..14, d_in in 1usize..2600, d_out in 1usize..70, seed in any::<u64>(),
+    ) {
+        let be = cpu();
+        let x = values(n * d_in, seed);
+        let w = values(d_out * d_in, seed ^ 1);
+        let b = values(d_out, seed ^ 2);
+        // Every third gradient entry zero: the transposed path skips those.
+        let g: Vec<f32> = values(n * d_out, seed ^ 3)
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| if i % 3 == 0 { 0.0 } else { v })
+            .collect();
+        let y = be
+            .linear(&t(&be, &[n, d_in], x.clone()), &t(&be, &[d_out, d_in], w.clone()), Some(&t(&be, &[d_out], b.clone())))
+            .unwrap();
+        let mut want = vec![0.0f64; n * d_out];
+        for s in 0..n {
+            for o in 0..d_out {
+                want[s * d_out + o] = f64::from(b[o])
+                    + (0..d_in).map(|i| f64::from(x[s * d_in + i]) * f64::from(w[o * d_in + i])).sum::<f64>();
+            }
+        }
+        let scale = (d_in as f64).sqrt();
+        let yd: Vec<f64> = y.iter().map(|&v| f64::from(v) / scale).collect();
+        let wd: Vec<f32> = want.iter().map(|v| (v / scale) as f32).collect();
+        close(&wd, &yd, "linear");
+
+        let dx = be.linear_transposed(&t(&be, &[n, d_out], g.clone()), &t(&be, &[d_out, d_in], w.clone())).unwrap();
+        let mut want = vec![0.0f64; n * d_in];
+        for s in 0..n {
+            for i in 0..d_in {
+                want[s * d_in + i] = (0..d_out).map(|o| f64::from(g[s * d_out + o]) * f64::from(w[o * d_in + i])).sum::<f64>();
+            }
+        }
+        let got: Vec<f32> = dx.iter().copied().collect();
+        close(&got, &want, "linear transposed");
+    }
+}
