@@ -5,12 +5,17 @@
 //! [`TILE_FLOATS`] whatever the layer size (C3D's conv2 would need 350 MB untiled).
 
 use crate::gemm::par_gemm;
+use crate::sgemm::{PackB, NR};
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 use vidlrp_core::Conv3dGeometry;
 
-/// Target size of one im2col tile, in floats (16 MB).
-pub const TILE_FLOATS: usize = 4 << 20;
+/// Target size of one im2col tile, in floats (1 MB, so col2im reads it from cache), unless
+/// that leaves fewer than [`MIN_TILE_COLS`] columns.
+pub const TILE_FLOATS: usize = 1 << 18;
+
+/// The fewest columns per tile: narrower GEMMs lose more to packing than cache saves.
+pub const MIN_TILE_COLS: usize = 1024;
 
 /// Extents of one convolution call.
 #[derive(Debug, Clone, Copy)]
@@ -31,10 +36,10 @@ impl ConvDims {
     pub fn input_len(&self) -> usize {
         self.c_in * self.input.iter().product::<usize>()
     }
-    /// Columns per tile: about [`TILE_FLOATS`] floats, at least 64 columns.
+    /// Columns per tile: about [`TILE_FLOATS`] floats, at least [`MIN_TILE_COLS`] columns.
     pub fn tile_cols(&self) -> usize {
         let p = self.positions().max(1);
-        (TILE_FLOATS / self.rows()).max(64).min(p)
+        (TILE_FLOATS / self.rows().max(1)).max(MIN_TILE_COLS).min(p)
     }
 
     /// `(c, a, b, d)`: input channel and kernel offsets of im2col row `r`.
@@ -115,6 +120,42 @@ enum Run {
     },
 }
 
+/// The im2col matrix of one sample as a [`PackB`] source: packed slivers are gathered straight
+/// from the input, so the matrix itself never exists.
+pub(crate) struct Im2colPacker<'a> {
+    pub dims: &'a ConvDims,
+    pub x: &'a [f32],
+}
+
+impl PackB for Im2colPacker<'_> {
+    fn pack(&self, k0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
+        for k in 0..kc {
+            self.dims.for_each_run(k0 + k, j0, j0 + nc, |off, run| {
+                let Run::Data { start, len, stride } = run else {
+                    return; // dst is zeroed: padding needs no writes
+                };
+                let mut q = off;
+                let mut src = start;
+                let end = off + len;
+                while q < end {
+                    let lane = q % NR;
+                    let n = (NR - lane).min(end - q);
+                    let at = (q / NR) * kc * NR + k * NR + lane;
+                    if stride == 1 {
+                        dst[at..at + n].copy_from_slice(&self.x[src..src + n]);
+                    } else {
+                        for (i, d) in dst[at..at + n].iter_mut().enumerate() {
+                            *d = self.x[src + i * stride];
+                        }
+                    }
+                    q += n;
+                    src += n * stride;
+                }
+            });
+        }
+    }
+}
+
 /// Fills `col` (`K x (p1 - p0)`, row-major) with the im2col columns `p0..p1` of one sample.
 pub(crate) fn im2col(dims: &ConvDims, x: &[f32], p0: usize, p1: usize, col: &mut [f32]) {
     let width = p1 - p0;
@@ -166,15 +207,24 @@ pub(crate) fn conv_forward_sample(
     col: &mut Vec<f32>,
 ) {
     let (k, p) = (dims.rows(), dims.positions());
-    let tile = dims.tile_cols();
-    let mut p0 = 0;
-    while p0 < p {
-        let p1 = (p0 + tile).min(p);
-        col.resize(k * (p1 - p0), 0.0);
-        im2col(dims, x, p0, p1, col);
-        let cv = ArrayView2::from_shape((k, p1 - p0), &col[..]).expect("tile shape");
-        par_gemm(1.0, w, cv, 0.0, out.slice_mut(ndarray::s![.., p0..p1]));
-        p0 = p1;
+    match (crate::sgemm::fast(), w.as_slice(), out.as_slice_mut()) {
+        (true, Some(ws), Some(os)) => {
+            let packer = Im2colPacker { dims, x };
+            let c = crate::sgemm::Output { data: os, ldc: p };
+            crate::sgemm::gemm(w.nrows(), p, k, ws, &packer, c, false);
+        }
+        _ => {
+            let tile = dims.tile_cols();
+            let mut p0 = 0;
+            while p0 < p {
+                let p1 = (p0 + tile).min(p);
+                col.resize(k * (p1 - p0), 0.0);
+                im2col(dims, x, p0, p1, col);
+                let cv = ArrayView2::from_shape((k, p1 - p0), &col[..]).expect("tile shape");
+                par_gemm(1.0, w, cv, 0.0, out.slice_mut(ndarray::s![.., p0..p1]));
+                p0 = p1;
+            }
+        }
     }
     if let Some(b) = bias {
         out.outer_iter_mut()
@@ -208,4 +258,52 @@ pub(crate) fn conv_transposed_sample(
         col2im_add(dims, col, p0, p1, dx);
         p0 = p1;
     }
+}
+
+/// For stride 1 and padding `p <= k - 1`, the transposed convolution is a convolution of the
+/// gradient with the flipped, transposed kernel `w'[i, o, a, b, c] = w[o, i, kT-1-a, kH-1-b,
+/// kW-1-c]` and padding `k - 1 - p`: `dx[i, t] = sum_{o, a} g[o, t + p - a] w[o, i, a]`.
+/// Returns that kernel (`[C_in, C_out kT kH kW]`) and the geometry, or `None` where it does not
+/// apply or does not pay: with few input channels (the GEMM's rows) or few positions, packing
+/// the gradient's columns costs more than GEMM + col2im.
+pub(crate) fn flipped_kernel(
+    dims: &ConvDims,
+    w: &[f32],
+    c_out: usize,
+) -> Option<(Vec<f32>, ConvDims)> {
+    let g = dims.g;
+    if g.stride != [1, 1, 1] || (0..3).any(|a| g.padding[a] + 1 > g.kernel[a]) {
+        return None;
+    }
+    if dims.c_in < 32 || dims.input.iter().product::<usize>() < 4096 {
+        return None;
+    }
+    let [kt, kh, kw] = g.kernel;
+    let kvol = kt * kh * kw;
+    let c_in = dims.c_in;
+    let mut f = vec![0.0f32; w.len()];
+    for o in 0..c_out {
+        for i in 0..c_in {
+            let src = &w[(o * c_in + i) * kvol..(o * c_in + i + 1) * kvol];
+            let dst = &mut f[(i * c_out + o) * kvol..(i * c_out + o + 1) * kvol];
+            for (j, d) in dst.iter_mut().enumerate() {
+                *d = src[kvol - 1 - j];
+            }
+        }
+    }
+    let flipped = ConvDims {
+        c_in: c_out,
+        input: dims.output,
+        output: dims.input,
+        g: Conv3dGeometry {
+            kernel: g.kernel,
+            stride: [1, 1, 1],
+            padding: [
+                kt - 1 - g.padding[0],
+                kh - 1 - g.padding[1],
+                kw - 1 - g.padding[2],
+            ],
+        },
+    };
+    Some((f, flipped))
 }

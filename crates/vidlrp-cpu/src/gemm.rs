@@ -127,7 +127,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// all row-major), in parallel over blocks of `o`: each weight row is read once for all samples.
 pub(crate) fn small_batch_linear(x: &[f32], w: &[f32], y: &mut [f32], n: usize, k: usize) {
     use rayon::prelude::*;
-    let m = if k == 0 { 0 } else { w.len() / k };
+    let m = w.len().checked_div(k).unwrap_or(0);
     if m == 0 || n == 0 {
         return;
     }
@@ -152,9 +152,15 @@ pub(crate) fn small_batch_linear(x: &[f32], w: &[f32], y: &mut [f32], n: usize, 
 
 /// `dx[n, :] = sum_o g[n, o] w[o, :]` for a small batch (`g` `[N, M]`, `w` `[M, K]`, `dx`
 /// `[N, K]`), in parallel over column blocks of `dx`; zero entries of `g` are skipped.
-pub(crate) fn small_batch_linear_transposed(g: &[f32], w: &[f32], dx: &mut [f32], n: usize, k: usize) {
+pub(crate) fn small_batch_linear_transposed(
+    g: &[f32],
+    w: &[f32],
+    dx: &mut [f32],
+    n: usize,
+    k: usize,
+) {
     use rayon::prelude::*;
-    let m = if n == 0 { 0 } else { g.len() / n };
+    let m = g.len().checked_div(n).unwrap_or(0);
     if k == 0 || n == 0 {
         return;
     }

@@ -7,6 +7,7 @@
 mod conv;
 mod gemm;
 mod pool;
+pub mod sgemm;
 
 use conv::ConvDims;
 use gemm::par_gemm;
@@ -260,9 +261,26 @@ impl Backend for Cpu {
                 gy.shape()
             )));
         }
-        let w2 = ArrayView2::from_shape((c_out, dims.rows()), slice(w)).expect("weight shape");
         let p = dims.positions();
         let mut dx = vec![0.0f32; n * dims.input_len()];
+        if sgemm::fast() {
+            if let Some((wf, fd)) = conv::flipped_kernel(&dims, slice(w), c_out) {
+                let wf2 = ArrayView2::from_shape((dims.c_in, fd.rows()), &wf[..]).expect("shape");
+                self.run(|| {
+                    let mut col = Vec::new();
+                    for (gs, ds) in slice(gy)
+                        .chunks(c_out * p)
+                        .zip(dx.chunks_mut(dims.input_len()))
+                    {
+                        let dv = ArrayViewMut2::from_shape((dims.c_in, fd.positions()), ds)
+                            .expect("gradient shape");
+                        conv::conv_forward_sample(&fd, gs, wf2, None, dv, &mut col);
+                    }
+                });
+                return Ok(from_vec(input_shape, dx));
+            }
+        }
+        let w2 = ArrayView2::from_shape((c_out, dims.rows()), slice(w)).expect("weight shape");
         self.run(|| {
             let mut col = Vec::new();
             for (gs, ds) in slice(gy)

@@ -1,0 +1,430 @@
+//! A packed single-precision GEMM whose right-hand operand is produced by a caller-supplied
+//! packer, so a convolution can pack im2col columns straight from its input (no im2col buffer).
+//!
+//! `C[M, N] (+)= A[M, K] B[K, N]`, blocked as in BLIS: `B` in `KC x NC` panels of `NR`-column
+//! slivers, `A` in `MC x KC` blocks of `MR`-row slivers, a `MR x NR` register micro-kernel
+//! (AVX2 + FMA where the CPU has them, portable code otherwise). Each element of `C` sums its
+//! `K` products in the same order whatever the blocking of the other dimensions or the number
+//! of threads, so results are identical for every thread count.
+
+/// Rows of the micro-kernel.
+pub const MR: usize = 16;
+/// Columns of the micro-kernel.
+pub const NR: usize = 16;
+/// Depth of one packed block.
+const KC: usize = 256;
+/// Rows of `A` per packed block.
+const MC: usize = 192;
+/// Columns of `B` per packed panel.
+const NC: usize = 2048;
+
+/// Fills packed `B` slivers: for columns `j0..j0 + nc` and rows `k0..k0 + kc`, value `B[k, j]`
+/// goes to `dst[((j - j0) / NR) * kc * NR + (k - k0) * NR + (j - j0) % NR]`; `dst` is zeroed
+/// beforehand, so padding may be skipped.
+pub trait PackB: Sync {
+    fn pack(&self, k0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]);
+}
+
+/// A plain row-major `B` (`ld` floats per row).
+pub struct RowMajor<'a> {
+    pub data: &'a [f32],
+    pub ld: usize,
+}
+
+impl PackB for RowMajor<'_> {
+    fn pack(&self, k0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
+        for k in 0..kc {
+            let row = &self.data[(k0 + k) * self.ld + j0..(k0 + k) * self.ld + j0 + nc];
+            for (s, chunk) in row.chunks(NR).enumerate() {
+                let at = s * kc * NR + k * NR;
+                dst[at..at + chunk.len()].copy_from_slice(chunk);
+            }
+        }
+    }
+}
+
+/// Packs rows `i0..i0 + mc`, depth `k0..k0 + kc` of row-major `a` (`lda` per row) into
+/// `MR`-row slivers: `dst[s * kc * MR + k * MR + i]`, zero-padded.
+fn pack_a(a: &[f32], lda: usize, i0: usize, mc: usize, k0: usize, kc: usize, dst: &mut [f32]) {
+    for s in 0..mc.div_ceil(MR) {
+        let sliver = &mut dst[s * kc * MR..(s + 1) * kc * MR];
+        for i in 0..MR {
+            let r = s * MR + i;
+            if r < mc {
+                let row = &a[(i0 + r) * lda + k0..(i0 + r) * lda + k0 + kc];
+                for (k, &v) in row.iter().enumerate() {
+                    sliver[k * MR + i] = v;
+                }
+            } else {
+                for k in 0..kc {
+                    sliver[k * MR + i] = 0.0;
+                }
+            }
+        }
+    }
+}
+
+/// The portable micro-kernel: `acc = sum_k a[k, :] (x) b[k, :]`.
+fn kernel_portable(kc: usize, a: &[f32], b: &[f32], acc: &mut [[f32; NR]; MR]) {
+    *acc = [[0.0; NR]; MR];
+    for k in 0..kc {
+        let bk = &b[k * NR..(k + 1) * NR];
+        for i in 0..MR {
+            let ai = a[k * MR + i];
+            for j in 0..NR {
+                acc[i][j] += ai * bk[j];
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{MR, NR};
+    use std::arch::x86_64::*;
+
+    /// `acc = sum_k a[k, :] (x) b[k, :]`: one 16-wide register per row of the tile.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; `a` holds `kc * MR` and `b` `kc * NR` floats.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn kernel(kc: usize, a: *const f32, b: *const f32, acc: &mut [[f32; NR]; MR]) {
+        let mut c = [_mm512_setzero_ps(); MR];
+        let (mut a, mut b) = (a, b);
+        for _ in 0..kc {
+            let bv = _mm512_loadu_ps(b);
+            for (i, ci) in c.iter_mut().enumerate() {
+                *ci = _mm512_fmadd_ps(_mm512_set1_ps(*a.add(i)), bv, *ci);
+            }
+            a = a.add(MR);
+            b = b.add(NR);
+        }
+        for (i, ci) in c.iter().enumerate() {
+            _mm512_storeu_ps(acc[i].as_mut_ptr(), *ci);
+        }
+    }
+
+    /// The same product written straight into a full `MR x NR` tile of `C` (`ldc` per row):
+    /// `C = acc` if `first`, else `C += acc`.
+    ///
+    /// # Safety
+    /// As [`kernel`]; `c` points at a writable `MR x NR` tile with row stride `ldc`.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn kernel_into(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        first: bool,
+    ) {
+        let mut acc = [_mm512_setzero_ps(); MR];
+        let (mut a, mut b) = (a, b);
+        for _ in 0..kc {
+            let bv = _mm512_loadu_ps(b);
+            for (i, ci) in acc.iter_mut().enumerate() {
+                *ci = _mm512_fmadd_ps(_mm512_set1_ps(*a.add(i)), bv, *ci);
+            }
+            a = a.add(MR);
+            b = b.add(NR);
+        }
+        for (i, ci) in acc.iter().enumerate() {
+            let row = c.add(i * ldc);
+            let v = if first {
+                *ci
+            } else {
+                _mm512_add_ps(_mm512_loadu_ps(row), *ci)
+            };
+            _mm512_storeu_ps(row, v);
+        }
+    }
+}
+
+/// Which micro-kernel this CPU runs.
+#[derive(Clone, Copy)]
+enum Kernel {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+/// Whether this CPU runs the register-blocked micro-kernel (AVX-512F), which is when the
+/// convolutions use this GEMM with implicit im2col packing. `VIDLRP_CPU_GEMM=matrixmultiply`
+/// turns it off (for comparisons).
+pub fn fast() -> bool {
+    static FAST: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *FAST.get_or_init(|| {
+        !matches!(detect(), Kernel::Portable)
+            && std::env::var("VIDLRP_CPU_GEMM").map_or(true, |v| v != "matrixmultiply")
+    })
+}
+
+fn detect() -> Kernel {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        return Kernel::Avx512;
+    }
+    Kernel::Portable
+}
+
+/// Where `C` lives: row-major, `ldc` floats per row.
+pub struct Output<'a> {
+    pub data: &'a mut [f32],
+    pub ldc: usize,
+}
+
+/// `C[.., j0..j1] (+)= A B[.., j0..j1]` for rows `0..m` of `a` (`lda` per row), single-threaded;
+/// `accumulate = false` overwrites `C`.
+#[allow(clippy::too_many_arguments)]
+fn gemm_columns(
+    kernel: Kernel,
+    m: usize,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &dyn PackB,
+    j0: usize,
+    j1: usize,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    let mut bstore = vec![0.0f32; KC * NC.min((j1 - j0).div_ceil(NR) * NR) + 16];
+    let mut astore = vec![0.0f32; KC * MC.min(m.div_ceil(MR) * MR) + 16];
+    let bpack = aligned(&mut bstore);
+    let apack = aligned(&mut astore);
+    let mut acc = [[0.0f32; NR]; MR];
+    let mut jc = j0;
+    while jc < j1 {
+        let nc = NC.min(j1 - jc);
+        let mut pc = 0;
+        while pc < k {
+            let kc = KC.min(k - pc);
+            let bp = &mut bpack[..nc.div_ceil(NR) * NR * kc];
+            bp.fill(0.0);
+            b.pack(pc, kc, jc, nc, bp);
+            let first = pc == 0 && !accumulate;
+            let mut ic = 0;
+            while ic < m {
+                let mc = MC.min(m - ic);
+                let ap = &mut apack[..mc.div_ceil(MR) * MR * kc];
+                pack_a(a, lda, ic, mc, pc, kc, ap);
+                for js in 0..nc.div_ceil(NR) {
+                    let bs = &bp[js * kc * NR..(js + 1) * kc * NR];
+                    let cols = NR.min(nc - js * NR);
+                    for is in 0..mc.div_ceil(MR) {
+                        let as_ = &ap[is * kc * MR..(is + 1) * kc * MR];
+                        let rows = MR.min(mc - is * MR);
+                        #[cfg(target_arch = "x86_64")]
+                        if let (Kernel::Avx512, MR, NR) = (kernel, rows, cols) {
+                            // SAFETY: AVX-512F is present; the full tile lies in rows
+                            // ic + is MR .. + MR < m and columns of this caller's range.
+                            unsafe {
+                                let dst = c.add((ic + is * MR) * ldc + jc + js * NR);
+                                avx512::kernel_into(kc, as_.as_ptr(), bs.as_ptr(), dst, ldc, first);
+                            }
+                            continue;
+                        }
+                        match kernel {
+                            Kernel::Portable => kernel_portable(kc, as_, bs, &mut acc),
+                            #[cfg(target_arch = "x86_64")]
+                            // SAFETY: detect() saw AVX-512F; the slivers hold kc MR and kc NR
+                            // floats.
+                            Kernel::Avx512 => unsafe {
+                                avx512::kernel(kc, as_.as_ptr(), bs.as_ptr(), &mut acc)
+                            },
+                        }
+                        for (i, acc_row) in acc.iter().enumerate().take(rows) {
+                            let row = ic + is * MR + i;
+                            // SAFETY: row < m and the columns lie in j0..j1, which the caller
+                            // owns exclusively in C (m x ldc).
+                            unsafe {
+                                let dst = c.add(row * ldc + jc + js * NR);
+                                for (j, &v) in acc_row.iter().enumerate().take(cols) {
+                                    let p = dst.add(j);
+                                    *p = if first { v } else { *p + v };
+                                }
+                            }
+                        }
+                    }
+                }
+                ic += mc;
+            }
+            pc += kc;
+        }
+        jc += nc;
+    }
+}
+
+/// The 64-byte-aligned tail of `v` (16 floats spare): packed slivers then never straddle cache
+/// lines.
+fn aligned(v: &mut [f32]) -> &mut [f32] {
+    let skip = v.as_ptr().align_offset(64).min(16);
+    &mut v[skip..]
+}
+
+/// A pointer that may cross to the rayon workers: each writes a disjoint column range.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: the workers write disjoint column ranges of one live buffer.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// `C (+)= A B` with `A` `[M, K]` row-major, `B` given by its packer, `C` `[M, N]` (`ldc`),
+/// the columns split over the current rayon pool's threads.
+pub fn gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    b: &dyn PackB,
+    c: Output<'_>,
+    accumulate: bool,
+) {
+    gemm_with(detect(), m, n, k, a, b, c, accumulate);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn gemm_with(
+    kernel: Kernel,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    b: &dyn PackB,
+    c: Output<'_>,
+    accumulate: bool,
+) {
+    assert!(
+        a.len() >= m * k && (m == 0 || c.data.len() >= (m - 1) * c.ldc + n),
+        "gemm shapes"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for r in 0..m {
+                c.data[r * c.ldc..r * c.ldc + n].fill(0.0);
+            }
+        }
+        return;
+    }
+    let threads = rayon::current_num_threads().max(1);
+    // Column blocks of whole slivers, at least 4 slivers each.
+    let slivers = n.div_ceil(NR);
+    let parts = threads.min(slivers.div_ceil(4)).max(1);
+    let ldc = c.ldc;
+    let ptr = SendPtr(c.data.as_mut_ptr());
+    let bounds = |t: usize| ((slivers * t / parts) * NR).min(n);
+    if parts == 1 {
+        gemm_columns(kernel, m, k, a, k, b, 0, n, ptr.0, ldc, accumulate);
+        return;
+    }
+    rayon::scope(|s| {
+        for t in 0..parts {
+            let (j0, j1) = (bounds(t), bounds(t + 1));
+            s.spawn(move |_| {
+                let p = ptr;
+                gemm_columns(kernel, m, k, a, k, b, j0, j1, p.0, ldc, accumulate)
+            });
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(m: usize, n: usize, k: usize, a: &[f32], b: &[f32]) -> Vec<f64> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k)
+                    .map(|l| f64::from(a[i * k + l]) * f64::from(b[l * n + j]))
+                    .sum();
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn matches_direct_loops_on_ragged_shapes() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (7, 17, 3),
+            (13, 100, 300),
+            (130, 70, 520),
+            (6, 16, 256),
+            (5, 3200, 9),
+        ] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0)
+                .collect();
+            let want = naive(m, n, k, &a, &b);
+            for accumulate in [false, true] {
+                let mut c = vec![1.0f32; m * n];
+                pool.install(|| {
+                    gemm(
+                        m,
+                        n,
+                        k,
+                        &a,
+                        &RowMajor { data: &b, ld: n },
+                        Output {
+                            data: &mut c,
+                            ldc: n,
+                        },
+                        accumulate,
+                    )
+                });
+                for (i, (&got, &w)) in c.iter().zip(&want).enumerate() {
+                    let w = w + if accumulate { 1.0 } else { 0.0 };
+                    assert!(
+                        (f64::from(got) - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                        "{m}x{n}x{k} [{i}]: {got} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let (m, n, k) = (70, 333, 700);
+        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+        let run = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut c = vec![0.0f32; m * n];
+            pool.install(|| {
+                gemm(
+                    m,
+                    n,
+                    k,
+                    &a,
+                    &RowMajor { data: &b, ld: n },
+                    Output {
+                        data: &mut c,
+                        ldc: n,
+                    },
+                    false,
+                )
+            });
+            c
+        };
+        let one = run(1);
+        assert_eq!(one, run(2));
+        assert_eq!(one, run(3));
+    }
+}
