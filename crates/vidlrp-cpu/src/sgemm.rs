@@ -369,21 +369,21 @@ mod tests {
                 .map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0)
                 .collect();
             let want = naive(m, n, k, &a, &b);
-            for accumulate in [false, true] {
+            let cases = [
+                (detect(), false),
+                (detect(), true),
+                (Kernel::Portable, false),
+                (Kernel::Portable, true),
+            ];
+            for (kernel, accumulate) in cases {
                 let mut c = vec![1.0f32; m * n];
                 pool.install(|| {
-                    gemm(
-                        m,
-                        n,
-                        k,
-                        &a,
-                        &RowMajor { data: &b, ld: n },
-                        Output {
-                            data: &mut c,
-                            ldc: n,
-                        },
-                        accumulate,
-                    )
+                    let out = Output {
+                        data: &mut c,
+                        ldc: n,
+                    };
+                    let b = RowMajor { data: &b, ld: n };
+                    gemm_with(kernel, m, n, k, &a, &b, out, accumulate)
                 });
                 for (i, (&got, &w)) in c.iter().zip(&want).enumerate() {
                     let w = w + if accumulate { 1.0 } else { 0.0 };
