@@ -54,7 +54,107 @@ fn peak_rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// Multiply-adds x 2 of one full-width C3D forward pass on a 3x16x112x112 clip: the eight
+/// 3x3x3 "same" convolutions (extents halved by the pools as in C3D) and the three dense layers.
+fn c3d_forward_flops() -> f64 {
+    let spec = C3dSpec::full();
+    // Extent (T, H, W) seen by each convolution: pool1 halves H, W; pool2..4 halve all three.
+    let extents = [
+        [16, 112, 112],
+        [16, 56, 56],
+        [8, 28, 28],
+        [8, 28, 28],
+        [4, 14, 14],
+        [4, 14, 14],
+        [2, 7, 7],
+        [2, 7, 7],
+    ];
+    let mut c_in = spec.in_channels;
+    let mut flops = 0.0;
+    for (i, &c_out) in spec.conv_widths.iter().enumerate() {
+        let k: usize = spec.kernels[i].iter().product();
+        let p: usize = extents[i].iter().product();
+        flops += 2.0 * (c_out * c_in * k * p) as f64;
+        c_in = c_out;
+    }
+    let [f6, f7] = spec.fc_widths;
+    flops += 2.0 * (spec.fc6_inputs * f6 + f6 * f7 + f7 * spec.classes) as f64;
+    flops
+}
+
+/// This machine's single-precision GEMM rate (GFLOP/s) on 2048^3 with `threads` threads: the
+/// better of matrixmultiply (split in column blocks, as the CPU backend's dense path) and the
+/// CPU backend's packed GEMM, best of three.
+fn sgemm_gflops(threads: usize) -> Result<f64> {
+    let n = 2048;
+    let a: Vec<f32> = (0..n * n)
+        .map(|i| ((i % 97) as f32 - 48.0) / 97.0)
+        .collect();
+    let b: Vec<f32> = (0..n * n)
+        .map(|i| ((i % 89) as f32 - 44.0) / 89.0)
+        .collect();
+    let mut c = vec![0.0f32; n * n];
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
+    let flops = 2.0 * (n * n * n) as f64;
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        let start = Instant::now();
+        pool.install(|| {
+            let out = vidlrp_cpu::sgemm::Output {
+                data: &mut c,
+                ldc: n,
+            };
+            let packer = vidlrp_cpu::sgemm::RowMajor { data: &b, ld: n };
+            vidlrp_cpu::sgemm::gemm(n, n, n, &a, &packer, out, false);
+        });
+        best = best.max(flops / start.elapsed().as_secs_f64() / 1e9);
+        let start = Instant::now();
+        let cols = n.div_ceil(threads);
+        let ptr = c.as_mut_ptr() as usize;
+        pool.install(|| {
+            rayon::scope(|s| {
+                for t in 0..threads {
+                    let (j0, j1) = (t * cols, ((t + 1) * cols).min(n));
+                    let (a, b) = (&a, &b);
+                    s.spawn(move |_| {
+                        // SAFETY: each task writes its own column block of c (n x n, live).
+                        unsafe {
+                            matrixmultiply::sgemm(
+                                n,
+                                n,
+                                j1 - j0,
+                                1.0,
+                                a.as_ptr(),
+                                n as isize,
+                                1,
+                                b.as_ptr().add(j0),
+                                n as isize,
+                                1,
+                                0.0,
+                                (ptr as *mut f32).add(j0),
+                                n as isize,
+                                1,
+                            )
+                        }
+                    });
+                }
+            })
+        });
+        best = best.max(flops / start.elapsed().as_secs_f64() / 1e9);
+    }
+    Ok(best)
+}
+
 fn worker(a: &Args, task: &str) -> Result<()> {
+    if task == "sgemm" {
+        println!(
+            "{}",
+            json!({"task": "sgemm", "gflops": sgemm_gflops(a.threads.max(1))?})
+        );
+        return Ok(());
+    }
     match a.device.as_str() {
         "cpu" => time_task(a, task, &Cpu::new(a.threads)?),
         d => {
@@ -178,6 +278,26 @@ pub fn run(a: Args) -> Result<()> {
         "{:<8} {:>10} {:>12} {:>8} {:>14} {:>14}",
         "task", "vidlrp s", "torch s", "ratio", "vidlrp RSS MB", "torch RSS MB"
     );
+    let sgemm = if a.device == "cpu" {
+        let v = run_json(
+            Command::new(&exe)
+                .args([
+                    "bench",
+                    "--worker",
+                    "sgemm",
+                    "--threads",
+                    &threads.to_string(),
+                ])
+                .arg("--dir")
+                .arg(&a.dir),
+        )?;
+        let g = v["gflops"].as_f64().unwrap_or(f64::NAN);
+        println!("machine SGEMM (2048^3, {threads} threads, best of matrixmultiply and ours): {g:.1} GFLOP/s");
+        g
+    } else {
+        f64::NAN
+    };
+    let forward_gflop = c3d_forward_flops() * a.batch as f64 / 1e9;
     let mut rows = Vec::new();
     for task in &a.tasks {
         let ours = run_json(
@@ -228,6 +348,15 @@ pub fn run(a: Args) -> Result<()> {
                 .and_then(|t| t["peak_rss_mb"].as_f64())
                 .unwrap_or(f64::NAN)
         );
+        if task == "dtd" && sgemm.is_finite() {
+            // z^B/z+ need about three forward-sized passes: forward, z+ forward, transposed.
+            let rate = 3.0 * forward_gflop / t_ours;
+            println!(
+                "         throughput: 3 x {forward_gflop:.1} GFLOP / {t_ours:.3} s = {rate:.1} GFLOP/s \
+                 = {:.0} % of the machine's SGEMM",
+                100.0 * rate / sgemm
+            );
+        }
         print_profile(&ours);
         rows.push(
             json!({"task": task, "vidlrp": ours, "torch": theirs, "ratio": t_ours / t_theirs}),
@@ -237,7 +366,8 @@ pub fn run(a: Args) -> Result<()> {
     std::fs::write(
         &report,
         serde_json::to_string_pretty(
-            &json!({"threads": threads, "batch": a.batch, "device": a.device, "rows": rows}),
+            &json!({"threads": threads, "batch": a.batch, "device": a.device, "sgemm_gflops": sgemm,
+                "forward_gflop": forward_gflop, "rows": rows}),
         )?,
     )?;
     println!(
