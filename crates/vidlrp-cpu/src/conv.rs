@@ -131,25 +131,31 @@ impl PackB for Im2colPacker<'_> {
     fn pack(&self, k0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
         for k in 0..kc {
             self.dims.for_each_run(k0 + k, j0, j0 + nc, |off, run| {
-                let Run::Data { start, len, stride } = run else {
-                    return; // dst is zeroed: padding needs no writes
+                let (len, data) = match run {
+                    Run::Pad(len) => (len, None),
+                    Run::Data { start, len, stride } => (len, Some((start, stride))),
                 };
                 let mut q = off;
-                let mut src = start;
                 let end = off + len;
                 while q < end {
                     let lane = q % NR;
                     let n = (NR - lane).min(end - q);
                     let at = (q / NR) * kc * NR + k * NR + lane;
-                    if stride == 1 {
-                        dst[at..at + n].copy_from_slice(&self.x[src..src + n]);
-                    } else {
-                        for (i, d) in dst[at..at + n].iter_mut().enumerate() {
-                            *d = self.x[src + i * stride];
+                    let out = &mut dst[at..at + n];
+                    match data {
+                        None => out.fill(0.0),
+                        Some((start, 1)) => {
+                            let src = start + (q - off);
+                            out.copy_from_slice(&self.x[src..src + n]);
+                        }
+                        Some((start, stride)) => {
+                            let src = start + (q - off) * stride;
+                            for (i, d) in out.iter_mut().enumerate() {
+                                *d = self.x[src + i * stride];
+                            }
                         }
                     }
                     q += n;
-                    src += n * stride;
                 }
             });
         }

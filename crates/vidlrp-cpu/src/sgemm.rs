@@ -19,8 +19,9 @@ const MC: usize = 192;
 const NC: usize = 2048;
 
 /// Fills packed `B` slivers: for columns `j0..j0 + nc` and rows `k0..k0 + kc`, value `B[k, j]`
-/// goes to `dst[((j - j0) / NR) * kc * NR + (k - k0) * NR + (j - j0) % NR]`; `dst` is zeroed
-/// beforehand, so padding may be skipped.
+/// goes to `dst[((j - j0) / NR) * kc * NR + (k - k0) * NR + (j - j0) % NR]`. Every one of those
+/// values must be written (zeros included); the lanes past `nc` in the last sliver are zeroed by
+/// the caller.
 pub trait PackB: Sync {
     fn pack(&self, k0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]);
 }
@@ -201,7 +202,10 @@ fn gemm_columns(
         while pc < k {
             let kc = KC.min(k - pc);
             let bp = &mut bpack[..nc.div_ceil(NR) * NR * kc];
-            bp.fill(0.0);
+            if nc % NR != 0 {
+                // The ragged last sliver: lanes past nc stay zero.
+                bp[(nc / NR) * kc * NR..].fill(0.0);
+            }
             b.pack(pc, kc, jc, nc, bp);
             let first = pc == 0 && !accumulate;
             let mut ic = 0;
