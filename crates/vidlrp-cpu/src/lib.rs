@@ -263,6 +263,22 @@ impl Backend for Cpu {
         }
         let p = dims.positions();
         let mut dx = vec![0.0f32; n * dims.input_len()];
+        let nonzero = self.run(|| slice(gy).par_iter().filter(|&&v| v != 0.0).count());
+        if p >= conv::SPARSE_MIN_POSITIONS
+            && (nonzero as f64) < conv::sparse_density() * gy.len() as f64
+        {
+            let kvol = g.kernel.iter().product::<usize>();
+            let wt = conv::channels_last_kernel(slice(w), c_out, dims.c_in, kvol);
+            self.run(|| {
+                for (gs, ds) in slice(gy)
+                    .chunks(c_out * p)
+                    .zip(dx.chunks_mut(dims.input_len()))
+                {
+                    conv::conv_transposed_sparse_sample(&dims, gs, &wt, c_out, ds);
+                }
+            });
+            return Ok(from_vec(input_shape, dx));
+        }
         if sgemm::fast() {
             if let Some((wf, fd)) = conv::flipped_kernel(&dims, slice(w), c_out) {
                 let wf2 = ArrayView2::from_shape((dims.c_in, fd.rows()), &wf[..]).expect("shape");

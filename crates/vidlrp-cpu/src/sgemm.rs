@@ -202,7 +202,7 @@ fn gemm_columns(
         while pc < k {
             let kc = KC.min(k - pc);
             let bp = &mut bpack[..nc.div_ceil(NR) * NR * kc];
-            if nc % NR != 0 {
+            if !nc.is_multiple_of(NR) {
                 // The ragged last sliver: lanes past nc stay zero.
                 bp[(nc / NR) * kc * NR..].fill(0.0);
             }

@@ -160,6 +160,13 @@ proptest! {
         let lhs: f64 = z.iter().zip(&gv).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
         let rhs: f64 = xv.iter().zip(dx.iter()).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
         prop_assert!((lhs - rhs).abs() <= 1e-4 * (1.0 + lhs.abs()), "adjoint: {} vs {}", lhs, rhs);
+        // A mostly-zero gradient (as after winner-take-all pooling) takes the scatter path.
+        let sparse: Vec<f32> = gv.iter().enumerate().map(|(i, &v)| if i % 7 == 3 { v } else { 0.0 }).collect();
+        let g = t(&be, z.shape(), sparse.clone());
+        let dx = be.conv3d_transposed(&g, &w, &c.g, &xs).unwrap();
+        let lhs: f64 = z.iter().zip(&sparse).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+        let rhs: f64 = xv.iter().zip(dx.iter()).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+        prop_assert!((lhs - rhs).abs() <= 1e-4 * (1.0 + lhs.abs()), "sparse adjoint: {} vs {}", lhs, rhs);
     }
 
     #[test]
@@ -285,5 +292,65 @@ proptest! {
         }
         let got: Vec<f32> = dx.iter().copied().collect();
         close(&got, &want, "linear transposed");
+    }
+}
+
+/// Mostly-zero gradients over many positions take the scatter path of the transposed
+/// convolution; it must stay the adjoint of the forward convolution.
+#[test]
+fn sparse_transposed_convolution_is_the_adjoint() {
+    let be = cpu();
+    for (input, g) in [
+        (
+            [8usize, 24, 24],
+            Conv3dGeometry {
+                kernel: [3, 3, 3],
+                stride: [1, 1, 1],
+                padding: [1, 1, 1],
+            },
+        ),
+        (
+            [16, 32, 32],
+            Conv3dGeometry {
+                kernel: [3, 2, 3],
+                stride: [1, 2, 2],
+                padding: [1, 0, 1],
+            },
+        ),
+    ] {
+        let (c_in, c_out) = (5, 6);
+        let xs = [1, c_in, input[0], input[1], input[2]];
+        let ws = [c_out, c_in, g.kernel[0], g.kernel[1], g.kernel[2]];
+        let xv = values(xs.iter().product(), 7);
+        let wv = values(ws.iter().product(), 8);
+        let z = be
+            .conv3d(&t(&be, &xs, xv.clone()), &t(&be, &ws, wv.clone()), None, &g)
+            .unwrap();
+        assert!(
+            z.len() / c_out >= 4096,
+            "the case must reach the scatter path"
+        );
+        let gv: Vec<f32> = values(z.len(), 9)
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| if i % 9 == 4 { v } else { 0.0 })
+            .collect();
+        let dx = be
+            .conv3d_transposed(&t(&be, z.shape(), gv.clone()), &t(&be, &ws, wv), &g, &xs)
+            .unwrap();
+        let lhs: f64 = z
+            .iter()
+            .zip(&gv)
+            .map(|(&a, &b)| f64::from(a) * f64::from(b))
+            .sum();
+        let rhs: f64 = xv
+            .iter()
+            .zip(dx.iter())
+            .map(|(&a, &b)| f64::from(a) * f64::from(b))
+            .sum();
+        assert!(
+            (lhs - rhs).abs() <= 1e-4 * (1.0 + lhs.abs()),
+            "adjoint: {lhs} vs {rhs}"
+        );
     }
 }
