@@ -183,23 +183,55 @@ pub(crate) fn im2col(dims: &ConvDims, x: &[f32], p0: usize, p1: usize, col: &mut
 }
 
 /// Adds the columns `p0..p1` of `col` (`K x (p1 - p0)`) back into the sample's input gradient
-/// `dx`, in parallel over input channels (each channel's rows touch only its own slice).
+/// `dx`, in parallel over input channels and slabs of input frames (each task writes only its
+/// own slab; every value receives its rows' contributions in row order, as one task would).
 pub(crate) fn col2im_add(dims: &ConvDims, col: &[f32], p0: usize, p1: usize, dx: &mut [f32]) {
     let width = p1 - p0;
     let per_channel = dims.g.kernel.iter().product::<usize>();
-    let plane = dims.input.iter().product::<usize>();
+    let [t_in, h_in, w_in] = dims.input;
+    let frame = h_in * w_in;
+    let plane = t_in * frame;
+    let [_, ho_n, wo_n] = dims.output;
+    let plane_o = ho_n * wo_n;
+    let (kh, kw) = (dims.g.kernel[1], dims.g.kernel[2]);
+    let (st, pt) = (dims.g.stride[0], dims.g.padding[0]);
+    // Enough tasks for the threads even with 3 input channels (conv1).
+    let slabs = (4 * rayon::current_num_threads())
+        .div_ceil(dims.c_in.max(1))
+        .clamp(1, t_in.max(1));
+    let slab_t = t_in.div_ceil(slabs);
+    let slab_len = slab_t * frame;
     dx.par_chunks_mut(plane).enumerate().for_each(|(c, dxc)| {
-        for r in c * per_channel..(c + 1) * per_channel {
-            let row = &col[r * width..(r + 1) * width];
-            dims.for_each_run(r, p0, p1, |off, run| {
-                if let Run::Data { start, len, stride } = run {
-                    let start = start - c * plane;
-                    for (i, v) in row[off..off + len].iter().enumerate() {
-                        dxc[start + i * stride] += v;
+        dxc.par_chunks_mut(slab_len)
+            .enumerate()
+            .for_each(|(si, dxs)| {
+                let (t0, t1) = (si * slab_t, ((si + 1) * slab_t).min(t_in));
+                let base = c * plane + t0 * frame;
+                for r in c * per_channel..(c + 1) * per_channel {
+                    let a = (r / (kw * kh)) % dims.g.kernel[0];
+                    // Output frames `to` with to st + a - pt in [t0, t1).
+                    let lo = (t0 + pt).saturating_sub(a).div_ceil(st);
+                    let hi = if t1 + pt > a {
+                        (t1 + pt - a - 1) / st + 1
+                    } else {
+                        0
+                    };
+                    let (q0, q1) = ((lo * plane_o).max(p0), (hi * plane_o).min(p1));
+                    if q0 >= q1 {
+                        continue;
                     }
+                    let row = &col[r * width..(r + 1) * width];
+                    dims.for_each_run(r, q0, q1, |off, run| {
+                        if let Run::Data { start, len, stride } = run {
+                            let start = start - base;
+                            let off = off + q0 - p0;
+                            for (i, v) in row[off..off + len].iter().enumerate() {
+                                dxs[start + i * stride] += v;
+                            }
+                        }
+                    });
                 }
             });
-        }
     });
 }
 

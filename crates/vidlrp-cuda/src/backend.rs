@@ -160,7 +160,10 @@ impl<E: Executor> Backend for GpuBackend<E> {
     }
 
     fn download(&self, t: &Self::Tensor) -> Result<HostTensor> {
-        HostTensor::new(t.shape.clone(), self.exec.download(&t.buffer)?)
+        let mut data = self.exec.download(&t.buffer)?;
+        // Empty tensors live in one-value buffers (devices cannot allocate zero bytes).
+        data.truncate(t.len());
+        HostTensor::new(t.shape.clone(), data)
     }
 
     fn shape(&self, t: &Self::Tensor) -> Vec<usize> {
