@@ -43,18 +43,24 @@ impl PoolDims {
         self.output.iter().product()
     }
 
-    /// Calls `f(j, window)` for every output position `j` in order.
+    /// The clipped window of every output position along each axis.
+    fn windows(&self) -> [Vec<(usize, usize)>; 3] {
+        std::array::from_fn(|a| {
+            (0..self.output[a])
+                .map(|o| self.g.window(a, o, self.input[a]))
+                .collect()
+        })
+    }
+
+    /// Calls `f(j, window)` for every output position `j` in order (`wins` from
+    /// [`Self::windows`]).
     #[inline]
-    fn for_each_window(&self, mut f: impl FnMut(usize, Window)) {
-        let [t_in, h_in, w_in] = self.input;
-        let [to_n, ho_n, wo_n] = self.output;
+    fn for_each_window(&self, wins: &[Vec<(usize, usize)>; 3], mut f: impl FnMut(usize, Window)) {
+        let [_, h_in, w_in] = self.input;
         let mut j = 0;
-        for to in 0..to_n {
-            let t = self.g.window(0, to, t_in);
-            for ho in 0..ho_n {
-                let h = self.g.window(1, ho, h_in);
-                for wo in 0..wo_n {
-                    let w = self.g.window(2, wo, w_in);
+        for &t in &wins[0] {
+            for &h in &wins[1] {
+                for &w in &wins[2] {
                     f(
                         j,
                         Window {
@@ -75,31 +81,40 @@ impl PoolDims {
 /// Index of the first maximum in scan order (NaN wins, as in PyTorch); `None` if empty.
 #[inline]
 fn argmax(x: &[f32], window: Window) -> Option<usize> {
-    let mut best: Option<(usize, f32)> = None;
-    window.for_each(|i| {
-        let v = x[i];
-        match best {
-            Some((_, b)) if !(v > b || v.is_nan()) => {}
-            _ => best = Some((i, v)),
+    let mut best_i = usize::MAX;
+    let mut best = f32::NEG_INFINITY;
+    for t in window.t.0..window.t.1 {
+        for h in window.h.0..window.h.1 {
+            let row = (t * window.h_in + h) * window.w_in;
+            for (i, &v) in x[row + window.w.0..row + window.w.1].iter().enumerate() {
+                if best_i == usize::MAX || v > best || v.is_nan() {
+                    best = v;
+                    best_i = row + window.w.0 + i;
+                }
+            }
         }
-    });
-    best.map(|(i, _)| i)
+    }
+    (best_i != usize::MAX).then_some(best_i)
 }
 
 pub(crate) fn max_pool(d: &PoolDims, x: &[f32], y: &mut [f32]) {
+    let wins = d.windows();
     y.par_chunks_mut(d.out_len())
         .zip(x.par_chunks(d.in_len()))
         .for_each(|(yp, xp)| {
-            d.for_each_window(|j, w| yp[j] = argmax(xp, w).map_or(f32::NEG_INFINITY, |i| xp[i]));
+            d.for_each_window(&wins, |j, w| {
+                yp[j] = argmax(xp, w).map_or(f32::NEG_INFINITY, |i| xp[i])
+            });
         });
 }
 
 pub(crate) fn max_pool_transposed(d: &PoolDims, x: &[f32], g: &[f32], dx: &mut [f32]) {
+    let wins = d.windows();
     dx.par_chunks_mut(d.in_len())
         .zip(x.par_chunks(d.in_len()))
         .zip(g.par_chunks(d.out_len()))
         .for_each(|((dxp, xp), gp)| {
-            d.for_each_window(|j, w| {
+            d.for_each_window(&wins, |j, w| {
                 if let Some(i) = argmax(xp, w) {
                     dxp[i] += gp[j];
                 }
@@ -108,10 +123,11 @@ pub(crate) fn max_pool_transposed(d: &PoolDims, x: &[f32], g: &[f32], dx: &mut [
 }
 
 pub(crate) fn sum_pool(d: &PoolDims, x: &[f32], y: &mut [f32]) {
+    let wins = d.windows();
     y.par_chunks_mut(d.out_len())
         .zip(x.par_chunks(d.in_len()))
         .for_each(|(yp, xp)| {
-            d.for_each_window(|j, w| {
+            d.for_each_window(&wins, |j, w| {
                 let mut s = 0.0f32;
                 w.for_each(|i| s += xp[i]);
                 yp[j] = s;
@@ -120,9 +136,10 @@ pub(crate) fn sum_pool(d: &PoolDims, x: &[f32], y: &mut [f32]) {
 }
 
 pub(crate) fn sum_pool_transposed(d: &PoolDims, g: &[f32], dx: &mut [f32]) {
+    let wins = d.windows();
     dx.par_chunks_mut(d.in_len())
         .zip(g.par_chunks(d.out_len()))
         .for_each(|(dxp, gp)| {
-            d.for_each_window(|j, w| w.for_each(|i| dxp[i] += gp[j]));
+            d.for_each_window(&wins, |j, w| w.for_each(|i| dxp[i] += gp[j]));
         });
 }
