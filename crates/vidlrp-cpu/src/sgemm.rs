@@ -3,9 +3,9 @@
 //!
 //! `C[M, N] (+)= A[M, K] B[K, N]`, blocked as in BLIS: `B` in `KC x NC` panels of `NR`-column
 //! slivers, `A` in `MC x KC` blocks of `MR`-row slivers, a `MR x NR` register micro-kernel
-//! (AVX2 + FMA where the CPU has them, portable code otherwise). Each element of `C` sums its
-//! `K` products in the same order whatever the blocking of the other dimensions or the number
-//! of threads, so results are identical for every thread count.
+//! (AVX-512F where the CPU has it, portable code otherwise). Each element of `C` sums its `K`
+//! products in the same order whatever the blocking of the other dimensions or the number of
+//! threads, so results are identical for every thread count.
 
 /// Rows of the micro-kernel.
 pub const MR: usize = 16;
