@@ -229,3 +229,26 @@ pub fn check<B: Backend>(be: &B, model: &GoldenModel) -> Result<Vec<CaseResult>,
     }
     Ok(out)
 }
+
+/// Every committed golden model checked on `be`: the number of cases and one line per failure.
+///
+/// **Errors** if the fixtures cannot be read or a model cannot be built.
+pub fn check_every_model<B: Backend>(be: &B) -> Result<(usize, Vec<String>), String> {
+    let mut cases = 0;
+    let mut failures = Vec::new();
+    for m in load_all(&fixtures_dir())? {
+        for r in check(be, &m)? {
+            cases += 1;
+            if !r.passed {
+                failures.push(format!(
+                    "{} ({}): rel err {:.3e} {}",
+                    r.case,
+                    r.reference,
+                    r.relative(),
+                    r.note
+                ));
+            }
+        }
+    }
+    Ok((cases, failures))
+}

@@ -84,32 +84,12 @@ mod avx512 {
     use super::{MR, NR};
     use std::arch::x86_64::*;
 
-    /// `acc = sum_k a[k, :] (x) b[k, :]`: one 16-wide register per row of the tile.
+    /// `acc = sum_k a[k, :] (x) b[k, :]` in one 16-wide register per row, written into the
+    /// `MR x NR` tile at `c` (`ldc` per row): `C = acc` if `first`, else `C += acc`.
     ///
     /// # Safety
-    /// The CPU must support AVX-512F; `a` holds `kc * MR` and `b` `kc * NR` floats.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn kernel(kc: usize, a: *const f32, b: *const f32, acc: &mut [[f32; NR]; MR]) {
-        let mut c = [_mm512_setzero_ps(); MR];
-        let (mut a, mut b) = (a, b);
-        for _ in 0..kc {
-            let bv = _mm512_loadu_ps(b);
-            for (i, ci) in c.iter_mut().enumerate() {
-                *ci = _mm512_fmadd_ps(_mm512_set1_ps(*a.add(i)), bv, *ci);
-            }
-            a = a.add(MR);
-            b = b.add(NR);
-        }
-        for (i, ci) in c.iter().enumerate() {
-            _mm512_storeu_ps(acc[i].as_mut_ptr(), *ci);
-        }
-    }
-
-    /// The same product written straight into a full `MR x NR` tile of `C` (`ldc` per row):
-    /// `C = acc` if `first`, else `C += acc`.
-    ///
-    /// # Safety
-    /// As [`kernel`]; `c` points at a writable `MR x NR` tile with row stride `ldc`.
+    /// The CPU must support AVX-512F; `a` holds `kc * MR` and `b` `kc * NR` floats; `c` points
+    /// at a writable `MR x NR` tile with row stride `ldc`.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn kernel_into(
         kc: usize,
@@ -235,7 +215,8 @@ fn gemm_columns(
                             // SAFETY: detect() saw AVX-512F; the slivers hold kc MR and kc NR
                             // floats.
                             Kernel::Avx512 => unsafe {
-                                avx512::kernel(kc, as_.as_ptr(), bs.as_ptr(), &mut acc)
+                                let dst = acc.as_mut_ptr().cast::<f32>();
+                                avx512::kernel_into(kc, as_.as_ptr(), bs.as_ptr(), dst, NR, true)
                             },
                         }
                         for (i, acc_row) in acc.iter().enumerate().take(rows) {

@@ -43,19 +43,11 @@ fn missing_devices_are_errors_not_panics() {
 #[test]
 fn cuda_matches_every_golden_explanation() {
     let Some(be) = gpu() else { return };
-    let mut failures = Vec::new();
-    for m in golden::load_all(&golden::fixtures_dir()).unwrap() {
-        for r in golden::check(&be, &m).unwrap() {
-            if !r.passed {
-                failures.push(format!(
-                    "{} ({}): rel err {:.3e}",
-                    r.case,
-                    r.reference,
-                    r.relative()
-                ));
-            }
-        }
-    }
+    let (cases, failures) = golden::check_every_model(&be).unwrap();
+    assert!(
+        cases >= 25,
+        "expected the committed fixtures, found {cases} cases"
+    );
     assert!(
         failures.is_empty(),
         "golden mismatches:\n{}",

@@ -177,23 +177,7 @@ proptest! {
 
 #[test]
 fn emulated_kernels_match_every_golden_explanation() {
-    let be = Emulated::new();
-    let mut cases = 0;
-    let mut failures = Vec::new();
-    for m in golden::load_all(&golden::fixtures_dir()).unwrap() {
-        for r in golden::check(&be, &m).unwrap() {
-            cases += 1;
-            if !r.passed {
-                failures.push(format!(
-                    "{} ({}): rel err {:.3e} {}",
-                    r.case,
-                    r.reference,
-                    r.relative(),
-                    r.note
-                ));
-            }
-        }
-    }
+    let (cases, failures) = golden::check_every_model(&Emulated::new()).unwrap();
     assert!(
         cases >= 25,
         "expected the committed fixtures, found {cases} cases"
