@@ -16,6 +16,7 @@ mod error;
 mod geometry;
 mod layer;
 mod model;
+pub mod operands;
 pub mod rules;
 mod tensor;
 

@@ -17,8 +17,8 @@ use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, IxDyn, Zip};
 use pool::PoolDims;
 use rayon::prelude::*;
 use vidlrp_core::{
-    Backend, BinaryOp, Conv3dGeometry, Error, ErrorKind, HostTensor, Pool3dGeometry, Result,
-    UnaryOp,
+    operands, Backend, BinaryOp, Conv3dGeometry, Error, ErrorKind, HostTensor, Pool3dGeometry,
+    Result, UnaryOp,
 };
 
 /// The CPU backend: an ndarray tensor type and a thread pool.
@@ -72,51 +72,25 @@ fn from_vec(shape: &[usize], data: Vec<f32>) -> ArrayD<f32> {
     ArrayD::from_shape_vec(IxDyn(shape), data).expect("length matches shape")
 }
 
-fn extent(shape: &[usize]) -> [usize; 3] {
-    [shape[2], shape[3], shape[4]]
+/// The checked extents of one convolution (see [`operands::conv3d`]).
+fn conv_dims(x_shape: &[usize], w_shape: &[usize], g: &Conv3dGeometry) -> Result<ConvDims> {
+    let output = operands::conv3d(x_shape, w_shape, g)?;
+    Ok(ConvDims {
+        c_in: x_shape[1],
+        input: operands::extent(x_shape),
+        output,
+        g: *g,
+    })
 }
 
-fn check_rank(what: &str, shape: &[usize], rank: usize) -> Result<()> {
-    if shape.len() != rank {
-        return Err(Error::shape(format!(
-            "{what} must be {rank}-d, got shape {shape:?}"
-        )));
-    }
-    Ok(())
-}
-
-impl Cpu {
-    fn conv_dims(
-        &self,
-        x_shape: &[usize],
-        w_shape: &[usize],
-        g: &Conv3dGeometry,
-    ) -> Result<ConvDims> {
-        check_rank("conv3d input", x_shape, 5)?;
-        check_rank("conv3d weight", w_shape, 5)?;
-        if x_shape[1] != w_shape[1] || g.kernel != [w_shape[2], w_shape[3], w_shape[4]] {
-            return Err(Error::shape(format!(
-                "conv3d: input {x_shape:?} does not fit weight {w_shape:?}"
-            )));
-        }
-        let input = extent(x_shape);
-        Ok(ConvDims {
-            c_in: x_shape[1],
-            input,
-            output: g.output_extent(input)?,
-            g: *g,
-        })
-    }
-
-    fn pool_dims(&self, x_shape: &[usize], g: &Pool3dGeometry) -> Result<PoolDims> {
-        check_rank("pool3d input", x_shape, 5)?;
-        let input = extent(x_shape);
-        Ok(PoolDims {
-            input,
-            output: g.output_extent(input)?,
-            g: *g,
-        })
-    }
+/// The checked extents of one pooling (see [`operands::pool3d`]).
+fn pool_dims(x_shape: &[usize], g: &Pool3dGeometry) -> Result<PoolDims> {
+    let output = operands::pool3d(x_shape, g)?;
+    Ok(PoolDims {
+        input: operands::extent(x_shape),
+        output,
+        g: *g,
+    })
 }
 
 impl Backend for Cpu {
@@ -220,16 +194,9 @@ impl Backend for Cpu {
         bias: Option<&ArrayD<f32>>,
         g: &Conv3dGeometry,
     ) -> Result<ArrayD<f32>> {
-        let dims = self.conv_dims(x.shape(), w.shape(), g)?;
+        let dims = conv_dims(x.shape(), w.shape(), g)?;
         let (n, c_out) = (x.shape()[0], w.shape()[0]);
-        if let Some(b) = bias {
-            if b.shape() != [c_out] {
-                return Err(Error::shape(format!(
-                    "conv3d bias {:?} for {c_out} outputs",
-                    b.shape()
-                )));
-            }
-        }
+        operands::bias("conv3d", bias.map(|b| b.shape()), c_out)?;
         let w2 = ArrayView2::from_shape((c_out, dims.rows()), slice(w)).expect("weight shape");
         let p = dims.positions();
         let mut out = vec![0.0f32; n * c_out * p];
@@ -254,15 +221,9 @@ impl Backend for Cpu {
         g: &Conv3dGeometry,
         input_shape: &[usize],
     ) -> Result<ArrayD<f32>> {
-        let dims = self.conv_dims(input_shape, w.shape(), g)?;
+        let dims = conv_dims(input_shape, w.shape(), g)?;
+        operands::conv3d_gradient(input_shape, w.shape(), gy.shape(), dims.output)?;
         let (n, c_out) = (input_shape[0], w.shape()[0]);
-        let [to, ho, wo] = dims.output;
-        if gy.shape() != [n, c_out, to, ho, wo] {
-            return Err(Error::shape(format!(
-                "conv3d transposed: gradient {:?} does not match output [{n}, {c_out}, {to}, {ho}, {wo}]",
-                gy.shape()
-            )));
-        }
         let p = dims.positions();
         let mut dx = vec![0.0f32; n * dims.input_len()];
         let nonzero = self.run(|| slice(gy).par_iter().filter(|&&v| v != 0.0).count());
@@ -318,30 +279,16 @@ impl Backend for Cpu {
         w: &ArrayD<f32>,
         bias: Option<&ArrayD<f32>>,
     ) -> Result<ArrayD<f32>> {
-        check_rank("linear input", x.shape(), 2)?;
-        check_rank("linear weight", w.shape(), 2)?;
-        let (n, d_in, d_out) = (x.shape()[0], x.shape()[1], w.shape()[0]);
-        if w.shape()[1] != d_in {
-            return Err(Error::shape(format!(
-                "linear: input {:?} does not fit weight {:?}",
-                x.shape(),
-                w.shape()
-            )));
-        }
+        let (n, d_in, d_out) = operands::linear(x.shape(), w.shape())?;
+        operands::bias("linear", bias.map(|b| b.shape()), d_out)?;
         let xv = ArrayView2::from_shape((n, d_in), slice(x)).expect("shape");
         let wv = ArrayView2::from_shape((d_out, d_in), slice(w)).expect("shape");
         let mut out = match bias {
-            Some(b) if b.shape() == [d_out] => {
+            Some(b) => {
                 let row = slice(b);
                 (0..n)
                     .flat_map(|_| row.iter().copied())
                     .collect::<Vec<f32>>()
-            }
-            Some(b) => {
-                return Err(Error::shape(format!(
-                    "linear bias {:?} for {d_out} outputs",
-                    b.shape()
-                )))
             }
             None => vec![0.0; n * d_out],
         };
@@ -357,16 +304,7 @@ impl Backend for Cpu {
     }
 
     fn linear_transposed(&self, g: &ArrayD<f32>, w: &ArrayD<f32>) -> Result<ArrayD<f32>> {
-        check_rank("linear gradient", g.shape(), 2)?;
-        check_rank("linear weight", w.shape(), 2)?;
-        let (n, d_out, d_in) = (g.shape()[0], w.shape()[0], w.shape()[1]);
-        if g.shape()[1] != d_out {
-            return Err(Error::shape(format!(
-                "linear transposed: gradient {:?} does not fit weight {:?}",
-                g.shape(),
-                w.shape()
-            )));
-        }
+        let (n, d_out, d_in) = operands::linear_gradient(g.shape(), w.shape())?;
         let gv = ArrayView2::from_shape((n, d_out), slice(g)).expect("shape");
         let wv = ArrayView2::from_shape((d_out, d_in), slice(w)).expect("shape");
         let mut out = vec![0.0f32; n * d_in];
@@ -382,7 +320,7 @@ impl Backend for Cpu {
     }
 
     fn max_pool3d(&self, x: &ArrayD<f32>, g: &Pool3dGeometry) -> Result<ArrayD<f32>> {
-        let d = self.pool_dims(x.shape(), g)?;
+        let d = pool_dims(x.shape(), g)?;
         let mut y = vec![0.0f32; x.shape()[0] * x.shape()[1] * d.output.iter().product::<usize>()];
         self.run(|| pool::max_pool(&d, slice(x), &mut y));
         let [to, ho, wo] = d.output;
@@ -395,15 +333,15 @@ impl Backend for Cpu {
         gy: &ArrayD<f32>,
         g: &Pool3dGeometry,
     ) -> Result<ArrayD<f32>> {
-        let d = self.pool_dims(x.shape(), g)?;
-        self.check_pool_grad(x.shape(), gy.shape(), &d)?;
+        let d = pool_dims(x.shape(), g)?;
+        operands::pool3d_gradient(x.shape(), gy.shape(), d.output)?;
         let mut dx = vec![0.0f32; x.len()];
         self.run(|| pool::max_pool_transposed(&d, slice(x), slice(gy), &mut dx));
         Ok(from_vec(x.shape(), dx))
     }
 
     fn sum_pool3d(&self, x: &ArrayD<f32>, g: &Pool3dGeometry) -> Result<ArrayD<f32>> {
-        let d = self.pool_dims(x.shape(), g)?;
+        let d = pool_dims(x.shape(), g)?;
         let mut y = vec![0.0f32; x.shape()[0] * x.shape()[1] * d.output.iter().product::<usize>()];
         self.run(|| pool::sum_pool(&d, slice(x), &mut y));
         let [to, ho, wo] = d.output;
@@ -416,23 +354,10 @@ impl Backend for Cpu {
         g: &Pool3dGeometry,
         input_shape: &[usize],
     ) -> Result<ArrayD<f32>> {
-        let d = self.pool_dims(input_shape, g)?;
-        self.check_pool_grad(input_shape, gy.shape(), &d)?;
+        let d = pool_dims(input_shape, g)?;
+        operands::pool3d_gradient(input_shape, gy.shape(), d.output)?;
         let mut dx = vec![0.0f32; input_shape.iter().product()];
         self.run(|| pool::sum_pool_transposed(&d, slice(gy), &mut dx));
         Ok(from_vec(input_shape, dx))
-    }
-}
-
-impl Cpu {
-    fn check_pool_grad(&self, x: &[usize], gy: &[usize], d: &PoolDims) -> Result<()> {
-        let [to, ho, wo] = d.output;
-        if gy != [x[0], x[1], to, ho, wo] {
-            return Err(Error::shape(format!(
-                "pooling gradient {gy:?} does not match output [{}, {}, {to}, {ho}, {wo}]",
-                x[0], x[1]
-            )));
-        }
-        Ok(())
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::exec::{Executor, Kernel, REDUCE_CHUNK};
 use crate::plan::{self, ConvDims, PoolDims};
 use vidlrp_core::{
-    Backend, BinaryOp, Conv3dGeometry, Error, HostTensor, Pool3dGeometry, Result, UnaryOp,
+    operands, Backend, BinaryOp, Conv3dGeometry, Error, HostTensor, Pool3dGeometry, Result, UnaryOp,
 };
 
 /// A tensor of a [`GpuBackend`]: an immutable shared buffer and its shape.
@@ -96,53 +96,16 @@ impl<E: Executor> GpuBackend<E> {
     }
 }
 
-fn check_rank(what: &str, shape: &[usize], rank: usize) -> Result<()> {
-    if shape.len() != rank {
-        return Err(Error::shape(format!(
-            "{what} must be {rank}-d, got shape {shape:?}"
-        )));
-    }
-    Ok(())
-}
-
-fn extent(shape: &[usize]) -> [usize; 3] {
-    [shape[2], shape[3], shape[4]]
-}
-
+/// The checked dims of one convolution (see [`operands::conv3d`]).
 fn conv_dims(x_shape: &[usize], w_shape: &[usize], g: &Conv3dGeometry) -> Result<ConvDims> {
-    check_rank("conv3d input", x_shape, 5)?;
-    check_rank("conv3d weight", w_shape, 5)?;
-    if x_shape[1] != w_shape[1] || g.kernel != [w_shape[2], w_shape[3], w_shape[4]] {
-        return Err(Error::shape(format!(
-            "conv3d: input {x_shape:?} does not fit weight {w_shape:?}"
-        )));
-    }
-    ConvDims::new(x_shape[1], extent(x_shape), g)
+    operands::conv3d(x_shape, w_shape, g)?;
+    ConvDims::new(x_shape[1], operands::extent(x_shape), g)
 }
 
+/// The checked dims of one pooling (see [`operands::pool3d`]).
 fn pool_dims(x_shape: &[usize], g: &Pool3dGeometry) -> Result<PoolDims> {
-    check_rank("pool3d input", x_shape, 5)?;
-    PoolDims::new(extent(x_shape), g)
-}
-
-fn check_pool_grad(x: &[usize], gy: &[usize], d: &PoolDims) -> Result<()> {
-    let [to, ho, wo] = d.output.map(|v| v as usize);
-    if gy != [x[0], x[1], to, ho, wo] {
-        return Err(Error::shape(format!(
-            "pooling gradient {gy:?} does not match output [{}, {}, {to}, {ho}, {wo}]",
-            x[0], x[1]
-        )));
-    }
-    Ok(())
-}
-
-fn check_bias(what: &str, bias: Option<&[usize]>, outputs: usize) -> Result<()> {
-    match bias {
-        Some(b) if b != [outputs] => Err(Error::shape(format!(
-            "{what} bias {b:?} for {outputs} outputs"
-        ))),
-        _ => Ok(()),
-    }
+    operands::pool3d(x_shape, g)?;
+    PoolDims::new(operands::extent(x_shape), g)
 }
 
 impl<E: Executor> Backend for GpuBackend<E> {
@@ -271,7 +234,7 @@ impl<E: Executor> Backend for GpuBackend<E> {
     ) -> Result<Self::Tensor> {
         let d = conv_dims(&x.shape, &w.shape, g)?;
         let (n, c_out) = (x.shape[0], w.shape[0]);
-        check_bias("conv3d", bias.map(|b| &b.shape[..]), c_out)?;
+        operands::bias("conv3d", bias.map(|b| &b.shape[..]), c_out)?;
         let p = d.positions();
         let [to, ho, wo] = d.output.map(|v| v as usize);
         let (mut out, shape) = self.tensor(n * c_out * p, vec![n, c_out, to, ho, wo])?;
@@ -307,14 +270,13 @@ impl<E: Executor> Backend for GpuBackend<E> {
         input_shape: &[usize],
     ) -> Result<Self::Tensor> {
         let d = conv_dims(input_shape, &w.shape, g)?;
+        operands::conv3d_gradient(
+            input_shape,
+            &w.shape,
+            &gy.shape,
+            d.output.map(|v| v as usize),
+        )?;
         let (n, c_out) = (input_shape[0], w.shape[0]);
-        let [to, ho, wo] = d.output.map(|v| v as usize);
-        if gy.shape != [n, c_out, to, ho, wo] {
-            return Err(Error::shape(format!(
-                "conv3d transposed: gradient {:?} does not match output [{n}, {c_out}, {to}, {ho}, {wo}]",
-                gy.shape
-            )));
-        }
         let p = d.positions();
         let (mut dx, shape) = self.tensor(n * d.input_len(), input_shape.to_vec())?;
         let tiles = plan::column_tiles(d.rows(), p, self.tile_floats);
@@ -344,16 +306,8 @@ impl<E: Executor> Backend for GpuBackend<E> {
         w: &Self::Tensor,
         bias: Option<&Self::Tensor>,
     ) -> Result<Self::Tensor> {
-        check_rank("linear input", &x.shape, 2)?;
-        check_rank("linear weight", &w.shape, 2)?;
-        let (n, d_in, d_out) = (x.shape[0], x.shape[1], w.shape[0]);
-        if w.shape[1] != d_in {
-            return Err(Error::shape(format!(
-                "linear: input {:?} does not fit weight {:?}",
-                x.shape, w.shape
-            )));
-        }
-        check_bias("linear", bias.map(|b| &b.shape[..]), d_out)?;
+        let (n, d_in, d_out) = operands::linear(&x.shape, &w.shape)?;
+        operands::bias("linear", bias.map(|b| &b.shape[..]), d_out)?;
         let (mut y, shape) = self.tensor(n * d_out, vec![n, d_out])?;
         if n * d_in > 0 {
             self.exec.gemm(
@@ -370,15 +324,7 @@ impl<E: Executor> Backend for GpuBackend<E> {
     }
 
     fn linear_transposed(&self, g: &Self::Tensor, w: &Self::Tensor) -> Result<Self::Tensor> {
-        check_rank("linear gradient", &g.shape, 2)?;
-        check_rank("linear weight", &w.shape, 2)?;
-        let (n, d_out, d_in) = (g.shape[0], w.shape[0], w.shape[1]);
-        if g.shape[1] != d_out {
-            return Err(Error::shape(format!(
-                "linear transposed: gradient {:?} does not fit weight {:?}",
-                g.shape, w.shape
-            )));
-        }
+        let (n, d_out, d_in) = operands::linear_gradient(&g.shape, &w.shape)?;
         let (mut dx, shape) = self.tensor(n * d_in, vec![n, d_in])?;
         if n * d_out > 0 {
             self.exec.gemm(
@@ -453,7 +399,7 @@ impl<E: Executor> GpuBackend<E> {
         mode: i32,
     ) -> Result<GpuTensor<E::Buffer>> {
         let d = pool_dims(input_shape, g)?;
-        check_pool_grad(input_shape, &gy.shape, &d)?;
+        operands::pool3d_gradient(input_shape, &gy.shape, d.output.map(|v| v as usize))?;
         let planes = input_shape[0] * input_shape[1];
         let (mut y, shape) = self.tensor(planes * d.input_len(), input_shape.to_vec())?;
         self.exec.launch(Kernel::PoolTransposed {
