@@ -226,10 +226,12 @@ impl Backend for Cpu {
         let (n, c_out) = (input_shape[0], w.shape()[0]);
         let p = dims.positions();
         let mut dx = vec![0.0f32; n * dims.input_len()];
-        let nonzero = self.run(|| slice(gy).par_iter().filter(|&&v| v != 0.0).count());
-        if p >= conv::SPARSE_MIN_POSITIONS
-            && (nonzero as f64) < conv::sparse_density() * gy.len() as f64
-        {
+        // The count is a pass over the gradient: only made where the scatter could apply.
+        let sparse = p >= conv::SPARSE_MIN_POSITIONS && {
+            let nonzero = self.run(|| slice(gy).par_iter().filter(|&&v| v != 0.0).count());
+            (nonzero as f64) < conv::sparse_density() * gy.len() as f64
+        };
+        if sparse {
             let kvol = g.kernel.iter().product::<usize>();
             let wt = conv::channels_last_kernel(slice(w), c_out, dims.c_in, kvol);
             self.run(|| {
