@@ -86,8 +86,8 @@ fn c3d_forward_flops() -> f64 {
 }
 
 /// This machine's single-precision GEMM rate (GFLOP/s) on 2048^3 with `threads` threads: the
-/// better of matrixmultiply (split in column blocks, as the CPU backend's dense path) and the
-/// CPU backend's packed GEMM, best of three.
+/// better of the CPU backend's two GEMMs, best of three: its packed GEMM, and its matrixmultiply
+/// path (a dense layer with a batch of 2048).
 fn sgemm_gflops(threads: usize) -> Result<f64> {
     let n = 2048;
     let a: Vec<f32> = (0..n * n)
@@ -100,6 +100,9 @@ fn sgemm_gflops(threads: usize) -> Result<f64> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()?;
+    let cpu = Cpu::new(threads)?;
+    let x = cpu.upload(&HostTensor::new(vec![n, n], a.clone())?)?;
+    let w = cpu.upload(&HostTensor::new(vec![n, n], b.clone())?)?;
     let flops = 2.0 * (n * n * n) as f64;
     let mut best = 0.0f64;
     for _ in 0..3 {
@@ -114,37 +117,7 @@ fn sgemm_gflops(threads: usize) -> Result<f64> {
         });
         best = best.max(flops / start.elapsed().as_secs_f64() / 1e9);
         let start = Instant::now();
-        let cols = n.div_ceil(threads);
-        let ptr = c.as_mut_ptr() as usize;
-        pool.install(|| {
-            rayon::scope(|s| {
-                for t in 0..threads {
-                    let (j0, j1) = (t * cols, ((t + 1) * cols).min(n));
-                    let (a, b) = (&a, &b);
-                    s.spawn(move |_| {
-                        // SAFETY: each task writes its own column block of c (n x n, live).
-                        unsafe {
-                            matrixmultiply::sgemm(
-                                n,
-                                n,
-                                j1 - j0,
-                                1.0,
-                                a.as_ptr(),
-                                n as isize,
-                                1,
-                                b.as_ptr().add(j0),
-                                n as isize,
-                                1,
-                                0.0,
-                                (ptr as *mut f32).add(j0),
-                                n as isize,
-                                1,
-                            )
-                        }
-                    });
-                }
-            })
-        });
+        cpu.linear(&x, &w, None)?;
         best = best.max(flops / start.elapsed().as_secs_f64() / 1e9);
     }
     Ok(best)
