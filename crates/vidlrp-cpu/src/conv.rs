@@ -298,6 +298,11 @@ pub(crate) fn conv_transposed_sample(
     }
 }
 
+/// Fewer input positions than this, and a transposed convolution's GEMM over them (a few
+/// 16-column slivers) runs slower than `w^T g` + col2im (conv5 of C3D, 98 positions, does; conv4,
+/// 784, does not).
+pub(crate) const FLIPPED_MIN_POSITIONS: usize = 512;
+
 /// For stride 1 and padding `p <= k - 1`, the transposed convolution is a convolution of the
 /// gradient with the flipped, transposed kernel `w'[i, o, a, b, c] = w[o, i, kT-1-a, kH-1-b,
 /// kW-1-c]` and padding `k - 1 - p`: `dx[i, t] = sum_{o, a} g[o, t + p - a] w[o, i, a]`.
@@ -313,7 +318,7 @@ pub(crate) fn flipped_kernel(
     if g.stride != [1, 1, 1] || (0..3).any(|a| g.padding[a] + 1 > g.kernel[a]) {
         return None;
     }
-    if dims.c_in < 32 || dims.input.iter().product::<usize>() < 4096 {
+    if dims.c_in < 32 || dims.input.iter().product::<usize>() < FLIPPED_MIN_POSITIONS {
         return None;
     }
     let [kt, kh, kw] = g.kernel;

@@ -99,6 +99,11 @@ mod avx512 {
         ldc: usize,
         first: bool,
     ) {
+        // C's rows are touched only after the k loop (likely in L3 or DRAM): start their lines
+        // now, so the write-back does not stall on them.
+        for i in 0..MR {
+            _mm_prefetch::<_MM_HINT_T0>(c.add(i * ldc).cast::<i8>());
+        }
         let mut acc = [_mm512_setzero_ps(); MR];
         let (mut a, mut b) = (a, b);
         for _ in 0..kc {

@@ -139,6 +139,104 @@ fn naive_conv(c: &ConvCase, x: &[f32], w: &[f32]) -> Vec<f64> {
     out
 }
 
+/// Direct transposed convolution in f64: `dx[n, i, t p + a - pad] += g[n, o, p] w[o, i, a]`.
+fn naive_transposed(c: &ConvCase, g: &[f32], w: &[f32]) -> Vec<f64> {
+    let o = c.g.output_extent(c.input).unwrap();
+    let [ti, hi, wi] = c.input;
+    let [kt, kh, kw] = c.g.kernel;
+    let mut dx = vec![0f64; c.n * c.c_in * ti * hi * wi];
+    let mut idx = 0;
+    for n in 0..c.n {
+        for co in 0..c.c_out {
+            for ot in 0..o[0] {
+                for oh in 0..o[1] {
+                    for ow in 0..o[2] {
+                        let gv = f64::from(g[idx]);
+                        idx += 1;
+                        for ci in 0..c.c_in {
+                            for a in 0..kt {
+                                for b in 0..kh {
+                                    for d in 0..kw {
+                                        let it = (ot * c.g.stride[0] + a) as isize
+                                            - c.g.padding[0] as isize;
+                                        let ih = (oh * c.g.stride[1] + b) as isize
+                                            - c.g.padding[1] as isize;
+                                        let iw = (ow * c.g.stride[2] + d) as isize
+                                            - c.g.padding[2] as isize;
+                                        if it < 0
+                                            || ih < 0
+                                            || iw < 0
+                                            || it >= ti as isize
+                                            || ih >= hi as isize
+                                            || iw >= wi as isize
+                                        {
+                                            continue;
+                                        }
+                                        let xi = (((n * c.c_in + ci) * ti + it as usize) * hi
+                                            + ih as usize)
+                                            * wi
+                                            + iw as usize;
+                                        let wj = (((co * c.c_in + ci) * kt + a) * kh + b) * kw + d;
+                                        dx[xi] += gv * f64::from(w[wj]);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    dx
+}
+
+/// Stride-1 transposed convolutions with many input channels and positions run as convolutions
+/// with the flipped kernel (where the packed GEMM is in use); dense and mostly-zero gradients,
+/// against direct loops.
+#[test]
+fn wide_transposed_convolutions_match_direct_loops() {
+    let be = cpu();
+    for (k, p) in [([3, 3, 3], [1, 1, 1]), ([3, 2, 3], [1, 0, 2])] {
+        let c = ConvCase {
+            n: 2,
+            c_in: 32,
+            c_out: 5,
+            input: [4, 12, 12],
+            g: Conv3dGeometry {
+                kernel: k,
+                stride: [1; 3],
+                padding: p,
+            },
+            seed: 11,
+        };
+        let xs = [c.n, c.c_in, c.input[0], c.input[1], c.input[2]];
+        let ws = [c.c_out, c.c_in, k[0], k[1], k[2]];
+        let o = c.g.output_extent(c.input).unwrap();
+        let gs = [c.n, c.c_out, o[0], o[1], o[2]];
+        let wv = values(ws.iter().product(), 12);
+        for density in [1, 9] {
+            let gv: Vec<f32> = values(gs.iter().product(), 13)
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| if i % density == 0 { v } else { 0.0 })
+                .collect();
+            let dx = be
+                .conv3d_transposed(
+                    &t(&be, &gs, gv.clone()),
+                    &t(&be, &ws, wv.clone()),
+                    &c.g,
+                    &xs,
+                )
+                .unwrap();
+            close(
+                dx.as_slice().unwrap(),
+                &naive_transposed(&c, &gv, &wv),
+                "transposed",
+            );
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
