@@ -304,16 +304,11 @@ pub(crate) fn conv_transposed_sample(
 pub(crate) const FLIPPED_MIN_POSITIONS: usize = 512;
 
 /// For stride 1 and padding `p <= k - 1`, the transposed convolution is a convolution of the
-/// gradient with the flipped, transposed kernel `w'[i, o, a, b, c] = w[o, i, kT-1-a, kH-1-b,
-/// kW-1-c]` and padding `k - 1 - p`: `dx[i, t] = sum_{o, a} g[o, t + p - a] w[o, i, a]`.
-/// Returns that kernel (`[C_in, C_out kT kH kW]`) and the geometry, or `None` where it does not
-/// apply or does not pay: with few input channels (the GEMM's rows) or few positions, packing
-/// the gradient's columns costs more than GEMM + col2im.
-pub(crate) fn flipped_kernel(
-    dims: &ConvDims,
-    w: &[f32],
-    c_out: usize,
-) -> Option<(Vec<f32>, ConvDims)> {
+/// gradient with the flipped, transposed kernel ([`flipped_kernel`]) and padding `k - 1 - p`:
+/// `dx[i, t] = sum_{o, a} g[o, t + p - a] w[o, i, a]`. Returns that convolution's extents, or
+/// `None` where it does not apply or does not pay: with few input channels (the GEMM's rows) or
+/// few positions, packing the gradient's columns costs more than GEMM + col2im.
+pub(crate) fn flipped_dims(dims: &ConvDims, c_out: usize) -> Option<ConvDims> {
     let g = dims.g;
     if g.stride != [1, 1, 1] || (0..3).any(|a| g.padding[a] + 1 > g.kernel[a]) {
         return None;
@@ -322,19 +317,7 @@ pub(crate) fn flipped_kernel(
         return None;
     }
     let [kt, kh, kw] = g.kernel;
-    let kvol = kt * kh * kw;
-    let c_in = dims.c_in;
-    let mut f = vec![0.0f32; w.len()];
-    for o in 0..c_out {
-        for i in 0..c_in {
-            let src = &w[(o * c_in + i) * kvol..(o * c_in + i + 1) * kvol];
-            let dst = &mut f[(i * c_out + o) * kvol..(i * c_out + o + 1) * kvol];
-            for (j, d) in dst.iter_mut().enumerate() {
-                *d = src[kvol - 1 - j];
-            }
-        }
-    }
-    let flipped = ConvDims {
+    Some(ConvDims {
         c_in: c_out,
         input: dims.output,
         output: dims.input,
@@ -347,130 +330,30 @@ pub(crate) fn flipped_kernel(
                 kw - 1 - g.padding[2],
             ],
         },
-    };
-    Some((f, flipped))
-}
-
-/// Below this fraction of nonzero gradient values (and with at least [`SPARSE_MIN_POSITIONS`]
-/// output positions) a transposed convolution scatters the nonzeros instead of running a dense
-/// GEMM: gradients after winner-take-all pooling and ReLU are mostly zero.
-/// `VIDLRP_CPU_SPARSE_DENSITY` overrides it (0 turns the scatter path off).
-pub(crate) fn sparse_density() -> f64 {
-    static D: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *D.get_or_init(|| {
-        std::env::var("VIDLRP_CPU_SPARSE_DENSITY")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.2)
     })
 }
 
-/// Fewer output positions than this, and the scatter's per-position work outweighs the FLOPs
-/// it saves.
-pub(crate) const SPARSE_MIN_POSITIONS: usize = 4096;
-
-/// The transposed convolution of one sample as a scatter of the gradient's nonzero values:
-/// `dx[i, t p + a - pad] += g[o, p] w[o, i, a]`, visiting positions `p` in order and, for each,
-/// its nonzero channels `o` in order. Parallel over blocks of input channels `i` (each thread
-/// owns its channels), so every value of `dx` sums in the same order whatever the threads.
-///
-/// `wt` is the kernel laid out `[a][b][c][o][i]` (see [`channels_last_kernel`]).
-pub(crate) fn conv_transposed_sparse_sample(
-    dims: &ConvDims,
-    g: &[f32],
-    wt: &[f32],
-    c_out: usize,
-    dx: &mut [f32],
-) {
-    let [kt, kh, kw] = dims.g.kernel;
-    let [st, sh, sw] = dims.g.stride;
-    let [pt, ph, pw] = dims.g.padding;
-    let [t_in, h_in, w_in] = dims.input;
-    let [_, ho_n, wo_n] = dims.output;
-    let c_in = dims.c_in;
-    let positions = dims.positions();
-    let plane = t_in * h_in * w_in;
-    // Nonzeros grouped by position: (o, value) lists, positions in order.
-    let mut starts = Vec::with_capacity(positions + 1);
-    let mut entries: Vec<(u32, f32)> = Vec::new();
-    for p in 0..positions {
-        starts.push(entries.len());
-        for o in 0..c_out {
-            let v = g[o * positions + p];
-            if v != 0.0 {
-                entries.push((o as u32, v));
-            }
-        }
-    }
-    starts.push(entries.len());
-    // One block of channels per thread (whole 16-lane vectors): the index work per nonzero is
-    // shared by as many lanes as possible.
-    let threads = rayon::current_num_threads().max(1);
-    let block = c_in.div_ceil(threads).next_multiple_of(16).min(c_in).max(1);
-    // One task per block of input channels: accumulate channels-last (position, lane), then add
-    // into the task's own channels of dx.
-    dx.par_chunks_mut(block * plane)
+/// The kernel `w[o, i, a]` (`[C_out, C_in, kvol]`) as `w'[i, o, kvol - 1 - a]`
+/// (`[C_in, C_out kvol]`).
+pub(crate) fn flipped_kernel(w: &[f32], c_out: usize, c_in: usize, kvol: usize) -> Vec<f32> {
+    let mut f = vec![0.0f32; w.len()];
+    // Blocks of 16 input channels per task: per o it reads one contiguous run of the source and
+    // appends to 16 sequential streams of the result.
+    const BLOCK: usize = 16;
+    f.par_chunks_mut(BLOCK * c_out * kvol)
         .enumerate()
-        .for_each(|(bi, dxb)| {
-            let (i0, i1) = (bi * block, ((bi + 1) * block).min(c_in));
-            let width = i1 - i0;
-            let mut part = vec![0.0f32; plane * width];
-            // Kernel offset outermost: its weight rows (C_out x width) stay in cache while every
-            // position scatters through them.
-            for a in 0..kt {
-                for b in 0..kh {
-                    for c in 0..kw {
-                        let off = (a * kh + b) * kw + c;
-                        let wo_rows = &wt[off * c_out * c_in..(off + 1) * c_out * c_in];
-                        for p in 0..positions {
-                            let list = &entries[starts[p]..starts[p + 1]];
-                            if list.is_empty() {
-                                continue;
-                            }
-                            let to = p / (ho_n * wo_n);
-                            let ho = (p / wo_n) % ho_n;
-                            let wo = p % wo_n;
-                            let t = (to * st + a) as isize - pt as isize;
-                            let h = (ho * sh + b) as isize - ph as isize;
-                            let w = (wo * sw + c) as isize - pw as isize;
-                            if t < 0
-                                || t >= t_in as isize
-                                || h < 0
-                                || h >= h_in as isize
-                                || w < 0
-                                || w >= w_in as isize
-                            {
-                                continue;
-                            }
-                            let q = (t as usize * h_in + h as usize) * w_in + w as usize;
-                            let dst = &mut part[q * width..(q + 1) * width];
-                            for &(o, v) in list {
-                                let at = o as usize * c_in;
-                                for (d, &wv) in dst.iter_mut().zip(&wo_rows[at + i0..at + i1]) {
-                                    *d += v * wv;
-                                }
-                            }
-                        }
+        .for_each(|(bi, fb)| {
+            let i0 = bi * BLOCK;
+            let width = fb.len() / (c_out * kvol);
+            for o in 0..c_out {
+                let src = &w[(o * c_in + i0) * kvol..(o * c_in + i0 + width) * kvol];
+                for (l, s) in src.chunks(kvol).enumerate() {
+                    let dst = &mut fb[(l * c_out + o) * kvol..(l * c_out + o + 1) * kvol];
+                    for (j, d) in dst.iter_mut().enumerate() {
+                        *d = s[kvol - 1 - j];
                     }
                 }
             }
-            for (l, dxi) in dxb.chunks_mut(plane).enumerate() {
-                for (q, d) in dxi.iter_mut().enumerate() {
-                    *d += part[q * width + l];
-                }
-            }
         });
-}
-
-/// The kernel `[C_out, C_in, kT, kH, kW]` re-laid `[kT][kH][kW][C_out][C_in]`.
-pub(crate) fn channels_last_kernel(w: &[f32], c_out: usize, c_in: usize, kvol: usize) -> Vec<f32> {
-    let mut wt = vec![0.0f32; w.len()];
-    for o in 0..c_out {
-        for i in 0..c_in {
-            for k in 0..kvol {
-                wt[(k * c_out + o) * c_in + i] = w[(o * c_in + i) * kvol + k];
-            }
-        }
-    }
-    wt
+    f
 }

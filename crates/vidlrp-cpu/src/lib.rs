@@ -10,6 +10,7 @@ mod conv;
 mod gemm;
 mod pool;
 pub mod sgemm;
+mod sparse;
 
 use conv::ConvDims;
 use gemm::par_gemm;
@@ -227,27 +228,29 @@ impl Backend for Cpu {
         let p = dims.positions();
         let mut dx = vec![0.0f32; n * dims.input_len()];
         // The count is a pass over the gradient: only made where the scatter could apply.
-        let sparse = p >= conv::SPARSE_MIN_POSITIONS && {
+        let sparse = p >= sparse::SPARSE_MIN_POSITIONS && {
             let nonzero = self.run(|| slice(gy).par_iter().filter(|&&v| v != 0.0).count());
-            (nonzero as f64) < conv::sparse_density() * gy.len() as f64
+            (nonzero as f64) < sparse::sparse_density() * gy.len() as f64
         };
         if sparse {
             let kvol = g.kernel.iter().product::<usize>();
-            let wt = conv::channels_last_kernel(slice(w), c_out, dims.c_in, kvol);
             self.run(|| {
+                let lanes = sparse::LaneKernel::new(slice(w), c_out, dims.c_in, kvol);
                 for (gs, ds) in slice(gy)
                     .chunks(c_out * p)
                     .zip(dx.chunks_mut(dims.input_len()))
                 {
-                    conv::conv_transposed_sparse_sample(&dims, gs, &wt, c_out, ds);
+                    sparse::conv_transposed_sparse_sample(&dims, gs, &lanes, ds);
                 }
             });
             return Ok(from_vec(input_shape, dx));
         }
         if sgemm::fast() {
-            if let Some((wf, fd)) = conv::flipped_kernel(&dims, slice(w), c_out) {
-                let wf2 = ArrayView2::from_shape((dims.c_in, fd.rows()), &wf[..]).expect("shape");
+            if let Some(fd) = conv::flipped_dims(&dims, c_out) {
                 self.run(|| {
+                    let wf = conv::flipped_kernel(slice(w), c_out, dims.c_in, fd.rows() / c_out);
+                    let wf2 =
+                        ArrayView2::from_shape((dims.c_in, fd.rows()), &wf[..]).expect("shape");
                     let mut col = Vec::new();
                     for (gs, ds) in slice(gy)
                         .chunks(c_out * p)

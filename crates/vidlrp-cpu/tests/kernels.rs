@@ -190,28 +190,38 @@ fn naive_transposed(c: &ConvCase, g: &[f32], w: &[f32]) -> Vec<f64> {
     dx
 }
 
-/// Stride-1 transposed convolutions with many input channels and positions run as convolutions
-/// with the flipped kernel (where the packed GEMM is in use); dense and mostly-zero gradients,
-/// against direct loops.
+/// Transposed convolutions at sizes that leave the small-layer path: stride 1 with many input
+/// channels (a convolution with the flipped kernel where the packed GEMM is in use) and
+/// mostly-zero gradients (gathered over the nonzeros, in 16- and 64-lane channel blocks with a
+/// partial last block), against direct loops.
 #[test]
 fn wide_transposed_convolutions_match_direct_loops() {
-    let be = cpu();
-    for (k, p) in [([3, 3, 3], [1, 1, 1]), ([3, 2, 3], [1, 0, 2])] {
+    let g = |kernel, stride, padding| Conv3dGeometry {
+        kernel,
+        stride,
+        padding,
+    };
+    for (c_in, input, geometry) in [
+        (32, [4, 12, 12], g([3, 3, 3], [1; 3], [1; 3])),
+        (70, [4, 12, 12], g([3, 2, 3], [1; 3], [1, 0, 2])),
+        (20, [5, 24, 26], g([3, 2, 3], [1, 2, 2], [1, 0, 1])),
+    ] {
         let c = ConvCase {
             n: 2,
-            c_in: 32,
+            c_in,
             c_out: 5,
-            input: [4, 12, 12],
-            g: Conv3dGeometry {
-                kernel: k,
-                stride: [1; 3],
-                padding: p,
-            },
+            input,
+            g: geometry,
             seed: 11,
         };
-        let xs = [c.n, c.c_in, c.input[0], c.input[1], c.input[2]];
+        let k = c.g.kernel;
+        let xs = [c.n, c.c_in, input[0], input[1], input[2]];
         let ws = [c.c_out, c.c_in, k[0], k[1], k[2]];
         let o = c.g.output_extent(c.input).unwrap();
+        assert!(
+            o.iter().product::<usize>() >= 512,
+            "too small for the wide paths"
+        );
         let gs = [c.n, c.c_out, o[0], o[1], o[2]];
         let wv = values(ws.iter().product(), 12);
         for density in [1, 9] {
@@ -220,21 +230,25 @@ fn wide_transposed_convolutions_match_direct_loops() {
                 .enumerate()
                 .map(|(i, v)| if i % density == 0 { v } else { 0.0 })
                 .collect();
-            let dx = be
-                .conv3d_transposed(
-                    &t(&be, &gs, gv.clone()),
-                    &t(&be, &ws, wv.clone()),
-                    &c.g,
-                    &xs,
-                )
-                .unwrap();
-            close(
-                dx.as_slice().unwrap(),
-                &naive_transposed(&c, &gv, &wv),
-                "transposed",
-            );
+            let dx = be_transposed(&gv, &gs, &wv, &ws, &c.g, &xs);
+            close(&dx, &naive_transposed(&c, &gv, &wv), "transposed");
         }
     }
+}
+
+fn be_transposed(
+    gv: &[f32],
+    gs: &[usize],
+    wv: &[f32],
+    ws: &[usize],
+    g: &Conv3dGeometry,
+    xs: &[usize],
+) -> Vec<f32> {
+    let be = cpu();
+    let dx = be
+        .conv3d_transposed(&t(&be, gs, gv.to_vec()), &t(&be, ws, wv.to_vec()), g, xs)
+        .unwrap();
+    dx.iter().copied().collect()
 }
 
 proptest! {
