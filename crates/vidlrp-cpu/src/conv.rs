@@ -127,37 +127,164 @@ pub(crate) struct Im2colPacker<'a> {
     pub x: &'a [f32],
 }
 
+/// Lanes `lo..hi` of one packed sliver whose columns lie in one output row; `origin` holds the
+/// input coordinates `(t, h, w)` of lane `lo`'s window origin (negative inside the padding).
+#[derive(Clone, Copy)]
+struct Segment {
+    lo: usize,
+    hi: usize,
+    origin: [isize; 3],
+}
+
 impl PackB for Im2colPacker<'_> {
     fn pack(&self, k0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]) {
-        for k in 0..kc {
-            self.dims.for_each_run(k0 + k, j0, j0 + nc, |off, run| {
-                let (len, data) = match run {
-                    Run::Pad(len) => (len, None),
-                    Run::Data { start, len, stride } => (len, Some((start, stride))),
-                };
-                let mut q = off;
-                let end = off + len;
-                while q < end {
-                    let lane = q % NR;
-                    let n = (NR - lane).min(end - q);
-                    let at = (q / NR) * kc * NR + k * NR + lane;
-                    let out = &mut dst[at..at + n];
-                    match data {
-                        None => out.fill(0.0),
-                        Some((start, 1)) => {
-                            let src = start + (q - off);
-                            out.copy_from_slice(&self.x[src..src + n]);
-                        }
-                        Some((start, stride)) => {
-                            let src = start + (q - off) * stride;
-                            for (i, d) in out.iter_mut().enumerate() {
-                                *d = self.x[src + i * stride];
-                            }
+        let d = self.dims;
+        let [t_in, h_in, w_in] = d.input.map(|v| v as isize);
+        let [_, ho_n, wo_n] = d.output;
+        let [st, sh, sw] = d.g.stride;
+        let [pt, ph, pw] = d.g.padding.map(|v| v as isize);
+        let (hw, plane) = (h_in * w_in, t_in * h_in * w_in);
+        // Per row: (index offset of its tap within a window, a, b, e).
+        let rows: Vec<[isize; 4]> = (k0..k0 + kc)
+            .map(|r| {
+                let (c, a, b, e) = d.row_parts(r);
+                let (c, a, b, e) = (c as isize, a as isize, b as isize, e as isize);
+                [c * plane + a * hw + b * w_in + e, a, b, e]
+            })
+            .collect();
+        // Per sliver: its columns cut where the output row changes.
+        let mut segments = Vec::new();
+        let mut bounds = vec![0usize];
+        for s0 in (j0..j0 + nc).step_by(NR) {
+            let s1 = (s0 + NR).min(j0 + nc);
+            let mut p = s0;
+            while p < s1 {
+                let (to, ho, wo) = (p / (ho_n * wo_n), (p / wo_n) % ho_n, p % wo_n);
+                let end = s1.min(p + wo_n - wo);
+                segments.push(Segment {
+                    lo: p - s0,
+                    hi: end - s0,
+                    origin: [
+                        (to * st) as isize - pt,
+                        (ho * sh) as isize - ph,
+                        (wo * sw) as isize - pw,
+                    ],
+                });
+                p = end;
+            }
+            bounds.push(segments.len());
+        }
+        let job = PackJob {
+            x: self.x,
+            input: [t_in, h_in, w_in],
+            sw: sw as isize,
+            rows: &rows,
+            segments: &segments,
+            bounds: &bounds,
+        };
+        #[cfg(target_arch = "x86_64")]
+        if sw == 1 && std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F.
+            unsafe { job.run_avx512(kc, dst) };
+            return;
+        }
+        job.run(kc, dst);
+    }
+}
+
+/// One call's packing: rows and sliver segments precomputed.
+struct PackJob<'a> {
+    x: &'a [f32],
+    input: [isize; 3],
+    sw: isize,
+    rows: &'a [[isize; 4]],
+    segments: &'a [Segment],
+    bounds: &'a [usize],
+}
+
+impl PackJob<'_> {
+    /// The valid lanes `l_min..l_max` of `seg` for row tap `(a, b, e)` and the input index of
+    /// lane `seg.lo` (before clipping), or `None` where the row of the window is padding.
+    #[inline(always)]
+    fn lanes(&self, seg: &Segment, row: &[isize; 4]) -> Option<(usize, usize, isize)> {
+        self.lanes_strided(seg, row, self.sw)
+    }
+
+    #[inline(always)]
+    fn lanes_strided(
+        &self,
+        seg: &Segment,
+        row: &[isize; 4],
+        sw: isize,
+    ) -> Option<(usize, usize, isize)> {
+        let [t_in, h_in, w_in] = self.input;
+        let [tap, a, b, e] = *row;
+        let [t0, h0, w0] = seg.origin;
+        if !(0..t_in).contains(&(t0 + a)) || !(0..h_in).contains(&(h0 + b)) {
+            return None;
+        }
+        // Lane l reads w = w0 + e + (l - lo) sw; valid for 0 <= w < W.
+        let w = w0 + e;
+        let (lo, hi) = (seg.lo as isize, seg.hi as isize);
+        let first = if w >= 0 { lo } else { lo + (-w + sw - 1) / sw };
+        let last = if w < w_in {
+            hi.min(lo + (w_in - w + sw - 1) / sw)
+        } else {
+            lo
+        };
+        (first < last).then(|| {
+            let at = t0 * h_in * w_in + h0 * w_in + w0 + tap;
+            (first as usize, last as usize, at)
+        })
+    }
+
+    /// Portable: lane by lane.
+    fn run(&self, kc: usize, dst: &mut [f32]) {
+        for (s, sliver) in dst
+            .chunks_mut(kc * NR)
+            .enumerate()
+            .take(self.bounds.len() - 1)
+        {
+            let segs = &self.segments[self.bounds[s]..self.bounds[s + 1]];
+            for (out, row) in sliver.chunks_exact_mut(NR).zip(self.rows) {
+                out.fill(0.0);
+                for seg in segs {
+                    if let Some((l0, l1, at)) = self.lanes(seg, row) {
+                        for (l, o) in out.iter_mut().enumerate().take(l1).skip(l0) {
+                            *o = self.x[(at + (l - seg.lo) as isize * self.sw) as usize];
                         }
                     }
-                    q += n;
                 }
-            });
+            }
+        }
+    }
+
+    /// Stride 1 with AVX-512F: each segment of a sliver row is one masked load.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; `sw` must be 1.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn run_avx512(&self, kc: usize, dst: &mut [f32]) {
+        use std::arch::x86_64::*;
+        for (s, sliver) in dst
+            .chunks_mut(kc * NR)
+            .enumerate()
+            .take(self.bounds.len() - 1)
+        {
+            let segs = &self.segments[self.bounds[s]..self.bounds[s + 1]];
+            for (out, row) in sliver.chunks_exact_mut(NR).zip(self.rows) {
+                let mut v = _mm512_setzero_ps();
+                for seg in segs {
+                    if let Some((l0, l1, at)) = self.lanes_strided(seg, row, 1) {
+                        // Lane l reads x[at + l - lo]; only lanes l0..l1 (all inside x) load.
+                        let mask = ((1u32 << l1) - (1u32 << l0)) as u16;
+                        let base = self.x.as_ptr().wrapping_offset(at - seg.lo as isize);
+                        v = _mm512_mask_loadu_ps(v, mask, base);
+                    }
+                }
+                _mm512_storeu_ps(out.as_mut_ptr(), v);
+            }
         }
     }
 }

@@ -190,7 +190,7 @@ fn naive_transposed(c: &ConvCase, g: &[f32], w: &[f32]) -> Vec<f64> {
     dx
 }
 
-/// Transposed convolutions at sizes that leave the small-layer path: stride 1 with many input
+/// Convolutions at sizes that leave the small-layer path (forward and transposed): stride 1 with many input
 /// channels (a convolution with the flipped kernel where the packed GEMM is in use) and
 /// mostly-zero gradients (gathered over the nonzeros, in 16- and 64-lane channel blocks with a
 /// partial last block), against direct loops.
@@ -205,6 +205,7 @@ fn wide_transposed_convolutions_match_direct_loops() {
         (32, [4, 12, 12], g([3, 3, 3], [1; 3], [1; 3])),
         (70, [4, 12, 12], g([3, 2, 3], [1; 3], [1, 0, 2])),
         (20, [5, 24, 26], g([3, 2, 3], [1, 2, 2], [1, 0, 1])),
+        (32, [3, 5, 41], g([3, 3, 3], [1; 3], [1, 1, 0])),
     ] {
         let c = ConvCase {
             n: 2,
@@ -224,6 +225,18 @@ fn wide_transposed_convolutions_match_direct_loops() {
         );
         let gs = [c.n, c.c_out, o[0], o[1], o[2]];
         let wv = values(ws.iter().product(), 12);
+        // Forward: rows wider than a 16-column sliver pack straight from the input.
+        let xv = values(xs.iter().product(), 14);
+        let be = cpu();
+        let z = be
+            .conv3d(
+                &t(&be, &xs, xv.clone()),
+                &t(&be, &ws, wv.clone()),
+                None,
+                &c.g,
+            )
+            .unwrap();
+        close(z.as_slice().unwrap(), &naive_conv(&c, &xv, &wv), "conv3d");
         for density in [1, 9] {
             let gv: Vec<f32> = values(gs.iter().product(), 13)
                 .into_iter()
