@@ -120,8 +120,9 @@ enum Run {
     },
 }
 
-/// The im2col matrix of one sample as a [`PackB`] source: packed slivers are gathered straight
-/// from the input, so the matrix itself never exists.
+/// The im2col matrix as a [`PackB`] source: packed slivers are gathered straight from the
+/// input, so the matrix itself never exists. `x` may hold several samples back to back; their
+/// columns follow each other (column `j` is position `j % P` of sample `j / P`).
 pub(crate) struct Im2colPacker<'a> {
     pub dims: &'a ConvDims,
     pub x: &'a [f32],
@@ -134,6 +135,8 @@ struct Segment {
     lo: usize,
     hi: usize,
     origin: [isize; 3],
+    /// Index of the segment's sample in the input.
+    base: isize,
 }
 
 impl PackB for Im2colPacker<'_> {
@@ -152,14 +155,16 @@ impl PackB for Im2colPacker<'_> {
                 [c * plane + a * hw + b * w_in + e, a, b, e]
             })
             .collect();
-        // Per sliver: its columns cut where the output row changes.
+        // Per sliver: its columns cut where the output row (or the sample) changes.
+        let positions = d.positions();
         let mut segments = Vec::new();
         let mut bounds = vec![0usize];
         for s0 in (j0..j0 + nc).step_by(NR) {
             let s1 = (s0 + NR).min(j0 + nc);
             let mut p = s0;
             while p < s1 {
-                let (to, ho, wo) = (p / (ho_n * wo_n), (p / wo_n) % ho_n, p % wo_n);
+                let (sample, q) = (p / positions, p % positions);
+                let (to, ho, wo) = (q / (ho_n * wo_n), (q / wo_n) % ho_n, q % wo_n);
                 let end = s1.min(p + wo_n - wo);
                 segments.push(Segment {
                     lo: p - s0,
@@ -169,6 +174,7 @@ impl PackB for Im2colPacker<'_> {
                         (ho * sh) as isize - ph,
                         (wo * sw) as isize - pw,
                     ],
+                    base: (sample * d.input_len()) as isize,
                 });
                 p = end;
             }
@@ -233,7 +239,7 @@ impl PackJob<'_> {
             lo
         };
         (first < last).then(|| {
-            let at = t0 * h_in * w_in + h0 * w_in + w0 + tap;
+            let at = seg.base + t0 * h_in * w_in + h0 * w_in + w0 + tap;
             (first as usize, last as usize, at)
         })
     }
@@ -362,8 +368,53 @@ pub(crate) fn col2im_add(dims: &ConvDims, col: &[f32], p0: usize, p1: usize, dx:
     });
 }
 
+/// Below this many output positions per sample, a batch's convolution runs as one GEMM over
+/// the columns of all its samples (then reordered to `[N, C_out, P]`): the weights are packed
+/// once instead of once per sample, and a small layer's few columns per sample (conv5 of C3D has
+/// 98) no longer leave GEMM tiles part-empty.
+pub(crate) const SPAN_MAX_POSITIONS: usize = 4096;
+
+/// Forward convolution of `n` samples (`x` `[N, C_in, ...]`, `out` `[N, C_out, P]`):
+/// `out[s]` = `w` (`C_out x K`) im2col(`x[s]`) + bias.
+pub(crate) fn conv_forward(
+    dims: &ConvDims,
+    n: usize,
+    x: &[f32],
+    w: ArrayView2<'_, f32>,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    col: &mut Vec<f32>,
+) {
+    let (k, p, m) = (dims.rows(), dims.positions(), w.nrows());
+    if let (true, Some(ws)) = (
+        crate::sgemm::fast() && n > 1 && p < SPAN_MAX_POSITIONS,
+        w.as_slice(),
+    ) {
+        let mut wide = vec![0.0f32; m * n * p];
+        let packer = Im2colPacker { dims, x };
+        let c = crate::sgemm::Output {
+            data: &mut wide,
+            ldc: n * p,
+        };
+        crate::sgemm::gemm(m, n * p, k, ws, &packer, c, false);
+        out.par_chunks_mut(p).enumerate().for_each(|(r, o)| {
+            let (sample, row) = (r / m, r % m);
+            let src = &wide[row * n * p + sample * p..][..p];
+            let b = bias.map_or(0.0, |b| b[row]);
+            for (d, &v) in o.iter_mut().zip(src) {
+                *d = v + b;
+            }
+        });
+        return;
+    }
+    for (xs, os) in x.chunks(dims.input_len()).zip(out.chunks_mut(m * p)) {
+        let ov = ArrayViewMut2::from_shape((m, p), os).expect("output shape");
+        conv_forward_sample(dims, xs, w, bias, ov, col);
+    }
+}
+
 /// Forward convolution of one sample: `out` (`C_out x P`) = `w` (`C_out x K`) im2col(x) + bias.
-pub(crate) fn conv_forward_sample(
+fn conv_forward_sample(
     dims: &ConvDims,
     x: &[f32],
     w: ArrayView2<'_, f32>,
@@ -425,9 +476,9 @@ pub(crate) fn conv_transposed_sample(
     }
 }
 
-/// Fewer input positions than this, and a transposed convolution's GEMM over them (a few
-/// 16-column slivers) runs slower than `w^T g` + col2im (conv5 of C3D, 98 positions, does; conv4,
-/// 784, does not).
+/// Fewer GEMM columns than this (input positions, times the batch for small layers), and a
+/// transposed convolution's GEMM over them (a few 16-column slivers) runs slower than `w^T g` +
+/// col2im (conv5 of C3D at batch 1, 98 positions, does; conv4, 784, does not).
 pub(crate) const FLIPPED_MIN_POSITIONS: usize = 512;
 
 /// For stride 1 and padding `p <= k - 1`, the transposed convolution is a convolution of the
@@ -435,12 +486,19 @@ pub(crate) const FLIPPED_MIN_POSITIONS: usize = 512;
 /// `dx[i, t] = sum_{o, a} g[o, t + p - a] w[o, i, a]`. Returns that convolution's extents, or
 /// `None` where it does not apply or does not pay: with few input channels (the GEMM's rows) or
 /// few positions, packing the gradient's columns costs more than GEMM + col2im.
-pub(crate) fn flipped_dims(dims: &ConvDims, c_out: usize) -> Option<ConvDims> {
+pub(crate) fn flipped_dims(dims: &ConvDims, c_out: usize, n: usize) -> Option<ConvDims> {
     let g = dims.g;
     if g.stride != [1, 1, 1] || (0..3).any(|a| g.padding[a] + 1 > g.kernel[a]) {
         return None;
     }
-    if dims.c_in < 32 || dims.input.iter().product::<usize>() < FLIPPED_MIN_POSITIONS {
+    let positions = dims.input.iter().product::<usize>();
+    // A batch of small layers runs as one GEMM over all samples' columns (conv_forward).
+    let columns = if positions < SPAN_MAX_POSITIONS {
+        n * positions
+    } else {
+        positions
+    };
+    if dims.c_in < 32 || columns < FLIPPED_MIN_POSITIONS {
         return None;
     }
     let [kt, kh, kw] = g.kernel;

@@ -203,13 +203,7 @@ impl Backend for Cpu {
         let mut out = vec![0.0f32; n * c_out * p];
         self.run(|| {
             let mut col = Vec::new();
-            for (xs, os) in slice(x)
-                .chunks(dims.input_len())
-                .zip(out.chunks_mut(c_out * p))
-            {
-                let ov = ArrayViewMut2::from_shape((c_out, p), os).expect("output shape");
-                conv::conv_forward_sample(&dims, xs, w2, bias.map(slice), ov, &mut col);
-            }
+            conv::conv_forward(&dims, n, slice(x), w2, bias.map(slice), &mut out, &mut col);
         });
         let [to, ho, wo] = dims.output;
         Ok(from_vec(&[n, c_out, to, ho, wo], out))
@@ -246,20 +240,13 @@ impl Backend for Cpu {
             return Ok(from_vec(input_shape, dx));
         }
         if sgemm::fast() {
-            if let Some(fd) = conv::flipped_dims(&dims, c_out) {
+            if let Some(fd) = conv::flipped_dims(&dims, c_out, n) {
                 self.run(|| {
                     let wf = conv::flipped_kernel(slice(w), c_out, dims.c_in, fd.rows() / c_out);
                     let wf2 =
                         ArrayView2::from_shape((dims.c_in, fd.rows()), &wf[..]).expect("shape");
                     let mut col = Vec::new();
-                    for (gs, ds) in slice(gy)
-                        .chunks(c_out * p)
-                        .zip(dx.chunks_mut(dims.input_len()))
-                    {
-                        let dv = ArrayViewMut2::from_shape((dims.c_in, fd.positions()), ds)
-                            .expect("gradient shape");
-                        conv::conv_forward_sample(&fd, gs, wf2, None, dv, &mut col);
-                    }
+                    conv::conv_forward(&fd, n, slice(gy), wf2, None, &mut dx, &mut col);
                 });
                 return Ok(from_vec(input_shape, dx));
             }
