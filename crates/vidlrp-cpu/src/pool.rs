@@ -97,7 +97,150 @@ fn argmax(x: &[f32], window: Window) -> Option<usize> {
     (best_i != usize::MAX).then_some(best_i)
 }
 
+impl PoolDims {
+    /// `Some(kT)` for `[kT, 2, 2]` windows (`kT` 1 or 2) with stride = kernel, no padding and
+    /// no window clipped (C3D's pool1 to pool4): those take [`tiled`].
+    fn tiled_2x2(&self) -> Option<usize> {
+        let kt = self.g.kernel[0];
+        let k = [kt, 2, 2];
+        ((kt == 1 || kt == 2)
+            && self.g.kernel == k
+            && self.g.stride == k
+            && self.g.padding == [0; 3]
+            && (0..3).all(|a| self.output[a] * k[a] <= self.input[a]))
+        .then_some(kt)
+    }
+}
+
+/// The `[KT, 2, 2]` windows along one output row: each window's maximum into `best` and its
+/// winner's code `a * 4 + b * 2 + e` (offsets along t, h, w) into `code`: the first maximum in
+/// scan order, NaN winning, by the same comparisons as [`argmax`]. `rows[a][b]` is input row
+/// `(2 ho + b)` of frame `KT to + a`, `2 best.len()` values long. Branch-free, so it vectorizes.
+#[inline(always)]
+fn row_winners<const KT: usize>(rows: &[[&[f32]; 2]; KT], best: &mut [f32], code: &mut [u8]) {
+    let n = best.len();
+    let rows = rows.map(|r| r.map(|row| &row[..2 * n]));
+    for (wo, (bv, cv)) in best.iter_mut().zip(code.iter_mut()).enumerate() {
+        let mut m = rows[0][0][2 * wo];
+        let mut c = 0u8;
+        for (a, ra) in rows.iter().enumerate() {
+            for (b, row) in ra.iter().enumerate() {
+                for e in 0..2 {
+                    let v = row[2 * wo + e];
+                    let take = (v > m) | v.is_nan();
+                    m = if take { v } else { m };
+                    c = if take { (a * 4 + b * 2 + e) as u8 } else { c };
+                }
+            }
+        }
+        *bv = m;
+        *cv = c;
+    }
+}
+
+/// What a tiled pass over one plane computes.
+enum Tiled<'a> {
+    /// `y` = each window's maximum.
+    Max { y: &'a mut [f32] },
+    /// `dx[winner] += g` (winner-take-all).
+    Route { g: &'a [f32], dx: &'a mut [f32] },
+    /// `y` = each window's sum (in scan order, as [`sum_pool`]).
+    Sum { y: &'a mut [f32] },
+    /// `dx[i] += g` for every element `i` of each window.
+    Spread { g: &'a [f32], dx: &'a mut [f32] },
+}
+
+/// One plane with `[KT, 2, 2]` windows, output row by output row (`x` is the input plane, unused
+/// by [`Tiled::Spread`]). Each input row of a window is read or written as `2 wo` contiguous
+/// values, so the loops vectorize.
+#[inline(always)]
+fn tiled_plane<const KT: usize>(d: &PoolDims, x: &[f32], mut job: Tiled<'_>) {
+    let [_, h_in, w_in] = d.input;
+    let [to_n, ho_n, wo_n] = d.output;
+    let mut best = vec![0.0f32; wo_n];
+    let mut code = vec![0u8; wo_n];
+    for to in 0..to_n {
+        for ho in 0..ho_n {
+            let start = |a: usize, b: usize| ((to * KT + a) * h_in + 2 * ho + b) * w_in;
+            let out = (to * ho_n + ho) * wo_n..(to * ho_n + ho + 1) * wo_n;
+            let input_rows = || -> [[&[f32]; 2]; KT] {
+                std::array::from_fn(|a| {
+                    std::array::from_fn(|b| &x[start(a, b)..start(a, b) + w_in])
+                })
+            };
+            match &mut job {
+                Tiled::Max { y } => row_winners::<KT>(&input_rows(), &mut y[out], &mut code),
+                Tiled::Route { g, dx } => {
+                    row_winners::<KT>(&input_rows(), &mut best, &mut code);
+                    for a in 0..KT {
+                        for b in 0..2 {
+                            let row = &mut dx[start(a, b)..start(a, b) + 2 * wo_n];
+                            let win = (a * 4 + b * 2) as u8;
+                            for (pair, (&g, &c)) in row
+                                .chunks_exact_mut(2)
+                                .zip(g[out.clone()].iter().zip(&code))
+                            {
+                                pair[0] += if c == win { g } else { 0.0 };
+                                pair[1] += if c == win + 1 { g } else { 0.0 };
+                            }
+                        }
+                    }
+                }
+                Tiled::Sum { y } => {
+                    let rows = input_rows();
+                    for (wo, yv) in y[out].iter_mut().enumerate() {
+                        let mut sum = 0.0f32;
+                        for row in rows.iter().flatten() {
+                            sum += row[2 * wo];
+                            sum += row[2 * wo + 1];
+                        }
+                        *yv = sum;
+                    }
+                }
+                Tiled::Spread { g, dx } => {
+                    for a in 0..KT {
+                        for b in 0..2 {
+                            let row = &mut dx[start(a, b)..start(a, b) + 2 * wo_n];
+                            for (pair, &g) in row.chunks_exact_mut(2).zip(&g[out.clone()]) {
+                                pair[0] += g;
+                                pair[1] += g;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`tiled_plane`] for `kT` 1 or 2, compiled for AVX-512F where the CPU has it.
+fn tiled(kt: usize, d: &PoolDims, x: &[f32], job: Tiled<'_>) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        #[target_feature(enable = "avx512f")]
+        unsafe fn wide(kt: usize, d: &PoolDims, x: &[f32], job: Tiled<'_>) {
+            match kt {
+                1 => tiled_plane::<1>(d, x, job),
+                _ => tiled_plane::<2>(d, x, job),
+            }
+        }
+        // SAFETY: the CPU has AVX-512F.
+        unsafe { wide(kt, d, x, job) };
+        return;
+    }
+    match kt {
+        1 => tiled_plane::<1>(d, x, job),
+        _ => tiled_plane::<2>(d, x, job),
+    }
+}
+
 pub(crate) fn max_pool(d: &PoolDims, x: &[f32], y: &mut [f32]) {
+    if let Some(kt) = d.tiled_2x2() {
+        y.par_chunks_mut(d.out_len())
+            .zip(x.par_chunks(d.in_len()))
+            .for_each(|(y, xp)| tiled(kt, d, xp, Tiled::Max { y }));
+        return;
+    }
     let wins = d.windows();
     y.par_chunks_mut(d.out_len())
         .zip(x.par_chunks(d.in_len()))
@@ -109,6 +252,13 @@ pub(crate) fn max_pool(d: &PoolDims, x: &[f32], y: &mut [f32]) {
 }
 
 pub(crate) fn max_pool_transposed(d: &PoolDims, x: &[f32], g: &[f32], dx: &mut [f32]) {
+    if let Some(kt) = d.tiled_2x2() {
+        dx.par_chunks_mut(d.in_len())
+            .zip(x.par_chunks(d.in_len()))
+            .zip(g.par_chunks(d.out_len()))
+            .for_each(|((dx, xp), g)| tiled(kt, d, xp, Tiled::Route { g, dx }));
+        return;
+    }
     let wins = d.windows();
     dx.par_chunks_mut(d.in_len())
         .zip(x.par_chunks(d.in_len()))
@@ -123,6 +273,12 @@ pub(crate) fn max_pool_transposed(d: &PoolDims, x: &[f32], g: &[f32], dx: &mut [
 }
 
 pub(crate) fn sum_pool(d: &PoolDims, x: &[f32], y: &mut [f32]) {
+    if let Some(kt) = d.tiled_2x2() {
+        y.par_chunks_mut(d.out_len())
+            .zip(x.par_chunks(d.in_len()))
+            .for_each(|(y, xp)| tiled(kt, d, xp, Tiled::Sum { y }));
+        return;
+    }
     let wins = d.windows();
     y.par_chunks_mut(d.out_len())
         .zip(x.par_chunks(d.in_len()))
@@ -136,6 +292,12 @@ pub(crate) fn sum_pool(d: &PoolDims, x: &[f32], y: &mut [f32]) {
 }
 
 pub(crate) fn sum_pool_transposed(d: &PoolDims, g: &[f32], dx: &mut [f32]) {
+    if let Some(kt) = d.tiled_2x2() {
+        dx.par_chunks_mut(d.in_len())
+            .zip(g.par_chunks(d.out_len()))
+            .for_each(|(dx, g)| tiled(kt, d, &[], Tiled::Spread { g, dx }));
+        return;
+    }
     let wins = d.windows();
     dx.par_chunks_mut(d.in_len())
         .zip(g.par_chunks(d.out_len()))

@@ -264,6 +264,87 @@ fn be_transposed(
     dx.iter().copied().collect()
 }
 
+/// C3D's pooling windows (`[1, 2, 2]` and `[2, 2, 2]`, stride = kernel, no padding) take
+/// vectorized loops: same values bit for bit as the definition, ties and NaN included (the first
+/// maximum in scan order wins, a NaN wins), odd extents leaving inputs outside every window.
+#[test]
+fn c3d_pooling_windows_match_the_definition_exactly() {
+    let be = cpu();
+    for kernel in [[1, 2, 2], [2, 2, 2]] {
+        let g = Pool3dGeometry {
+            kernel,
+            stride: kernel,
+            padding: [0; 3],
+            ceil_mode: false,
+        };
+        let input = [5usize, 7, 38];
+        let shape = [2, 3, input[0], input[1], input[2]];
+        let len: usize = shape.iter().product();
+        let mut rng = Mix(kernel[0] as u64);
+        // Few distinct values (many ties), signed zeros and some NaNs.
+        let xv: Vec<f32> = (0..len)
+            .map(|_| match rng.next_u64() % 16 {
+                0 => f32::NAN,
+                1 => -0.0,
+                2 => 0.0,
+                r => (r % 4) as f32 - 1.0,
+            })
+            .collect();
+        let x = t(&be, &shape, xv.clone());
+        let o = g.output_extent(input).unwrap();
+        let (plane, out_plane) = (input.iter().product::<usize>(), o.iter().product::<usize>());
+        let gv: Vec<f32> = (0..2 * 3 * out_plane)
+            .map(|j| (j % 5) as f32 - 2.0)
+            .collect();
+        let (mut want_max, mut want_sum) = (Vec::new(), Vec::new());
+        let (mut want_route, mut want_spread) = (vec![0f32; len], vec![0f32; len]);
+        for nc in 0..6 {
+            for ot in 0..o[0] {
+                for oh in 0..o[1] {
+                    for ow in 0..o[2] {
+                        let j = nc * out_plane + (ot * o[1] + oh) * o[2] + ow;
+                        let (mut best, mut sum): (Option<usize>, f32) = (None, 0.0);
+                        for a in 0..kernel[0] {
+                            for b in 0..2 {
+                                for e in 0..2 {
+                                    let i = nc * plane
+                                        + ((ot * kernel[0] + a) * input[1] + 2 * oh + b) * input[2]
+                                        + 2 * ow
+                                        + e;
+                                    let v = xv[i];
+                                    sum += v;
+                                    if best.is_none_or(|k| v > xv[k] || v.is_nan()) {
+                                        best = Some(i);
+                                    }
+                                    want_spread[i] += gv[j];
+                                }
+                            }
+                        }
+                        want_max.push(xv[best.unwrap()]);
+                        want_sum.push(sum);
+                        want_route[best.unwrap()] += gv[j];
+                    }
+                }
+            }
+        }
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        let got = |a: ArrayD<f32>| bits(a.as_slice().unwrap());
+        let gt = t(&be, &[2, 3, o[0], o[1], o[2]], gv.clone());
+        assert_eq!(got(be.max_pool3d(&x, &g).unwrap()), bits(&want_max), "max");
+        assert_eq!(got(be.sum_pool3d(&x, &g).unwrap()), bits(&want_sum), "sum");
+        assert_eq!(
+            got(be.max_pool3d_transposed(&x, &gt, &g).unwrap()),
+            bits(&want_route),
+            "winner-take-all"
+        );
+        assert_eq!(
+            got(be.sum_pool3d_transposed(&gt, &g, &shape).unwrap()),
+            bits(&want_spread),
+            "sum transposed"
+        );
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
