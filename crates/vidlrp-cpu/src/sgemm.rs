@@ -18,6 +18,10 @@ const MC: usize = 192;
 /// Columns of `B` per packed panel.
 const NC: usize = 2048;
 
+/// The fewest columns per block when a GEMM is cut into more blocks than threads: narrower, and
+/// packing `A` once per block costs more than the balance gains.
+const BLOCK_MIN_COLS: usize = 1024;
+
 /// Fills packed `B` slivers: for columns `j0..j0 + nc` and rows `k0..k0 + kc`, value `B[k, j]`
 /// goes to `dst[((j - j0) / NR) * kc * NR + (k - k0) * NR + (j - j0) % NR]`. Every one of those
 /// values must be written (zeros included); the lanes past `nc` in the last sliver are zeroed by
@@ -303,7 +307,12 @@ fn gemm_with(
     let threads = rayon::current_num_threads().max(1);
     // Column blocks of whole slivers, at least 4 slivers each.
     let slivers = n.div_ceil(NR);
-    let parts = threads.min(slivers.div_ceil(4)).max(1);
+    // Up to four blocks per thread where they stay wide (each block packs A for itself), so a
+    // thread slowed by something else on the machine leaves blocks to the others.
+    let parts = threads
+        .min(slivers.div_ceil(4))
+        .max((4 * threads).min(n / BLOCK_MIN_COLS))
+        .max(1);
     let ldc = c.ldc;
     let ptr = SendPtr(c.data.as_mut_ptr());
     let bounds = |t: usize| ((slivers * t / parts) * NR).min(n);
