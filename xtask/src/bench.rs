@@ -18,7 +18,8 @@ pub struct Args {
     /// Threads for both sides (0: all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// Clips per batch.
+    /// Clips per batch (above 1, ours also runs batch 1 in every round and the per-clip times
+    /// are compared).
     #[arg(long, default_value_t = 1)]
     batch: usize,
     /// Timed repetitions per task and process (the minimum is reported).
@@ -182,23 +183,26 @@ fn time_task<B: Backend>(a: &Args, task: &str, be: &B) -> Result<()> {
     Ok(())
 }
 
-fn prepare(a: &Args) -> Result<()> {
+/// Writes the seeded weights and the clips of `batches` (each batch's first clip is the same).
+fn prepare(a: &Args, batches: &[usize]) -> Result<()> {
     std::fs::create_dir_all(&a.dir)?;
     let w = a.dir.join("c3d.safetensors");
     if !w.exists() {
         eprintln!("bench: writing seeded full-width C3D to {}", w.display());
         vidlrp_io::write_safetensors(&w, &init_weights(&C3dSpec::full(), 0))?;
     }
-    let x = a.dir.join(format!("clip-b{}.npy", a.batch));
-    if !x.exists() {
-        let caffe = Preprocess::caffe();
-        let mut rng = Rng::new(42);
-        let n = a.batch * 3 * 16 * 112 * 112;
-        let plane = 16 * 112 * 112;
-        let data = (0..n)
-            .map(|i| (rng.uniform() * 255.0) as f32 - caffe.mean[(i / plane) % 3])
-            .collect();
-        vidlrp_io::write_npy(&x, &HostTensor::new(vec![a.batch, 3, 16, 112, 112], data)?)?;
+    for &batch in batches {
+        let x = a.dir.join(format!("clip-b{batch}.npy"));
+        if !x.exists() {
+            let caffe = Preprocess::caffe();
+            let mut rng = Rng::new(42);
+            let n = batch * 3 * 16 * 112 * 112;
+            let plane = 16 * 112 * 112;
+            let data = (0..n)
+                .map(|i| (rng.uniform() * 255.0) as f32 - caffe.mean[(i / plane) % 3])
+                .collect();
+            vidlrp_io::write_npy(&x, &HostTensor::new(vec![batch, 3, 16, 112, 112], data)?)?;
+        }
     }
     Ok(())
 }
@@ -227,7 +231,14 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(task) = &a.worker {
         return worker(&a, task);
     }
-    prepare(&a)?;
+    // With a batch, ours also runs batch 1 in every round: the per-clip comparison.
+    let per_clip = a.batch > 1;
+    let batches = if per_clip {
+        vec![1, a.batch]
+    } else {
+        vec![a.batch]
+    };
+    prepare(&a, &batches)?;
     let threads = if a.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -281,20 +292,27 @@ pub fn run(a: Args) -> Result<()> {
         // side's minimum over all rounds is reported.
         let mut ours_all: Vec<Value> = Vec::new();
         let mut theirs_all: Vec<Value> = Vec::new();
-        for _ in 0..a.rounds.max(1) {
-            let ours = run_json(
+        let mut single_all: Vec<Value> = Vec::new();
+        let worker = |batch: usize| {
+            run_json(
                 Command::new(&exe)
                     .args(["bench", "--worker", task, "--threads", &threads.to_string()])
                     .args(["--device", &a.device])
                     .args([
                         "--batch",
-                        &a.batch.to_string(),
+                        &batch.to_string(),
                         "--repeat",
                         &a.repeat.to_string(),
                     ])
                     .arg("--dir")
                     .arg(&a.dir),
-            )?;
+            )
+        };
+        for _ in 0..a.rounds.max(1) {
+            let ours = worker(a.batch)?;
+            if per_clip {
+                single_all.push(worker(1)?);
+            }
             let theirs = if have_torch {
                 Some(run_json(
                     Command::new(&a.python)
@@ -349,9 +367,20 @@ pub fn run(a: Args) -> Result<()> {
                 100.0 * rate / sgemm
             );
         }
+        let single = best(&single_all);
+        if let Some(single) = &single {
+            let (clip, one) = (t_ours / a.batch as f64, min_time(single));
+            println!(
+                "         per clip: batch {} {clip:.3} s, batch 1 {one:.3} s (ours, same rounds): \
+                 {:.2} x",
+                a.batch,
+                clip / one
+            );
+        }
         print_profile(&ours);
         rows.push(
-            json!({"task": task, "vidlrp": ours, "torch": theirs, "ratio": t_ours / t_theirs}),
+            json!({"task": task, "vidlrp": ours, "torch": theirs, "ratio": t_ours / t_theirs,
+            "vidlrp_batch1": single}),
         );
     }
     let report = a.dir.join("report.json");
