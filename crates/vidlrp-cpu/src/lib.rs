@@ -3,7 +3,7 @@
 //! Tensors are standard-layout `ndarray::ArrayD<f32>`. Convolutions run on [`sgemm`], a packed
 //! AVX-512 GEMM that gathers im2col columns straight from the input (tiled im2col +
 //! matrixmultiply on CPUs without AVX-512); stride-1 transposes run as convolutions with the
-//! flipped kernel, mostly-zero gradients as scatters. Work is split over a private rayon pool
+//! flipped kernel, mostly-zero gradients as gathers over their nonzeros. Work is split over a private rayon pool
 //! of [`Cpu::threads`] threads; results are identical across runs for a fixed thread count.
 
 mod conv;
@@ -221,7 +221,7 @@ impl Backend for Cpu {
         let (n, c_out) = (input_shape[0], w.shape()[0]);
         let p = dims.positions();
         let mut dx = vec![0.0f32; n * dims.input_len()];
-        // The count is a pass over the gradient: only made where the scatter could apply.
+        // The count is a pass over the gradient: only made where the sparse path could apply.
         let sparse = p >= sparse::SPARSE_MIN_POSITIONS && {
             let nonzero = self.run(|| slice(gy).par_iter().filter(|&&v| v != 0.0).count());
             (nonzero as f64) < sparse::sparse_density() * gy.len() as f64
