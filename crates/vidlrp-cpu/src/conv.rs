@@ -244,14 +244,20 @@ impl PackJob<'_> {
         })
     }
 
+    /// Each packed sliver (`kc` rows of `NR` lanes in `dst`) with its segments.
+    fn slivers<'s>(
+        &'s self,
+        kc: usize,
+        dst: &'s mut [f32],
+    ) -> impl Iterator<Item = (&'s [Segment], &'s mut [f32])> {
+        dst.chunks_mut(kc * NR)
+            .zip(self.bounds.windows(2))
+            .map(|(sliver, b)| (&self.segments[b[0]..b[1]], sliver))
+    }
+
     /// Portable: lane by lane.
     fn run(&self, kc: usize, dst: &mut [f32]) {
-        for (s, sliver) in dst
-            .chunks_mut(kc * NR)
-            .enumerate()
-            .take(self.bounds.len() - 1)
-        {
-            let segs = &self.segments[self.bounds[s]..self.bounds[s + 1]];
+        for (segs, sliver) in self.slivers(kc, dst) {
             for (out, row) in sliver.chunks_exact_mut(NR).zip(self.rows) {
                 out.fill(0.0);
                 for seg in segs {
@@ -273,12 +279,7 @@ impl PackJob<'_> {
     #[target_feature(enable = "avx512f")]
     unsafe fn run_avx512(&self, kc: usize, dst: &mut [f32]) {
         use std::arch::x86_64::*;
-        for (s, sliver) in dst
-            .chunks_mut(kc * NR)
-            .enumerate()
-            .take(self.bounds.len() - 1)
-        {
-            let segs = &self.segments[self.bounds[s]..self.bounds[s + 1]];
+        for (segs, sliver) in self.slivers(kc, dst) {
             for (out, row) in sliver.chunks_exact_mut(NR).zip(self.rows) {
                 let mut v = _mm512_setzero_ps();
                 for seg in segs {

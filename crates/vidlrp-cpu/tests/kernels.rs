@@ -87,19 +87,18 @@ fn conv_case() -> impl Strategy<Value = ConvCase> {
         )
 }
 
-/// Direct cross-correlation in f64.
-fn naive_conv(c: &ConvCase, x: &[f32], w: &[f32]) -> Vec<f64> {
+/// Every term of a direct cross-correlation: `f(output index, input index, weight index)` for
+/// each output element (in order) and each in-range tap of its window.
+fn taps(c: &ConvCase, mut f: impl FnMut(usize, usize, usize)) {
     let o = c.g.output_extent(c.input).unwrap();
     let [ti, hi, wi] = c.input;
     let [kt, kh, kw] = c.g.kernel;
-    let mut out = vec![0f64; c.n * c.c_out * o.iter().product::<usize>()];
     let mut idx = 0;
     for n in 0..c.n {
         for co in 0..c.c_out {
             for ot in 0..o[0] {
                 for oh in 0..o[1] {
                     for ow in 0..o[2] {
-                        let mut s = 0f64;
                         for ci in 0..c.c_in {
                             for a in 0..kt {
                                 for b in 0..kh {
@@ -124,69 +123,35 @@ fn naive_conv(c: &ConvCase, x: &[f32], w: &[f32]) -> Vec<f64> {
                                             * wi
                                             + iw as usize;
                                         let wj = (((co * c.c_in + ci) * kt + a) * kh + b) * kw + d;
-                                        s += f64::from(x[xi]) * f64::from(w[wj]);
+                                        f(idx, xi, wj);
                                     }
                                 }
                             }
                         }
-                        out[idx] = s;
                         idx += 1;
                     }
                 }
             }
         }
     }
+}
+
+/// Direct cross-correlation in f64.
+fn naive_conv(c: &ConvCase, x: &[f32], w: &[f32]) -> Vec<f64> {
+    let o = c.g.output_extent(c.input).unwrap();
+    let mut out = vec![0f64; c.n * c.c_out * o.iter().product::<usize>()];
+    taps(c, |oi, xi, wj| {
+        out[oi] += f64::from(x[xi]) * f64::from(w[wj])
+    });
     out
 }
 
 /// Direct transposed convolution in f64: `dx[n, i, t p + a - pad] += g[n, o, p] w[o, i, a]`.
 fn naive_transposed(c: &ConvCase, g: &[f32], w: &[f32]) -> Vec<f64> {
-    let o = c.g.output_extent(c.input).unwrap();
-    let [ti, hi, wi] = c.input;
-    let [kt, kh, kw] = c.g.kernel;
-    let mut dx = vec![0f64; c.n * c.c_in * ti * hi * wi];
-    let mut idx = 0;
-    for n in 0..c.n {
-        for co in 0..c.c_out {
-            for ot in 0..o[0] {
-                for oh in 0..o[1] {
-                    for ow in 0..o[2] {
-                        let gv = f64::from(g[idx]);
-                        idx += 1;
-                        for ci in 0..c.c_in {
-                            for a in 0..kt {
-                                for b in 0..kh {
-                                    for d in 0..kw {
-                                        let it = (ot * c.g.stride[0] + a) as isize
-                                            - c.g.padding[0] as isize;
-                                        let ih = (oh * c.g.stride[1] + b) as isize
-                                            - c.g.padding[1] as isize;
-                                        let iw = (ow * c.g.stride[2] + d) as isize
-                                            - c.g.padding[2] as isize;
-                                        if it < 0
-                                            || ih < 0
-                                            || iw < 0
-                                            || it >= ti as isize
-                                            || ih >= hi as isize
-                                            || iw >= wi as isize
-                                        {
-                                            continue;
-                                        }
-                                        let xi = (((n * c.c_in + ci) * ti + it as usize) * hi
-                                            + ih as usize)
-                                            * wi
-                                            + iw as usize;
-                                        let wj = (((co * c.c_in + ci) * kt + a) * kh + b) * kw + d;
-                                        dx[xi] += gv * f64::from(w[wj]);
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
+    let mut dx = vec![0f64; c.n * c.c_in * c.input.iter().product::<usize>()];
+    taps(c, |oi, xi, wj| {
+        dx[xi] += f64::from(g[oi]) * f64::from(w[wj])
+    });
     dx
 }
 
