@@ -211,18 +211,9 @@ struct PackJob<'a> {
 impl PackJob<'_> {
     /// The valid lanes `l_min..l_max` of `seg` for row tap `(a, b, e)` and the input index of
     /// lane `seg.lo` (before clipping), or `None` where the row of the window is padding.
+    /// `sw` is the column stride, passed in so the stride-1 path divides by a constant.
     #[inline(always)]
-    fn lanes(&self, seg: &Segment, row: &[isize; 4]) -> Option<(usize, usize, isize)> {
-        self.lanes_strided(seg, row, self.sw)
-    }
-
-    #[inline(always)]
-    fn lanes_strided(
-        &self,
-        seg: &Segment,
-        row: &[isize; 4],
-        sw: isize,
-    ) -> Option<(usize, usize, isize)> {
+    fn lanes(&self, seg: &Segment, row: &[isize; 4], sw: isize) -> Option<(usize, usize, isize)> {
         let [t_in, h_in, w_in] = self.input;
         let [tap, a, b, e] = *row;
         let [t0, h0, w0] = seg.origin;
@@ -261,7 +252,7 @@ impl PackJob<'_> {
             for (out, row) in sliver.chunks_exact_mut(NR).zip(self.rows) {
                 out.fill(0.0);
                 for seg in segs {
-                    if let Some((l0, l1, at)) = self.lanes(seg, row) {
+                    if let Some((l0, l1, at)) = self.lanes(seg, row, self.sw) {
                         for (l, o) in out.iter_mut().enumerate().take(l1).skip(l0) {
                             *o = self.x[(at + (l - seg.lo) as isize * self.sw) as usize];
                         }
@@ -283,7 +274,7 @@ impl PackJob<'_> {
             for (out, row) in sliver.chunks_exact_mut(NR).zip(self.rows) {
                 let mut v = _mm512_setzero_ps();
                 for seg in segs {
-                    if let Some((l0, l1, at)) = self.lanes_strided(seg, row, 1) {
+                    if let Some((l0, l1, at)) = self.lanes(seg, row, 1) {
                         // Lane l reads x[at + l - lo]; only lanes l0..l1 (all inside x) load.
                         let mask = ((1u32 << l1) - (1u32 << l0)) as u16;
                         let base = self.x.as_ptr().wrapping_offset(at - seg.lo as isize);
@@ -316,6 +307,16 @@ pub(crate) fn im2col(dims: &ConvDims, x: &[f32], p0: usize, p1: usize, col: &mut
     });
 }
 
+/// Frames per slab when `groups` independent groups (channels, lane blocks) are each cut into
+/// slabs of frames (of `t_in`) for the threads: about four tasks per thread in all, enough even
+/// with 3 input channels (conv1).
+pub(crate) fn frame_slab(groups: usize, t_in: usize) -> usize {
+    let slabs = (4 * rayon::current_num_threads())
+        .div_ceil(groups.max(1))
+        .clamp(1, t_in.max(1));
+    t_in.div_ceil(slabs).max(1)
+}
+
 /// Adds the columns `p0..p1` of `col` (`K x (p1 - p0)`) back into the sample's input gradient
 /// `dx`, in parallel over input channels and slabs of input frames (each task writes only its
 /// own slab; every value receives its rows' contributions in row order, as one task would).
@@ -329,11 +330,7 @@ pub(crate) fn col2im_add(dims: &ConvDims, col: &[f32], p0: usize, p1: usize, dx:
     let plane_o = ho_n * wo_n;
     let (kh, kw) = (dims.g.kernel[1], dims.g.kernel[2]);
     let (st, pt) = (dims.g.stride[0], dims.g.padding[0]);
-    // Enough tasks for the threads even with 3 input channels (conv1).
-    let slabs = (4 * rayon::current_num_threads())
-        .div_ceil(dims.c_in.max(1))
-        .clamp(1, t_in.max(1));
-    let slab_t = t_in.div_ceil(slabs);
+    let slab_t = frame_slab(dims.c_in, t_in);
     let slab_len = slab_t * frame;
     dx.par_chunks_mut(plane).enumerate().for_each(|(c, dxc)| {
         dxc.par_chunks_mut(slab_len)

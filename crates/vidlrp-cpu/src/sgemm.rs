@@ -257,10 +257,11 @@ fn aligned(v: &mut [f32]) -> &mut [f32] {
     &mut v[skip..]
 }
 
-/// A pointer that may cross to the rayon workers: each writes a disjoint column range.
+/// A pointer into one live output buffer that may cross to the rayon workers; users must give
+/// each worker a disjoint region of it (here: column ranges of `C`).
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: the workers write disjoint column ranges of one live buffer.
+pub(crate) struct SendPtr(pub(crate) *mut f32);
+// SAFETY: every user writes disjoint regions of one buffer that outlives its workers.
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 

@@ -8,7 +8,8 @@
 //! value of `dx` is written once and sums its terms in a fixed order (offsets, then channels
 //! `o`), whatever the number of threads.
 
-use crate::conv::ConvDims;
+use crate::conv::{frame_slab, ConvDims};
+use crate::sgemm::SendPtr;
 use rayon::prelude::*;
 
 /// Below this fraction of nonzero gradient values (and with at least [`SPARSE_MIN_POSITIONS`]
@@ -69,11 +70,7 @@ type Entries = Vec<(u32, f32)>;
 
 /// The gradient's nonzeros grouped by output position: position `p`'s `(o, g[o, p])` pairs are
 /// `entries[starts[p]..starts[p + 1]]`, `o` ascending. `g` is `[C_out][P]`.
-fn nonzeros_by_position(
-    g: &[f32],
-    c_out: usize,
-    positions: usize,
-) -> (Vec<usize>, Vec<(u32, f32)>) {
+fn nonzeros_by_position(g: &[f32], c_out: usize, positions: usize) -> (Vec<usize>, Entries) {
     // Position ranges in parallel, each read channel by channel (contiguous rows of g).
     let chunk = 4096;
     let parts: Vec<(Vec<u32>, Entries)> = (0..positions.div_ceil(chunk))
@@ -126,13 +123,6 @@ fn axis_map(n_in: usize, k: usize, s: usize, pad: usize, n_out: usize) -> Vec<u3
     }
     m
 }
-
-/// A pointer that may cross to the rayon workers: each writes its own lanes and frames.
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: the tasks write disjoint (channel block x frame slab) regions of one live buffer.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
 
 /// Input positions per tile of one gather task.
 const TILE: usize = 64;
@@ -262,10 +252,9 @@ pub(crate) fn conv_transposed_sparse_sample(
     };
     let blocks = dims.c_in.div_ceil(kernel.lanes);
     let t_in = dims.input[0];
-    let slabs = (4 * rayon::current_num_threads())
-        .div_ceil(blocks)
-        .clamp(1, t_in.max(1));
-    let slab_t = t_in.div_ceil(slabs);
+    let slab_t = frame_slab(blocks, t_in);
+    let slabs = t_in.div_ceil(slab_t);
+    // Each task writes its own (lane block x frame slab) region of dx.
     let ptr = SendPtr(dx.as_mut_ptr());
     (0..blocks * slabs).into_par_iter().for_each(|task| {
         let (bi, si) = (task / slabs, task % slabs);
