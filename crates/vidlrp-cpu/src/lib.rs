@@ -8,6 +8,7 @@
 //! fixed thread count.
 
 mod conv;
+mod direct;
 mod gemm;
 mod pool;
 pub mod sgemm;
@@ -222,6 +223,17 @@ impl Backend for Cpu {
         let (n, c_out) = (input_shape[0], w.shape()[0]);
         let p = dims.positions();
         let mut dx = vec![0.0f32; n * dims.input_len()];
+        if direct::applies(&dims) {
+            self.run(|| {
+                for (gs, ds) in slice(gy)
+                    .chunks(c_out * p)
+                    .zip(dx.chunks_mut(dims.input_len()))
+                {
+                    direct::conv_transposed_direct_sample(&dims, c_out, gs, slice(w), ds);
+                }
+            });
+            return Ok(from_vec(input_shape, dx));
+        }
         // The count is a pass over the gradient: only made where the sparse path could apply.
         let sparse = p >= sparse::SPARSE_MIN_POSITIONS && {
             let nonzero = self.run(|| slice(gy).par_iter().filter(|&&v| v != 0.0).count());

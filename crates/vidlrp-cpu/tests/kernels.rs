@@ -156,9 +156,10 @@ fn naive_transposed(c: &ConvCase, g: &[f32], w: &[f32]) -> Vec<f64> {
 }
 
 /// Convolutions at sizes that leave the small-layer path (forward and transposed): stride 1 with many input
-/// channels (a convolution with the flipped kernel where the packed GEMM is in use) and
-/// mostly-zero gradients (gathered over the nonzeros, in 16- and 64-lane channel blocks with a
-/// partial last block), against direct loops.
+/// channels (a convolution with the flipped kernel where the packed GEMM is in use), stride 1
+/// onto 1-3 input channels (the direct path: rows of one and two 112-column stretches, padding
+/// from 0 to k - 1) and mostly-zero gradients (gathered over the nonzeros, in 16- and 64-lane
+/// channel blocks with a partial last block), against direct loops.
 #[test]
 fn wide_transposed_convolutions_match_direct_loops() {
     let g = |kernel, stride, padding| Conv3dGeometry {
@@ -171,6 +172,9 @@ fn wide_transposed_convolutions_match_direct_loops() {
         (70, [4, 12, 12], g([3, 2, 3], [1; 3], [1, 0, 2])),
         (20, [5, 24, 26], g([3, 2, 3], [1, 2, 2], [1, 0, 1])),
         (32, [3, 5, 41], g([3, 3, 3], [1; 3], [1, 1, 0])),
+        (3, [4, 9, 130], g([3, 3, 3], [1; 3], [1; 3])),
+        (1, [3, 10, 30], g([2, 3, 3], [1; 3], [0, 2, 1])),
+        (2, [5, 7, 17], g([3, 1, 5], [1; 3], [2, 0, 0])),
     ] {
         let c = ConvCase {
             n: 2,

@@ -1,0 +1,170 @@
+//! The transposed convolution onto a few input channels (a video's RGB planes), computed
+//! directly: `dx[i, t, h, w] = sum_{o, a, b, d} w[o, i, a, b, d] g[o, t + pT - a, h + pH - b,
+//! w + pW - d]` (stride 1, out-of-range gradient positions left out).
+//!
+//! With three input channels neither GEMM formulation fills the registers: `w^T g` has only
+//! `3 kvol` rows and leaves a `3 kvol`-row col2im behind, the flipped convolution has 3 output
+//! rows. Here each task holds a stretch of [`VECS`] 16-lane vectors of one row of `dx`, for
+//! every input channel, in registers and streams the gradient rows over it: each loaded
+//! gradient vector feeds one FMA per input channel. Every value of `dx` is written once by one
+//! task and sums its terms in the order `o, a, b, d`, whatever the number of threads.
+
+use crate::conv::ConvDims;
+use crate::sgemm::SendPtr;
+use rayon::prelude::*;
+
+/// The most input channels this path takes.
+pub(crate) const MAX_CHANNELS: usize = 3;
+
+/// 16-lane vectors of one `dx` row held per input channel (3 x 7 accumulators of 32 registers).
+const VECS: usize = 7;
+
+/// Whether the direct path computes this transposed convolution: stride 1, at most
+/// [`MAX_CHANNELS`] input channels, and the AVX-512 kernels on ([`crate::sgemm::fast`]).
+pub(crate) fn applies(dims: &ConvDims) -> bool {
+    dims.c_in <= MAX_CHANNELS && dims.g.stride == [1, 1, 1] && crate::sgemm::fast()
+}
+
+/// `dx = conv^T(g)` for one sample (`dx` overwritten); `g` is `[C_out][P]`, `w`
+/// `[C_out][C_in][kvol]`. Call only where [`applies`] holds.
+pub(crate) fn conv_transposed_direct_sample(
+    dims: &ConvDims,
+    c_out: usize,
+    g: &[f32],
+    w: &[f32],
+    dx: &mut [f32],
+) {
+    assert!(
+        applies(dims),
+        "direct transposed convolution does not apply"
+    );
+    let kvol = dims.g.kernel.iter().product::<usize>();
+    let c_in = dims.c_in;
+    assert!(
+        g.len() == c_out * dims.positions()
+            && w.len() == c_out * c_in * kvol
+            && dx.len() == dims.input_len()
+    );
+    // w re-laid [o][a][b][d][i]: one tap's input-channel weights side by side.
+    let mut taps = vec![0.0f32; w.len()];
+    for o in 0..c_out {
+        for i in 0..c_in {
+            for k in 0..kvol {
+                taps[(o * kvol + k) * c_in + i] = w[(o * c_in + i) * kvol + k];
+            }
+        }
+    }
+    let [t_in, h_in, w_in] = dims.input;
+    let chunks = w_in.div_ceil(16 * VECS);
+    let job = Job {
+        dims,
+        c_out,
+        g,
+        taps: &taps,
+    };
+    let ptr = SendPtr(dx.as_mut_ptr());
+    // One task per stretch of a dx row; each writes only its own stretch, for every channel.
+    (0..t_in * h_in * chunks).into_par_iter().for_each(|task| {
+        let (row, chunk) = (task / chunks, task % chunks);
+        // SAFETY: fast() (AVX-512F present) held in applies(); the task's stretch lies in dx and is its own.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            match c_in {
+                1 => job.stretch::<1>(row / h_in, row % h_in, chunk, ptr),
+                2 => job.stretch::<2>(row / h_in, row % h_in, chunk, ptr),
+                _ => job.stretch::<3>(row / h_in, row % h_in, chunk, ptr),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (row, chunk, &job, ptr);
+    });
+}
+
+/// What every task reads.
+struct Job<'a> {
+    dims: &'a ConvDims,
+    c_out: usize,
+    g: &'a [f32],
+    taps: &'a [f32],
+}
+
+impl Job<'_> {
+    /// `dx[.., t, h, w]` for `w` in stretch `chunk` (`16 VECS` columns) of the row, all `C`
+    /// input channels.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; `dx` must point at this sample's `dx`, of which this call
+    /// alone writes the stretch.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn stretch<const C: usize>(&self, t: usize, h: usize, chunk: usize, dx: SendPtr) {
+        use std::arch::x86_64::*;
+        let d = self.dims;
+        let [t_in, h_in, w_in] = d.input;
+        let [t_out, h_out, w_out] = d.output;
+        let [kt, kh, kw] = d.g.kernel;
+        let [pt, ph, pw] = d.g.padding;
+        let kvol = kt * kh * kw;
+        let positions = d.positions();
+        let w0 = chunk * 16 * VECS;
+        // Per tap column e and vector v: the offset of lane 0 in a gradient row, and the lanes
+        // whose column w0 + 16 v + l is in dx and reads a gradient column inside the row.
+        let mut loads = vec![(0isize, 0u16); kw * VECS];
+        for e in 0..kw {
+            for v in 0..VECS {
+                let first = (w0 + 16 * v + pw) as isize - e as isize;
+                let mut mask = 0u16;
+                for l in 0..16 {
+                    let (x, src) = (w0 + 16 * v + l, first + l as isize);
+                    if x < w_in && (0..w_out as isize).contains(&src) {
+                        mask |= 1 << l;
+                    }
+                }
+                loads[e * VECS + v] = (first, mask);
+            }
+        }
+        let mut acc = [[_mm512_setzero_ps(); VECS]; C];
+        for o in 0..self.c_out {
+            for a in 0..kt {
+                let Some(to) = (t + pt).checked_sub(a).filter(|&v| v < t_out) else {
+                    continue;
+                };
+                for b in 0..kh {
+                    let Some(ho) = (h + ph).checked_sub(b).filter(|&v| v < h_out) else {
+                        continue;
+                    };
+                    let row = self
+                        .g
+                        .as_ptr()
+                        .add(o * positions + (to * h_out + ho) * w_out);
+                    let tap0 = (o * kvol + (a * kh + b) * kw) * C;
+                    let taps = &self.taps[tap0..tap0 + kw * C];
+                    for (tap, lanes) in taps.chunks_exact(C).zip(loads.chunks_exact(VECS)) {
+                        let wt: [__m512; C] = std::array::from_fn(|i| _mm512_set1_ps(tap[i]));
+                        let lanes: &[(isize, u16); VECS] = lanes.try_into().expect("VECS loads");
+                        for (v, &(first, mask)) in lanes.iter().enumerate() {
+                            // Only the mask's lanes, all inside this gradient row, are read.
+                            let x = _mm512_maskz_loadu_ps(mask, row.wrapping_offset(first));
+                            for (acc_i, &w_i) in acc.iter_mut().zip(&wt) {
+                                acc_i[v] = _mm512_fmadd_ps(w_i, x, acc_i[v]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let plane = t_in * h_in * w_in;
+        for (i, acc_i) in acc.iter().enumerate() {
+            let base = dx.0.add(i * plane + (t * h_in + h) * w_in);
+            for (v, &x) in acc_i.iter().enumerate() {
+                let start = w0 + 16 * v;
+                if start >= w_in {
+                    break;
+                }
+                let lanes = (w_in - start).min(16);
+                let mask = ((1u32 << lanes) - 1) as u16;
+                _mm512_mask_storeu_ps(base.add(start), mask, x);
+            }
+        }
+    }
+}
