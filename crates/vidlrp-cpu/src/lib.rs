@@ -9,6 +9,7 @@
 
 mod conv;
 mod direct;
+mod elementwise;
 mod gemm;
 mod pool;
 pub mod sgemm;
@@ -16,7 +17,7 @@ mod sparse;
 
 use conv::ConvDims;
 use gemm::par_gemm;
-use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, IxDyn, Zip};
+use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, IxDyn};
 use pool::PoolDims;
 use rayon::prelude::*;
 use vidlrp_core::{
@@ -147,7 +148,10 @@ impl Backend for Cpu {
     }
 
     fn unary(&self, x: &ArrayD<f32>, op: UnaryOp) -> Result<ArrayD<f32>> {
-        Ok(self.run(|| Zip::from(x).par_map_collect(|&v| op.apply(v))))
+        Ok(from_vec(
+            x.shape(),
+            self.run(|| elementwise::unary(slice(x), op)),
+        ))
     }
 
     fn binary(&self, a: &ArrayD<f32>, b: &ArrayD<f32>, op: BinaryOp) -> Result<ArrayD<f32>> {
@@ -158,7 +162,10 @@ impl Backend for Cpu {
                 b.shape()
             )));
         }
-        Ok(self.run(|| Zip::from(a).and(b).par_map_collect(|&x, &y| op.apply(x, y))))
+        Ok(from_vec(
+            a.shape(),
+            self.run(|| elementwise::binary(slice(a), slice(b), op)),
+        ))
     }
 
     fn sum_per_sample(&self, x: &ArrayD<f32>) -> Result<Vec<f64>> {
