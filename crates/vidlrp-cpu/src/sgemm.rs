@@ -266,7 +266,7 @@ unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 /// `C (+)= A B` with `A` `[M, K]` row-major, `B` given by its packer, `C` `[M, N]` (`ldc`),
-/// the columns split over the current rayon pool's threads.
+/// the columns (rows where `N < M`) split over the current rayon pool's threads.
 pub fn gemm(
     m: usize,
     n: usize,
@@ -306,6 +306,40 @@ fn gemm_with(
         return;
     }
     let threads = rayon::current_num_threads().max(1);
+    let ldc = c.ldc;
+    let ptr = SendPtr(c.data.as_mut_ptr());
+    if threads > 1 && n < m && m >= 2 * MR {
+        // Narrow (conv5 of C3D: 512 rows, 98 columns): cutting the columns would have every
+        // thread pack all of A for a few slivers; cut the rows instead (every thread packs the
+        // smaller B).
+        let blocks = m.div_ceil(MR);
+        let parts = threads.min(blocks);
+        let bounds = |t: usize| ((blocks * t / parts) * MR).min(m);
+        rayon::scope(|s| {
+            for t in 0..parts {
+                let (i0, i1) = (bounds(t), bounds(t + 1));
+                s.spawn(move |_| {
+                    let p = ptr;
+                    // SAFETY: rows i0..i1 < m of C; each part writes only its own rows.
+                    let c = unsafe { p.0.add(i0 * ldc) };
+                    gemm_columns(
+                        kernel,
+                        i1 - i0,
+                        k,
+                        &a[i0 * k..],
+                        k,
+                        b,
+                        0,
+                        n,
+                        c,
+                        ldc,
+                        accumulate,
+                    )
+                });
+            }
+        });
+        return;
+    }
     // Column blocks of whole slivers, at least 4 slivers each.
     let slivers = n.div_ceil(NR);
     // Up to four blocks per thread where they stay wide (each block packs A for itself), so a
@@ -314,8 +348,6 @@ fn gemm_with(
         .min(slivers.div_ceil(4))
         .max((4 * threads).min(n / BLOCK_MIN_COLS))
         .max(1);
-    let ldc = c.ldc;
-    let ptr = SendPtr(c.data.as_mut_ptr());
     let bounds = |t: usize| ((slivers * t / parts) * NR).min(n);
     if parts == 1 {
         gemm_columns(kernel, m, k, a, k, b, 0, n, ptr.0, ldc, accumulate);
@@ -398,8 +430,14 @@ mod tests {
 
     #[test]
     fn results_do_not_depend_on_the_thread_count() {
-        // Wide enough that 1, 2 and 3 threads cut the columns into 4, 8 and 12 blocks.
-        let (m, n, k) = (70, 12_333, 300);
+        // Wide enough that 1, 2 and 3 threads cut the columns into 4, 8 and 12 blocks; narrow
+        // enough that the rows are cut instead.
+        for (m, n, k) in [(70, 12_333, 300), (517, 98, 700)] {
+            same_for_every_thread_count(m, n, k);
+        }
+    }
+
+    fn same_for_every_thread_count(m: usize, n: usize, k: usize) {
         let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
         let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
         let run = |threads| {
