@@ -45,17 +45,32 @@ impl LaneKernel {
         let lanes = if c_in >= 64 { 64 } else { 16 };
         let padded = c_in.next_multiple_of(lanes);
         let mut data = vec![0.0f32; kvol * c_out * padded];
-        // One offset per task; each writes contiguous rows of C_in values.
-        data.par_chunks_mut(c_out * padded)
-            .enumerate()
-            .for_each(|(k, dk)| {
-                for (o, row) in dk.chunks_mut(padded).enumerate() {
-                    let src = &w[o * c_in * kvol..(o + 1) * c_in * kvol];
-                    for (i, d) in row[..c_in].iter_mut().enumerate() {
-                        *d = src[i * kvol + k];
+        // Blocks of output channels per task: each reads its channels' weights once, in order,
+        // and writes one contiguous run per offset.
+        const BLOCK: usize = 16;
+        let ptr = SendPtr(data.as_mut_ptr());
+        (0..c_out.div_ceil(BLOCK)).into_par_iter().for_each(|bi| {
+            let dst = ptr;
+            let (o0, o1) = (bi * BLOCK, ((bi + 1) * BLOCK).min(c_out));
+            for o in o0..o1 {
+                let src = &w[o * c_in * kvol..(o + 1) * c_in * kvol];
+                // 16 input channels' taps (in L1) at a time, one 16-float run per offset.
+                for (ib, block) in src.chunks(16 * kvol).enumerate() {
+                    let width = block.len() / kvol;
+                    for k in 0..kvol {
+                        // SAFETY: the run lies in row (k, o) of data; only this task writes
+                        // channel o's rows.
+                        let run = unsafe {
+                            let at = (k * c_out + o) * padded + ib * 16;
+                            std::slice::from_raw_parts_mut(dst.0.add(at), width)
+                        };
+                        for (j, d) in run.iter_mut().enumerate() {
+                            *d = block[j * kvol + k];
+                        }
                     }
                 }
-            });
+            }
+        });
         LaneKernel {
             data,
             c_out,
@@ -124,8 +139,10 @@ fn axis_map(n_in: usize, k: usize, s: usize, pad: usize, n_out: usize) -> Vec<u3
     m
 }
 
-/// Input positions per tile of one gather task.
-const TILE: usize = 64;
+/// Input positions per tile of one gather task: each offset's kernel rows serve this many
+/// positions before the next offset's are read (64 positions left conv4's rows, 128 KB per
+/// offset, coming from L3 again for every tile).
+const TILE: usize = 256;
 
 /// Everything one gather task reads.
 struct Gather<'a> {
@@ -138,7 +155,7 @@ struct Gather<'a> {
 
 impl Gather<'_> {
     /// `dx[i0..i0 + L, frames t0..t1]`, in tiles of [`TILE`] consecutive input positions whose
-    /// `L`-lane sums stay in L1: kernel offsets outermost within a tile, so only one offset's
+    /// `L`-lane sums stay in L2: kernel offsets outermost within a tile, so only one offset's
     /// kernel rows (`C_out x L`) are in use at a time; each position's lanes are in registers
     /// while it runs through one output position's nonzero channels.
     #[inline(always)]
