@@ -183,6 +183,7 @@ impl PackB for Im2colPacker<'_> {
         let job = PackJob {
             x: self.x,
             input: [t_in, h_in, w_in],
+            kernel: d.g.kernel,
             sw: sw as isize,
             rows: &rows,
             segments: &segments,
@@ -202,6 +203,7 @@ impl PackB for Im2colPacker<'_> {
 struct PackJob<'a> {
     x: &'a [f32],
     input: [isize; 3],
+    kernel: [usize; 3],
     sw: isize,
     rows: &'a [[isize; 4]],
     segments: &'a [Segment],
@@ -262,7 +264,10 @@ impl PackJob<'_> {
         }
     }
 
-    /// Stride 1 with AVX-512F: each segment of a sliver row is one masked load.
+    /// Stride 1 with AVX-512F: each segment of a sliver row is one masked load. What a segment
+    /// reads depends on a row only through its tap `(c, a, b, e)`: the lanes inside the input for
+    /// each column tap `e`, whether window row `(a, b)` is inside, and the input index of lane 0
+    /// are worked out once per segment, not once per row.
     ///
     /// # Safety
     /// The CPU must support AVX-512F; `sw` must be 1.
@@ -270,15 +275,46 @@ impl PackJob<'_> {
     #[target_feature(enable = "avx512f")]
     unsafe fn run_avx512(&self, kc: usize, dst: &mut [f32]) {
         use std::arch::x86_64::*;
-        for (segs, sliver) in self.slivers(kc, dst) {
-            for (out, row) in sliver.chunks_exact_mut(NR).zip(self.rows) {
+        let [t_in, h_in, w_in] = self.input;
+        let [kt, kh, kw] = self.kernel;
+        let (n, nab) = (self.segments.len(), kt * kh);
+        let mut masks = vec![0u16; n * kw];
+        let mut inside = vec![false; n * nab];
+        let mut lane0 = vec![0isize; n];
+        for (s, seg) in self.segments.iter().enumerate() {
+            let [t0, h0, w0] = seg.origin;
+            for a in 0..kt {
+                for b in 0..kh {
+                    inside[s * nab + a * kh + b] = (0..t_in).contains(&(t0 + a as isize))
+                        && (0..h_in).contains(&(h0 + b as isize));
+                }
+            }
+            let (lo, hi) = (seg.lo as isize, seg.hi as isize);
+            for e in 0..kw {
+                // Lane l reads w = w0 + e + l - lo; valid for 0 <= w < W.
+                let w = w0 + e as isize;
+                let first = if w >= 0 { lo } else { lo - w };
+                let last = if w < w_in { hi.min(lo + w_in - w) } else { lo };
+                if first < last {
+                    masks[s * kw + e] = ((1u32 << last) - (1u32 << first)) as u16;
+                }
+            }
+            lane0[s] = seg.base + t0 * h_in * w_in + h0 * w_in + w0 - lo;
+        }
+        // Per row: its tap's index offset, window row (a, b) and column tap e.
+        let taps: Vec<(isize, usize, usize)> = self
+            .rows
+            .iter()
+            .map(|&[tap, a, b, e]| (tap, a as usize * kh + b as usize, e as usize))
+            .collect();
+        for (sliver, range) in dst.chunks_mut(kc * NR).zip(self.bounds.windows(2)) {
+            for (out, &(tap, ab, e)) in sliver.chunks_exact_mut(NR).zip(&taps) {
                 let mut v = _mm512_setzero_ps();
-                for seg in segs {
-                    if let Some((l0, l1, at)) = self.lanes(seg, row, 1) {
-                        // Lane l reads x[at + l - lo]; only lanes l0..l1 (all inside x) load.
-                        let mask = ((1u32 << l1) - (1u32 << l0)) as u16;
-                        let base = self.x.as_ptr().wrapping_offset(at - seg.lo as isize);
-                        v = _mm512_mask_loadu_ps(v, mask, base);
+                for s in range[0]..range[1] {
+                    if inside[s * nab + ab] {
+                        // Only the mask's lanes, all inside x, load.
+                        let base = self.x.as_ptr().wrapping_offset(lane0[s] + tap);
+                        v = _mm512_mask_loadu_ps(v, masks[s * kw + e], base);
                     }
                 }
                 _mm512_storeu_ps(out.as_mut_ptr(), v);
