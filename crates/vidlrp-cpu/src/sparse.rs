@@ -159,7 +159,13 @@ impl Gather<'_> {
     /// kernel rows (`C_out x L`) are in use at a time; each position's lanes are in registers
     /// while it runs through one output position's nonzero channels.
     #[inline(always)]
-    fn sweep<const L: usize>(&self, i0: usize, t0: usize, t1: usize, dx: SendPtr) {
+    fn sweep<const L: usize, const AVX512: bool>(
+        &self,
+        i0: usize,
+        t0: usize,
+        t1: usize,
+        dx: SendPtr,
+    ) {
         let [_, h_in, w_in] = self.dims.input;
         let [kt, kh, kw] = self.dims.g.kernel;
         let [_, ho_n, wo_n] = self.dims.output;
@@ -188,13 +194,21 @@ impl Gather<'_> {
                                 continue;
                             }
                             let p = (to as usize * ho_n + ho as usize) * wo_n + wo as usize;
+                            let list = &self.entries[self.starts[p]..self.starts[p + 1]];
+                            #[cfg(target_arch = "x86_64")]
+                            if AVX512 {
+                                // SAFETY: sweep::<_, true> runs only inside run_avx512 (AVX-512F
+                                // present); o < C_out and i0 + L <= padded for every entry.
+                                unsafe { visit_avx512(acc_out, list, rows, padded, i0) };
+                                continue;
+                            }
                             let mut acc = *acc_out;
-                            for &(o, v) in &self.entries[self.starts[p]..self.starts[p + 1]] {
+                            for &(o, v) in list {
                                 let at = o as usize * padded + i0;
                                 let row: &[f32; L] =
                                     rows[at..at + L].try_into().expect("lane block");
-                                for (s, &r) in acc.iter_mut().zip(row) {
-                                    *s += v * r;
+                                for j in 0..L {
+                                    acc[j] += v * row[j];
                                 }
                             }
                             *acc_out = acc;
@@ -223,8 +237,8 @@ impl Gather<'_> {
             return;
         }
         match self.kernel.lanes {
-            64 => self.sweep::<64>(i0, t0, t1, dx),
-            _ => self.sweep::<16>(i0, t0, t1, dx),
+            64 => self.sweep::<64, false>(i0, t0, t1, dx),
+            _ => self.sweep::<16, false>(i0, t0, t1, dx),
         }
     }
 
@@ -233,9 +247,47 @@ impl Gather<'_> {
     #[target_feature(enable = "avx512f")]
     unsafe fn run_avx512(&self, i0: usize, t0: usize, t1: usize, dx: SendPtr) {
         match self.kernel.lanes {
-            64 => self.sweep::<64>(i0, t0, t1, dx),
-            _ => self.sweep::<16>(i0, t0, t1, dx),
+            64 => self.sweep::<64, true>(i0, t0, t1, dx),
+            _ => self.sweep::<16, true>(i0, t0, t1, dx),
         }
+    }
+}
+
+/// `acc += sum over list of v w_row(o)`, the lane block in `L / 16` registers: one FMA per 16
+/// lanes and entry, in list order.
+///
+/// # Safety
+/// The CPU must support AVX-512F; every entry's row `rows[o padded + i0..][..L]` must lie in
+/// `rows`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn visit_avx512<const L: usize>(
+    acc: &mut [f32; L],
+    list: &[(u32, f32)],
+    rows: &[f32],
+    padded: usize,
+    i0: usize,
+) {
+    use std::arch::x86_64::*;
+    const MAX: usize = 4;
+    let n = L / 16;
+    debug_assert!(n <= MAX && L.is_multiple_of(16));
+    let mut r = [_mm512_setzero_ps(); MAX];
+    for (j, rj) in r.iter_mut().enumerate().take(n) {
+        *rj = _mm512_loadu_ps(acc.as_ptr().add(16 * j));
+    }
+    for &(o, v) in list {
+        let at = o as usize * padded + i0;
+        debug_assert!(at + L <= rows.len());
+        let row = rows.as_ptr().add(at);
+        let vv = _mm512_set1_ps(v);
+        for (j, rj) in r.iter_mut().enumerate().take(n) {
+            *rj = _mm512_fmadd_ps(vv, _mm512_loadu_ps(row.add(16 * j)), *rj);
+        }
+    }
+    for (j, rj) in r.iter().enumerate().take(n) {
+        _mm512_storeu_ps(acc.as_mut_ptr().add(16 * j), *rj);
     }
 }
 
