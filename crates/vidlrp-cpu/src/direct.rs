@@ -19,10 +19,10 @@ pub(crate) const MAX_CHANNELS: usize = 3;
 /// 16-lane vectors of one `dx` row held per input channel (3 x 7 accumulators of 32 registers).
 const VECS: usize = 7;
 
-/// Whether the direct path computes this transposed convolution: stride 1, at most
+/// Whether the direct path computes this transposed convolution: stride 1, 1 to
 /// [`MAX_CHANNELS`] input channels, and the AVX-512 kernels on ([`crate::sgemm::fast`]).
 pub(crate) fn applies(dims: &ConvDims) -> bool {
-    dims.c_in <= MAX_CHANNELS && dims.g.stride == [1, 1, 1] && crate::sgemm::fast()
+    (1..=MAX_CHANNELS).contains(&dims.c_in) && dims.g.stride == [1, 1, 1] && crate::sgemm::fast()
 }
 
 /// `dx = conv^T(g)` for one sample (`dx` overwritten); `g` is `[C_out][P]`, `w`
@@ -66,7 +66,8 @@ pub(crate) fn conv_transposed_direct_sample(
     // One task per stretch of a dx row; each writes only its own stretch, for every channel.
     (0..t_in * h_in * chunks).into_par_iter().for_each(|task| {
         let (row, chunk) = (task / chunks, task % chunks);
-        // SAFETY: fast() (AVX-512F present) held in applies(); the task's stretch lies in dx and is its own.
+        // SAFETY: fast() (AVX-512F present) held in applies(); the task's stretch lies in dx
+        // and no other task writes it.
         #[cfg(target_arch = "x86_64")]
         unsafe {
             match c_in {

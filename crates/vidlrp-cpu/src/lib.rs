@@ -4,9 +4,8 @@
 //! AVX-512 GEMM that gathers im2col columns straight from the input (tiled im2col +
 //! matrixmultiply on CPUs without AVX-512); stride-1 transposes run as convolutions with the
 //! flipped kernel, onto 1-3 input channels as direct register-blocked loops, mostly-zero
-//! gradients as gathers over their nonzeros. Work is split over a
-//! private rayon pool of [`Cpu::threads`] threads; results are identical across runs for a
-//! fixed thread count.
+//! gradients as gathers over their nonzeros. Work is split over a private rayon pool of
+//! [`Cpu::threads`] threads; results are identical across runs for a fixed thread count.
 
 mod conv;
 mod direct;
