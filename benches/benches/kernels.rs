@@ -1,5 +1,6 @@
-//! Kernels at C3D sizes: conv3d forward and transposed (conv2- and conv3b-sized), pooling,
-//! dense layers.
+//! Kernels at C3D sizes: conv3d forward and transposed (conv1-, conv2- and conv3b-sized; the
+//! transposes of a dense gradient and of one thinned to 1 value in 8, as after winner-take-all
+//! pooling), pooling, dense layers.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use vidlrp_benches::uniform;
@@ -13,8 +14,9 @@ fn conv(c: &mut Criterion) {
         stride: [1; 3],
         padding: [1; 3],
     };
-    // (name, C_in, C_out, T, H, W): conv2 and conv3b of C3D at 16x112x112 input.
+    // (name, C_in, C_out, T, H, W): conv1, conv2 and conv3b of C3D at 16x112x112 input.
     for (name, ci, co, t, h, w) in [
+        ("conv1", 3, 64, 16, 112, 112),
         ("conv2", 64, 128, 16, 56, 56),
         ("conv3b", 256, 256, 8, 28, 28),
     ] {
@@ -33,6 +35,23 @@ fn conv(c: &mut Criterion) {
         group.bench_function("transposed", |b| {
             b.iter(|| {
                 be.conv3d_transposed(&y, &wt, &g, &[1, ci, t, h, w])
+                    .unwrap()
+            })
+        });
+        // One value in 8 kept, scattered by a hash (SA's gradients after C3D's 2x2x2 pooling
+        // are about 1/8 nonzero, each channel at its own positions).
+        let thin = {
+            let mut host = be.download(&y).unwrap();
+            for (i, v) in host.data_mut().iter_mut().enumerate() {
+                if (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 61 != 3 {
+                    *v = 0.0;
+                }
+            }
+            be.upload(&host).unwrap()
+        };
+        group.bench_function("transposed_1_in_8", |b| {
+            b.iter(|| {
+                be.conv3d_transposed(&thin, &wt, &g, &[1, ci, t, h, w])
                     .unwrap()
             })
         });
