@@ -28,6 +28,11 @@ pub fn conv3d(x: &[usize], w: &[usize], g: &Conv3dGeometry) -> Result<[usize; 3]
             "conv3d: input {x:?} does not fit weight {w:?}"
         )));
     }
+    if x[1] == 0 || w[0] == 0 {
+        return Err(Error::shape(format!(
+            "conv3d: input {x:?} and weight {w:?} need at least one input and one output channel"
+        )));
+    }
     g.output_extent(extent(x))
 }
 
@@ -99,4 +104,31 @@ pub fn pool3d_gradient(x: &[usize], gy: &[usize], output: [usize; 3]) -> Result<
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_convolution_without_channels_is_a_shape_error() {
+        let g = Conv3dGeometry {
+            kernel: [3; 3],
+            stride: [1; 3],
+            padding: [1; 3],
+        };
+        for (x, w) in [
+            ([1, 0, 4, 4, 4], [2, 0, 3, 3, 3]),
+            ([1, 3, 4, 4, 4], [0, 3, 3, 3, 3]),
+        ] {
+            let err = conv3d(&x, &w, &g).unwrap_err();
+            assert!(err
+                .to_string()
+                .contains("at least one input and one output channel"));
+        }
+        assert_eq!(
+            conv3d(&[1, 3, 4, 4, 4], &[2, 3, 3, 3, 3], &g).unwrap(),
+            [4, 4, 4]
+        );
+    }
 }
