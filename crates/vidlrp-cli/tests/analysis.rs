@@ -1,37 +1,12 @@
 //! The data-set commands end to end on videos the test makes: profile, sweeps, shards + merge.
 
+mod common;
+
+use common::{ok, s, small_model, tmp, vidlrp_env as vidlrp};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
-
-fn vidlrp(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vidlrp"))
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .expect("run vidlrp")
-}
-
-fn ok(o: Output) -> Output {
-    assert!(
-        o.status.success(),
-        "vidlrp failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
-
-fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("vidlrp-analysis-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// A data set of `n` ffmpeg test-pattern videos of rising length plus one too short for any
 /// snippet, a manifest with numeric and named labels, a labels file and a small seeded model.
@@ -95,23 +70,7 @@ fn dataset(d: &Path, n: usize) -> (PathBuf, PathBuf, PathBuf) {
         "archery\nbowling\ncurling\ndiving\nepee\nfencing\n",
     )
     .unwrap();
-    let w = d.join("w.safetensors");
-    ok(vidlrp(
-        &[
-            "init",
-            "--widths",
-            "4,4,4,4,4,4,4,4",
-            "--fc",
-            "16,16",
-            "--classes",
-            "6",
-            "--seed",
-            "3",
-            "--out",
-            s(&w),
-        ],
-        &[],
-    ));
+    let w = small_model(d);
     (m, labels, w)
 }
 

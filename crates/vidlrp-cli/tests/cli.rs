@@ -1,31 +1,16 @@
 //! The `vidlrp` binary as a user runs it: outputs against the goldens, and bad input.
 
+mod common;
+
+use common::{s, small_model, tmp, vidlrp};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
 use vidlrp_core::HostTensor;
 
-fn vidlrp(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vidlrp"))
-        .args(args)
-        .output()
-        .expect("run vidlrp")
-}
-
-fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("vidlrp-cli-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 fn golden(name: &str) -> PathBuf {
     vidlrp_conformance::golden::fixtures_dir().join(name)
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn stdout_json(o: &Output) -> Value {
@@ -387,24 +372,6 @@ fn ffmpeg_video(dir: &Path, frames: usize) -> PathBuf {
         .success();
     assert!(ok);
     p
-}
-
-fn small_model(dir: &Path) -> PathBuf {
-    let w = dir.join("small.safetensors");
-    stdout_json(&vidlrp(&[
-        "init",
-        "--widths",
-        "4,4,4,4,4,4,4,4",
-        "--fc",
-        "16,16",
-        "--classes",
-        "6",
-        "--seed",
-        "3",
-        "--out",
-        s(&w),
-    ]));
-    w
 }
 
 #[test]
