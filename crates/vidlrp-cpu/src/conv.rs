@@ -211,19 +211,12 @@ struct PackJob<'a> {
 }
 
 impl PackJob<'_> {
-    /// The valid lanes `l_min..l_max` of `seg` for row tap `(a, b, e)` and the input index of
-    /// lane `seg.lo` (before clipping), or `None` where the row of the window is padding.
-    /// `sw` is the column stride, passed in so the stride-1 path divides by a constant.
+    /// The lanes `first..last` of `seg` whose column for column tap `e` lies inside the input
+    /// (lane `l` reads `w = w0 + e + (l - lo) sw`, valid for `0 <= w < W`); `None` if none does.
     #[inline(always)]
-    fn lanes(&self, seg: &Segment, row: &[isize; 4], sw: isize) -> Option<(usize, usize, isize)> {
-        let [t_in, h_in, w_in] = self.input;
-        let [tap, a, b, e] = *row;
-        let [t0, h0, w0] = seg.origin;
-        if !(0..t_in).contains(&(t0 + a)) || !(0..h_in).contains(&(h0 + b)) {
-            return None;
-        }
-        // Lane l reads w = w0 + e + (l - lo) sw; valid for 0 <= w < W.
-        let w = w0 + e;
+    fn columns(&self, seg: &Segment, e: isize) -> Option<(usize, usize)> {
+        let (w_in, sw) = (self.input[2], self.sw);
+        let w = seg.origin[2] + e;
         let (lo, hi) = (seg.lo as isize, seg.hi as isize);
         let first = if w >= 0 { lo } else { lo + (-w + sw - 1) / sw };
         let last = if w < w_in {
@@ -231,9 +224,22 @@ impl PackJob<'_> {
         } else {
             lo
         };
-        (first < last).then(|| {
+        (first < last).then_some((first as usize, last as usize))
+    }
+
+    /// The valid lanes `l_min..l_max` of `seg` for row tap `(a, b, e)` and the input index of
+    /// lane `seg.lo` (before clipping), or `None` where the row of the window is padding.
+    #[inline(always)]
+    fn lanes(&self, seg: &Segment, row: &[isize; 4]) -> Option<(usize, usize, isize)> {
+        let [t_in, h_in, w_in] = self.input;
+        let [tap, a, b, e] = *row;
+        let [t0, h0, w0] = seg.origin;
+        if !(0..t_in).contains(&(t0 + a)) || !(0..h_in).contains(&(h0 + b)) {
+            return None;
+        }
+        self.columns(seg, e).map(|(first, last)| {
             let at = seg.base + t0 * h_in * w_in + h0 * w_in + w0 + tap;
-            (first as usize, last as usize, at)
+            (first, last, at)
         })
     }
 
@@ -254,7 +260,7 @@ impl PackJob<'_> {
             for (out, row) in sliver.chunks_exact_mut(NR).zip(self.rows) {
                 out.fill(0.0);
                 for seg in segs {
-                    if let Some((l0, l1, at)) = self.lanes(seg, row, self.sw) {
+                    if let Some((l0, l1, at)) = self.lanes(seg, row) {
                         for (l, o) in out.iter_mut().enumerate().take(l1).skip(l0) {
                             *o = self.x[(at + (l - seg.lo) as isize * self.sw) as usize];
                         }
@@ -289,17 +295,12 @@ impl PackJob<'_> {
                         && (0..h_in).contains(&(h0 + b as isize));
                 }
             }
-            let (lo, hi) = (seg.lo as isize, seg.hi as isize);
             for e in 0..kw {
-                // Lane l reads w = w0 + e + l - lo; valid for 0 <= w < W.
-                let w = w0 + e as isize;
-                let first = if w >= 0 { lo } else { lo - w };
-                let last = if w < w_in { hi.min(lo + w_in - w) } else { lo };
-                if first < last {
+                if let Some((first, last)) = self.columns(seg, e as isize) {
                     masks[s * kw + e] = ((1u32 << last) - (1u32 << first)) as u16;
                 }
             }
-            lane0[s] = seg.base + t0 * h_in * w_in + h0 * w_in + w0 - lo;
+            lane0[s] = seg.base + t0 * h_in * w_in + h0 * w_in + w0 - seg.lo as isize;
         }
         // Per row: its tap's index offset, window row (a, b) and column tap e.
         let taps: Vec<(isize, usize, usize)> = self
