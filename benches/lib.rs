@@ -1,10 +1,14 @@
 //! Shared set-up of the criterion benches: seeded tensors and the full-width C3D.
 //!
-//! Benches use mimalloc as the `vidlrp` binary does (see `vidlrp-cli/src/main.rs`).
+//! Benches use mimalloc as the `vidlrp` binary does (linking `vidlrp-alloc` sets it).
 
-use vidlrp_c3d::{init_weights, C3dSpec, Pool5, Preprocess, Rng};
+// Links the global allocator into every bench binary.
+extern crate vidlrp_alloc;
+
+use vidlrp_c3d::{init_weights, C3dSpec, Pool5, Rng};
 use vidlrp_core::{HostTensor, Sequential};
 use vidlrp_cpu::Cpu;
+use vidlrp_snippet::Preprocess;
 
 /// Uniform values in `[lo, hi)` of the given shape, seeded.
 pub fn uniform(shape: &[usize], seed: u64, lo: f32, hi: f32) -> HostTensor {

@@ -1,6 +1,7 @@
 //! Kernels at C3D sizes: conv3d forward and transposed (conv1-, conv2- and conv3b-sized; the
 //! transposes of a dense gradient and of one thinned to 1 value in 8, as after winner-take-all
 //! pooling), pooling, dense layers.
+#![allow(missing_docs)] // criterion_group! defines an undocumented `pub fn`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use vidlrp_benches::uniform;
@@ -30,13 +31,13 @@ fn conv(c: &mut Criterion) {
         group.sample_size(10);
         group.throughput(Throughput::Elements(flops as u64));
         group.bench_function("forward", |b| {
-            b.iter(|| be.conv3d(&x, &wt, None, &g).unwrap())
+            b.iter(|| be.conv3d(&x, &wt, None, &g).unwrap());
         });
         group.bench_function("transposed", |b| {
             b.iter(|| {
                 be.conv3d_transposed(&y, &wt, &g, &[1, ci, t, h, w])
                     .unwrap()
-            })
+            });
         });
         // One value in 8 kept, scattered by a hash (SA's gradients after C3D's 2x2x2 pooling
         // are about 1/8 nonzero, each channel at its own positions).
@@ -53,7 +54,7 @@ fn conv(c: &mut Criterion) {
             b.iter(|| {
                 be.conv3d_transposed(&thin, &wt, &g, &[1, ci, t, h, w])
                     .unwrap()
-            })
+            });
         });
         group.finish();
     }
@@ -75,14 +76,14 @@ fn pool(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function("max", |b| b.iter(|| be.max_pool3d(&x, &g).unwrap()));
     group.bench_function("wta", |b| {
-        b.iter(|| be.max_pool3d_transposed(&x, &y, &g).unwrap())
+        b.iter(|| be.max_pool3d_transposed(&x, &y, &g).unwrap());
     });
     group.bench_function("sum", |b| b.iter(|| be.sum_pool3d(&x, &g).unwrap()));
     group.bench_function("sum_transposed", |b| {
         b.iter(|| {
             be.sum_pool3d_transposed(&y, &g, &[1, 64, 16, 112, 112])
                 .unwrap()
-        })
+        });
     });
     group.finish();
 }
@@ -96,13 +97,10 @@ fn linear(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function("forward", |b| b.iter(|| be.linear(&x, &w, None).unwrap()));
     group.bench_function("transposed", |b| {
-        b.iter(|| be.linear_transposed(&gy, &w).unwrap())
+        b.iter(|| be.linear_transposed(&gy, &w).unwrap());
     });
     group.finish();
 }
 
 criterion_group!(benches, conv, pool, linear);
 criterion_main!(benches);
-
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -9,9 +9,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-use vidlrp_c3d::{init_weights, C3dSpec, Pool5, Preprocess, Rng};
+use vidlrp_c3d::{init_weights, C3dSpec, Pool5, Rng};
 use vidlrp_core::{Backend, Composite, HostTensor, Target};
 use vidlrp_cpu::Cpu;
+use vidlrp_snippet::Preprocess;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -240,7 +241,7 @@ pub fn run(a: Args) -> Result<()> {
     };
     prepare(&a, &batches)?;
     let threads = if a.threads == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
     } else {
         a.threads
     };
@@ -249,8 +250,7 @@ pub fn run(a: Args) -> Result<()> {
     let have_torch = Command::new(&a.python)
         .args(["-c", "import torch, zennit"])
         .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
+        .is_ok_and(|o| o.status.success());
     if !have_torch {
         eprintln!(
             "bench: {} cannot import torch and zennit; timing ours only",

@@ -143,7 +143,7 @@ mod tests {
         let w = init_weights(&spec, 3);
         assert_eq!(C3dSpec::from_weights(&w).unwrap(), spec);
         assert_eq!(
-            w.values().map(|t| t.len()).sum::<usize>(),
+            w.values().map(vidlrp_core::HostTensor::len).sum::<usize>(),
             spec.num_params()
         );
     }

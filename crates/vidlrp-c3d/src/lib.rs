@@ -1,5 +1,5 @@
 //! vidlrp-c3d: the C3D network (Tran et al., 2015) for any [`Backend`]: architecture, weight
-//! files with the PyTorch port's parameter names, preprocessing presets and the seeded
+//! files with the PyTorch port's parameter names and the seeded
 //! He-normal initialiser of the untrained baseline (DTD-u).
 //!
 //! | layer | op |
@@ -15,10 +15,8 @@
 //! Widths and class count are read from the weight shapes ([`C3dSpec::from_weights`]).
 
 mod init;
-mod preprocess;
 
 pub use init::{init_weights, Rng};
-pub use preprocess::{Preprocess, PRESET_NAMES};
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,12 +1,58 @@
 //! `vidlrp profile`, `sweep-steps`, `sweep-offsets` and `merge`: the paper's Section 3 on any
-//! data set (method.md §3).
+//! data set (method.md §3), through `vidlrp-dataset`.
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
-use serde_json::json;
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+use vidlrp_c3d::Pool5;
+use vidlrp_core::Method;
+use vidlrp_dataset::{AnalysisMethod, Condition, Manifest, Records, RunOptions, Shard};
+use vidlrp_io::Outputs;
+use vidlrp_snippet::{Preprocess, ShortPolicy};
 
-use crate::dataset::{self, Condition, DataArgs};
+/// Options every data-set command takes.
+#[derive(clap::Args, Clone)]
+pub struct DataArgs {
+    /// CSV manifest `path,label` (label: class index, or a name from --labels); paths relative
+    /// to the manifest's directory; an optional header row `path,label`.
+    #[arg(long)]
+    pub manifest: PathBuf,
+    /// C3D weights (.safetensors or .npz).
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Output directory: summary.json, CSV tables, figures (PNG and SVG), records.json. Written
+    /// all at once when the run succeeds.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Class names, one per line (e.g. the Sports-1M labels.txt), for named labels.
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// Preprocessing preset (and z^B bounds): caffe or port.
+    #[arg(long, default_value = "caffe")]
+    pub preset: Preprocess,
+    /// pool5 variant: port or caffe.
+    #[arg(long, default_value = "port")]
+    pub pool5: Pool5,
+    /// Frames per snippet.
+    #[arg(long, default_value_t = 16)]
+    pub length: usize,
+    /// Videos too short for a snippet: skip (counted and named) or clamp (repeat the last frame).
+    #[arg(long, default_value = "skip")]
+    pub short: ShortPolicy,
+    /// This run's shard `i/n` (0-based): items `k` with `k % n == i`. Also read from
+    /// SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT or JOB_COMPLETION_INDEX/VIDLRP_SHARD_COUNT.
+    #[arg(long)]
+    pub shard: Option<Shard>,
+    /// Bootstrap resamples for the confidence intervals (0: none).
+    #[arg(long, default_value_t = 1000)]
+    pub bootstrap: usize,
+    /// Seed of the bootstrap (and of the DTD-u weights).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub device: crate::device::DeviceArgs,
+}
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  \
@@ -19,9 +65,10 @@ use crate::dataset::{self, Condition, DataArgs};
 pub struct ProfileArgs {
     #[command(flatten)]
     data: DataArgs,
-    /// Methods: dtd, sa, dtd-u.
+    /// Methods: dtd-u (DTD of the re-initialised model) or any explanation method (dtd, sa,
+    /// gradient, epsilon-plus, ...).
     #[arg(long, value_delimiter = ',', default_value = "dtd,sa,dtd-u")]
-    methods: Vec<String>,
+    methods: Vec<AnalysisMethod>,
     /// Snippet offset.
     #[arg(long, default_value_t = 0)]
     offset: usize,
@@ -68,8 +115,10 @@ pub struct OffsetsArgs {
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  \
     vidlrp merge part0/ part1/ part2/ part3/ --out profile/\n\n\
-    Combines the records of shards of one command into the same summary.json, tables and\n\
-    figures a single unsharded run would have written.")]
+    Combines the records of all shards of one run into the same summary.json, tables and\n\
+    figures a single unsharded run would have written. Refuses shards of different runs\n\
+    (manifest or weights of other content, other options, other shard counts), missing or\n\
+    repeated shards, and records that were edited or cut short.")]
 pub struct MergeArgs {
     /// Output directories of the shards.
     #[arg(required = true)]
@@ -79,27 +128,64 @@ pub struct MergeArgs {
     out: PathBuf,
 }
 
-fn finish(
-    command: &str,
-    a: &DataArgs,
-    conditions: Vec<Condition>,
-    extra: serde_json::Value,
-) -> Result<()> {
-    if conditions.is_empty() {
-        bail!("nothing to measure: the list of conditions is empty");
-    }
-    let rec = dataset::run(command, a, conditions, extra)?;
-    let summary = dataset::summarize(&a.out, &rec)?;
+/// Runs `conditions` over the shard of `a`, then writes the summary, tables and figures into
+/// `--out`, publishing them together.
+fn analyse(command: &str, a: &DataArgs, conditions: Vec<Condition>) -> Result<()> {
+    let mut outputs = Outputs::new();
+    let staged = outputs.dir(&a.out)?;
+    let labels = a
+        .labels
+        .as_deref()
+        .map(vidlrp_dataset::read_labels)
+        .transpose()?;
+    let shard = match a.shard {
+        Some(s) => s,
+        None => Shard::from_env()?.unwrap_or(Shard::WHOLE),
+    };
+    let options = RunOptions {
+        manifest: Manifest::read(&a.manifest, labels.as_deref()).with_context(|| {
+            if a.labels.is_none() {
+                "cannot use the manifest (class names in it need --labels FILE)"
+            } else {
+                "cannot use the manifest"
+            }
+        })?,
+        weights: a.weights.clone(),
+        preset: a.preset.clone(),
+        pool5: a.pool5,
+        length: a.length,
+        short: a.short,
+        shard,
+        bootstrap: a.bootstrap,
+        seed: a.seed,
+    };
+    let records = crate::device::with_backend!(&a.device, |be| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} snippets  {per_sec}  ETA {eta}  {msg}",
+            )
+            .expect("a valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(command.to_string());
+        let records = vidlrp_dataset::run(be, command, &options, conditions, &mut |p| {
+            bar.set_length(p.total as u64);
+            bar.set_position(p.done as u64);
+            bar.set_message(p.item.path.clone());
+        })
+        .with_context(|| format!("cannot run {command} with {}", a.weights.display()))?;
+        bar.finish_and_clear();
+        Ok::<_, anyhow::Error>(records)
+    })?;
+    let summary = vidlrp_dataset::summarize(&staged, &records)?;
+    outputs.publish()?;
     eprintln!(
-        "{command}: {} of {} manifest items in this shard",
-        rec.outcomes
-            .iter()
-            .map(|o| o.item)
-            .collect::<std::collections::BTreeSet<_>>()
-            .len(),
-        rec.manifest_items
+        "{command}: shard {shard}, {} of {} manifest items",
+        shard.len_of(records.manifest_items),
+        records.manifest_items
     );
-    dataset::report(&summary);
+    report(&summary);
     println!(
         "{}",
         json!({"out": a.out, "summary": a.out.join("summary.json")})
@@ -108,27 +194,17 @@ fn finish(
 }
 
 pub fn profile(a: ProfileArgs) -> Result<()> {
-    for m in &a.methods {
-        if !["dtd", "sa", "dtd-u"].contains(&m.as_str()) {
-            bail!("--methods: unknown method {m:?} (expected dtd, sa, dtd-u)");
-        }
-    }
     let conditions = a
         .methods
         .iter()
-        .map(|m| Condition {
-            key: m.clone(),
-            method: m.clone(),
+        .map(|&m| Condition {
+            key: m.to_string(),
+            method: m,
             offset: a.offset,
             step: a.step,
         })
         .collect();
-    finish(
-        "profile",
-        &a.data,
-        conditions,
-        json!({"offset": a.offset, "step": a.step}),
-    )
+    analyse("profile", &a.data, conditions)
 }
 
 pub fn sweep_steps(a: StepsArgs) -> Result<()> {
@@ -137,55 +213,75 @@ pub fn sweep_steps(a: StepsArgs) -> Result<()> {
         .iter()
         .map(|&s| Condition {
             key: format!("step={s}"),
-            method: "dtd".into(),
+            method: AnalysisMethod::Explain(Method::Dtd),
             offset: a.offset,
             step: s,
         })
         .collect();
-    finish(
-        "sweep-steps",
-        &a.data,
-        conditions,
-        json!({"offset": a.offset}),
-    )
+    analyse("sweep-steps", &a.data, conditions)
 }
 
 pub fn sweep_offsets(a: OffsetsArgs) -> Result<()> {
-    let offsets = a.offsets.clone().unwrap_or_else(dataset::default_offsets);
+    let offsets = a.offsets.clone().unwrap_or_else(default_offsets);
     let conditions = offsets
         .iter()
         .map(|&o| Condition {
             key: format!("offset={o}"),
-            method: "dtd".into(),
+            method: AnalysisMethod::Explain(Method::Dtd),
             offset: o,
             step: a.step,
         })
         .collect();
-    finish(
-        "sweep-offsets",
-        &a.data,
-        conditions,
-        json!({"step": a.step}),
-    )
+    analyse("sweep-offsets", &a.data, conditions)
 }
 
 pub fn merge(a: MergeArgs) -> Result<()> {
+    let mut outputs = Outputs::new();
+    let staged = outputs.dir(&a.out)?;
     let parts = a
         .dirs
         .iter()
-        .map(|d| dataset::read_records(d))
-        .collect::<Result<Vec<_>>>()?;
-    let rec = dataset::merge(parts)?;
-    let summary = dataset::summarize(&a.out, &rec)?;
+        .map(|d| Records::read(d))
+        .collect::<Result<Vec<_>, _>>()?;
+    let rec = vidlrp_dataset::merge(parts)?;
+    let summary = vidlrp_dataset::summarize(&staged, &rec)?;
+    outputs.publish()?;
     eprintln!(
         "merge: {} shard(s) of a {} run",
         rec.shards.len(),
         rec.command
     );
-    dataset::report(&summary);
+    report(&summary);
     println!(
         "{}",
         json!({"out": a.out, "summary": a.out.join("summary.json")})
     );
     Ok(())
+}
+
+/// Default offsets of the offset sweep: 0, 8, ..., 256.
+fn default_offsets() -> Vec<usize> {
+    (0..=256).step_by(8).collect()
+}
+
+/// The summary lines for stderr.
+fn report(summary: &Value) {
+    for c in summary["conditions"].as_array().into_iter().flatten() {
+        let e = &c["effects"];
+        eprintln!(
+            "  {:<12} n={:<4} border a={:<10} lookahead b'={:<10} top-5={}",
+            c["key"].as_str().unwrap_or("?"),
+            c["n"],
+            e["border"]
+                .as_f64()
+                .map_or("-".into(), |v| format!("{v:.5}")),
+            e["lookahead"]
+                .as_f64()
+                .map_or("-".into(), |v| format!("{v:.5}")),
+            c["top5"].as_f64().map_or("-".into(), |v| format!("{v:.3}")),
+        );
+    }
+    for w in summary["warnings"].as_array().into_iter().flatten() {
+        eprintln!("  warning: {}", w.as_str().unwrap_or(""));
+    }
 }

@@ -1,13 +1,12 @@
 //! Where a clip comes from (`--input` array or `--video` file/frames) and the pictures drawn
-//! from an explanation; shared by `explain` and `sheet`.
+//! from an explanation; shared by `explain`, `sheet` and `demo`.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde_json::{json, Value};
-use vidlrp_c3d::Preprocess;
 use vidlrp_core::HostTensor;
-use vidlrp_snippet::{ShortPolicy, SnippetSpec};
+use vidlrp_snippet::{Preprocess, ShortPolicy, SnippetSpec};
 use vidlrp_viz::{Norm, Palette};
 
 /// The clip to explain.
@@ -21,7 +20,7 @@ pub struct ClipArgs {
     pub video: Option<PathBuf>,
     /// Preprocessing preset for --video (and the z^B bounds unless given): caffe or port.
     #[arg(long, default_value = "caffe")]
-    pub preset: String,
+    pub preset: Preprocess,
     /// First source frame of the snippet.
     #[arg(long, default_value_t = 0)]
     pub offset: usize,
@@ -50,22 +49,32 @@ pub struct Clip {
     pub frame_indices: Vec<usize>,
 }
 
-impl ClipArgs {
-    /// The preset by name.
-    pub fn preset(&self) -> Result<Preprocess> {
-        Preprocess::by_name(&self.preset).with_context(|| {
-            format!(
-                "--preset {:?}: unknown preset (expected caffe or port)",
-                self.preset
-            )
-        })
+/// Reads a preprocessed clip: `(3,T,H,W)` or `(N,3,T,H,W)`, finite. Returns it as 5-d, with
+/// the shape it had in the file.
+pub fn read_clip(path: &Path) -> Result<(HostTensor, Vec<usize>)> {
+    let t = vidlrp_io::read_npy(path)?;
+    let shape = t.shape().to_vec();
+    let t = match shape.len() {
+        4 => t.reshape([&[1], &shape[..]].concat())?,
+        5 => t,
+        _ => bail!(
+            "{}: the clip must have shape (3,T,H,W) or (N,3,T,H,W), got {shape:?}",
+            path.display()
+        ),
+    };
+    if t.shape()[0] == 0 || t.is_empty() {
+        bail!("{}: the clip is empty (shape {shape:?})", path.display());
     }
+    t.check_finite(&format!("{}", path.display()))?;
+    Ok((t, shape))
+}
 
+impl ClipArgs {
     /// Loads the clip.
     pub fn load(&self) -> Result<Clip> {
-        let preset = self.preset()?;
+        let preset = self.preset.clone();
         if let Some(input) = &self.input {
-            let (x, shape) = crate::explain::read_clip(input)?;
+            let (x, shape) = read_clip(input)?;
             let t = x.shape()[2];
             return Ok(Clip {
                 x,
@@ -129,53 +138,16 @@ impl PictureArgs {
     }
 }
 
-/// Writes per-frame heatmaps and overlays, a GIF (and an mp4 with the `video` feature) of the
-/// heatmaps, and a two-row contact sheet into `dir`. Returns the files written.
-///
-/// Everything is drawn into a temporary directory next to `dir` first and moved into `dir`
-/// only when all pictures exist, so a failure leaves no partial set behind.
+/// Draws per-frame heatmaps and overlays, a GIF (and an mp4 with the `video` feature) of the
+/// heatmaps, and a two-row contact sheet into `dir` (a staged directory: the command publishes
+/// it with its other outputs). Returns the file names written.
 pub fn write_pictures(
     dir: &Path,
     clip: &Clip,
     relevance: &HostTensor,
     method: &str,
     p: &PictureArgs,
-) -> Result<Vec<PathBuf>> {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "pictures".into());
-    let parent = dir
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let staging = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    let drawn = std::fs::create_dir_all(&staging)
-        .with_context(|| format!("cannot create {}", staging.display()))
-        .and_then(|()| draw_pictures(&staging, clip, relevance, method, p));
-    let moved = drawn.and_then(|files| {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        files
-            .iter()
-            .map(|f| {
-                let to = dir.join(f.file_name().expect("file"));
-                std::fs::rename(f, &to)
-                    .with_context(|| format!("cannot move {} to {}", f.display(), to.display()))?;
-                Ok(to)
-            })
-            .collect::<Result<Vec<_>>>()
-    });
-    let _ = std::fs::remove_dir_all(&staging);
-    moved
-}
-
-fn draw_pictures(
-    dir: &Path,
-    clip: &Clip,
-    relevance: &HostTensor,
-    method: &str,
-    p: &PictureArgs,
-) -> Result<Vec<PathBuf>> {
+) -> Result<Vec<String>> {
     let palette = p.palette()?;
     let one = |t: &HostTensor| -> Result<HostTensor> {
         let s = t.shape();
@@ -201,7 +173,7 @@ fn draw_pictures(
         .iter()
         .map(|f| vidlrp_viz::upscale(f, zoom))
         .collect();
-    let mut written = Vec::new();
+    let mut written: Vec<PathBuf> = Vec::new();
     for (t, (h, f)) in heat.iter().zip(&frames).enumerate() {
         let hp = dir.join(format!("heatmap_{t:02}.png"));
         vidlrp_viz::write_png(&hp, h)?;
@@ -235,7 +207,10 @@ fn draw_pictures(
     let sp = dir.join("sheet.png");
     vidlrp_viz::write_png(&sp, &sheet)?;
     written.push(sp);
-    Ok(written)
+    Ok(written
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect())
 }
 
 /// Column labels `t=<source frame>`.

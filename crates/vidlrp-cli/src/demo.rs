@@ -2,13 +2,14 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::json;
-use vidlrp_c3d::{init_weights, C3dSpec, Pool5, Preprocess, Rng};
-use vidlrp_core::Backend;
-use vidlrp_core::{Composite, HostTensor, Target};
+use vidlrp_c3d::{init_weights, C3dSpec, Pool5, Rng};
+use vidlrp_core::{Backend, Composite, HostTensor, Target};
+use vidlrp_io::Outputs;
+use vidlrp_snippet::Preprocess;
 
-use crate::explain::{summary, timed_explain};
+use crate::report::{frame_shares, summary, timed_explain};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Size {
@@ -24,9 +25,10 @@ enum Size {
     vidlrp demo --size small --out /tmp/demo --seed 3\n\n\
     Writes clip.npy (the synthetic clip, caffe-preprocessed), dtd.npy, sa.npy, summary.json\n\
     (the explain summaries plus each method's frame-wise relevance shares r_t), sheet.png\n\
-    (input, DTD and SA rows) and dtd/ (per-frame heatmaps, overlays, heatmap.gif).")]
+    (input, DTD and SA rows) and dtd/ (per-frame heatmaps, overlays, heatmap.gif), all at\n\
+    once when the run succeeds.")]
 pub struct Args {
-    /// Output directory (created if missing).
+    /// Output directory (created if missing; files of the same names are replaced).
     #[arg(long, default_value = "vidlrp-demo")]
     out: PathBuf,
     /// Seed of the model and the clip.
@@ -71,8 +73,8 @@ pub fn synthetic_clip(seed: u64) -> HostTensor {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    std::fs::create_dir_all(&a.out)
-        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    let mut outputs = Outputs::new();
+    let dir = outputs.dir(&a.out)?;
     let spec = match a.size {
         Size::Full => C3dSpec::full(),
         Size::Small => C3dSpec::with_widths(
@@ -93,7 +95,7 @@ pub fn run(a: Args) -> Result<()> {
         let (net, _) = vidlrp_c3d::build(be, weights, Pool5::Port, [3, 16, 112, 112])?;
         let clip = synthetic_clip(a.seed);
         vidlrp_io::write_npy(
-            &a.out.join("clip.npy"),
+            &dir.join("clip.npy"),
             &clip.clone().reshape(vec![3, 16, 112, 112])?,
         )?;
         let caffe = Preprocess::caffe();
@@ -110,10 +112,10 @@ pub fn run(a: Args) -> Result<()> {
         )];
         for (name, composite) in methods {
             let (e, wall) = timed_explain(be, &net, &clip, &Target::TopOne, &composite)?;
-            let shares = crate::dataset::frame_shares(&e.relevance)?;
-            let path = a.out.join(format!("{name}.npy"));
+            let shares = frame_shares(&e.relevance)?;
+            let file = format!("{name}.npy");
             let r4 = e.relevance.clone().reshape(vec![3, 16, 112, 112])?;
-            vidlrp_io::write_npy(&path, &r4)?;
+            vidlrp_io::write_npy(&dir.join(&file), &r4)?;
             rows.push((
                 name.to_uppercase(),
                 vidlrp_viz::heatmaps(&r4, vidlrp_viz::Norm::Symmetric, &bwr)?,
@@ -131,11 +133,13 @@ pub fn run(a: Args) -> Result<()> {
                     norm: vidlrp_viz::Norm::Symmetric,
                     zoom: 2,
                 };
-                crate::clip::write_pictures(&a.out.join("dtd"), &c, &r4, "dtd", &p)?;
+                let pictures = dir.join("dtd");
+                std::fs::create_dir(&pictures)?;
+                crate::clip::write_pictures(&pictures, &c, &r4, "dtd", &p)?;
             }
             let mut s = summary(&e, &composite, None);
             let obj = s.as_object_mut().expect("object");
-            obj.insert("output".into(), json!(path));
+            obj.insert("output".into(), json!(a.out.join(&file)));
             obj.insert("frame_shares".into(), json!(shares));
             obj.insert("wall_time_s".into(), json!(wall));
             eprintln!(
@@ -157,17 +161,18 @@ pub fn run(a: Args) -> Result<()> {
             &crate::clip::labels(&(0..16).collect::<Vec<_>>()),
             1,
         )?;
-        vidlrp_viz::write_png(&a.out.join("sheet.png"), &sheet)?;
+        vidlrp_viz::write_png(&dir.join("sheet.png"), &sheet)?;
         let out = json!({
             "model": {"parameters": spec.num_params(), "seed": a.seed, "widths": spec.conv_widths},
             "backend": be.name(),
             "clip": a.out.join("clip.npy"),
             "methods": results,
         });
-        vidlrp_io::atomic_write(&a.out.join("summary.json"), |w| {
-            use std::io::Write;
-            writeln!(w, "{}", serde_json::to_string_pretty(&out).expect("json"))
+        let text = serde_json::to_string_pretty(&out)? + "\n";
+        vidlrp_io::atomic_write(&dir.join("summary.json"), |w| {
+            std::io::Write::write_all(w, text.as_bytes())
         })?;
+        outputs.publish()?;
         eprintln!("  wrote {}", a.out.display());
         println!("{out}");
         Ok(())

@@ -1,4 +1,5 @@
-//! `--device cpu | cuda | cuda:N` and [`with_backend!`], which runs a block once per backend type.
+//! `--device cpu | reference | cuda | cuda:N` and [`with_backend!`], which runs a block once per
+//! backend type.
 
 use std::fmt;
 use std::str::FromStr;
@@ -6,9 +7,11 @@ use std::str::FromStr;
 /// Where the model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Device {
-    /// The CPU backend (`--threads` workers).
+    /// The fast CPU backend (`--threads` workers).
     #[default]
     Cpu,
+    /// The reference backend in `f64`: plain loops, slow, the oracle.
+    Reference,
     /// CUDA device `N` (`cuda` is `cuda:0`); needs a build with the `cuda` feature.
     Cuda(usize),
 }
@@ -19,12 +22,13 @@ impl FromStr for Device {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "cpu" => Ok(Device::Cpu),
+            "reference" => Ok(Device::Reference),
             "cuda" => Ok(Device::Cuda(0)),
             _ => s
                 .strip_prefix("cuda:")
                 .and_then(|n| n.parse().ok())
                 .map(Device::Cuda)
-                .ok_or_else(|| format!("{s:?}: expected cpu, cuda or cuda:N")),
+                .ok_or_else(|| format!("{s:?}: expected cpu, reference, cuda or cuda:N")),
         }
     }
 }
@@ -33,6 +37,7 @@ impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Device::Cpu => f.write_str("cpu"),
+            Device::Reference => f.write_str("reference"),
             Device::Cuda(n) => write!(f, "cuda:{n}"),
         }
     }
@@ -41,8 +46,8 @@ impl fmt::Display for Device {
 /// `--device` and `--threads`, shared by every command that runs the model.
 #[derive(clap::Args, Clone, Debug)]
 pub struct DeviceArgs {
-    /// Where the model runs: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`
-    /// and an NVIDIA driver).
+    /// Where the model runs: cpu, reference (plain f64 loops: slow, the oracle), cuda or cuda:N
+    /// (CUDA needs a build with `--features cuda` and an NVIDIA driver).
     #[arg(long, default_value = "cpu")]
     pub device: Device,
     /// CPU worker threads (0: all cores).
@@ -70,6 +75,11 @@ macro_rules! with_backend {
                 let $be = &backend;
                 $body
             }
+            $crate::device::Device::Reference => {
+                let backend = vidlrp_reference::Reference::<f64>::new();
+                let $be = &backend;
+                $body
+            }
             #[cfg(feature = "cuda")]
             $crate::device::Device::Cuda(n) => {
                 let backend = vidlrp_cuda::Cuda::new(n)?;
@@ -90,6 +100,7 @@ mod tests {
     #[test]
     fn devices_parse() {
         assert_eq!("cpu".parse::<Device>(), Ok(Device::Cpu));
+        assert_eq!("reference".parse::<Device>(), Ok(Device::Reference));
         assert_eq!("cuda".parse::<Device>(), Ok(Device::Cuda(0)));
         assert_eq!("cuda:3".parse::<Device>(), Ok(Device::Cuda(3)));
         assert!("gpu".parse::<Device>().is_err());

@@ -65,8 +65,11 @@ pub fn run(a: Args) -> Result<()> {
             .try_into()
             .map_err(|_| anyhow::anyhow!("--fc needs 2 values (fc6, fc7), got {}", a.fc.len()))?;
     let spec = C3dSpec::with_widths(widths, fc, a.classes, parse_extent(&a.input_size)?, a.pool5)?;
+    let mut outputs = vidlrp_io::Outputs::new();
+    let staged = outputs.file(&a.out)?;
     let weights = init_weights(&spec, a.seed);
-    write_weights(&a.out, &weights)?;
+    write_weights(&staged, &a.out, &weights)?;
+    outputs.publish()?;
     let summary = serde_json::json!({
         "out": a.out,
         "seed": a.seed,
@@ -82,14 +85,19 @@ pub fn run(a: Args) -> Result<()> {
     Ok(())
 }
 
-/// Writes weights as safetensors or npz by the file's extension.
-pub fn write_weights(path: &std::path::Path, w: &vidlrp_c3d::TensorMap) -> Result<()> {
-    match path.extension().and_then(|e| e.to_str()) {
+/// Writes weights at `path` as safetensors or npz by the extension of `target` (the file
+/// `path` will be published as).
+pub fn write_weights(
+    path: &std::path::Path,
+    target: &std::path::Path,
+    w: &vidlrp_c3d::TensorMap,
+) -> Result<()> {
+    match target.extension().and_then(|e| e.to_str()) {
         Some("safetensors") => vidlrp_io::write_safetensors(path, w)?,
         Some("npz") => vidlrp_io::write_npz(path, w)?,
         _ => bail!(
             "{}: the weight file must end in .safetensors or .npz",
-            path.display()
+            target.display()
         ),
     }
     Ok(())

@@ -6,10 +6,12 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use serde_json::json;
 use vidlrp_c3d::Pool5;
-use vidlrp_core::{Backend, Target};
+use vidlrp_core::{Backend, Method, Target};
+use vidlrp_io::Outputs;
 
 use crate::clip::{labels, ClipArgs, PictureArgs};
-use crate::explain::{check_out_dir, summary, timed_explain, MethodArgs};
+use crate::methods::RuleArgs;
+use crate::report::{frame_shares, summary, timed_explain};
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  \
@@ -23,11 +25,13 @@ pub struct Args {
     weights: PathBuf,
     #[command(flatten)]
     clip: ClipArgs,
-    /// Methods, one row each (see `vidlrp explain --help`).
+    /// Methods, one row each: any of dtd, sa, gradient, gradient-x-input, epsilon-plus,
+    /// epsilon-gamma-box, epsilon-plus-flat, epsilon-alpha2-beta1, epsilon-alpha2-beta1-flat,
+    /// zplus, epsilon, alpha-beta, gamma, wsquare.
     #[arg(long, value_delimiter = ',', default_value = "dtd,sa")]
-    methods: Vec<String>,
+    methods: Vec<Method>,
     #[command(flatten)]
-    method: MethodArgs,
+    rules: RuleArgs,
     #[command(flatten)]
     pictures: PictureArgs,
     /// Class to explain (default: top-1).
@@ -44,20 +48,14 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    check_out_dir(&a.out)?;
     let palette = a.pictures.palette()?;
     let composites = a
         .methods
         .iter()
-        .map(|m| {
-            MethodArgs {
-                method: m.clone(),
-                ..a.method.clone()
-            }
-            .composite(&a.clip.preset)
-            .map(|c| c.0)
-        })
+        .map(|&m| a.rules.composite(m, &a.clip.preset).map(|c| c.0))
         .collect::<Result<Vec<_>>>()?;
+    let mut outputs = Outputs::new();
+    let staged = outputs.file(&a.out)?;
     let clip = a.clip.load()?;
     let s = clip.x.shape().to_vec();
     anyhow::ensure!(
@@ -69,6 +67,9 @@ pub fn run(a: Args) -> Result<()> {
         let weights = vidlrp_io::read_tensors(&a.weights)?;
         let (net, _) = vidlrp_c3d::build(be, weights, a.pool5, [s[1], s[2], s[3], s[4]])
             .with_context(|| format!("cannot build C3D from {}", a.weights.display()))?;
+        for c in &composites {
+            net.rules(c)?;
+        }
         let zoom = a.pictures.zoom.max(1);
         let x4 = clip.x.clone().reshape(s[1..].to_vec())?;
         let frames = vidlrp_viz::input_frames(&x4, &clip.preset)?
@@ -84,10 +85,7 @@ pub fn run(a: Args) -> Result<()> {
             let heat = vidlrp_viz::heatmaps(&r4, a.pictures.norm, &palette)?;
             let mut j = summary(&e, c, None);
             let o = j.as_object_mut().expect("object");
-            o.insert(
-                "frame_shares".into(),
-                json!(crate::dataset::frame_shares(&e.relevance)?),
-            );
+            o.insert("frame_shares".into(), json!(frame_shares(&e.relevance)?));
             o.insert("wall_time_s".into(), json!(wall));
             results.insert(c.name.clone(), j);
             rows.push((
@@ -98,7 +96,8 @@ pub fn run(a: Args) -> Result<()> {
         Ok::<_, anyhow::Error>((rows, results, be.name()))
     })?;
     let sheet = vidlrp_viz::contact_sheet(&rows, &labels(&clip.frame_indices), 1)?;
-    vidlrp_viz::write_png(&a.out, &sheet)?;
+    vidlrp_viz::write_png(&staged, &sheet)?;
+    outputs.publish()?;
     let mut out = json!({"sheet": a.out, "backend": backend, "methods": results});
     if let (Some(o), Some(about)) = (out.as_object_mut(), clip.about.as_object()) {
         o.extend(about.clone());

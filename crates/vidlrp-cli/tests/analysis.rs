@@ -192,7 +192,84 @@ fn profile_shards_merge_to_exactly_the_unsharded_run() {
         &[],
     );
     assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("in two shards"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("given twice"));
+    assert!(!d.join("bad").exists());
+    refusals(&d, &parts, &common);
+}
+
+/// `merge` refuses, with a clear message and no output, what does not make one run.
+fn refusals(d: &Path, parts: &[PathBuf], common: &dyn Fn(&Path) -> Vec<String>) {
+    let out = d.join("refused");
+    let refuse = |dirs: &[&Path], needle: &str| {
+        let mut args = vec!["merge"];
+        args.extend(dirs.iter().map(|p| s(p)));
+        args.extend(["--out", s(&out)]);
+        let o = vidlrp(&args, &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains(needle), "expected {needle:?} in {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!out.exists(), "output left by a refused merge");
+    };
+    refuse(&[&parts[0], &parts[2]], "shard(s) 1/3 are missing");
+    // The same manifest cut in two: shards of different counts.
+    let half = d.join("half0");
+    let a = [common(&half), vec!["--shard".into(), "0/2".into()]].concat();
+    ok(vidlrp(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[],
+    ));
+    refuse(&[&half, &parts[1], &parts[2]], "different numbers of parts");
+    // Other options (another seed).
+    let other = d.join("other0");
+    let a = [
+        common(&other),
+        vec![
+            "--shard".into(),
+            "0/3".into(),
+            "--seed".into(),
+            "9".into(),
+        ],
+    ]
+    .concat();
+    ok(vidlrp(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[],
+    ));
+    refuse(&[&other, &parts[1], &parts[2]], "different options");
+    // Another manifest with the same videos (one more row): its hash differs.
+    let records = std::fs::read_to_string(parts[0].join("records.json")).unwrap();
+    let edited = d.join("edited0");
+    std::fs::create_dir_all(&edited).unwrap();
+    let mut v: Value = serde_json::from_str(&records).unwrap();
+    v["config"]["manifest_sha256"] = Value::from("0".repeat(64));
+    std::fs::write(edited.join("records.json"), v.to_string()).unwrap();
+    refuse(&[&edited, &parts[1], &parts[2]], "different manifests");
+    // Hand-edited records: an outcome removed, an observation of a foreign item, garbage.
+    let mut v: Value = serde_json::from_str(&records).unwrap();
+    v["outcomes"].as_array_mut().unwrap().pop();
+    std::fs::write(edited.join("records.json"), v.to_string()).unwrap();
+    refuse(&[&edited, &parts[1], &parts[2]], "missing");
+    let mut v: Value = serde_json::from_str(&records).unwrap();
+    v["accumulators"]["dtd"]["observations"][0]["item"] = Value::from(1);
+    std::fs::write(edited.join("records.json"), v.to_string()).unwrap();
+    refuse(
+        &[&edited, &parts[1], &parts[2]],
+        "do not match the outcomes",
+    );
+    let mut v: Value = serde_json::from_str(&records).unwrap();
+    v["accumulators"].as_object_mut().unwrap().remove("sa");
+    std::fs::write(edited.join("records.json"), v.to_string()).unwrap();
+    refuse(
+        &[&edited, &parts[1], &parts[2]],
+        "do not match the conditions",
+    );
+    std::fs::write(edited.join("records.json"), &records[..records.len() / 2]).unwrap();
+    refuse(&[&edited, &parts[1], &parts[2]], "not valid vidlrp records");
+    refuse(
+        &[&d.join("nowhere"), &parts[1]],
+        "a vidlrp output directory",
+    );
 }
 
 #[test]
@@ -280,9 +357,15 @@ fn bad_data_sets_give_clear_errors() {
         args.extend_from_slice(extra);
         let o = vidlrp(&args, &[]);
         let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(1), "{err}");
+        let code = if needle.starts_with("invalid value") {
+            2
+        } else {
+            1
+        };
+        assert_eq!(o.status.code(), Some(code), "{err}");
         assert!(err.contains(needle), "expected {needle:?} in {err}");
         assert!(!err.contains("panicked"));
+        assert!(!out.exists(), "output left by a failed run");
     };
     run("path,label\n", &[], "lists no videos");
     run(
@@ -290,12 +373,50 @@ fn bad_data_sets_give_clear_errors() {
         &["--labels", s(&labels)],
         "unknown label \"zumba\"",
     );
-    run("v0.mp4,bowling\n", &[], "give --labels");
+    run("v0.mp4,bowling\n", &[], "need --labels");
     run(
         "short.mp4,1\nshort.mp4,2\n",
         &[],
         "no video could be analysed",
     );
-    run("v0.mp4,1\n", &["--shard", "3/2"], "out of range");
-    run("v0.mp4,1\n", &["--methods", "dtd,lime"], "unknown method");
+    run(
+        "v0.mp4,1\n",
+        &["--shard", "3/2"],
+        "invalid value '3/2' for '--shard",
+    );
+    run(
+        "v0.mp4,1\n",
+        &["--methods", "dtd,lime"],
+        "invalid value 'lime' for '--methods",
+    );
+    // A late failure (the figures cannot be drawn: the font is not a font) leaves no output.
+    let bad_font = d.join("not-a-font.ttf");
+    std::fs::write(&bad_font, b"plain text").unwrap();
+    let m = d.join("late.csv");
+    std::fs::write(&m, "v0.mp4,1\n").unwrap();
+    let out = d.join("late");
+    let o = vidlrp(
+        &[
+            "profile",
+            "--manifest",
+            s(&m),
+            "--weights",
+            s(&w),
+            "--methods",
+            "dtd",
+            "--out",
+            s(&out),
+        ],
+        &[("VIDLRP_FONT", s(&bad_font))],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("not a usable font"), "{err}");
+    assert!(!out.exists(), "a half-written output directory");
+    let leftovers: Vec<_> = std::fs::read_dir(&d)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains(".vidlrp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "staging left behind: {leftovers:?}");
 }

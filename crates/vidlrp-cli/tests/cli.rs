@@ -25,9 +25,20 @@ fn stdout_json(o: &Output) -> Value {
 /// Fails with a message containing `needle`, exit code 1, no panic, no output file.
 #[track_caller]
 fn check_error(args: &[&str], out: &Path, needle: &str) {
+    check_exit(args, out, needle, 1);
+}
+
+/// Fails as a usage error (clap's exit code 2) with a message containing `needle`.
+#[track_caller]
+fn check_usage_error(args: &[&str], out: &Path, needle: &str) {
+    check_exit(args, out, needle, 2);
+}
+
+#[track_caller]
+fn check_exit(args: &[&str], out: &Path, needle: &str, code: i32) {
     let o = vidlrp(args);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "exit code for {args:?}: {err}");
+    assert_eq!(o.status.code(), Some(code), "exit code for {args:?}: {err}");
     assert!(err.contains(needle), "expected {needle:?} in: {err}");
     assert!(!err.contains("panicked"), "panic: {err}");
     assert!(
@@ -39,8 +50,11 @@ fn check_error(args: &[&str], out: &Path, needle: &str) {
         return;
     };
     let leftovers: Vec<_> = dir
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .filter_map(std::result::Result::ok)
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.contains(".tmp-") || name.contains(".vidlrp-")
+        })
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
@@ -277,7 +291,36 @@ fn bad_input_gives_clear_errors_and_no_output() {
         .expect("a negative class");
     run(&w, &x, &["--class", &neg.to_string()], "is not positive");
     run(&w, &x, &["--class", "99"], "out of range");
-    run(&w, &x, &["--method", "lrp-magic"], "unknown method");
+    check_usage_error(
+        &[
+            "explain",
+            "--weights",
+            s(&w),
+            "--input",
+            s(&x),
+            "--method",
+            "lrp-magic",
+            "--out",
+            s(&out),
+        ],
+        &out,
+        "unknown method",
+    );
+    check_usage_error(
+        &[
+            "explain",
+            "--weights",
+            s(&w),
+            "--input",
+            s(&x),
+            "--pool",
+            "zplus",
+            "--out",
+            s(&out),
+        ],
+        &out,
+        "unknown pooling rule",
+    );
     run(
         &w,
         &x,
@@ -564,7 +607,21 @@ fn bad_videos_give_clear_errors_and_no_output() {
     std::fs::create_dir_all(&junk).unwrap();
     std::fs::write(junk.join("0001.png"), b"not a png").unwrap();
     run(&junk, &[], "not a readable image");
-    run(&v, &["--preset", "vhs"], "unknown preset");
+    check_usage_error(
+        &[
+            "explain",
+            "--weights",
+            s(&w),
+            "--video",
+            s(&v),
+            "--preset",
+            "vhs",
+            "--out",
+            s(&out),
+        ],
+        &out,
+        "unknown preprocessing preset",
+    );
     run(&v, &["--cmap", "rainbow-unicorn"], "unknown colour map");
 }
 
@@ -619,5 +676,5 @@ fn a_missing_cuda_device_is_a_clear_error() {
         s(&out),
     ]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("expected cpu, cuda or cuda:N"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("expected cpu, reference, cuda or cuda:N"));
 }

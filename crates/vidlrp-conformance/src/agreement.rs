@@ -2,7 +2,7 @@
 
 use crate::random::random_case;
 use crate::{max_errors, TOLERANCE};
-use vidlrp_core::{Backend, Composite, PresetOptions, Rule, Target, PRESETS};
+use vidlrp_core::{Backend, Composite, Method, PoolRule, PresetOptions, Target};
 
 /// One comparison of a backend's output with the reference backend's.
 #[derive(Debug, Clone)]
@@ -37,20 +37,20 @@ pub fn methods(low: &[f32], high: &[f32]) -> Vec<(String, Composite)> {
         high: high.to_vec(),
         ..PresetOptions::default()
     };
-    let mut out: Vec<(String, Composite)> = PRESETS
+    let mut out: Vec<(String, Composite)> = Method::ALL
         .iter()
-        .map(|(name, _)| {
-            let c = Composite::preset(name, &options).expect("every listed preset builds");
-            (name.to_string(), c)
+        .map(|&m| {
+            let c = Composite::preset(m, &options).expect("every preset builds");
+            (m.name().to_string(), c)
         })
         .collect();
     let wta = PresetOptions {
-        pool: Some(Rule::PoolWinnerTakeAll),
+        pool: Some(PoolRule::WinnerTakeAll),
         ..options
     };
     out.push((
         "dtd (winner-take-all pooling)".into(),
-        Composite::preset("dtd", &wta).expect("dtd builds"),
+        Composite::preset(Method::Dtd, &wta).expect("dtd builds"),
     ));
     out
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use vidlrp_c3d::Pool5;
-use vidlrp_core::{Backend, Composite, HostTensor, PresetOptions, Rule, Target};
+use vidlrp_core::{Backend, Composite, HostTensor, Method, PoolRule, PresetOptions, Target};
 
 use crate::{max_errors, TOLERANCE};
 
@@ -100,15 +100,16 @@ pub fn load(dir: &Path) -> Result<GoldenModel, String> {
         if let Some(e) = m["epsilon"].as_f64() {
             opts.epsilon = e as f32;
         }
-        opts.pool = match m["pool"].as_str() {
-            Some("wta") => Some(Rule::PoolWinnerTakeAll),
-            Some("proportional") => Some(Rule::PoolProportional),
-            _ => None,
-        };
+        opts.pool = m["pool"]
+            .as_str()
+            .map(str::parse::<PoolRule>)
+            .transpose()
+            .map_err(|e| err(dir, e))?;
         let name = m["method"]
             .as_str()
             .ok_or_else(|| err(dir, format!("{key}: no method")))?;
-        let composite = Composite::preset(name, &opts).map_err(|e| err(dir, e))?;
+        let method = name.parse::<Method>().map_err(|e| err(dir, e))?;
+        let composite = Composite::preset(method, &opts).map_err(|e| err(dir, e))?;
         let relevance = golden
             .remove(key)
             .ok_or_else(|| err(dir, format!("golden.npz lacks {key}")))?;

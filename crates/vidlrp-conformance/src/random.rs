@@ -41,7 +41,7 @@ pub fn random_case(seed: u64) -> RandomCase {
     let spec = C3dSpec::with_widths(widths, fc, classes, [16, h, w], pool5).expect("valid sizes");
     let mut weights = init_weights(&spec, seed.wrapping_mul(31).wrapping_add(7));
     let mut rng = Rng::new(seed ^ 0x5eed);
-    for (name, t) in weights.iter_mut() {
+    for (name, t) in &mut weights {
         if name.ends_with(".bias") {
             rng.fill_normal(t.data_mut(), 0.1);
         }
@@ -93,7 +93,7 @@ pub fn dtd_on_zero_bias_model<B: vidlrp_core::Backend>(
 ) -> Result<Option<vidlrp_core::Explanation>, String> {
     use vidlrp_core::{Composite, ErrorKind, Target};
     let mut case = random_case(seed);
-    for (name, t) in case.weights.iter_mut() {
+    for (name, t) in &mut case.weights {
         if name.ends_with(".bias") {
             t.data_mut().fill(0.0);
         }

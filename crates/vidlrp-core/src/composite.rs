@@ -1,7 +1,10 @@
 //! [`Composite`]: which rule each layer of a network gets, plus how the explanation is seeded and
 //! finished. Named presets reproduce the paper's methods and the composites Zennit users know.
 
-use crate::{Error, ErrorKind, LayerKind, Result, Rule};
+use std::fmt;
+use std::str::FromStr;
+
+use crate::{Error, ErrorKind, LayerKind, Result, Role, Rule};
 
 /// What the output relevance holds at the explained neuron `c`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +26,144 @@ pub enum Finish {
     TimesInput,
 }
 
+/// The pooling rules a preset's pooling can be switched to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PoolRule {
+    /// [`Rule::PoolProportional`]: `R_i = x_i / stab(sum_{i' in pool(j)} x_i') R_j` (the paper).
+    Proportional,
+    /// [`Rule::PoolWinnerTakeAll`]: all of `R_j` to the pool's first maximum (Zennit's default).
+    WinnerTakeAll,
+}
+
+impl PoolRule {
+    /// The rule.
+    pub fn rule(self) -> Rule {
+        match self {
+            PoolRule::Proportional => Rule::PoolProportional,
+            PoolRule::WinnerTakeAll => Rule::PoolWinnerTakeAll,
+        }
+    }
+}
+
+impl FromStr for PoolRule {
+    type Err = Error;
+
+    /// `proportional`, or `wta` / `winner-take-all`.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "proportional" => Ok(PoolRule::Proportional),
+            "wta" | "winner-take-all" => Ok(PoolRule::WinnerTakeAll),
+            other => Err(Error::new(
+                ErrorKind::Argument,
+                format!("unknown pooling rule {other:?} (known: proportional, wta)"),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for PoolRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PoolRule::Proportional => "proportional",
+            PoolRule::WinnerTakeAll => "wta",
+        })
+    }
+}
+
+/// The named explanation methods ([`Composite::preset`]), parsed once from their names.
+///
+/// ```
+/// use vidlrp_core::Method;
+/// let m: Method = "epsilon-plus".parse().unwrap();
+/// assert_eq!(m, Method::EpsilonPlus);
+/// assert_eq!(m.to_string(), "epsilon-plus");
+/// assert!("lrp-magic".parse::<Method>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Method {
+    /// Deep Taylor decomposition as in the paper.
+    Dtd,
+    /// Sensitivity analysis.
+    Sa,
+    /// The plain gradient.
+    Gradient,
+    /// Gradient times input.
+    GradientXInput,
+    /// Zennit's `EpsilonPlus`.
+    EpsilonPlus,
+    /// Zennit's `EpsilonGammaBox`.
+    EpsilonGammaBox,
+    /// Zennit's `EpsilonPlusFlat`.
+    EpsilonPlusFlat,
+    /// Zennit's `EpsilonAlpha2Beta1`.
+    EpsilonAlpha2Beta1,
+    /// Zennit's `EpsilonAlpha2Beta1Flat`.
+    EpsilonAlpha2Beta1Flat,
+    /// z+ on every affine layer.
+    ZPlus,
+    /// epsilon on every affine layer.
+    Epsilon,
+    /// alpha-beta on every affine layer.
+    AlphaBeta,
+    /// gamma on every affine layer.
+    Gamma,
+    /// w^2 on the first layer, z+ above.
+    WSquare,
+}
+
+impl Method {
+    /// Every method, in the order of [`PRESETS`].
+    pub const ALL: [Method; 14] = [
+        Method::Dtd,
+        Method::Sa,
+        Method::Gradient,
+        Method::GradientXInput,
+        Method::EpsilonPlus,
+        Method::EpsilonGammaBox,
+        Method::EpsilonPlusFlat,
+        Method::EpsilonAlpha2Beta1,
+        Method::EpsilonAlpha2Beta1Flat,
+        Method::ZPlus,
+        Method::Epsilon,
+        Method::AlphaBeta,
+        Method::Gamma,
+        Method::WSquare,
+    ];
+
+    /// The method's name (`dtd`, `sa`, `epsilon-plus`, ...).
+    pub fn name(self) -> &'static str {
+        PRESETS[self as usize].0
+    }
+
+    /// A one-line description.
+    pub fn description(self) -> &'static str {
+        PRESETS[self as usize].1
+    }
+}
+
+impl FromStr for Method {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Method::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = PRESETS.iter().map(|p| p.0).collect();
+                Error::new(
+                    ErrorKind::Argument,
+                    format!("unknown method {s:?}; known: {}", names.join(", ")),
+                )
+            })
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Parameters of the named presets; defaults are Zennit's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PresetOptions {
@@ -39,7 +180,7 @@ pub struct PresetOptions {
     /// Beta of the alpha-beta rule.
     pub beta: f32,
     /// Pooling rule override (`None`: the preset's own).
-    pub pool: Option<Rule>,
+    pub pool: Option<PoolRule>,
     /// Add `b+` to z+ denominators (Zennit's `ZPlus` default) in `dtd`.
     pub zplus_bias: bool,
 }
@@ -82,7 +223,7 @@ pub struct Composite {
     pub requires_positive_score: bool,
 }
 
-/// The names [`Composite::preset`] accepts, with a one-line description each.
+/// The names of [`Method`], with a one-line description each, in [`Method::ALL`] order.
 pub const PRESETS: &[(&str, &str)] = &[
     (
         "dtd",
@@ -172,10 +313,18 @@ impl Composite {
         Self::gradient("sa", Finish::Square)
     }
 
-    /// A named preset (see [`PRESETS`]).
+    /// A named preset (see [`Method`]).
     ///
-    /// **Errors** on an unknown name or invalid parameters.
-    pub fn preset(name: &str, o: &PresetOptions) -> Result<Self> {
+    /// ```
+    /// use vidlrp_core::{Composite, Method, PresetOptions, PoolRule, Rule};
+    /// let o = PresetOptions { pool: Some(PoolRule::WinnerTakeAll), ..Default::default() };
+    /// let c = Composite::preset(Method::Dtd, &o).unwrap();
+    /// assert_eq!(c.pool, Rule::PoolWinnerTakeAll);
+    /// ```
+    ///
+    /// **Errors** on invalid parameters (e.g. alpha - beta != 1, z^B bounds with low > high).
+    pub fn preset(method: Method, o: &PresetOptions) -> Result<Self> {
+        let name = method.name();
         let zbox = || Rule::ZBox {
             low: o.low.clone(),
             high: o.high.clone(),
@@ -189,8 +338,8 @@ impl Composite {
             beta: o.beta,
         };
         let wta = Rule::PoolWinnerTakeAll;
-        let mut c = match name {
-            "dtd" => {
+        let mut c = match method {
+            Method::Dtd => {
                 let mut c = Self::dtd(o.low.clone(), o.high.clone());
                 let zplus = Rule::ZPlus {
                     positive_bias: o.zplus_bias,
@@ -199,17 +348,17 @@ impl Composite {
                 c.linear = zplus;
                 c
             }
-            "sa" => Self::sensitivity(),
-            "gradient" => Self::gradient("gradient", Finish::Identity),
-            "gradient-x-input" => Self::gradient("gradient-x-input", Finish::TimesInput),
-            "epsilon-plus" => Self::lrp(name, None, zplus_b, eps, wta),
-            "epsilon-gamma-box" => {
+            Method::Sa => Self::sensitivity(),
+            Method::Gradient => Self::gradient("gradient", Finish::Identity),
+            Method::GradientXInput => Self::gradient("gradient-x-input", Finish::TimesInput),
+            Method::EpsilonPlus => Self::lrp(name, None, zplus_b, eps, wta),
+            Method::EpsilonGammaBox => {
                 Self::lrp(name, Some(zbox()), Rule::Gamma { gamma: o.gamma }, eps, wta)
             }
-            "epsilon-plus-flat" => Self::lrp(name, Some(Rule::Flat), zplus_b, eps, wta),
-            "epsilon-alpha2-beta1" => Self::lrp(name, None, ab, eps, wta),
-            "epsilon-alpha2-beta1-flat" => Self::lrp(name, Some(Rule::Flat), ab, eps, wta),
-            "zplus" => {
+            Method::EpsilonPlusFlat => Self::lrp(name, Some(Rule::Flat), zplus_b, eps, wta),
+            Method::EpsilonAlpha2Beta1 => Self::lrp(name, None, ab, eps, wta),
+            Method::EpsilonAlpha2Beta1Flat => Self::lrp(name, Some(Rule::Flat), ab, eps, wta),
+            Method::ZPlus => {
                 let z = Rule::ZPlus {
                     positive_bias: o.zplus_bias,
                 };
@@ -217,32 +366,45 @@ impl Composite {
                 c.requires_positive_score = true;
                 c
             }
-            "epsilon" => Self::lrp(name, None, eps.clone(), eps, wta),
-            "alpha-beta" => Self::lrp(name, None, ab.clone(), ab, wta),
-            "gamma" => {
+            Method::Epsilon => Self::lrp(name, None, eps.clone(), eps, wta),
+            Method::AlphaBeta => Self::lrp(name, None, ab.clone(), ab, wta),
+            Method::Gamma => {
                 let g = Rule::Gamma { gamma: o.gamma };
                 Self::lrp(name, None, g.clone(), g, wta)
             }
-            "wsquare" => Self::lrp(name, Some(Rule::WSquare), zplus_b.clone(), zplus_b, wta),
-            other => {
-                let names: Vec<&str> = PRESETS.iter().map(|p| p.0).collect();
-                return Err(Error::new(
-                    ErrorKind::Argument,
-                    format!("unknown method {other:?}; known: {}", names.join(", ")),
-                ));
-            }
+            Method::WSquare => Self::lrp(name, Some(Rule::WSquare), zplus_b.clone(), zplus_b, wta),
         };
-        if let Some(pool) = &o.pool {
+        if let Some(pool) = o.pool {
             if c.seed == Seed::Score {
-                c.pool = pool.clone();
+                c.pool = pool.rule();
             }
         }
         c.validate()?;
         Ok(c)
     }
 
-    /// **Errors** if a parameter is out of its domain.
+    /// **Errors** if a rule is given for a role it cannot act on (e.g. a pooling rule for the
+    /// convolutions) or a parameter is out of its domain.
     pub fn validate(&self) -> Result<()> {
+        let roles = [
+            (self.first.as_ref(), Role::Convolution, "first layer"),
+            (Some(&self.conv), Role::Convolution, "convolutions"),
+            (Some(&self.linear), Role::Dense, "dense layers"),
+            (Some(&self.pool), Role::Pooling, "pooling layers"),
+            (Some(&self.activation), Role::Activation, "activations"),
+        ];
+        for (rule, role, what) in roles {
+            if let Some(rule) = rule.filter(|r| !role.accepts(r)) {
+                return Err(Error::new(
+                    ErrorKind::Rule,
+                    format!(
+                        "composite {}: rule {} cannot act on the {what}",
+                        self.name,
+                        rule.name()
+                    ),
+                ));
+            }
+        }
         let rules = [Some(&self.conv), Some(&self.linear), self.first.as_ref()];
         for rule in rules.into_iter().flatten() {
             match rule {
@@ -294,21 +456,20 @@ impl Composite {
         Ok(())
     }
 
-    /// The rule of each layer, given the layers' kinds in forward order.
+    /// The rule of each layer, given the layers' kinds in forward order: the first affine layer
+    /// gets `first` (if set), the others the rule of their [`Role`].
     pub fn assign(&self, kinds: &[LayerKind]) -> Vec<Rule> {
         let first_affine = kinds.iter().position(|k| k.is_affine());
         kinds
             .iter()
             .enumerate()
-            .map(|(i, kind)| match kind {
-                _ if Some(i) == first_affine && self.first.is_some() => {
-                    self.first.clone().unwrap_or(Rule::Pass)
-                }
-                LayerKind::Conv3d => self.conv.clone(),
-                LayerKind::Linear => self.linear.clone(),
-                LayerKind::MaxPool3d => self.pool.clone(),
-                LayerKind::Relu => self.activation.clone(),
-                LayerKind::Flatten => Rule::Pass,
+            .map(|(i, kind)| match (&self.first, kind.role()) {
+                (Some(first), _) if Some(i) == first_affine => first.clone(),
+                (_, Role::Convolution) => self.conv.clone(),
+                (_, Role::Dense) => self.linear.clone(),
+                (_, Role::Pooling) => self.pool.clone(),
+                (_, Role::Activation) => self.activation.clone(),
+                (_, Role::Reshape) => Rule::Pass,
             })
             .collect()
     }
@@ -342,16 +503,34 @@ mod tests {
 
     #[test]
     fn every_listed_preset_builds_and_unknown_ones_fail() {
-        for (name, _) in PRESETS {
-            Composite::preset(name, &PresetOptions::default()).unwrap();
+        for m in Method::ALL {
+            let c = Composite::preset(m, &PresetOptions::default()).unwrap();
+            assert_eq!(c.name, m.name());
+            assert_eq!(m.name().parse::<Method>().unwrap(), m);
         }
-        let e = Composite::preset("lrp-magic", &PresetOptions::default()).unwrap_err();
+        let e = "lrp-magic".parse::<Method>().unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Argument);
         let bad = PresetOptions {
             alpha: 3.0,
             beta: 1.0,
             ..Default::default()
         };
-        assert!(Composite::preset("alpha-beta", &bad).is_err());
+        assert!(Composite::preset(Method::AlphaBeta, &bad).is_err());
+    }
+
+    #[test]
+    fn a_rule_for_the_wrong_role_is_rejected() {
+        let mut c = Composite::dtd(vec![0.0], vec![1.0]);
+        c.pool = Rule::WSquare;
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Rule);
+        assert!(e.message().contains("pooling"), "{e}");
+        let mut c = Composite::sensitivity();
+        c.conv = Rule::PoolProportional;
+        assert!(c.validate().is_err());
+        for p in ["proportional", "wta", "winner-take-all"] {
+            assert!(p.parse::<PoolRule>().is_ok());
+        }
+        assert!("zplus".parse::<PoolRule>().is_err());
     }
 }

@@ -4,9 +4,56 @@ use crate::backend::{Backend, UnaryOp};
 use crate::rules::{activation_relevance, affine_relevance, pool_relevance};
 use crate::{Affine, Conv3dGeometry, Error, HostTensor, Pool3dGeometry, Result, Rule};
 
-/// What a layer is, so that a composite can pick its rule.
+/// What part a layer plays in relevance propagation: a composite assigns rules by role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// An affine map over a spatio-temporal input (convolutions): the composite's `conv` rule.
+    Convolution,
+    /// An affine map over a flat input (dense layers): the composite's `linear` rule.
+    Dense,
+    /// A pooling layer: the composite's `pool` rule.
+    Pooling,
+    /// An elementwise activation (or an identity in evaluation, such as dropout): the
+    /// composite's `activation` rule.
+    Activation,
+    /// A reshape that moves values without changing them: relevance passes unchanged.
+    Reshape,
+}
+
+impl Role {
+    /// Convolutions and dense layers.
+    pub fn is_affine(self) -> bool {
+        matches!(self, Role::Convolution | Role::Dense)
+    }
+
+    /// Whether `rule` can act on a layer of this role.
+    ///
+    /// ```
+    /// use vidlrp_core::{Role, Rule};
+    /// assert!(Role::Pooling.accepts(&Rule::PoolProportional));
+    /// assert!(!Role::Pooling.accepts(&Rule::WSquare));
+    /// assert!(Role::Dense.accepts(&Rule::ZPlus { positive_bias: false }));
+    /// ```
+    pub fn accepts(self, rule: &Rule) -> bool {
+        match self {
+            Role::Convolution | Role::Dense => rule.is_affine_rule(),
+            Role::Pooling => matches!(
+                rule,
+                Rule::PoolProportional | Rule::PoolWinnerTakeAll | Rule::Gradient
+            ),
+            Role::Activation => matches!(rule, Rule::Pass | Rule::Gradient),
+            Role::Reshape => true,
+        }
+    }
+}
+
+/// What a layer is, so that a composite can pick its rule. The built-in layers have their own
+/// kinds; a layer defined outside this crate says which [`Role`] it plays with
+/// [`LayerKind::Custom`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum LayerKind {
     /// 3-d convolution (affine).
     Conv3d,
@@ -18,12 +65,31 @@ pub enum LayerKind {
     Relu,
     /// Reshape `[N, ...] -> [N, D]`.
     Flatten,
+    /// A layer defined outside this crate.
+    Custom {
+        /// The layer type's name, for reports (e.g. `"dropout"`).
+        name: &'static str,
+        /// The part it plays in relevance propagation.
+        role: Role,
+    },
 }
 
 impl LayerKind {
-    /// Convolutions and dense layers.
+    /// The part the layer plays in relevance propagation.
+    pub fn role(self) -> Role {
+        match self {
+            LayerKind::Conv3d => Role::Convolution,
+            LayerKind::Linear => Role::Dense,
+            LayerKind::MaxPool3d => Role::Pooling,
+            LayerKind::Relu => Role::Activation,
+            LayerKind::Flatten => Role::Reshape,
+            LayerKind::Custom { role, .. } => role,
+        }
+    }
+
+    /// Convolutions and dense layers (built-in or custom).
     pub fn is_affine(self) -> bool {
-        matches!(self, LayerKind::Conv3d | LayerKind::Linear)
+        self.role().is_affine()
     }
 }
 

@@ -21,10 +21,10 @@ pub mod rules;
 mod tensor;
 
 pub use backend::{Backend, BinaryOp, UnaryOp};
-pub use composite::{Composite, Finish, PresetOptions, Seed, PRESETS};
+pub use composite::{Composite, Finish, Method, PoolRule, PresetOptions, Seed, PRESETS};
 pub use error::{Error, ErrorKind, Result};
 pub use geometry::{Conv3dGeometry, Pool3dGeometry};
-pub use layer::{Conv3d, Flatten, Layer, LayerKind, Linear, MaxPool3d, Relu};
+pub use layer::{Conv3d, Flatten, Layer, LayerKind, Linear, MaxPool3d, Relu, Role};
 pub use model::{top_k, Explanation, LayerRelevance, Sequential, Target};
 pub use rules::{Affine, Rule};
 pub use tensor::HostTensor;

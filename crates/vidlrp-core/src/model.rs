@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use crate::backend::{Backend, BinaryOp, UnaryOp};
 use crate::composite::{Composite, Finish, Seed};
-use crate::{Error, ErrorKind, HostTensor, Layer, LayerKind, Result};
+use crate::{Error, ErrorKind, HostTensor, Layer, LayerKind, Result, Rule};
 
 /// Which output neuron each sample is explained for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,6 +122,28 @@ impl<B: Backend> Sequential<B> {
         Ok(shapes)
     }
 
+    /// The rule of every layer under `composite`, checked before any work: **Errors** if the
+    /// composite is invalid or a layer gets a rule it cannot act on.
+    pub fn rules(&self, composite: &Composite) -> Result<Vec<Rule>> {
+        composite.validate()?;
+        let kinds: Vec<LayerKind> = self.layers.iter().map(|l| l.kind()).collect();
+        let rules = composite.assign(&kinds);
+        for (layer, rule) in self.layers.iter().zip(&rules) {
+            if !layer.kind().role().accepts(rule) {
+                return Err(Error::new(
+                    ErrorKind::Rule,
+                    format!(
+                        "rule {} cannot be applied to layer {} ({:?})",
+                        rule.name(),
+                        layer.name(),
+                        layer.kind().role()
+                    ),
+                ));
+            }
+        }
+        Ok(rules)
+    }
+
     /// The forward pass.
     pub fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
         self.shapes(&be.shape(x))?;
@@ -155,8 +177,7 @@ impl<B: Backend> Sequential<B> {
             )));
         }
         let (n, k) = (out_shape[0], out_shape[1]);
-        let kinds: Vec<LayerKind> = self.layers.iter().map(|l| l.kind()).collect();
-        let rules = composite.assign(&kinds);
+        let rules = self.rules(composite)?;
 
         let mut acts = Vec::with_capacity(self.layers.len() + 1);
         let mut forward_s = Vec::with_capacity(self.layers.len());
@@ -205,8 +226,8 @@ impl<B: Backend> Sequential<B> {
                     ErrorKind::NonPositiveScore,
                     format!(
                         "sample {i}: the explained logit f_{}(x) = {s} is not positive; {} is only \
-                         defined for f_c(x) > 0 (explain another class with --class, or use a \
-                         method such as sa or epsilon-plus)",
+                         defined for f_c(x) > 0 (explain another class, or use a method such as \
+                         sa or epsilon-plus)",
                         classes[i], composite.name
                     ),
                 ));

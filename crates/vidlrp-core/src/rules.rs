@@ -94,6 +94,21 @@ impl Rule {
         }
     }
 
+    /// Whether the rule acts on affine layers (convolutions, dense layers).
+    pub fn is_affine_rule(&self) -> bool {
+        matches!(
+            self,
+            Rule::Gradient
+                | Rule::ZPlus { .. }
+                | Rule::ZBox { .. }
+                | Rule::Epsilon { .. }
+                | Rule::WSquare
+                | Rule::Flat
+                | Rule::AlphaBeta { .. }
+                | Rule::Gamma { .. }
+        )
+    }
+
     fn unsupported(&self, layer: &str) -> Error {
         Error::new(
             ErrorKind::Rule,
@@ -162,7 +177,8 @@ fn per_channel(values: &[f32], channels: usize, what: &str, layer: &str) -> Resu
     }
 }
 
-/// Relevance of an affine layer's input under `rule` (see [`Rule`] for each formula).
+/// Relevance of an affine layer's input under `rule` (see [`Rule`] for each formula): one
+/// function per rule below, chosen here.
 ///
 /// # Shapes
 /// `x` is the layer's input, `r` has the shape of its output; the result has the shape of `x`.
@@ -173,140 +189,225 @@ pub fn affine_relevance<B: Backend, A: Affine<B> + ?Sized>(
     r: &B::Tensor,
     rule: &Rule,
 ) -> Result<B::Tensor> {
-    use BinaryOp::{Add, Mul, StabDiv, Sub};
-    let shape = be.shape(x);
-    let w = layer.weight();
-    let fwd = |x: &B::Tensor, w: &B::Tensor, b: Option<&B::Tensor>| layer.apply(be, x, w, b);
-    let tr = |g: &B::Tensor, w: &B::Tensor| layer.apply_transposed(be, g, w, &shape);
-    let stab_div = |r: &B::Tensor, z: &B::Tensor| be.binary(r, z, StabDiv(STABILIZER));
+    let op = AffineOp {
+        layer,
+        be,
+        shape: be.shape(x),
+    };
     match rule {
-        Rule::Gradient => tr(r, w),
-        Rule::ZPlus { positive_bias } => {
-            let xs = split_signs(be, x)?;
-            let wp = be.unary(w, UnaryOp::Positive)?;
-            let bp = match (positive_bias, layer.bias()) {
-                (true, Some(b)) => Some(be.unary(b, UnaryOp::Positive)?),
-                _ => None,
-            };
-            let mut z = fwd(&xs.pos, &wp, bp.as_ref())?;
-            let wn = match xs.neg {
-                Some(_) => Some(be.unary(w, UnaryOp::Negative)?),
-                None => None,
-            };
-            if let (Some(xn), Some(wn)) = (&xs.neg, &wn) {
-                z = be.binary(&z, &fwd(xn, wn, None)?, Add)?;
-            }
-            let s = stab_div(r, &z)?;
-            drop(z);
-            let mut out = be.binary(&xs.pos, &tr(&s, &wp)?, Mul)?;
-            if let (Some(xn), Some(wn)) = (&xs.neg, &wn) {
-                out = be.binary(&out, &be.binary(xn, &tr(&s, wn)?, Mul)?, Add)?;
-            }
-            Ok(out)
-        }
-        Rule::ZBox { low, high } => {
-            let channels = shape.get(1).copied().unwrap_or(1);
-            let name = layer.affine_name();
-            let lo = be.fill_channels(&shape, &per_channel(low, channels, "low", name)?)?;
-            let hi = be.fill_channels(&shape, &per_channel(high, channels, "high", name)?)?;
-            let wp = be.unary(w, UnaryOp::Positive)?;
-            let wn = be.unary(w, UnaryOp::Negative)?;
-            let z = be.binary(&fwd(x, w, None)?, &fwd(&lo, &wp, None)?, Sub)?;
-            let z = be.binary(&z, &fwd(&hi, &wn, None)?, Sub)?;
-            let s = stab_div(r, &z)?;
-            drop(z);
-            let out = be.binary(x, &tr(&s, w)?, Mul)?;
-            let out = be.binary(&out, &be.binary(&lo, &tr(&s, &wp)?, Mul)?, Sub)?;
-            be.binary(&out, &be.binary(&hi, &tr(&s, &wn)?, Mul)?, Sub)
-        }
-        Rule::Epsilon { epsilon } => {
-            let z = fwd(x, w, layer.bias())?;
-            let s = be.binary(r, &z, StabDiv(*epsilon))?;
-            be.binary(x, &tr(&s, w)?, Mul)
-        }
-        Rule::WSquare => {
-            let w2 = be.unary(w, UnaryOp::Square)?;
-            let b2 = layer
-                .bias()
-                .map(|b| be.unary(b, UnaryOp::Square))
-                .transpose()?;
-            let z = fwd(&be.unary(x, UnaryOp::One)?, &w2, b2.as_ref())?;
-            tr(&stab_div(r, &z)?, &w2)
-        }
-        Rule::Flat => {
-            let w1 = be.unary(w, UnaryOp::One)?;
-            let z = fwd(&be.unary(x, UnaryOp::One)?, &w1, None)?;
-            tr(&stab_div(r, &z)?, &w1)
-        }
-        Rule::AlphaBeta { alpha, beta } => {
-            let xs = split_signs(be, x)?;
-            let wp = be.unary(w, UnaryOp::Positive)?;
-            let wn = be.unary(w, UnaryOp::Negative)?;
-            let bp = layer
-                .bias()
-                .map(|b| be.unary(b, UnaryOp::Positive))
-                .transpose()?;
-            let bn = layer
-                .bias()
-                .map(|b| be.unary(b, UnaryOp::Negative))
-                .transpose()?;
-            // Positive part: x+ w+ + x- w- (+ b+); negative part: x+ w- + x- w+ (+ b-).
-            let part =
-                |wa: &B::Tensor, wb: &B::Tensor, b: Option<&B::Tensor>| -> Result<B::Tensor> {
-                    let mut z = fwd(&xs.pos, wa, b)?;
-                    if let Some(xn) = &xs.neg {
-                        z = be.binary(&z, &fwd(xn, wb, None)?, Add)?;
-                    }
-                    let s = stab_div(r, &z)?;
-                    let mut out = be.binary(&xs.pos, &tr(&s, wa)?, Mul)?;
-                    if let Some(xn) = &xs.neg {
-                        out = be.binary(&out, &be.binary(xn, &tr(&s, wb)?, Mul)?, Add)?;
-                    }
-                    Ok(out)
-                };
-            let pos = be.unary(&part(&wp, &wn, bp.as_ref())?, UnaryOp::Scale(*alpha))?;
-            if *beta == 0.0 {
-                return Ok(pos);
-            }
-            let neg = be.unary(&part(&wn, &wp, bn.as_ref())?, UnaryOp::Scale(*beta))?;
-            be.binary(&pos, &neg, Sub)
-        }
-        Rule::Gamma { gamma } => {
-            let xs = split_signs(be, x)?;
-            let wgp = be.unary(w, UnaryOp::AddPositive(*gamma))?;
-            let wgn = be.unary(w, UnaryOp::AddNegative(*gamma))?;
-            let bgp = layer
-                .bias()
-                .map(|b| be.unary(b, UnaryOp::AddPositive(*gamma)))
-                .transpose()?;
-            let bgn = layer
-                .bias()
-                .map(|b| be.unary(b, UnaryOp::AddNegative(*gamma)))
-                .transpose()?;
-            let z = fwd(x, w, layer.bias())?;
-            // For outputs z > 0: x+ (w + g w+) + x- (w + g w-); for z < 0 the mirror image.
-            let part = |mask: UnaryOp, wa: &B::Tensor, wb: &B::Tensor, b: Option<&B::Tensor>| {
-                let mut d = fwd(&xs.pos, wa, b)?;
-                if let Some(xn) = &xs.neg {
-                    d = be.binary(&d, &fwd(xn, wb, None)?, Add)?;
-                }
-                let g = be.binary(
-                    &be.binary(&be.unary(&z, mask)?, r, Mul)?,
-                    &d,
-                    StabDiv(STABILIZER),
-                )?;
-                let mut out = be.binary(&xs.pos, &tr(&g, wa)?, Mul)?;
-                if let Some(xn) = &xs.neg {
-                    out = be.binary(&out, &be.binary(xn, &tr(&g, wb)?, Mul)?, Add)?;
-                }
-                Ok::<_, Error>(out)
-            };
-            let pos = part(UnaryOp::StepPositive, &wgp, &wgn, bgp.as_ref())?;
-            let neg = part(UnaryOp::StepNegative, &wgn, &wgp, bgn.as_ref())?;
-            be.binary(&pos, &neg, Add)
-        }
+        Rule::Gradient => op.tr(r, layer.weight()),
+        Rule::ZPlus { positive_bias } => zplus(&op, x, r, *positive_bias),
+        Rule::ZBox { low, high } => zbox(&op, x, r, low, high),
+        Rule::Epsilon { epsilon } => epsilon_rule(&op, x, r, *epsilon),
+        Rule::WSquare => wsquare(&op, x, r),
+        Rule::Flat => flat(&op, x, r),
+        Rule::AlphaBeta { alpha, beta } => alpha_beta(&op, x, r, *alpha, *beta),
+        Rule::Gamma { gamma } => gamma_rule(&op, x, r, *gamma),
         other => Err(other.unsupported(layer.affine_name())),
     }
+}
+
+/// An affine layer on a backend, with the input shape its transposes produce.
+struct AffineOp<'a, B: Backend, A: Affine<B> + ?Sized> {
+    layer: &'a A,
+    be: &'a B,
+    shape: Vec<usize>,
+}
+
+impl<B: Backend, A: Affine<B> + ?Sized> AffineOp<'_, B, A> {
+    /// `A(x; w) + b`.
+    fn fwd(&self, x: &B::Tensor, w: &B::Tensor, b: Option<&B::Tensor>) -> Result<B::Tensor> {
+        self.layer.apply(self.be, x, w, b)
+    }
+    /// `A^T(g; w)`.
+    fn tr(&self, g: &B::Tensor, w: &B::Tensor) -> Result<B::Tensor> {
+        self.layer.apply_transposed(self.be, g, w, &self.shape)
+    }
+    fn unary(&self, x: &B::Tensor, op: UnaryOp) -> Result<B::Tensor> {
+        self.be.unary(x, op)
+    }
+    fn binary(&self, a: &B::Tensor, b: &B::Tensor, op: BinaryOp) -> Result<B::Tensor> {
+        self.be.binary(a, b, op)
+    }
+    /// `r / stab(z)` with the rules' stabiliser.
+    fn stab_div(&self, r: &B::Tensor, z: &B::Tensor) -> Result<B::Tensor> {
+        self.be.binary(r, z, BinaryOp::StabDiv(STABILIZER))
+    }
+    /// The bias mapped by `op`, if there is a bias.
+    fn bias_map(&self, op: UnaryOp) -> Result<Option<B::Tensor>> {
+        self.layer.bias().map(|b| self.unary(b, op)).transpose()
+    }
+    /// The sign-split contribution sum `z = A(x+; wa) [+ b] + A(x-; wb)` and its relevance
+    /// `x+ A^T(s; wa) + x- A^T(s; wb)` with `s = numerator / stab(z)`: the common core of z+,
+    /// alpha-beta and gamma.
+    fn split_pass(
+        &self,
+        xs: &SignSplit<B::Tensor>,
+        wa: &B::Tensor,
+        wb: Option<&B::Tensor>,
+        b: Option<&B::Tensor>,
+        numerator: &B::Tensor,
+    ) -> Result<B::Tensor> {
+        let mut z = self.fwd(&xs.pos, wa, b)?;
+        let neg = match (&xs.neg, wb) {
+            (Some(xn), Some(wb)) => Some((xn, wb)),
+            _ => None,
+        };
+        if let Some((xn, wb)) = neg {
+            z = self.binary(&z, &self.fwd(xn, wb, None)?, BinaryOp::Add)?;
+        }
+        let s = self.stab_div(numerator, &z)?;
+        drop(z);
+        let mut out = self.binary(&xs.pos, &self.tr(&s, wa)?, BinaryOp::Mul)?;
+        if let Some((xn, wb)) = neg {
+            let neg = self.binary(xn, &self.tr(&s, wb)?, BinaryOp::Mul)?;
+            out = self.binary(&out, &neg, BinaryOp::Add)?;
+        }
+        Ok(out)
+    }
+}
+
+/// z+: `R_i = sum_j (x+_i w+_ij + x-_i w-_ij) / stab(sum_i' x+_i' w+_i'j + x-_i' w-_i'j [+ b+_j]) R_j`.
+fn zplus<B: Backend, A: Affine<B> + ?Sized>(
+    op: &AffineOp<'_, B, A>,
+    x: &B::Tensor,
+    r: &B::Tensor,
+    positive_bias: bool,
+) -> Result<B::Tensor> {
+    let xs = split_signs(op.be, x)?;
+    let w = op.layer.weight();
+    let wp = op.unary(w, UnaryOp::Positive)?;
+    let bp = if positive_bias {
+        op.bias_map(UnaryOp::Positive)?
+    } else {
+        None
+    };
+    // w- is only needed (and only computed) when the input has negative values.
+    let wn = match xs.neg {
+        Some(_) => Some(op.unary(w, UnaryOp::Negative)?),
+        None => None,
+    };
+    op.split_pass(&xs, &wp, wn.as_ref(), bp.as_ref(), r)
+}
+
+/// z^B: `R_i = sum_j (x_i w_ij - l_i w+_ij - h_i w-_ij) / stab(sum_i' (x_i' w_i'j - l_i' w+_i'j - h_i' w-_i'j)) R_j`.
+fn zbox<B: Backend, A: Affine<B> + ?Sized>(
+    op: &AffineOp<'_, B, A>,
+    x: &B::Tensor,
+    r: &B::Tensor,
+    low: &[f32],
+    high: &[f32],
+) -> Result<B::Tensor> {
+    use BinaryOp::{Mul, Sub};
+    let (be, shape, w) = (op.be, &op.shape, op.layer.weight());
+    let channels = shape.get(1).copied().unwrap_or(1);
+    let name = op.layer.affine_name();
+    let lo = be.fill_channels(shape, &per_channel(low, channels, "low", name)?)?;
+    let hi = be.fill_channels(shape, &per_channel(high, channels, "high", name)?)?;
+    let wp = op.unary(w, UnaryOp::Positive)?;
+    let wn = op.unary(w, UnaryOp::Negative)?;
+    let z = op.binary(&op.fwd(x, w, None)?, &op.fwd(&lo, &wp, None)?, Sub)?;
+    let z = op.binary(&z, &op.fwd(&hi, &wn, None)?, Sub)?;
+    let s = op.stab_div(r, &z)?;
+    drop(z);
+    let out = op.binary(x, &op.tr(&s, w)?, Mul)?;
+    let out = op.binary(&out, &op.binary(&lo, &op.tr(&s, &wp)?, Mul)?, Sub)?;
+    op.binary(&out, &op.binary(&hi, &op.tr(&s, &wn)?, Mul)?, Sub)
+}
+
+/// epsilon: `R_i = sum_j x_i w_ij / (z_j + epsilon sign(z_j)) R_j`, bias included in `z_j`.
+fn epsilon_rule<B: Backend, A: Affine<B> + ?Sized>(
+    op: &AffineOp<'_, B, A>,
+    x: &B::Tensor,
+    r: &B::Tensor,
+    epsilon: f32,
+) -> Result<B::Tensor> {
+    let w = op.layer.weight();
+    let z = op.fwd(x, w, op.layer.bias())?;
+    let s = op.binary(r, &z, BinaryOp::StabDiv(epsilon))?;
+    op.binary(x, &op.tr(&s, w)?, BinaryOp::Mul)
+}
+
+/// w^2: `R_i = sum_j w_ij^2 / stab(sum_i' w_i'j^2 + b_j^2) R_j`.
+fn wsquare<B: Backend, A: Affine<B> + ?Sized>(
+    op: &AffineOp<'_, B, A>,
+    x: &B::Tensor,
+    r: &B::Tensor,
+) -> Result<B::Tensor> {
+    let w2 = op.unary(op.layer.weight(), UnaryOp::Square)?;
+    let b2 = op.bias_map(UnaryOp::Square)?;
+    let z = op.fwd(&op.unary(x, UnaryOp::One)?, &w2, b2.as_ref())?;
+    op.tr(&op.stab_div(r, &z)?, &w2)
+}
+
+/// flat: `R_i = sum_j 1 / stab(sum_i' 1) R_j` over the inputs each output sees.
+fn flat<B: Backend, A: Affine<B> + ?Sized>(
+    op: &AffineOp<'_, B, A>,
+    x: &B::Tensor,
+    r: &B::Tensor,
+) -> Result<B::Tensor> {
+    let w1 = op.unary(op.layer.weight(), UnaryOp::One)?;
+    let z = op.fwd(&op.unary(x, UnaryOp::One)?, &w1, None)?;
+    op.tr(&op.stab_div(r, &z)?, &w1)
+}
+
+/// alpha-beta: `R_i = sum_j (alpha (x w)+_ij / stab(z+_j) - beta (x w)-_ij / stab(z-_j)) R_j`
+/// with `(x w)+ = x+ w+ + x- w-` (`+ b+`) and `(x w)- = x+ w- + x- w+` (`+ b-`).
+fn alpha_beta<B: Backend, A: Affine<B> + ?Sized>(
+    op: &AffineOp<'_, B, A>,
+    x: &B::Tensor,
+    r: &B::Tensor,
+    alpha: f32,
+    beta: f32,
+) -> Result<B::Tensor> {
+    let xs = split_signs(op.be, x)?;
+    let w = op.layer.weight();
+    let wp = op.unary(w, UnaryOp::Positive)?;
+    let wn = op.unary(w, UnaryOp::Negative)?;
+    let bp = op.bias_map(UnaryOp::Positive)?;
+    let positive = op.split_pass(&xs, &wp, Some(&wn), bp.as_ref(), r)?;
+    let pos = op.unary(&positive, UnaryOp::Scale(alpha))?;
+    if beta == 0.0 {
+        return Ok(pos);
+    }
+    let bn = op.bias_map(UnaryOp::Negative)?;
+    let negative = op.split_pass(&xs, &wn, Some(&wp), bn.as_ref(), r)?;
+    let neg = op.unary(&negative, UnaryOp::Scale(beta))?;
+    op.binary(&pos, &neg, BinaryOp::Sub)
+}
+
+/// gamma: for outputs `z_j > 0`, `R_i = sum_j (x+_i w^g+_ij + x-_i w^g-_ij) / stab(z^g+_j) R_j`
+/// with `w^g+ = w + gamma w+`, `w^g- = w + gamma w-`; for `z_j < 0` the mirrored expression.
+fn gamma_rule<B: Backend, A: Affine<B> + ?Sized>(
+    op: &AffineOp<'_, B, A>,
+    x: &B::Tensor,
+    r: &B::Tensor,
+    gamma: f32,
+) -> Result<B::Tensor> {
+    let xs = split_signs(op.be, x)?;
+    let w = op.layer.weight();
+    let wgp = op.unary(w, UnaryOp::AddPositive(gamma))?;
+    let wgn = op.unary(w, UnaryOp::AddNegative(gamma))?;
+    let bgp = op.bias_map(UnaryOp::AddPositive(gamma))?;
+    let bgn = op.bias_map(UnaryOp::AddNegative(gamma))?;
+    let z = op.fwd(x, w, op.layer.bias())?;
+    // The relevance of the outputs of one sign, each handled with its own weights.
+    let masked = |mask: UnaryOp| op.binary(&op.unary(&z, mask)?, r, BinaryOp::Mul);
+    let pos = op.split_pass(
+        &xs,
+        &wgp,
+        Some(&wgn),
+        bgp.as_ref(),
+        &masked(UnaryOp::StepPositive)?,
+    )?;
+    let neg = op.split_pass(
+        &xs,
+        &wgn,
+        Some(&wgp),
+        bgn.as_ref(),
+        &masked(UnaryOp::StepNegative)?,
+    )?;
+    op.binary(&pos, &neg, BinaryOp::Add)
 }
 
 /// Relevance of a max-pooling layer's input under `rule`:

@@ -85,3 +85,63 @@ impl HostTensor {
         Ok(())
     }
 }
+
+/// Conversions to and from `ndarray` (cargo feature `ndarray`).
+///
+/// ```
+/// # #[cfg(feature = "ndarray")] {
+/// use ndarray::{ArrayD, IxDyn, ShapeBuilder};
+/// use vidlrp_core::HostTensor;
+/// // Any layout is accepted: a column-major array is read in logical (row-major) order.
+/// let a = ArrayD::from_shape_vec(IxDyn(&[2, 3]).f(), vec![1.0f32, 4.0, 2.0, 5.0, 3.0, 6.0]).unwrap();
+/// let t = HostTensor::from(&a);
+/// assert_eq!(t.data(), &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+/// let back = ArrayD::<f32>::from(t);
+/// assert_eq!(back, a);
+/// # }
+/// ```
+#[cfg(feature = "ndarray")]
+mod ndarray_conversions {
+    use super::HostTensor;
+    use ndarray::{ArrayBase, ArrayD, Data, IxDyn};
+
+    impl<S: Data<Elem = f32>> From<&ArrayBase<S, IxDyn>> for HostTensor {
+        /// Copies the values in logical row-major order, whatever the array's memory layout.
+        fn from(a: &ArrayBase<S, IxDyn>) -> Self {
+            let data = match a.as_slice() {
+                Some(s) => s.to_vec(),
+                None => a.iter().copied().collect(),
+            };
+            HostTensor {
+                shape: a.shape().to_vec(),
+                data,
+            }
+        }
+    }
+
+    impl From<ArrayD<f32>> for HostTensor {
+        /// Takes the buffer as is if the array is in standard layout, else copies it.
+        fn from(a: ArrayD<f32>) -> Self {
+            if a.is_standard_layout() {
+                let shape = a.shape().to_vec();
+                let n = shape.iter().product::<usize>();
+                let (mut data, offset) = a.into_raw_vec_and_offset();
+                // Standard layout: the values are contiguous from the first element on.
+                let start = offset.unwrap_or(0);
+                if start != 0 || data.len() != n {
+                    data = data[start..start + n].to_vec();
+                }
+                return HostTensor { shape, data };
+            }
+            HostTensor::from(&a)
+        }
+    }
+
+    impl From<HostTensor> for ArrayD<f32> {
+        fn from(t: HostTensor) -> Self {
+            let (shape, data) = t.into_parts();
+            ArrayD::from_shape_vec(IxDyn(&shape), data)
+                .expect("a HostTensor's data has the product of its shape values")
+        }
+    }
+}

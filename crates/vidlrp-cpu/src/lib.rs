@@ -45,7 +45,7 @@ impl Cpu {
     /// **Errors** if the thread pool cannot be created.
     pub fn new(threads: usize) -> Result<Self> {
         let threads = if threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
         } else {
             threads
         };
@@ -206,7 +206,7 @@ impl Backend for Cpu {
     ) -> Result<ArrayD<f32>> {
         let dims = conv_dims(x.shape(), w.shape(), g)?;
         let (n, c_out) = (x.shape()[0], w.shape()[0]);
-        operands::bias("conv3d", bias.map(|b| b.shape()), c_out)?;
+        operands::bias("conv3d", bias.map(ndarray::ArrayBase::shape), c_out)?;
         let w2 = ArrayView2::from_shape((c_out, dims.rows()), slice(w)).expect("weight shape");
         let p = dims.positions();
         let mut out = vec![0.0f32; n * c_out * p];
@@ -292,7 +292,7 @@ impl Backend for Cpu {
         bias: Option<&ArrayD<f32>>,
     ) -> Result<ArrayD<f32>> {
         let (n, d_in, d_out) = operands::linear(x.shape(), w.shape())?;
-        operands::bias("linear", bias.map(|b| b.shape()), d_out)?;
+        operands::bias("linear", bias.map(ndarray::ArrayBase::shape), d_out)?;
         let xv = ArrayView2::from_shape((n, d_in), slice(x)).expect("shape");
         let wv = ArrayView2::from_shape((d_out, d_in), slice(w)).expect("shape");
         let mut out = match bias {

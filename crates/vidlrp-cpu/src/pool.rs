@@ -246,7 +246,7 @@ pub(crate) fn max_pool(d: &PoolDims, x: &[f32], y: &mut [f32]) {
         .zip(x.par_chunks(d.in_len()))
         .for_each(|(yp, xp)| {
             d.for_each_window(&wins, |j, w| {
-                yp[j] = argmax(xp, w).map_or(f32::NEG_INFINITY, |i| xp[i])
+                yp[j] = argmax(xp, w).map_or(f32::NEG_INFINITY, |i| xp[i]);
             });
         });
 }

@@ -27,12 +27,15 @@ const BLOCK_MIN_COLS: usize = 1024;
 /// values must be written (zeros included); the lanes past `nc` in the last sliver are zeroed by
 /// the caller.
 pub trait PackB: Sync {
+    /// Packs the block `k0..k0 + kc` x `j0..j0 + nc` into `dst` as described above.
     fn pack(&self, k0: usize, kc: usize, j0: usize, nc: usize, dst: &mut [f32]);
 }
 
 /// A plain row-major `B` (`ld` floats per row).
 pub struct RowMajor<'a> {
+    /// The values, row-major.
     pub data: &'a [f32],
+    /// Floats per row.
     pub ld: usize,
 }
 
@@ -159,7 +162,9 @@ fn detect() -> Kernel {
 
 /// Where `C` lives: row-major, `ldc` floats per row.
 pub struct Output<'a> {
+    /// The values, row-major.
     pub data: &'a mut [f32],
+    /// Floats per row.
     pub ldc: usize,
 }
 
@@ -225,7 +230,7 @@ fn gemm_columns(
                             // floats.
                             Kernel::Avx512 => unsafe {
                                 let dst = acc.as_mut_ptr().cast::<f32>();
-                                avx512::kernel_into(kc, as_.as_ptr(), bs.as_ptr(), dst, NR, true)
+                                avx512::kernel_into(kc, as_.as_ptr(), bs.as_ptr(), dst, NR, true);
                             },
                         }
                         for (i, acc_row) in acc.iter().enumerate().take(rows) {
@@ -334,7 +339,7 @@ fn gemm_with(
                         c,
                         ldc,
                         accumulate,
-                    )
+                    );
                 });
             }
         });
@@ -358,7 +363,7 @@ fn gemm_with(
             let (j0, j1) = (bounds(t), bounds(t + 1));
             s.spawn(move |_| {
                 let p = ptr;
-                gemm_columns(kernel, m, k, a, k, b, j0, j1, p.0, ldc, accumulate)
+                gemm_columns(kernel, m, k, a, k, b, j0, j1, p.0, ldc, accumulate);
             });
         }
     });
@@ -415,7 +420,7 @@ mod tests {
                         ldc: n,
                     };
                     let b = RowMajor { data: &b, ld: n };
-                    gemm_with(kernel, m, n, k, &a, &b, out, accumulate)
+                    gemm_with(kernel, m, n, k, &a, &b, out, accumulate);
                 });
                 for (i, (&got, &w)) in c.iter().zip(&want).enumerate() {
                     let w = w + if accumulate { 1.0 } else { 0.0 };
@@ -458,7 +463,7 @@ mod tests {
                         ldc: n,
                     },
                     false,
-                )
+                );
             });
             c
         };

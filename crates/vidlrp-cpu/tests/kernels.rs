@@ -141,7 +141,7 @@ fn naive_conv(c: &ConvCase, x: &[f32], w: &[f32]) -> Vec<f64> {
     let o = c.g.output_extent(c.input).unwrap();
     let mut out = vec![0f64; c.n * c.c_out * o.iter().product::<usize>()];
     taps(c, |oi, xi, wj| {
-        out[oi] += f64::from(x[xi]) * f64::from(w[wj])
+        out[oi] += f64::from(x[xi]) * f64::from(w[wj]);
     });
     out
 }
@@ -150,7 +150,7 @@ fn naive_conv(c: &ConvCase, x: &[f32], w: &[f32]) -> Vec<f64> {
 fn naive_transposed(c: &ConvCase, g: &[f32], w: &[f32]) -> Vec<f64> {
     let mut dx = vec![0f64; c.n * c.c_in * c.input.iter().product::<usize>()];
     taps(c, |oi, xi, wj| {
-        dx[xi] += f64::from(g[oi]) * f64::from(w[wj])
+        dx[xi] += f64::from(g[oi]) * f64::from(w[wj]);
     });
     dx
 }

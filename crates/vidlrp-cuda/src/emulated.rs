@@ -113,7 +113,7 @@ impl Executor for HostExecutor {
                         channels,
                         inner,
                         accumulate,
-                    )
+                    );
                 }
             }
             Kernel::Vol2Col {
@@ -167,7 +167,7 @@ impl Executor for HostExecutor {
                 fits(name, "g", g.len(), planes * d.output_len() as i64)?;
                 fits(name, "y", y.len(), planes * d.input_len() as i64)?;
                 unsafe {
-                    vidlrp_pool_transposed(x.as_ptr(), g.as_ptr(), y.as_mut_ptr(), planes, d, mode)
+                    vidlrp_pool_transposed(x.as_ptr(), g.as_ptr(), y.as_mut_ptr(), planes, d, mode);
                 }
             }
         }
@@ -231,7 +231,7 @@ impl Executor for HostExecutor {
                 samples as i64,
                 per as i64,
                 chunk as i64,
-            )
+            );
         };
         Ok(out)
     }

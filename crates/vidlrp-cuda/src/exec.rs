@@ -8,6 +8,10 @@ use crate::plan::{ConvDims, GemmCall, PoolDims};
 use vidlrp_core::Result;
 
 /// One kernel launch with its arguments, in the order of the `kernels.cu` signature.
+///
+/// The fields are the kernel's parameters under the names `kernels.cu` gives them (each
+/// variant's doc shows the signature), so they carry no docs of their own.
+#[allow(missing_docs)]
 #[derive(Debug)]
 pub enum Kernel<'a, B> {
     /// `vidlrp_unary(x, y, n, op, k)`.

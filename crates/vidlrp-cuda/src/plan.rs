@@ -7,11 +7,17 @@ use vidlrp_core::{BinaryOp, Conv3dGeometry, Error, Pool3dGeometry, Result, Unary
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvDims {
+    /// Input channels.
     pub c_in: i32,
+    /// Input extent `[T, H, W]`.
     pub input: [i32; 3],
+    /// Kernel extent `[kT, kH, kW]`.
     pub kernel: [i32; 3],
+    /// Stride per axis.
     pub stride: [i32; 3],
+    /// Zero padding per axis.
     pub padding: [i32; 3],
+    /// Output extent `[T', H', W']`.
     pub output: [i32; 3],
 }
 
@@ -19,10 +25,15 @@ pub struct ConvDims {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolDims {
+    /// Input extent `[T, H, W]`.
     pub input: [i32; 3],
+    /// Window extent.
     pub kernel: [i32; 3],
+    /// Stride per axis.
     pub stride: [i32; 3],
+    /// Implicit padding per axis.
     pub padding: [i32; 3],
+    /// Output extent.
     pub output: [i32; 3],
 }
 
@@ -118,16 +129,27 @@ pub fn binary_code(op: BinaryOp) -> (i32, f32) {
 /// offsets into the three buffers. `alpha` is always 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GemmCall {
+    /// Use `A^T`.
     pub transa: bool,
+    /// Use `B^T`.
     pub transb: bool,
+    /// Rows of `op(A)` and `C`.
     pub m: usize,
+    /// Columns of `op(B)` and `C`.
     pub n: usize,
+    /// Columns of `op(A)`, rows of `op(B)`.
     pub k: usize,
+    /// Leading dimension of `A`.
     pub lda: usize,
+    /// Leading dimension of `B`.
     pub ldb: usize,
+    /// Leading dimension of `C`.
     pub ldc: usize,
+    /// First element of `A` in its buffer.
     pub a_offset: usize,
+    /// First element of `B` in its buffer.
     pub b_offset: usize,
+    /// First element of `C` in its buffer.
     pub c_offset: usize,
     /// `0` overwrites `C`, `1` accumulates.
     pub accumulate: bool,

@@ -4,7 +4,8 @@
 //! - weight archives: safetensors and `.npz`, read into a name -> tensor [`TensorMap`], the
 //!   format recognised by content, not by name;
 //! - every write goes to a temporary file next to the target and is renamed into place, so a
-//!   failed run never leaves a partial output behind.
+//!   failed run never leaves a partial output behind;
+//! - [`Outputs`]: all outputs of one command staged and published together, or not at all.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -12,6 +13,9 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use vidlrp_core::HostTensor;
+
+mod publish;
+pub use publish::Outputs;
 
 /// Named tensors of a weight file, sorted by name.
 pub type TensorMap = BTreeMap<String, HostTensor>;
@@ -288,7 +292,9 @@ pub fn atomic_write(
         let file = File::create(&tmp)?;
         let mut w = BufWriter::new(file);
         write(&mut w)?;
-        let file = w.into_inner().map_err(|e| e.into_error())?;
+        let file = w
+            .into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?;
         file.sync_all()?;
         fs::rename(&tmp, path)
     })();

@@ -6,13 +6,17 @@
 //!   asked for;
 //! - [`sampling`]: snippet frame indices `offset + i * step` and the policy for videos that
 //!   are too short;
-//! - [`preprocess`]: the `caffe` and `port` presets (resize, crop, channel order, mean).
+//! - [`preset`]: the `caffe` and `port` presets ([`Preprocess`]: resize, crop, channel order,
+//!   mean, and the z^B bounds they imply);
+//! - [`preprocess`]: the presets applied to frames.
 
 pub mod preprocess;
+pub mod preset;
 pub mod sampling;
 pub mod source;
 
 pub use preprocess::{preprocess, resize_bilinear};
+pub use preset::{ChannelOrder, Preprocess, UnknownPreset};
 pub use sampling::{ShortPolicy, SnippetSpec};
 #[cfg(feature = "video")]
 pub use source::write_video;
@@ -20,7 +24,6 @@ pub use source::{open, FrameSource, RgbFrame, SourceInfo};
 
 use std::path::PathBuf;
 
-use vidlrp_c3d::Preprocess;
 use vidlrp_core::HostTensor;
 
 /// Errors of reading frames and sampling snippets.
@@ -45,7 +48,7 @@ pub enum SnippetError {
         message: String,
     },
     /// The video is too short for the snippet under the `skip` policy.
-    #[error("{path}: too short for this snippet: needs frame {needed} but has {available} frame(s) (offset {offset}, step {step}, length {length}); use --short clamp to repeat the last frame")]
+    #[error("{path}: too short for this snippet: needs frame {needed} but has {available} frame(s) (offset {offset}, step {step}, length {length}); the clamp policy repeats the last frame instead")]
     TooShort {
         /// The source.
         path: PathBuf,

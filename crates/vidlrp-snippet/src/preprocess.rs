@@ -9,7 +9,7 @@
 //! ```
 //! with `a = u - x0` and `b`, `y0`, `y1` likewise along rows.
 
-use vidlrp_c3d::Preprocess;
+use crate::Preprocess;
 use vidlrp_core::HostTensor;
 
 use crate::RgbFrame;
@@ -48,11 +48,7 @@ pub fn preprocess(frames: &[RgbFrame], preset: &Preprocess) -> HostTensor {
     let t_n = frames.len();
     let mut data = vec![0.0f32; 3 * t_n * ch * cw];
     // Source RGB channel of each output channel.
-    let order: [usize; 3] = if preset.channel_order == "BGR" {
-        [2, 1, 0]
-    } else {
-        [0, 1, 2]
-    };
+    let order: [usize; 3] = [0, 1, 2].map(|c| preset.channel_order.rgb_channel(c));
     for (t, f) in frames.iter().enumerate() {
         for (c, &src_c) in order.iter().enumerate() {
             let plane: Vec<f32> = (0..f.height * f.width)

@@ -318,7 +318,7 @@ mod video {
                 .map_err(|e| ff(path, "the video has no decodable frame", e))?;
             let mut frames = decoder.frames().unwrap_or(0) as usize;
             if frames == 0 {
-                let secs = decoder.duration().map(|d| d.as_secs_f64()).unwrap_or(0.0);
+                let secs = decoder.duration().map_or(0.0, |d| d.as_secs_f64());
                 frames = (secs * fps).round() as usize;
             }
             if frames == 0 {

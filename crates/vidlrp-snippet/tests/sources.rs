@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use std::process::Command;
-use vidlrp_c3d::Preprocess;
+use vidlrp_snippet::Preprocess;
 use vidlrp_snippet::{
     load_snippet, open, preprocess, write_video, RgbFrame, ShortPolicy, SnippetError, SnippetSpec,
 };

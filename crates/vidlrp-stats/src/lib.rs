@@ -47,6 +47,53 @@ pub fn tau(t: usize) -> Vec<f64> {
     (0..t).map(|i| (i as f64 - half) / half).collect()
 }
 
+/// Frame-wise relevance `R_t = sum_{c,h,w} R[c,t,h,w]` of one relevance map given as row-major
+/// `values` of shape `[C, T, H, W]` or `[1, C, T, H, W]`, summed in `f64`.
+///
+/// **Errors** on any other shape, or if `values` does not hold the shape's count.
+///
+/// ```
+/// // Two channels, three frames of one pixel each.
+/// let r = vidlrp_stats::frame_relevance(&[1.0, 2.0, 3.0, 1.0, 0.0, -1.0], &[2, 3, 1, 1]).unwrap();
+/// assert_eq!(r, vec![2.0, 2.0, 2.0]);
+/// ```
+pub fn frame_relevance(values: &[f32], shape: &[usize]) -> Result<Vec<f64>> {
+    let s = match shape {
+        [1, rest @ ..] if rest.len() == 4 => rest,
+        s if s.len() == 4 => s,
+        _ => {
+            return Err(StatsError::Invalid(format!(
+                "a relevance map must be [C, T, H, W] or [1, C, T, H, W], got {shape:?}"
+            )))
+        }
+    };
+    let (c, t, plane) = (s[0], s[1], s[2] * s[3]);
+    if values.len() != c * t * plane {
+        return Err(StatsError::Invalid(format!(
+            "{} values for shape {shape:?}",
+            values.len()
+        )));
+    }
+    let mut frames = vec![0f64; t];
+    for ch in 0..c {
+        for (ti, f) in frames.iter_mut().enumerate() {
+            let off = (ch * t + ti) * plane;
+            *f += values[off..off + plane]
+                .iter()
+                .map(|&v| f64::from(v))
+                .sum::<f64>();
+        }
+    }
+    Ok(frames)
+}
+
+/// Share vector of a relevance map: [`shares`] of [`frame_relevance`].
+///
+/// **Errors** as those two.
+pub fn frame_shares(values: &[f32], shape: &[usize]) -> Result<Vec<f64>> {
+    shares(&frame_relevance(values, shape)?)
+}
+
 /// Share vector `r_t = R_t / sum_t' R_t'`.
 ///
 /// **Errors** if a value is not finite or the total is 0.

@@ -11,8 +11,8 @@ pub use font::{draw_text, text_width};
 use std::path::Path;
 
 use image::{Rgb, RgbImage};
-use vidlrp_c3d::Preprocess;
 use vidlrp_core::HostTensor;
+use vidlrp_snippet::Preprocess;
 
 /// How relevance values map to `[0, 1]` before the colour map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -134,13 +134,6 @@ pub fn input_frames(x: &HostTensor, preset: &Preprocess) -> Result<Vec<RgbImage>
     }
     let (t, h, w) = (s[1], s[2], s[3]);
     let plane = t * h * w;
-    let rgb_of = |c: usize| {
-        if preset.channel_order == "BGR" {
-            2 - c
-        } else {
-            c
-        }
-    };
     Ok((0..t)
         .map(|f| {
             RgbImage::from_fn(w as u32, h as u32, |px, py| {
@@ -148,7 +141,7 @@ pub fn input_frames(x: &HostTensor, preset: &Preprocess) -> Result<Vec<RgbImage>
                 for c in 0..3 {
                     let v = x.data()[c * plane + (f * h + py as usize) * w + px as usize]
                         + preset.mean[c];
-                    out[rgb_of(c)] = v.round().clamp(0.0, 255.0) as u8;
+                    out[preset.channel_order.rgb_channel(c)] = v.round().clamp(0.0, 255.0) as u8;
                 }
                 Rgb(out)
             })

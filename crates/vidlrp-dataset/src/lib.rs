@@ -1,0 +1,102 @@
+//! vidlrp-dataset: the temporal analysis of method.md §3 over a data set, as a library.
+//!
+//! - [`Manifest`]: the videos (`path,label` CSV) and a content hash of the file;
+//! - [`Shard`]: which items one run takes (`i/n`, or the Slurm / Kubernetes variables);
+//! - [`Condition`] and [`AnalysisMethod`]: what is measured on every video (method, offset, step);
+//! - [`run`]: the per-video runner on any [`vidlrp_core::Backend`], recording one typed
+//!   [`Outcome`] per video and condition (ok, skipped, failed: nothing is dropped);
+//! - [`Records`]: everything a run measured; [`merge`] combines shards exactly and refuses
+//!   shards that do not belong together; [`Records::check`] rejects corrupt or edited records;
+//! - [`summarize`]: `summary.json`, `conditions.csv`, `shares.csv`, `records.json` and the
+//!   figures, written into a directory (the CLI stages it and publishes it whole).
+//!
+//! Every statistic is computed from the per-video observations in item order, so a merge of
+//! shards gives exactly the statistics of one unsharded run.
+
+mod condition;
+mod manifest;
+mod records;
+mod report;
+mod runner;
+mod shard;
+
+pub use condition::{AnalysisMethod, Condition};
+pub use manifest::{read_labels, Item, Manifest};
+pub use records::{merge, Outcome, Records, RunConfig, Status, RECORDS_FORMAT};
+pub use report::{summarize, Summary};
+pub use runner::{run, Progress, RunOptions};
+pub use shard::Shard;
+
+use std::path::PathBuf;
+
+/// Errors of the data-set analysis.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DatasetError {
+    /// The manifest or a label file is unreadable or malformed.
+    #[error("{path}: {message}")]
+    Manifest {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A shard specification is malformed or out of range.
+    #[error("shard: {0}")]
+    Shard(String),
+    /// Records are corrupt, edited, or do not belong to the same run.
+    #[error("{0}")]
+    Records(String),
+    /// Nothing to do, or nothing could be analysed.
+    #[error("{0}")]
+    Empty(String),
+    /// A file could not be read or written.
+    #[error("{path}: {cause}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The system error.
+        cause: std::io::Error,
+    },
+    /// Weight or tensor files.
+    #[error(transparent)]
+    Io(#[from] vidlrp_io::IoError),
+    /// The model could not be built.
+    #[error(transparent)]
+    Model(#[from] vidlrp_c3d::C3dError),
+    /// The engine failed.
+    #[error(transparent)]
+    Core(#[from] vidlrp_core::Error),
+    /// A statistic could not be computed.
+    #[error(transparent)]
+    Stats(#[from] vidlrp_stats::StatsError),
+    /// A figure could not be drawn.
+    #[error(transparent)]
+    Viz(#[from] vidlrp_viz::VizError),
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = DatasetError> = std::result::Result<T, E>;
+
+/// The SHA-256 of a file's bytes, in hex, read in 1 MiB blocks.
+///
+/// **Errors** if the file cannot be read.
+pub fn sha256_file(path: &std::path::Path) -> Result<String> {
+    use sha2::Digest;
+    use std::io::Read;
+    let file_err = |cause| DatasetError::File {
+        path: path.to_path_buf(),
+        cause,
+    };
+    let mut f = std::fs::File::open(path).map_err(file_err)?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(file_err)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}

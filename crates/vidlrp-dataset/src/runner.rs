@@ -1,0 +1,232 @@
+//! [`run`]: one snippet per video and condition, explained on any backend.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use vidlrp_c3d::{init_weights, C3dSpec, Pool5};
+use vidlrp_core::{Backend, Composite, PresetOptions, Sequential, Target};
+use vidlrp_snippet::{Preprocess, ShortPolicy, SnippetError, SnippetSpec};
+use vidlrp_stats::{Accumulator, Observation};
+
+use crate::{
+    AnalysisMethod, Condition, DatasetError, Item, Manifest, Outcome, Records, Result, RunConfig,
+    Shard, Status, RECORDS_FORMAT,
+};
+
+/// The options of a data-set run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The videos.
+    pub manifest: Manifest,
+    /// The C3D weight file.
+    pub weights: PathBuf,
+    /// Preprocessing preset (and the z^B bounds of DTD).
+    pub preset: Preprocess,
+    /// pool5 variant.
+    pub pool5: Pool5,
+    /// Frames per snippet.
+    pub length: usize,
+    /// What to do with videos too short for a snippet.
+    pub short: ShortPolicy,
+    /// The part of the manifest this run takes.
+    pub shard: Shard,
+    /// Bootstrap resamples of the summaries (recorded with the options).
+    pub bootstrap: usize,
+    /// Seed of the bootstrap and of the DTD-u weights.
+    pub seed: u64,
+}
+
+/// Where a run stands, for progress bars.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress<'a> {
+    /// Snippets done (explained, skipped or failed).
+    pub done: usize,
+    /// Snippets in this shard.
+    pub total: usize,
+    /// The video being worked on.
+    pub item: &'a Item,
+}
+
+/// Why one video gave no observation under one condition.
+enum Miss {
+    Skipped(String),
+    Failed(String),
+}
+
+/// An error that makes the video count as failed.
+fn failed(e: impl Into<DatasetError>) -> Miss {
+    Miss::Failed(e.into().to_string())
+}
+
+/// Runs every condition on every video of the options' shard, on backend `be`, calling
+/// `progress` after each snippet. A video that cannot be read or explained is recorded as
+/// failed (too short: skipped) and the run goes on.
+///
+/// **Errors** before any video is read if the conditions are empty or share a key, the weights
+/// cannot be read or do not fit the preset's input, or a method does not fit the network.
+pub fn run<B: Backend>(
+    be: &B,
+    command: &str,
+    opts: &RunOptions,
+    conditions: Vec<Condition>,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Records> {
+    if conditions.is_empty() {
+        return Err(DatasetError::Empty(
+            "nothing to measure: the list of conditions is empty".into(),
+        ));
+    }
+    let keys: BTreeSet<&str> = conditions.iter().map(|c| c.key.as_str()).collect();
+    if keys.len() != conditions.len() {
+        return Err(DatasetError::Records("two conditions share a key".into()));
+    }
+    if opts.length == 0 {
+        return Err(DatasetError::Empty(
+            "snippets need at least one frame".into(),
+        ));
+    }
+    let [h, w] = opts.preset.input_size();
+    let input = [3, opts.length, h, w];
+    let weights_sha256 = crate::sha256_file(&opts.weights)?;
+    let weights = vidlrp_io::read_tensors(&opts.weights)?;
+    let spec = C3dSpec::from_weights(&weights)?;
+    let (net, _) = vidlrp_c3d::build(be, weights, opts.pool5, input)?;
+    let untrained = if conditions
+        .iter()
+        .any(|c| c.method == AnalysisMethod::DtdUntrained)
+    {
+        Some(vidlrp_c3d::build(be, init_weights(&spec, opts.seed), opts.pool5, input)?.0)
+    } else {
+        None
+    };
+    let preset_options = PresetOptions {
+        low: opts.preset.low(),
+        high: opts.preset.high(),
+        ..PresetOptions::default()
+    };
+    let mut composites = BTreeMap::new();
+    for c in &conditions {
+        let (model, method) = match c.method {
+            AnalysisMethod::Explain(m) => (&net, m),
+            AnalysisMethod::DtdUntrained => {
+                (untrained.as_ref().unwrap_or(&net), vidlrp_core::Method::Dtd)
+            }
+        };
+        let composite = Composite::preset(method, &preset_options)?;
+        model.rules(&composite)?;
+        composites.insert(c.key.clone(), composite);
+    }
+
+    let mine: Vec<&Item> = opts
+        .manifest
+        .items
+        .iter()
+        .filter(|it| opts.shard.contains(it.index))
+        .collect();
+    let total = mine.len() * conditions.len();
+    let mut accumulators: BTreeMap<String, Accumulator> = conditions
+        .iter()
+        .map(|c| (c.key.clone(), Accumulator::default()))
+        .collect();
+    let mut outcomes = Vec::with_capacity(total);
+    let mut done = 0;
+    for item in mine {
+        let mut source = vidlrp_snippet::open(&item.resolved);
+        for c in &conditions {
+            let model: &Sequential<B> = match c.method {
+                AnalysisMethod::Explain(_) => &net,
+                AnalysisMethod::DtdUntrained => untrained.as_ref().unwrap_or(&net),
+            };
+            let result = match &mut source {
+                Ok(src) => observe(be, model, &composites[&c.key], src.as_mut(), item, c, opts),
+                Err(e) => Err(Miss::Failed(e.to_string())),
+            };
+            let (status, reason) = match result {
+                Ok(o) => {
+                    accumulators
+                        .get_mut(&c.key)
+                        .expect("an accumulator per condition")
+                        .push(o);
+                    (Status::Ok, None)
+                }
+                Err(Miss::Skipped(r)) => (Status::Skipped, Some(r)),
+                Err(Miss::Failed(r)) => (Status::Failed, Some(r)),
+            };
+            outcomes.push(Outcome {
+                item: item.index,
+                path: item.path.clone(),
+                condition: c.key.clone(),
+                status,
+                reason,
+            });
+            done += 1;
+            progress(Progress { done, total, item });
+        }
+    }
+    Ok(Records {
+        format: RECORDS_FORMAT,
+        command: command.into(),
+        config: RunConfig {
+            manifest: opts.manifest.path.clone(),
+            manifest_sha256: opts.manifest.sha256.clone(),
+            weights: opts.weights.clone(),
+            weights_sha256,
+            preset: opts.preset.name.to_string(),
+            pool5: opts.pool5.to_string(),
+            length: opts.length,
+            short: match opts.short {
+                ShortPolicy::Skip => "skip".into(),
+                ShortPolicy::Clamp => "clamp".into(),
+            },
+            bootstrap: opts.bootstrap,
+            seed: opts.seed,
+        },
+        conditions,
+        manifest_items: opts.manifest.items.len(),
+        shards: vec![opts.shard],
+        accumulators,
+        outcomes,
+    })
+}
+
+/// One video under one condition: its share vector and, if labelled, its top-1/top-5 hits.
+fn observe<B: Backend>(
+    be: &B,
+    model: &Sequential<B>,
+    composite: &Composite,
+    source: &mut dyn vidlrp_snippet::FrameSource,
+    item: &Item,
+    c: &Condition,
+    opts: &RunOptions,
+) -> std::result::Result<Observation, Miss> {
+    let spec = SnippetSpec {
+        length: opts.length,
+        offset: c.offset,
+        step: c.step,
+    };
+    let snippet = match vidlrp_snippet::load_snippet(source, &spec, opts.short, &opts.preset) {
+        Err(e @ SnippetError::TooShort { .. }) => return Err(Miss::Skipped(e.to_string())),
+        Err(e) => return Err(Miss::Failed(e.to_string())),
+        Ok(s) => s,
+    };
+    let s = snippet.input.shape().to_vec();
+    let x = snippet
+        .input
+        .reshape([&[1], &s[..]].concat())
+        .map_err(failed)?;
+    let x = be.upload(&x).map_err(failed)?;
+    let e = model
+        .explain(be, &x, &Target::TopOne, composite)
+        .map_err(failed)?;
+    let shares =
+        vidlrp_stats::frame_shares(e.relevance.data(), e.relevance.shape()).map_err(failed)?;
+    // Accuracy is the explained model's (for dtd-u: the untrained one's).
+    let logits = &e.logits.data()[..e.logits.shape()[1]];
+    let hit = |k| item.label.map(|l| vidlrp_stats::top_k_hit(logits, l, k));
+    Ok(Observation {
+        item: item.index,
+        shares,
+        top1: hit(1),
+        top5: hit(5),
+    })
+}

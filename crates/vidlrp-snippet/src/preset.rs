@@ -1,0 +1,149 @@
+//! Preprocessing presets (method.md §1) and the z^B input bounds that follow from them.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The channel order of the network input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelOrder {
+    /// Red, green, blue (the PyTorch port).
+    Rgb,
+    /// Blue, green, red (Caffe, through OpenCV).
+    Bgr,
+}
+
+impl ChannelOrder {
+    /// The RGB channel that network channel `c` holds.
+    ///
+    /// ```
+    /// use vidlrp_snippet::ChannelOrder;
+    /// assert_eq!(ChannelOrder::Bgr.rgb_channel(0), 2);
+    /// assert_eq!(ChannelOrder::Rgb.rgb_channel(0), 0);
+    /// ```
+    pub fn rgb_channel(self, c: usize) -> usize {
+        match self {
+            ChannelOrder::Rgb => c,
+            ChannelOrder::Bgr => 2 - c,
+        }
+    }
+}
+
+impl fmt::Display for ChannelOrder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ChannelOrder::Rgb => "RGB",
+            ChannelOrder::Bgr => "BGR",
+        })
+    }
+}
+
+/// A preprocessing preset: how frames become network input, and the range of each channel.
+///
+/// ```
+/// use vidlrp_snippet::Preprocess;
+/// let p: Preprocess = "caffe".parse().unwrap();
+/// assert_eq!(p, Preprocess::caffe());
+/// // The z^B box of the preset: 0 - mean .. 255 - mean per channel.
+/// assert_eq!(p.low()[0], -90.25);
+/// assert!("opencv".parse::<Preprocess>().is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Preprocess {
+    /// The preset's name.
+    pub name: &'static str,
+    /// Channel order of the network input.
+    pub channel_order: ChannelOrder,
+    /// Mean subtracted per input channel (in `channel_order`), on the 0..255 scale.
+    pub mean: [f32; 3],
+    /// Frame size `[H, W]` after resizing.
+    pub resize: [usize; 2],
+    /// Crop origin `[row, column]` and size `[H, W]`.
+    pub crop: ([usize; 2], [usize; 2]),
+}
+
+impl Preprocess {
+    /// The names [`FromStr`] accepts.
+    pub const NAMES: [&'static str; 2] = ["caffe", "port"];
+
+    /// The original Caffe C3D: BGR, resize 128x171, mean (B 90.25, G 97.66, R 101.41),
+    /// centre crop 112x112 at rows 8..120, columns 29..141.
+    pub fn caffe() -> Self {
+        Self {
+            name: "caffe",
+            channel_order: ChannelOrder::Bgr,
+            mean: [90.25, 97.66, 101.41],
+            resize: [128, 171],
+            crop: ([8, 29], [112, 112]),
+        }
+    }
+
+    /// The PyTorch port's `predict.py`: RGB 0..255, resize 112x200, columns 44..156, no mean.
+    pub fn port() -> Self {
+        Self {
+            name: "port",
+            channel_order: ChannelOrder::Rgb,
+            mean: [0.0; 3],
+            resize: [112, 200],
+            crop: ([0, 44], [112, 112]),
+        }
+    }
+
+    /// The network input's `[H, W]` (the crop size).
+    pub fn input_size(&self) -> [usize; 2] {
+        self.crop.1
+    }
+
+    /// The smallest value a preprocessed pixel can take, per channel: `l_c = 0 - mean_c`.
+    pub fn low(&self) -> Vec<f32> {
+        self.mean.iter().map(|m| -m).collect()
+    }
+
+    /// The largest value, per channel: `h_c = 255 - mean_c`.
+    pub fn high(&self) -> Vec<f32> {
+        self.mean.iter().map(|m| 255.0 - m).collect()
+    }
+}
+
+/// An unknown preset name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown preprocessing preset {0:?} (known: caffe, port)")]
+pub struct UnknownPreset(pub String);
+
+impl FromStr for Preprocess {
+    type Err = UnknownPreset;
+
+    fn from_str(s: &str) -> Result<Self, UnknownPreset> {
+        match s {
+            "caffe" => Ok(Self::caffe()),
+            "port" => Ok(Self::port()),
+            other => Err(UnknownPreset(other.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for Preprocess {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caffe_bounds_are_shifted_by_the_mean() {
+        let p = Preprocess::caffe();
+        assert_eq!(p.low(), vec![-90.25, -97.66, -101.41]);
+        assert_eq!(p.high(), vec![164.75, 157.34, 153.59]);
+        assert_eq!(Preprocess::port().low(), vec![0.0; 3]);
+        assert_eq!(Preprocess::port().high(), vec![255.0; 3]);
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for n in Preprocess::NAMES {
+            assert_eq!(n.parse::<Preprocess>().unwrap().to_string(), n);
+        }
+    }
+}
