@@ -1,20 +1,24 @@
 //! `cargo xtask conformance`.
 
 use anyhow::{bail, Result};
-use vidlrp_conformance::agreement;
 use vidlrp_conformance::golden::{check, fixtures_dir, load_all};
 use vidlrp_conformance::random::{conserves, dtd_on_zero_bias_model, MIN_SCORE};
+use vidlrp_conformance::{agreement, conservation, ops};
 use vidlrp_core::{Backend, Rule};
 use vidlrp_cpu::Cpu;
+use vidlrp_reference::Reference;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Number of random models to check for conservation.
     #[arg(long, default_value_t = 24)]
     random: u64,
-    /// Number of random models on which every other backend is compared with the CPU.
-    #[arg(long, default_value_t = 4)]
+    /// Number of random models on which every backend is compared with the reference.
+    #[arg(long, default_value_t = 2)]
     agreement: u64,
+    /// Number of random geometries on which every op is compared with the reference.
+    #[arg(long, default_value_t = 16)]
+    ops: u64,
     /// CPU worker threads (0: all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -82,44 +86,100 @@ fn conservation<B: Backend>(be: &B, seeds: u64) -> Result<usize> {
     Ok(failed)
 }
 
-/// `other` against the CPU on random models with every preset; returns the number of failures.
-fn agreement_with_cpu<B: Backend>(cpu: &Cpu, other: &B, seeds: u64) -> Result<usize> {
-    let (mut n, mut failed) = (0, 0);
+/// `other` against the reference backend (f64): every op on `ops` random geometries, every
+/// preset on `models` random models. Returns the number of failures.
+fn agreement_with_reference<B: Backend>(other: &B, ops_seeds: u64, models: u64) -> Result<usize> {
+    let reference = Reference::<f64>::new();
+    let (mut n, mut refused, mut failed) = (0, 0, 0);
     let mut worst = (0.0f64, String::new());
-    for seed in 0..seeds {
-        for r in agreement::compare(cpu, other, seed).map_err(anyhow::Error::msg)? {
-            n += 1;
-            if r.passed && r.relative() > worst.0 {
-                worst = (r.relative(), r.case.clone());
-            }
-            if !r.passed {
-                failed += 1;
-                println!("  FAIL {}: rel err {:.3e} {}", r.case, r.relative(), r.note);
-            }
+    let mut results = Vec::new();
+    for seed in 0..ops_seeds {
+        results.extend(ops::compare_ops(&reference, other, seed));
+    }
+    for seed in 0..models {
+        results.extend(agreement::compare(&reference, other, seed).map_err(anyhow::Error::msg)?);
+    }
+    for r in results {
+        if !r.compared {
+            refused += 1;
+            continue;
+        }
+        n += 1;
+        if r.passed && r.relative() > worst.0 {
+            worst = (r.relative(), r.case.clone());
+        }
+        if !r.passed {
+            failed += 1;
+            println!("  FAIL {}: rel err {:.3e} {}", r.case, r.relative(), r.note);
         }
     }
     println!(
-        "  agreement with the cpu: {}/{n} within 1e-4 of max |R| ({seeds} random models, every \
-         preset; worst {} at {:.2e})",
+        "  agreement with the reference: {}/{n} within 1e-4 ({ops_seeds} random geometries x every \
+         op, {models} random models x every preset; {refused} refused by both as expected; worst \
+         {} at {:.2e})",
         n - failed,
         worst.1,
         worst.0
     );
+    if n == 0 {
+        bail!("nothing was compared");
+    }
+    Ok(failed)
+}
+
+/// DTD's layer-by-layer conservation on the goldens' models, in f64 on the reference backend:
+/// each layer passes down what its rule keeps to 1e-10.
+fn exact_conservation() -> Result<usize> {
+    let be = Reference::<f64>::new();
+    let (mut layers, mut failed, mut worst) = (0, 0, 0f64);
+    for m in load_all(&fixtures_dir()).map_err(anyhow::Error::msg)? {
+        let s = m.input.shape().to_vec();
+        let one = s[1..].iter().product::<usize>();
+        let x =
+            vidlrp_core::HostTensor::new([&[1], &s[1..]].concat(), m.input.data()[..one].to_vec())?;
+        let (net, _) =
+            vidlrp_c3d::build(&be, m.weights.clone(), m.pool5, [s[1], s[2], s[3], s[4]])?;
+        let Some(dtd) = m.methods.iter().find(|g| g.key == "dtd") else {
+            bail!("{}: no dtd golden", m.name);
+        };
+        let xb = be.upload(&x)?;
+        for l in
+            conservation::layerwise(&be, &net, &xb, &dtd.composite).map_err(anyhow::Error::msg)?
+        {
+            layers += 1;
+            worst = worst.max(l.relative());
+            if l.relative() > 1e-10 {
+                failed += 1;
+                println!(
+                    "  FAIL {} / {}: kept {} passed down {}",
+                    m.name, l.layer, l.kept, l.got
+                );
+            }
+        }
+    }
+    println!("  f64 conservation, layer by layer: {layers} layers of the goldens' models (worst {worst:.2e}, bound 1e-10), {failed} failed");
     Ok(failed)
 }
 
 pub fn run(a: Args) -> Result<()> {
+    let reference = Reference::<f64>::new();
+    let mut ran = vec![reference.name()];
+    println!("backend {} (the oracle):", reference.name());
+    let mut failed = goldens(&reference)?;
+    failed += exact_conservation()?;
+
     let cpu = Cpu::new(a.threads)?;
-    let mut ran = vec![cpu.name()];
+    ran.push(cpu.name());
     println!("backend {}:", cpu.name());
-    let mut failed = goldens(&cpu)?;
+    failed += goldens(&cpu)?;
     failed += conservation(&cpu, a.random)?;
+    failed += agreement_with_reference(&cpu, a.ops, a.agreement)?;
 
     // The CUDA kernel source and GEMM plans, emulated on the host: runs everywhere.
     let emulated = vidlrp_cuda::Emulated::new();
     println!("backend {}:", emulated.name());
     failed += goldens(&emulated)?;
-    failed += agreement_with_cpu(&cpu, &emulated, a.agreement.min(2))?;
+    failed += agreement_with_reference(&emulated, a.ops.min(6), a.agreement.min(1))?;
     ran.push(emulated.name());
 
     if vidlrp_cuda::nvrtc_present() {
@@ -150,7 +210,7 @@ pub fn run(a: Args) -> Result<()> {
         println!("backend {}:", gpu.name());
         failed += goldens(&gpu)?;
         failed += conservation(&gpu, a.random)?;
-        failed += agreement_with_cpu(&cpu, &gpu, a.agreement)?;
+        failed += agreement_with_reference(&gpu, a.ops, a.agreement)?;
         ran.push(gpu.name());
     }
     println!("backends that ran: {}", ran.join(", "));

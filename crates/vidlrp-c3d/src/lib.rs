@@ -13,6 +13,20 @@
 //! | fc8 | dense, logits |
 //!
 //! Widths and class count are read from the weight shapes ([`C3dSpec::from_weights`]).
+//!
+//! ```
+//! use vidlrp_c3d::{build, init_weights, C3dSpec, Pool5};
+//! use vidlrp_core::{Backend, Composite, HostTensor, Target};
+//!
+//! // A narrow C3D for 16 frames of 32 x 32 pixels, seeded He-normal weights.
+//! let spec = C3dSpec::with_widths([2; 8], [8, 8], 5, [16, 32, 32], Pool5::Port).unwrap();
+//! let cpu = vidlrp_cpu::Cpu::new(1).unwrap();
+//! let (net, found) = build(&cpu, init_weights(&spec, 7), Pool5::Port, [3, 16, 32, 32]).unwrap();
+//! assert_eq!(found.classes, 5);
+//! let x = cpu.upload(&HostTensor::zeros(vec![1, 3, 16, 32, 32])).unwrap();
+//! let e = net.explain(&cpu, &x, &Target::Class(0), &Composite::sensitivity()).unwrap();
+//! assert_eq!(e.relevance.shape(), &[1, 3, 16, 32, 32]);
+//! ```
 
 mod init;
 

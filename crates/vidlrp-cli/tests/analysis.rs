@@ -224,12 +224,7 @@ fn refusals(d: &Path, parts: &[PathBuf], common: &dyn Fn(&Path) -> Vec<String>) 
     let other = d.join("other0");
     let a = [
         common(&other),
-        vec![
-            "--shard".into(),
-            "0/3".into(),
-            "--seed".into(),
-            "9".into(),
-        ],
+        vec!["--shard".into(), "0/3".into(), "--seed".into(), "9".into()],
     ]
     .concat();
     ok(vidlrp(

@@ -678,3 +678,71 @@ fn a_missing_cuda_device_is_a_clear_error() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("expected cpu, reference, cuda or cuda:N"));
 }
+
+/// Every file under `d` (relative paths), sorted.
+fn files_under(d: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![d.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        for e in std::fs::read_dir(&p).unwrap() {
+            let e = e.unwrap();
+            if e.path().is_dir() {
+                stack.push(e.path());
+            }
+            out.push(e.path().strip_prefix(d).unwrap().display().to_string());
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_late_failure_leaves_nothing_new_behind() {
+    let d = tmp("late");
+    let w = small_model(&d);
+    let clip = d.join("clip.npy");
+    vidlrp_io::write_npy(&clip, &HostTensor::zeros(vec![3, 16, 112, 112])).unwrap();
+    // explain --heatmaps: the relevance goes where a directory stands, which only the last
+    // step (publishing) finds out; the pictures, drawn by then, must not appear either.
+    std::fs::create_dir(d.join("r.npy")).unwrap();
+    let before = files_under(&d);
+    let o = vidlrp(&[
+        "explain",
+        "--weights",
+        s(&w),
+        "--input",
+        s(&clip),
+        "--method",
+        "sa",
+        "--out",
+        s(&d.join("r.npy")),
+        "--heatmaps",
+        s(&d.join("pics")),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("is a directory where the output file goes"),
+        "{err}"
+    );
+    assert_eq!(files_under(&d), before, "explain left files behind");
+    // demo: its pictures directory dtd/ would replace a file of that name: nothing is written,
+    // and what was in the directory stays as it was.
+    let demo = d.join("demo");
+    std::fs::create_dir(&demo).unwrap();
+    std::fs::write(demo.join("dtd"), "mine").unwrap();
+    std::fs::write(demo.join("summary.json"), "my old summary").unwrap();
+    let before = files_under(&d);
+    let o = vidlrp(&["demo", "--size", "small", "--out", s(&demo)]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("is a file where the output directory goes"),
+        "{err}"
+    );
+    assert_eq!(files_under(&d), before, "demo left files behind");
+    assert_eq!(
+        std::fs::read_to_string(demo.join("summary.json")).unwrap(),
+        "my old summary"
+    );
+}

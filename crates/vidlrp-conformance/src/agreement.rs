@@ -2,7 +2,7 @@
 
 use crate::random::random_case;
 use crate::{max_errors, TOLERANCE};
-use vidlrp_core::{Backend, Composite, Method, PoolRule, PresetOptions, Target};
+use vidlrp_core::{Backend, Composite, ErrorKind, Method, PoolRule, PresetOptions, Target};
 
 /// One comparison of a backend's output with the reference backend's.
 #[derive(Debug, Clone)]
@@ -13,13 +13,29 @@ pub struct Agreement {
     pub max_error: f64,
     /// `max |x_ref|`.
     pub scale: f64,
-    /// `max_error <= TOLERANCE * scale`, or both backends refused the case alike.
+    /// `max_error <= TOLERANCE * scale`; or, when not [`compared`](Self::compared), both
+    /// backends refused the case for the one reason a refusal is expected (DTD of a class whose
+    /// logit is not positive).
     pub passed: bool,
-    /// Why a case failed, or that both refused it.
+    /// Whether outputs were compared (false for an expected refusal by both backends).
+    pub compared: bool,
+    /// Why a case failed, or why both refused it.
     pub note: String,
 }
 
 impl Agreement {
+    /// A failed comparison.
+    pub fn failed(case: String, note: String) -> Self {
+        Self {
+            case,
+            max_error: f64::INFINITY,
+            scale: 0.0,
+            passed: false,
+            compared: true,
+            note,
+        }
+    }
+
     /// `max_error / scale` (0 for an all-zero reference).
     pub fn relative(&self) -> f64 {
         if self.scale > 0.0 {
@@ -85,12 +101,13 @@ pub fn compare<A: Backend, B: Backend>(
                     ("logits", a.logits.data(), b.logits.data()),
                 ] {
                     let (max_error, scale) = max_errors(xb, xa);
-                    let passed = xa.len() == xb.len() && max_error <= TOLERANCE * scale;
+                    let passed = max_error <= TOLERANCE * scale;
                     out.push(Agreement {
                         case: format!("{name} / {what}"),
                         max_error,
                         scale,
                         passed,
+                        compared: true,
                         note: if passed {
                             String::new()
                         } else {
@@ -99,35 +116,32 @@ pub fn compare<A: Backend, B: Backend>(
                     });
                 }
                 if a.classes != b.classes {
-                    out.push(Agreement {
-                        case: format!("{name} / classes"),
-                        max_error: f64::INFINITY,
-                        scale: 0.0,
-                        passed: false,
-                        note: format!("explained classes {:?} vs {:?}", a.classes, b.classes),
-                    });
+                    out.push(Agreement::failed(
+                        format!("{name} / classes"),
+                        format!("explained classes {:?} vs {:?}", a.classes, b.classes),
+                    ));
                 }
             }
-            (Err(a), Err(b)) if a.kind() == b.kind() => out.push(Agreement {
-                case: name,
-                max_error: 0.0,
-                scale: 0.0,
-                passed: true,
-                note: format!("both refused: {a}"),
-            }),
-            (a, b) => out.push(Agreement {
-                case: name,
-                max_error: f64::INFINITY,
-                scale: 0.0,
-                passed: false,
-                note: format!(
+            (Err(a), Err(b)) if a.kind() == ErrorKind::NonPositiveScore && b.kind() == a.kind() => {
+                out.push(Agreement {
+                    case: name,
+                    max_error: 0.0,
+                    scale: 0.0,
+                    passed: true,
+                    compared: false,
+                    note: format!("both refused as expected: {a}"),
+                });
+            }
+            (a, b) => out.push(Agreement::failed(
+                name,
+                format!(
                     "{}: {}; {}: {}",
                     reference.name(),
                     a.err().map_or("ok".into(), |e| e.to_string()),
                     other.name(),
                     b.err().map_or("ok".into(), |e| e.to_string())
                 ),
-            }),
+            )),
         }
     }
     Ok(out)

@@ -109,6 +109,14 @@ pub trait Layer<B: Backend>: Send + Sync {
     fn num_params(&self) -> usize {
         0
     }
+    /// The layer as an affine map, if it is one (for checks and tools that need its weights).
+    fn affine(&self) -> Option<&dyn Affine<B>> {
+        None
+    }
+    /// The pooling window, if the layer pools.
+    fn pooling(&self) -> Option<&Pool3dGeometry> {
+        None
+    }
 }
 
 /// **Errors** unless `bias` is absent or has shape `[outputs]`.
@@ -226,6 +234,9 @@ impl<B: Backend> Layer<B> for Conv3d<B> {
     fn relevance(&self, be: &B, x: &B::Tensor, r: &B::Tensor, rule: &Rule) -> Result<B::Tensor> {
         affine_relevance(self, be, x, r, rule)
     }
+    fn affine(&self) -> Option<&dyn Affine<B>> {
+        Some(self)
+    }
     fn num_params(&self) -> usize {
         self.weight_shape.iter().product::<usize>()
             + if self.bias.is_some() {
@@ -327,6 +338,9 @@ impl<B: Backend> Layer<B> for Linear<B> {
     fn relevance(&self, be: &B, x: &B::Tensor, r: &B::Tensor, rule: &Rule) -> Result<B::Tensor> {
         affine_relevance(self, be, x, r, rule)
     }
+    fn affine(&self) -> Option<&dyn Affine<B>> {
+        Some(self)
+    }
     fn num_params(&self) -> usize {
         self.weight_shape[0] * self.weight_shape[1]
             + if self.bias.is_some() {
@@ -384,6 +398,9 @@ impl<B: Backend> Layer<B> for MaxPool3d {
     }
     fn relevance(&self, be: &B, x: &B::Tensor, r: &B::Tensor, rule: &Rule) -> Result<B::Tensor> {
         pool_relevance(be, &self.name, &self.geometry, x, r, rule)
+    }
+    fn pooling(&self) -> Option<&Pool3dGeometry> {
+        Some(&self.geometry)
     }
 }
 

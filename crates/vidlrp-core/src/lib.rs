@@ -8,7 +8,33 @@
 //! - [`Composite`]: which rule each layer gets (presets `dtd`, `sa`, `epsilon-plus`, ...);
 //! - [`Sequential`]: runs a network and returns an [`Explanation`] with per-layer relevance sums.
 //!
-//! This crate knows nothing about ndarray, CUDA, files or C3D.
+//! This crate knows nothing about CUDA, files or C3D, and about ndarray only behind its
+//! `ndarray` feature (conversions of [`HostTensor`]).
+//!
+//! # Example
+//!
+//! A two-layer network explained with deep Taylor decomposition (z^B on the first layer, z+
+//! above), on any backend; here the reference backend:
+//!
+//! ```
+//! use vidlrp_core::{Backend, Composite, HostTensor, Linear, Relu, Sequential, Target};
+//! use vidlrp_reference::Reference;
+//!
+//! let be = Reference::<f32>::new();
+//! let w1 = HostTensor::new(vec![2, 3], vec![1.0, -0.5, 0.25, 0.5, 1.0, -1.0]).unwrap();
+//! let w2 = HostTensor::new(vec![1, 2], vec![1.0, 0.5]).unwrap();
+//! let mut net = Sequential::new(Vec::new());
+//! net.push(Linear::new(&be, "fc1", &w1, None).unwrap());
+//! net.push(Relu::new("relu"));
+//! net.push(Linear::new(&be, "fc2", &w2, None).unwrap());
+//!
+//! let x = be.upload(&HostTensor::new(vec![1, 3], vec![0.5, 0.25, 1.0]).unwrap()).unwrap();
+//! let dtd = Composite::dtd(vec![0.0], vec![1.0]); // inputs lie in [0, 1]
+//! let e = net.explain(&be, &x, &Target::TopOne, &dtd).unwrap();
+//! // Relevance of each input; it sums to the explained logit f_c(x) (conservation).
+//! assert_eq!(e.relevance.shape(), &[1, 3]);
+//! assert!((e.conservation()[0] - 1.0).abs() < 1e-5);
+//! ```
 
 pub mod backend;
 pub mod composite;

@@ -6,6 +6,22 @@
 //! flipped kernel, onto 1-3 input channels as direct register-blocked loops, mostly-zero
 //! gradients as gathers over their nonzeros. Work is split over a private rayon pool of
 //! [`Cpu::threads`] threads; results are identical across runs for a fixed thread count.
+//! Tensors of any other layout are accepted (copied into standard layout first).
+//!
+//! ```
+//! use ndarray::{ArrayD, IxDyn};
+//! use vidlrp_core::{Backend, Conv3dGeometry};
+//! use vidlrp_cpu::Cpu;
+//!
+//! let cpu = Cpu::new(2).unwrap();
+//! // z[n,o,t,h,w] = sum_{i,a,b,c} x[n,i,t+a-1,h+b-1,w+c-1] w[o,i,a,b,c]: a 3x3x3 box filter.
+//! let x = ArrayD::<f32>::ones(IxDyn(&[1, 1, 4, 4, 4]));
+//! let w = ArrayD::<f32>::ones(IxDyn(&[1, 1, 3, 3, 3]));
+//! let g = Conv3dGeometry { kernel: [3; 3], stride: [1; 3], padding: [1; 3] };
+//! let z = cpu.conv3d(&x, &w, None, &g).unwrap();
+//! assert_eq!(z[[0, 0, 1, 1, 1]], 27.0); // an interior voxel sees all 27 taps
+//! assert_eq!(z[[0, 0, 0, 0, 0]], 8.0); // a corner sees 2 x 2 x 2
+//! ```
 
 mod conv;
 mod direct;
@@ -14,6 +30,8 @@ mod gemm;
 mod pool;
 pub mod sgemm;
 mod sparse;
+
+use std::borrow::Cow;
 
 use conv::ConvDims;
 use gemm::par_gemm;
@@ -67,6 +85,26 @@ impl Cpu {
     }
 }
 
+/// Borrows `t` if it is in standard (row-major, contiguous) layout, else copies it into one:
+/// tensors built by hand (transposed or sliced views made owned) are accepted, not a panic.
+fn standard(t: &ArrayD<f32>) -> Cow<'_, ArrayD<f32>> {
+    if t.is_standard_layout() && t.as_slice().is_some() {
+        Cow::Borrowed(t)
+    } else {
+        Cow::Owned(t.as_standard_layout().into_owned())
+    }
+}
+
+/// Rebinds each tensor argument to a standard-layout version of itself.
+macro_rules! standard {
+    ($($t:ident),+) => {
+        $(
+            let $t = standard($t);
+            let $t: &ArrayD<f32> = &$t;
+        )+
+    };
+}
+
 fn slice(t: &ArrayD<f32>) -> &[f32] {
     t.as_slice()
         .expect("vidlrp-cpu tensors are in standard layout")
@@ -113,6 +151,7 @@ impl Backend for Cpu {
     }
 
     fn download(&self, t: &ArrayD<f32>) -> Result<HostTensor> {
+        standard!(t);
         HostTensor::new(t.shape().to_vec(), slice(t).to_vec())
     }
 
@@ -121,6 +160,7 @@ impl Backend for Cpu {
     }
 
     fn reshape(&self, t: &ArrayD<f32>, shape: &[usize]) -> Result<ArrayD<f32>> {
+        standard!(t);
         if t.len() != shape.iter().product::<usize>() {
             return Err(Error::shape(format!(
                 "cannot reshape {:?} to {shape:?}",
@@ -148,6 +188,7 @@ impl Backend for Cpu {
     }
 
     fn unary(&self, x: &ArrayD<f32>, op: UnaryOp) -> Result<ArrayD<f32>> {
+        standard!(x);
         Ok(from_vec(
             x.shape(),
             self.run(|| elementwise::unary(slice(x), op)),
@@ -155,6 +196,7 @@ impl Backend for Cpu {
     }
 
     fn binary(&self, a: &ArrayD<f32>, b: &ArrayD<f32>, op: BinaryOp) -> Result<ArrayD<f32>> {
+        standard!(a, b);
         if a.shape() != b.shape() {
             return Err(Error::shape(format!(
                 "elementwise {op:?}: shapes {:?} and {:?} differ",
@@ -169,6 +211,7 @@ impl Backend for Cpu {
     }
 
     fn sum_per_sample(&self, x: &ArrayD<f32>) -> Result<Vec<f64>> {
+        standard!(x);
         let n = x.shape().first().copied().unwrap_or(0);
         if n == 0 {
             return Ok(Vec::new());
@@ -189,6 +232,7 @@ impl Backend for Cpu {
     }
 
     fn min_value(&self, x: &ArrayD<f32>) -> Result<f32> {
+        standard!(x);
         Ok(self.run(|| {
             slice(x)
                 .par_iter()
@@ -204,6 +248,9 @@ impl Backend for Cpu {
         bias: Option<&ArrayD<f32>>,
         g: &Conv3dGeometry,
     ) -> Result<ArrayD<f32>> {
+        standard!(x, w);
+        let bias = bias.map(standard);
+        let bias = bias.as_deref();
         let dims = conv_dims(x.shape(), w.shape(), g)?;
         let (n, c_out) = (x.shape()[0], w.shape()[0]);
         operands::bias("conv3d", bias.map(ndarray::ArrayBase::shape), c_out)?;
@@ -225,6 +272,7 @@ impl Backend for Cpu {
         g: &Conv3dGeometry,
         input_shape: &[usize],
     ) -> Result<ArrayD<f32>> {
+        standard!(gy, w);
         let dims = conv_dims(input_shape, w.shape(), g)?;
         operands::conv3d_gradient(input_shape, w.shape(), gy.shape(), dims.output)?;
         let (n, c_out) = (input_shape[0], w.shape()[0]);
@@ -291,6 +339,9 @@ impl Backend for Cpu {
         w: &ArrayD<f32>,
         bias: Option<&ArrayD<f32>>,
     ) -> Result<ArrayD<f32>> {
+        standard!(x, w);
+        let bias = bias.map(standard);
+        let bias = bias.as_deref();
         let (n, d_in, d_out) = operands::linear(x.shape(), w.shape())?;
         operands::bias("linear", bias.map(ndarray::ArrayBase::shape), d_out)?;
         let xv = ArrayView2::from_shape((n, d_in), slice(x)).expect("shape");
@@ -316,6 +367,7 @@ impl Backend for Cpu {
     }
 
     fn linear_transposed(&self, g: &ArrayD<f32>, w: &ArrayD<f32>) -> Result<ArrayD<f32>> {
+        standard!(g, w);
         let (n, d_out, d_in) = operands::linear_gradient(g.shape(), w.shape())?;
         let gv = ArrayView2::from_shape((n, d_out), slice(g)).expect("shape");
         let wv = ArrayView2::from_shape((d_out, d_in), slice(w)).expect("shape");
@@ -332,6 +384,7 @@ impl Backend for Cpu {
     }
 
     fn max_pool3d(&self, x: &ArrayD<f32>, g: &Pool3dGeometry) -> Result<ArrayD<f32>> {
+        standard!(x);
         let d = pool_dims(x.shape(), g)?;
         let mut y = vec![0.0f32; x.shape()[0] * x.shape()[1] * d.output.iter().product::<usize>()];
         self.run(|| pool::max_pool(&d, slice(x), &mut y));
@@ -345,6 +398,7 @@ impl Backend for Cpu {
         gy: &ArrayD<f32>,
         g: &Pool3dGeometry,
     ) -> Result<ArrayD<f32>> {
+        standard!(x, gy);
         let d = pool_dims(x.shape(), g)?;
         operands::pool3d_gradient(x.shape(), gy.shape(), d.output)?;
         let mut dx = vec![0.0f32; x.len()];
@@ -353,6 +407,7 @@ impl Backend for Cpu {
     }
 
     fn sum_pool3d(&self, x: &ArrayD<f32>, g: &Pool3dGeometry) -> Result<ArrayD<f32>> {
+        standard!(x);
         let d = pool_dims(x.shape(), g)?;
         let mut y = vec![0.0f32; x.shape()[0] * x.shape()[1] * d.output.iter().product::<usize>()];
         self.run(|| pool::sum_pool(&d, slice(x), &mut y));
@@ -366,6 +421,7 @@ impl Backend for Cpu {
         g: &Pool3dGeometry,
         input_shape: &[usize],
     ) -> Result<ArrayD<f32>> {
+        standard!(gy);
         let d = pool_dims(input_shape, g)?;
         operands::pool3d_gradient(input_shape, gy.shape(), d.output)?;
         let mut dx = vec![0.0f32; input_shape.iter().product()];

@@ -92,6 +92,16 @@ fn npy_to_host<R: Read>(path: &Path, npy: npyz::NpyFile<R>, what: &str) -> Resul
 
 /// Reads a `.npy` array as `f32` (`float32` as is, `float64` rounded).
 ///
+/// ```
+/// use vidlrp_core::HostTensor;
+/// # let dir = std::env::temp_dir().join(format!("vidlrp-doc-npy-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir).unwrap();
+/// let path = dir.join("r.npy");
+/// let t = HostTensor::new(vec![2, 2], vec![1.0, -2.0, 0.5, 4.0]).unwrap();
+/// vidlrp_io::write_npy(&path, &t).unwrap();
+/// assert_eq!(vidlrp_io::read_npy(&path).unwrap(), t);
+/// ```
+///
 /// **Errors** on a missing, truncated or non-npy file and on other dtypes.
 pub fn read_npy(path: &Path) -> Result<HostTensor> {
     let file = File::open(path).map_err(|e| IoError::io(path, e))?;

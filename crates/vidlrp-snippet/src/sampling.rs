@@ -60,6 +60,14 @@ impl SnippetSpec {
     /// The source frame indices `offset + i * step`, `i = 0..L`, for a source of `total` frames.
     ///
     /// Under [`ShortPolicy::Clamp`] indices past the end become `total - 1`.
+    ///
+    /// ```
+    /// use vidlrp_snippet::{ShortPolicy, SnippetSpec};
+    /// let spec = SnippetSpec { length: 4, offset: 2, step: 3 };
+    /// assert_eq!(spec.indices(20, ShortPolicy::Skip).unwrap(), vec![2, 5, 8, 11]);
+    /// assert!(spec.indices(10, ShortPolicy::Skip).is_err()); // needs frame 11
+    /// assert_eq!(spec.indices(10, ShortPolicy::Clamp).unwrap(), vec![2, 5, 8, 9]);
+    /// ```
     pub fn indices(&self, total: usize, policy: ShortPolicy) -> Result<Vec<usize>, SampleError> {
         if self.length == 0 {
             return Err(SampleError::Invalid(

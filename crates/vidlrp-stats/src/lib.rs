@@ -309,7 +309,8 @@ impl Accumulator {
         self.observations.push(o);
     }
 
-    /// Adds another shard's observations. **Errors** if an item appears in both.
+    /// Adds another shard's observations, keeping them in item order. **Errors** if an item
+    /// appears in both.
     pub fn merge(&mut self, other: &Accumulator) -> Result<()> {
         let mut seen: std::collections::BTreeSet<usize> =
             self.observations.iter().map(|o| o.item).collect();
@@ -322,6 +323,8 @@ impl Accumulator {
             }
         }
         self.observations.extend(other.observations.iter().cloned());
+        // Item order: merged shards hold exactly what one run over the whole data set holds.
+        self.observations.sort_by_key(|o| o.item);
         Ok(())
     }
 

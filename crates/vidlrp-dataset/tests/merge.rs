@@ -1,0 +1,194 @@
+//! Any split of a manifest into shards, merged, equals the unsharded run; and merge refuses
+//! what does not belong together.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use proptest::prelude::*;
+use vidlrp_c3d::{init_weights, C3dSpec, Pool5};
+use vidlrp_core::{HostTensor, Method};
+use vidlrp_dataset::{
+    merge, run, summarize, AnalysisMethod, Condition, Manifest, Records, RunOptions, Shard, Status,
+};
+use vidlrp_snippet::{Preprocess, ShortPolicy};
+
+/// A directory with a tiny C3D's weights and videos (`.npy` frame arrays) of 0..30 frames
+/// (under 16 frames: skipped) and one file that is not a video (failed).
+fn fixture() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("vidlrp-dataset-merge-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let spec = C3dSpec::with_widths([4; 8], [8, 8], 5, [16, 112, 112], Pool5::Port).unwrap();
+        vidlrp_io::write_safetensors(&d.join("w.safetensors"), &init_weights(&spec, 7)).unwrap();
+        for (i, frames) in [20usize, 17, 9, 30, 16, 24].iter().enumerate() {
+            let (h, w) = (24, 32);
+            let data: Vec<f32> = (0..frames * h * w * 3)
+                .map(|k| ((k * 37 + i * 101 + (k / (h * w * 3)) * 13) % 256) as f32)
+                .collect();
+            let t = HostTensor::new(vec![*frames, h, w, 3], data).unwrap();
+            vidlrp_io::write_npy(&d.join(format!("v{i}.npy")), &t).unwrap();
+        }
+        std::fs::write(d.join("broken.npy"), b"not an array").unwrap();
+        d
+    })
+}
+
+fn manifest(rows: &[usize]) -> Manifest {
+    let d = fixture();
+    let names: Vec<String> = rows
+        .iter()
+        .map(|&r| {
+            if r == 6 {
+                "broken.npy,1".into()
+            } else {
+                format!("v{r}.npy,{}", r % 5)
+            }
+        })
+        .collect();
+    let p = d.join(format!(
+        "m-{}.csv",
+        rows.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("")
+    ));
+    std::fs::write(&p, names.join("\n") + "\n").unwrap();
+    Manifest::read(&p, None).unwrap()
+}
+
+fn options(m: Manifest, shard: Shard) -> RunOptions {
+    RunOptions {
+        manifest: m,
+        weights: fixture().join("w.safetensors"),
+        preset: Preprocess::caffe(),
+        pool5: Pool5::Port,
+        length: 16,
+        short: ShortPolicy::Skip,
+        shard,
+        bootstrap: 20,
+        seed: 3,
+    }
+}
+
+fn conditions() -> Vec<Condition> {
+    let c = |key: &str, method, step| Condition {
+        key: key.into(),
+        method,
+        offset: 0,
+        step,
+    };
+    vec![
+        c("dtd", AnalysisMethod::Explain(Method::Dtd), 1),
+        c("sa-step0", AnalysisMethod::Explain(Method::Sa), 0),
+        c("dtd-u", AnalysisMethod::DtdUntrained, 1),
+    ]
+}
+
+fn backend() -> vidlrp_cpu::Cpu {
+    vidlrp_cpu::Cpu::new(1).unwrap()
+}
+
+fn run_shard(rows: &[usize], shard: Shard) -> Records {
+    run(
+        &backend(),
+        "profile",
+        &options(manifest(rows), shard),
+        conditions(),
+        &mut |_| {},
+    )
+    .unwrap()
+}
+
+fn tables(dir: &Path, rec: &Records) -> Option<(String, String)> {
+    std::fs::create_dir_all(dir).unwrap();
+    summarize(dir, rec).ok()?;
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    Some((read("conditions.csv"), read("shares.csv")))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_split_merges_to_the_unsharded_run(
+        rows in proptest::collection::vec(0usize..7, 1..6),
+        n in 1usize..5,
+        order in any::<u64>(),
+    ) {
+        let whole = run_shard(&rows, Shard::WHOLE);
+        let mut parts: Vec<Records> = (0..n).map(|i| run_shard(&rows, Shard::new(i, n).unwrap())).collect();
+        // Merge in an arbitrary order.
+        parts.rotate_left((order % n as u64) as usize);
+        let merged = merge(parts).unwrap();
+        prop_assert_eq!(merged.shards.len(), n);
+        let mut normalised = merged.clone();
+        normalised.shards = whole.shards.clone();
+        prop_assert_eq!(&normalised, &whole);
+        let base = fixture().join(format!("tables-{order}-{n}"));
+        prop_assert_eq!(tables(&base.join("merged"), &merged), tables(&base.join("whole"), &whole));
+    }
+}
+
+#[test]
+fn outcomes_are_typed_and_nothing_is_dropped() {
+    let rec = run_shard(&[0, 2, 6], Shard::WHOLE);
+    let status = |item: usize, key: &str| {
+        rec.outcomes
+            .iter()
+            .find(|o| o.item == item && o.condition == key)
+            .map(|o| o.status)
+    };
+    let reasons: Vec<String> = rec
+        .outcomes
+        .iter()
+        .map(|o| format!("{} {} {:?} {:?}", o.item, o.condition, o.status, o.reason))
+        .collect();
+    assert_eq!(status(0, "dtd"), Some(Status::Ok), "{reasons:#?}");
+    assert_eq!(
+        status(1, "dtd"),
+        Some(Status::Skipped),
+        "9 frames are too short"
+    );
+    assert_eq!(
+        status(1, "sa-step0"),
+        Some(Status::Ok),
+        "step 0 needs one frame"
+    );
+    assert_eq!(status(2, "dtd"), Some(Status::Failed), "not a video");
+    assert_eq!(rec.outcomes.len(), 9);
+    rec.check().unwrap();
+}
+
+#[test]
+fn merge_refuses_what_does_not_belong_together() {
+    let rows = [0, 1, 3, 4];
+    let part = |i, n| run_shard(&rows, Shard::new(i, n).unwrap());
+    let err = |parts: Vec<Records>| merge(parts).unwrap_err().to_string();
+    assert!(err(vec![part(0, 2)]).contains("1/2 are missing"));
+    assert!(err(vec![part(0, 2), part(0, 2)]).contains("given twice"));
+    assert!(err(vec![part(0, 2), part(1, 3)]).contains("different numbers of parts"));
+    let other = run(
+        &backend(),
+        "profile",
+        &options(manifest(&[0, 1, 3, 5]), Shard::new(1, 2).unwrap()),
+        conditions(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(err(vec![part(0, 2), other]).contains("different manifests"));
+    let mut seed = options(manifest(&rows), Shard::new(1, 2).unwrap());
+    seed.seed = 4;
+    let reseeded = run(&backend(), "profile", &seed, conditions(), &mut |_| {}).unwrap();
+    assert!(err(vec![part(0, 2), reseeded]).contains("different options"));
+    let mut edited = part(1, 2);
+    edited.outcomes[0].status = Status::Failed;
+    assert!(err(vec![part(0, 2), edited]).contains("do not match the outcomes"));
+    let mut foreign = part(1, 2);
+    foreign.outcomes[0].item = 0;
+    assert!(err(vec![part(0, 2), foreign]).contains("does not belong"));
+    let mut short = part(1, 2);
+    short.manifest_items = 9;
+    assert!(err(vec![short]).contains("missing"));
+}
