@@ -1,4 +1,4 @@
-//! vidlrp-conformance: the checks every backend must pass, written once against [`Backend`].
+//! vidlrp-conformance: the checks every backend must pass, written once against [`Backend`](vidlrp_core::Backend).
 //!
 //! - [`golden`]: explanations of small C3D-shaped models against goldens made by Zennit,
 //!   PyTorch autograd and an independent PyTorch DTD (`fixtures/golden/generate.py`), to
@@ -11,6 +11,7 @@
 
 pub mod agreement;
 pub mod conservation;
+pub mod environment;
 pub mod golden;
 pub mod ops;
 pub mod random;

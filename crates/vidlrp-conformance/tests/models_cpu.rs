@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 use vidlrp_conformance::random::{conserves, dtd_on_zero_bias_model, random_case, MIN_SCORE};
-use vidlrp_core::{Backend, Composite, Rule, Target};
+use vidlrp_core::{Backend, Composite, ErrorKind, Rule, Target};
 use vidlrp_cpu::Cpu;
 
 proptest! {
@@ -43,8 +43,10 @@ proptest! {
         x.data_mut().iter_mut().for_each(|v| *v = v.abs());
         let xb = be.upload(&x).unwrap();
         let composite = Composite { first: None, ..Composite::dtd(vec![0.0], vec![1.0]) };
-        if let Ok(e) = net.explain(&be, &xb, &Target::TopOne, &composite) {
-            prop_assert!(e.relevance.data().iter().all(|&v| v >= 0.0));
+        match net.explain(&be, &xb, &Target::TopOne, &composite) {
+            Ok(e) => prop_assert!(e.relevance.data().iter().all(|&v| v >= 0.0)),
+            // The only refusal expected: the top logit is not positive.
+            Err(e) => prop_assert_eq!(e.kind(), ErrorKind::NonPositiveScore, "{}", e),
         }
     }
 }

@@ -1,14 +1,20 @@
-//! The CUDA backend on a real GPU against the CPU backend and the goldens. Every test here
-//! skips (with a note on stderr) where no CUDA driver or device is present, as on CI; where
-//! NVRTC is installed the kernel source is still compiled.
+//! The CUDA backend on a real GPU against the reference backend and the goldens. Every test
+//! here skips loudly where no CUDA driver or device is present, as on CI, and fails instead
+//! under `VIDLRP_REQUIRE_GPU=1`; where NVRTC is installed the kernel source is still compiled.
 
-use vidlrp_conformance::{agreement, golden};
-use vidlrp_cpu::Cpu;
+use vidlrp_conformance::environment::skip;
+use vidlrp_conformance::{agreement, golden, ops};
 use vidlrp_cuda::{compile_kernels, device_count, nvrtc_present, Cuda};
+use vidlrp_reference::Reference;
 
-fn gpu() -> Option<Cuda> {
+#[track_caller]
+fn gpu(test: &str) -> Option<Cuda> {
     if device_count() == 0 {
-        eprintln!("skipped: no CUDA driver or device on this machine");
+        skip(
+            test,
+            "no CUDA driver or device on this machine",
+            "VIDLRP_REQUIRE_GPU",
+        );
         return None;
     }
     Some(Cuda::new(0).expect("a CUDA device is present, so the backend must start"))
@@ -17,7 +23,11 @@ fn gpu() -> Option<Cuda> {
 #[test]
 fn kernels_compile_with_nvrtc() {
     if !nvrtc_present() {
-        eprintln!("skipped: libnvrtc not found (set LD_LIBRARY_PATH to a CUDA NVRTC lib folder)");
+        skip(
+            "kernels_compile_with_nvrtc",
+            "libnvrtc not found (set LD_LIBRARY_PATH to a CUDA NVRTC lib folder)",
+            "VIDLRP_REQUIRE_GPU",
+        );
         return;
     }
     let ptx = compile_kernels().unwrap();
@@ -42,7 +52,9 @@ fn missing_devices_are_errors_not_panics() {
 
 #[test]
 fn cuda_matches_every_golden_explanation() {
-    let Some(be) = gpu() else { return };
+    let Some(be) = gpu("cuda_matches_every_golden_explanation") else {
+        return;
+    };
     let (cases, failures) = golden::check_every_model(&be).unwrap();
     assert!(
         cases >= 25,
@@ -56,16 +68,24 @@ fn cuda_matches_every_golden_explanation() {
 }
 
 #[test]
-fn cuda_agrees_with_the_cpu_on_random_models() {
-    let Some(be) = gpu() else { return };
-    let cpu = Cpu::new(0).unwrap();
+fn cuda_agrees_with_the_reference_on_random_models_and_geometries() {
+    let Some(be) = gpu("cuda_agrees_with_the_reference_on_random_models_and_geometries") else {
+        return;
+    };
+    let reference = Reference::<f64>::new();
+    let mut results = Vec::new();
     for seed in 0..4 {
-        let bad: Vec<String> = agreement::compare(&cpu, &be, seed)
-            .unwrap()
-            .iter()
-            .filter(|r| !r.passed)
-            .map(|r| format!("{}: rel err {:.3e} {}", r.case, r.relative(), r.note))
-            .collect();
-        assert!(bad.is_empty(), "disagreements:\n{}", bad.join("\n"));
+        results.extend(agreement::compare(&reference, &be, seed).unwrap());
     }
+    for seed in 0..16 {
+        results.extend(ops::compare_ops(&reference, &be, seed));
+    }
+    let compared = results.iter().filter(|r| r.compared).count();
+    let bad: Vec<String> = results
+        .iter()
+        .filter(|r| !r.passed)
+        .map(|r| format!("{}: rel err {:.3e} {}", r.case, r.relative(), r.note))
+        .collect();
+    assert!(compared > 300, "only {compared} comparisons were made");
+    assert!(bad.is_empty(), "disagreements:\n{}", bad.join("\n"));
 }

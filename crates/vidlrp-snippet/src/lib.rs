@@ -8,7 +8,7 @@
 //!   are too short;
 //! - [`preset`]: the `caffe` and `port` presets ([`Preprocess`]: resize, crop, channel order,
 //!   mean, and the z^B bounds they imply);
-//! - [`preprocess`]: the presets applied to frames.
+//! - [`preprocess`](mod@preprocess): the presets applied to frames.
 
 pub mod preprocess;
 pub mod preset;

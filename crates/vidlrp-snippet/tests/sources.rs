@@ -252,12 +252,12 @@ fn presets_give_independently_computed_pixels() {
 
 #[test]
 fn real_tennis_frames_load_through_the_caffe_preset() {
-    let dir =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/sports1m-sample/roger");
-    if !dir.is_dir() {
-        eprintln!("skipped: {} is not present", dir.display());
+    let Some(dir) = vidlrp_conformance::environment::shared(
+        "real_tennis_frames_load_through_the_caffe_preset",
+        "data/sports1m-sample/roger",
+    ) else {
         return;
-    }
+    };
     let mut src = open(&dir).unwrap();
     assert_eq!(src.info().frames, 16);
     let s = load_snippet(
