@@ -58,6 +58,13 @@ enum Command {
 
 fn main() -> ExitCode {
     vidlrp_alloc::init();
+    // Ctrl-C or SIGTERM ends the process without destructors: remove what was staged first,
+    // so an interrupted command leaves nothing behind either.
+    let _ = ctrlc::set_handler(|| {
+        vidlrp_io::remove_staged();
+        eprintln!("interrupted: no output was written");
+        std::process::exit(130);
+    });
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Explain(a) => explain::run(a),

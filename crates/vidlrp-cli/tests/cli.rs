@@ -105,6 +105,30 @@ fn explain_reproduces_zennit_through_the_cli() {
     }
     assert_eq!(j["layers"][0]["layer"], "fc8");
     assert!(j["wall_time_s"].as_f64().unwrap() > 0.0);
+    // The reference backend (f64 loops) through the CLI: the same golden.
+    let r = d.join("r-reference.npy");
+    let o = vidlrp(&[
+        "explain",
+        "--weights",
+        s(&g.join("model.safetensors")),
+        "--input",
+        s(&g.join("input.npy")),
+        "--method",
+        "dtd",
+        "--pool",
+        "wta",
+        "--low",
+        "0",
+        "--high",
+        "255",
+        "--device",
+        "reference",
+        "--out",
+        s(&r),
+    ]);
+    let j = stdout_json(&o);
+    assert_eq!(j["backend"], "reference (f64)");
+    assert!(rel_err(&vidlrp_io::read_npy(&r).unwrap(), &want) <= 1e-4);
 }
 
 #[test]
@@ -753,4 +777,39 @@ fn a_late_failure_leaves_nothing_new_behind() {
         std::fs::read_to_string(demo.join("summary.json")).unwrap(),
         "my old summary"
     );
+}
+
+#[test]
+fn an_interrupted_command_leaves_nothing_behind() {
+    for signal in ["INT", "TERM"] {
+        let d = tmp(&format!("interrupt-{signal}"));
+        let out = d.join("demo");
+        let child = Command::new(env!("CARGO_BIN_EXE_vidlrp"))
+            .args(["demo", "--size", "full", "--out", s(&out)])
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait until the command has staged its output directory, then interrupt it.
+        let start = std::time::Instant::now();
+        while files_under(&d).is_empty() {
+            assert!(start.elapsed().as_secs() < 60, "nothing was staged");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let killed = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(130), "SIG{signal}: {err}");
+        assert!(err.contains("interrupted"), "{err}");
+        assert_eq!(
+            files_under(&d),
+            Vec::<String>::new(),
+            "SIG{signal} left files"
+        );
+    }
 }

@@ -125,11 +125,15 @@ pub fn random_pool(seed: u64) -> ([usize; 5], Pool3dGeometry) {
     } else {
         [pick(1, 3), pick(1, 3), pick(1, 3)]
     };
-    let padding = [
-        pick(0, kernel[0] / 2),
-        pick(0, kernel[1] / 2),
-        pick(0, kernel[2] / 2),
-    ];
+    let padding = if c3d {
+        [0; 3]
+    } else {
+        [
+            pick(0, kernel[0] / 2),
+            pick(0, kernel[1] / 2),
+            pick(0, kernel[2] / 2),
+        ]
+    };
     let ceil_mode = pick(0, 1) == 1;
     let shape = [pick(1, 2), pick(1, 5), pick(1, 6), pick(2, 20), pick(2, 36)];
     (

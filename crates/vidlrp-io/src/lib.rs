@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use vidlrp_core::HostTensor;
 
 mod publish;
-pub use publish::Outputs;
+pub use publish::{remove_staged, Outputs};
 
 /// Named tensors of a weight file, sorted by name.
 pub type TensorMap = BTreeMap<String, HostTensor>;

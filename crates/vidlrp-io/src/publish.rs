@@ -25,6 +25,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use crate::{IoError, Result};
 
@@ -52,6 +53,23 @@ pub struct Outputs {
 }
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// Every staging path of this process not yet published or dropped, for [`remove_staged`].
+static LIVE: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn live() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    LIVE.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Removes every staging path of this process that is neither published nor dropped: for a
+/// signal handler that ends the process (Ctrl-C, `SIGTERM`), where no destructor runs. Targets
+/// are never touched.
+pub fn remove_staged() {
+    for p in live().drain(..) {
+        remove(&p);
+    }
+}
 
 /// A hidden sibling of `target` unique to this process: `.name.vidlrp-<tag>-<pid>-<k>`.
 fn sibling(target: &Path, tag: &str) -> Result<PathBuf> {
@@ -123,6 +141,7 @@ impl Outputs {
         if is_dir {
             fs::create_dir(&staged).map_err(|e| IoError::io(&staged, e))?;
         }
+        live().push(staged.clone());
         self.staged.push(Staged {
             target: target.to_path_buf(),
             staged: staged.clone(),
@@ -140,6 +159,8 @@ impl Outputs {
     }
 
     fn publish_inner(&mut self, fail_after: usize) -> Result<Vec<PathBuf>> {
+        // Held throughout, so an interrupt's `remove_staged` waits for a publish in progress.
+        let mut live = live();
         for s in &self.staged {
             if !s.is_dir && !s.staged.is_file() {
                 return Err(IoError::format(
@@ -165,6 +186,7 @@ impl Outputs {
                 for s in std::mem::take(&mut self.staged) {
                     // A staged directory merged into an existing one is empty now.
                     remove(&s.staged);
+                    live.retain(|p| p != &s.staged);
                 }
                 Ok(targets)
             }
@@ -185,8 +207,10 @@ impl Outputs {
 
 impl Drop for Outputs {
     fn drop(&mut self) {
+        let mut live = live();
         for s in &self.staged {
             remove(&s.staged);
+            live.retain(|p| p != &s.staged);
         }
     }
 }

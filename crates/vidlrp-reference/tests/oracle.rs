@@ -89,6 +89,51 @@ fn the_check_catches_a_leak() {
     assert!(worst > 1e-10, "f32 rounding should show: worst {worst:e}");
 }
 
+/// The seeds the op-by-op test uses reach every kernel path of the CPU backend.
+#[test]
+fn the_random_geometries_reach_every_cpu_path() {
+    let mut seen = std::collections::BTreeSet::new();
+    for seed in 0..12 {
+        let (x, w, g) = ops::random_conv(seed);
+        let out = g.output_extent([x[2], x[3], x[4]]).unwrap_or([0; 3]);
+        let positions: usize = out.iter().product();
+        let stride1 = g.stride == [1; 3];
+        if x[1] == 64 && stride1 {
+            seen.insert("64-lane gather and flipped-kernel transpose");
+        }
+        if x[1] == 16 && stride1 && positions > 4096 {
+            seen.insert("16-lane gather, packed GEMM over > 4096 positions");
+        }
+        if x[1] <= 3 && stride1 {
+            seen.insert("direct few-channel transpose");
+        }
+        if x[0] > 1 && positions < 4096 {
+            seen.insert("batched small layers");
+        }
+        if !stride1 {
+            seen.insert("strided convolution (GEMM + col2im)");
+        }
+        if g.padding
+            .iter()
+            .zip(&g.kernel)
+            .any(|(p, k)| p + 1 == *k && *k > 1)
+        {
+            seen.insert("padding k-1");
+        }
+        if w[0] >= 64 || x[1] >= 64 {
+            seen.insert("64 channels");
+        }
+        let (_, p) = ops::random_pool(seed);
+        let tiled = p.kernel[1..] == [2, 2] && p.stride == p.kernel && p.padding == [0; 3];
+        seen.insert(if tiled {
+            "C3D pooling fast path"
+        } else {
+            "general pooling"
+        });
+    }
+    assert_eq!(seen.len(), 9, "reached only {seen:?}");
+}
+
 #[test]
 fn the_cpu_backend_agrees_with_the_reference_op_by_op() {
     let cpu = Cpu::new(2).unwrap();
