@@ -24,6 +24,25 @@ pub struct Agreement {
 }
 
 impl Agreement {
+    /// The comparison of `other` with `reference`: passed if
+    /// `max |other - reference| <= TOLERANCE * max |reference|`.
+    pub fn measured(case: String, other: &[f32], reference: &[f32]) -> Self {
+        let (max_error, scale) = max_errors(other, reference);
+        let passed = max_error <= TOLERANCE * scale;
+        Self {
+            case,
+            max_error,
+            scale,
+            passed,
+            compared: true,
+            note: if passed {
+                String::new()
+            } else {
+                "outside tolerance".into()
+            },
+        }
+    }
+
     /// A failed comparison.
     pub fn failed(case: String, note: String) -> Self {
         Self {
@@ -100,20 +119,7 @@ pub fn compare<A: Backend, B: Backend>(
                     ("relevance", a.relevance.data(), b.relevance.data()),
                     ("logits", a.logits.data(), b.logits.data()),
                 ] {
-                    let (max_error, scale) = max_errors(xb, xa);
-                    let passed = max_error <= TOLERANCE * scale;
-                    out.push(Agreement {
-                        case: format!("{name} / {what}"),
-                        max_error,
-                        scale,
-                        passed,
-                        compared: true,
-                        note: if passed {
-                            String::new()
-                        } else {
-                            "outside tolerance".into()
-                        },
-                    });
+                    out.push(Agreement::measured(format!("{name} / {what}"), xb, xa));
                 }
                 if a.classes != b.classes {
                     out.push(Agreement::failed(

@@ -9,7 +9,6 @@ use vidlrp_c3d::Rng;
 use vidlrp_core::{Backend, BinaryOp, Conv3dGeometry, HostTensor, Pool3dGeometry, UnaryOp};
 
 use crate::agreement::Agreement;
-use crate::{max_errors, TOLERANCE};
 
 fn uniform(rng: &mut Rng, shape: &[usize], lo: f32, hi: f32) -> HostTensor {
     let n = shape.iter().product();
@@ -153,22 +152,7 @@ fn compare_tensors(
     b: Result<HostTensor, String>,
 ) -> Agreement {
     match (a, b) {
-        (Ok(a), Ok(b)) if a.shape() == b.shape() => {
-            let (max_error, scale) = max_errors(b.data(), a.data());
-            let passed = max_error <= TOLERANCE * scale || (scale == 0.0 && max_error == 0.0);
-            Agreement {
-                case,
-                max_error,
-                scale,
-                passed,
-                compared: true,
-                note: if passed {
-                    String::new()
-                } else {
-                    "outside tolerance".into()
-                },
-            }
-        }
+        (Ok(a), Ok(b)) if a.shape() == b.shape() => Agreement::measured(case, b.data(), a.data()),
         (Ok(a), Ok(b)) => {
             Agreement::failed(case, format!("shapes {:?} and {:?}", a.shape(), b.shape()))
         }
