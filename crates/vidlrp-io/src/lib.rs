@@ -176,8 +176,26 @@ fn read_npz(path: &Path) -> Result<TensorMap> {
 }
 
 fn read_safetensors(path: &Path) -> Result<TensorMap> {
+    read_safetensors_with_metadata(path).map(|(t, _)| t)
+}
+
+/// Free-form string metadata of a safetensors header (`__metadata__`).
+pub type Metadata = BTreeMap<String, String>;
+
+/// Reads every tensor of a safetensors file and its header's `__metadata__` (empty if none).
+///
+/// **Errors** on unreadable, truncated or corrupt files and on non-float tensors.
+pub fn read_safetensors_with_metadata(path: &Path) -> Result<(TensorMap, Metadata)> {
     use safetensors::{Dtype, SafeTensors};
     let bytes = fs::read(path).map_err(|e| IoError::io(path, e))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| {
+        IoError::format(path, format!("not a valid weight file: neither an .npz archive nor a complete safetensors file ({e}); is it truncated?"))
+    })?;
+    let metadata: Metadata = header
+        .metadata()
+        .as_ref()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
     let st = SafeTensors::deserialize(&bytes).map_err(|e| {
         IoError::format(path, format!("not a valid weight file: neither an .npz archive nor a complete safetensors file ({e}); is it truncated?"))
     })?;
@@ -212,11 +230,16 @@ fn read_safetensors(path: &Path) -> Result<TensorMap> {
             .map_err(|e| IoError::format(path, format!("tensor {name}: {e}")))?;
         out.insert(name.to_string(), t);
     }
-    Ok(out)
+    Ok((out, metadata))
 }
 
-/// IEEE half to single precision.
-fn f16_to_f32(h: u16) -> f32 {
+/// IEEE half to single precision (exact: every half is a single).
+///
+/// ```
+/// assert_eq!(vidlrp_io::f16_to_f32(0x3c00), 1.0);
+/// assert_eq!(vidlrp_io::f16_to_f32(0xc000), -2.0);
+/// ```
+pub fn f16_to_f32(h: u16) -> f32 {
     let sign = u32::from(h >> 15) << 31;
     let exp = u32::from((h >> 10) & 0x1f);
     let frac = u32::from(h & 0x3ff);
@@ -240,6 +263,15 @@ fn f16_to_f32(h: u16) -> f32 {
 
 /// Writes tensors as a safetensors file (`F32`), atomically.
 pub fn write_safetensors(path: &Path, tensors: &TensorMap) -> Result<()> {
+    write_safetensors_with_metadata(path, tensors, &Metadata::new())
+}
+
+/// Writes tensors as a safetensors file (`F32`) with `metadata` in its header, atomically.
+pub fn write_safetensors_with_metadata(
+    path: &Path,
+    tensors: &TensorMap,
+    metadata: &Metadata,
+) -> Result<()> {
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
         .iter()
         .map(|(k, t)| {
@@ -258,7 +290,13 @@ pub fn write_safetensors(path: &Path, tensors: &TensorMap) -> Result<()> {
                 .map_err(|e| IoError::format(path, format!("tensor {k}: {e}")))
         })
         .collect::<Result<Vec<_>>>()?;
-    let data = safetensors::serialize(views, None)
+    let meta = (!metadata.is_empty()).then(|| {
+        metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<std::collections::HashMap<_, _>>()
+    });
+    let data = safetensors::serialize(views, meta)
         .map_err(|e| IoError::format(path, format!("cannot serialise: {e}")))?;
     atomic_write(path, |w| w.write_all(&data))
 }

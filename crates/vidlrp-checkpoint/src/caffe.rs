@@ -1,0 +1,358 @@
+//! Caffe models (`NetParameter`) and blobs (`BlobProto`, e.g. a `.binaryproto` mean), decoded
+//! with `prost` from messages declared here by their field numbers (no `protoc`).
+//!
+//! Two dialects are read:
+//! - **C3D v1.0** (facebookarchive/C3D, the paper's model): `NetParameter.layers = 2` of
+//!   `V1LayerParameter { name = 4, type = 5 (enum), blobs = 6 }`; `BlobProto { num = 1,
+//!   channels = 2, length = 3, height = 4, width = 5, data = 6 (packed) }`.
+//! - **C3D v1.1 / BVLC Caffe**: `NetParameter.layer = 100` of `LayerParameter { name = 1,
+//!   type = 2 (string), blobs = 7 }`; `BlobProto { shape = 7 { dim = 1 }, data = 5,
+//!   double_data = 8 }` (or the 4-d `num, channels, height, width = 1..4`).
+//!
+//! Blob bytes are sliced from the file's buffer (`Bytes`), not copied, and decoded once into
+//! `f32`. prost has no message size limit; every length it reads is checked against the
+//! bytes that remain, so a corrupt header cannot make it allocate more than the file holds.
+
+use prost::bytes::Bytes;
+use prost::Message;
+use vidlrp_core::HostTensor;
+
+/// `NetParameter`, only the fields that carry layers.
+#[derive(Clone, PartialEq, Message)]
+struct NetParameter {
+    #[prost(string, optional, tag = "1")]
+    name: Option<String>,
+    #[prost(message, repeated, tag = "2")]
+    layers: Vec<V1Layer>,
+    #[prost(message, repeated, tag = "100")]
+    layer: Vec<Layer>,
+}
+
+/// C3D v1.0's (and old Caffe's) `V1LayerParameter`.
+#[derive(Clone, PartialEq, Message)]
+struct V1Layer {
+    #[prost(string, optional, tag = "4")]
+    name: Option<String>,
+    #[prost(int32, optional, tag = "5")]
+    kind: Option<i32>,
+    #[prost(bytes = "bytes", repeated, tag = "6")]
+    blobs: Vec<Bytes>,
+}
+
+/// BVLC Caffe's (and C3D v1.1's) `LayerParameter`.
+#[derive(Clone, PartialEq, Message)]
+struct Layer {
+    #[prost(string, optional, tag = "1")]
+    name: Option<String>,
+    #[prost(string, optional, tag = "2")]
+    kind: Option<String>,
+    #[prost(bytes = "bytes", repeated, tag = "7")]
+    blobs: Vec<Bytes>,
+}
+
+/// C3D v1.0's 5-d `BlobProto`.
+#[derive(Clone, PartialEq, Message)]
+struct BlobV10 {
+    #[prost(int32, optional, tag = "1")]
+    num: Option<i32>,
+    #[prost(int32, optional, tag = "2")]
+    channels: Option<i32>,
+    #[prost(int32, optional, tag = "3")]
+    length: Option<i32>,
+    #[prost(int32, optional, tag = "4")]
+    height: Option<i32>,
+    #[prost(int32, optional, tag = "5")]
+    width: Option<i32>,
+    #[prost(float, repeated, tag = "6")]
+    data: Vec<f32>,
+}
+
+/// BVLC Caffe's `BlobShape`.
+#[derive(Clone, PartialEq, Message)]
+struct BlobShape {
+    #[prost(int64, repeated, tag = "1")]
+    dim: Vec<i64>,
+}
+
+/// BVLC Caffe's `BlobProto` (C3D v1.1 with `shape`).
+#[derive(Clone, PartialEq, Message)]
+struct BlobV11 {
+    #[prost(int32, optional, tag = "1")]
+    num: Option<i32>,
+    #[prost(int32, optional, tag = "2")]
+    channels: Option<i32>,
+    #[prost(int32, optional, tag = "3")]
+    height: Option<i32>,
+    #[prost(int32, optional, tag = "4")]
+    width: Option<i32>,
+    #[prost(float, repeated, tag = "5")]
+    data: Vec<f32>,
+    #[prost(message, optional, tag = "7")]
+    shape: Option<BlobShape>,
+    #[prost(double, repeated, tag = "8")]
+    double_data: Vec<f64>,
+}
+
+/// Layer types that carry weights: V1 enum values and layer type names.
+const V1_CONVOLUTION: i32 = 4;
+const V1_INNER_PRODUCT: i32 = 14;
+const V1_CONVOLUTION3D: i32 = 30;
+
+/// What a Caffe layer with parameters is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaffeLayerKind {
+    /// A (3-d) convolution: weight `(out, in, kT, kH, kW)`, bias `(out)`.
+    Convolution,
+    /// A dense layer: weight `(out, in)`, bias `(out)`.
+    InnerProduct,
+}
+
+/// One Caffe layer with parameters, in file order.
+#[derive(Debug, Clone)]
+pub struct CaffeLayer {
+    /// The layer's name (`conv1a`, `fc6-1`, ...).
+    pub name: String,
+    /// Its kind.
+    pub kind: CaffeLayerKind,
+    /// Its weight, with leading unit dimensions of the blob removed down to the kind's rank.
+    pub weight: HostTensor,
+    /// Its bias, 1-d, if the layer has one.
+    pub bias: Option<HostTensor>,
+}
+
+/// A decoded Caffe model: the layers with parameters and the names of those without.
+#[derive(Debug, Clone)]
+pub struct CaffeModel {
+    /// The net's name.
+    pub name: Option<String>,
+    /// `"v1.0"` (V1 layers, C3D's 5-d blobs) or `"v1.1"` (layer messages).
+    pub dialect: &'static str,
+    /// Layers with parameters.
+    pub layers: Vec<CaffeLayer>,
+    /// Layers without parameters (data, ReLU, pooling, dropout, softmax, ...), skipped.
+    pub skipped: Vec<String>,
+}
+
+/// Decodes a `BlobProto` (either dialect) into its dimensions and data.
+///
+/// **Errors** on bytes that are no blob, negative or overflowing dimensions, and data whose
+/// length does not match the dimensions.
+pub fn decode_blob(bytes: Bytes) -> Result<HostTensor, String> {
+    let v11 = BlobV11::decode(bytes.clone());
+    let (dims, data): (Vec<i64>, Vec<f32>) = match v11 {
+        Ok(BlobV11 {
+            shape: Some(shape),
+            data,
+            double_data,
+            ..
+        }) => {
+            let data = if data.is_empty() && !double_data.is_empty() {
+                double_data.into_iter().map(|x| x as f32).collect()
+            } else {
+                data
+            };
+            (shape.dim, data)
+        }
+        v11 => match BlobV10::decode(bytes) {
+            Ok(b) => (
+                [b.num, b.channels, b.length, b.height, b.width]
+                    .iter()
+                    .map(|d| i64::from(d.unwrap_or(1)))
+                    .collect(),
+                b.data,
+            ),
+            Err(e10) => match v11 {
+                Ok(b) => (
+                    [b.num, b.channels, b.height, b.width]
+                        .iter()
+                        .map(|d| i64::from(d.unwrap_or(1)))
+                        .collect(),
+                    b.data,
+                ),
+                Err(_) => return Err(format!("not a Caffe BlobProto ({e10})")),
+            },
+        },
+    };
+    let shape = dims
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| format!("negative blob dimension {d}")))
+        .collect::<Result<Vec<usize>, String>>()?;
+    let n = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| format!("blob dimensions {shape:?} overflow"))?;
+    if n != data.len() {
+        return Err(format!(
+            "blob of shape {shape:?} needs {n} values but holds {}",
+            data.len()
+        ));
+    }
+    HostTensor::new(shape, data).map_err(|e| e.to_string())
+}
+
+/// Removes leading unit dimensions until `rank` remain (never removes others).
+fn squeeze_to(t: HostTensor, rank: usize, what: &str) -> Result<HostTensor, String> {
+    let s = t.shape().to_vec();
+    let lead = s.len().saturating_sub(rank);
+    if s.len() < rank || s[..lead].iter().any(|&d| d != 1) {
+        return Err(format!(
+            "{what} has blob shape {s:?}; expected {rank} dimensions after leading ones"
+        ));
+    }
+    t.reshape(s[lead..].to_vec()).map_err(|e| e.to_string())
+}
+
+fn layer_from_blobs(
+    name: &str,
+    kind: CaffeLayerKind,
+    blobs: Vec<Bytes>,
+) -> Result<CaffeLayer, String> {
+    if blobs.len() > 2 {
+        return Err(format!(
+            "layer {name} has {} blobs; expected a weight and a bias",
+            blobs.len()
+        ));
+    }
+    let mut it = blobs.into_iter();
+    let rank = match kind {
+        CaffeLayerKind::Convolution => 5,
+        CaffeLayerKind::InnerProduct => 2,
+    };
+    let weight = decode_blob(it.next().expect("non-empty"))
+        .map_err(|e| format!("layer {name}, weight: {e}"))
+        .and_then(|t| squeeze_to(t, rank, &format!("layer {name}'s weight")))?;
+    let bias = it
+        .next()
+        .map(|b| {
+            decode_blob(b)
+                .map_err(|e| format!("layer {name}, bias: {e}"))
+                .and_then(|t| squeeze_to(t, 1, &format!("layer {name}'s bias")))
+        })
+        .transpose()?;
+    if let Some(b) = &bias {
+        if b.shape()[0] != weight.shape()[0] {
+            return Err(format!(
+                "layer {name}: bias has {} values for {} outputs",
+                b.shape()[0],
+                weight.shape()[0]
+            ));
+        }
+    }
+    Ok(CaffeLayer {
+        name: name.to_string(),
+        kind,
+        weight,
+        bias,
+    })
+}
+
+/// Decodes a Caffe model.
+///
+/// **Errors** on bytes that are no `NetParameter`, a net without layers, unnamed or duplicate
+/// layer names, layers with parameters of a type that is neither a convolution nor an inner
+/// product, and blobs of the wrong size.
+pub fn decode_model(bytes: Bytes) -> Result<CaffeModel, String> {
+    let net = NetParameter::decode(bytes).map_err(|e| format!("not a Caffe model ({e})"))?;
+    let mut model = CaffeModel {
+        name: net.name,
+        dialect: if net.layer.is_empty() { "v1.0" } else { "v1.1" },
+        layers: Vec::new(),
+        skipped: Vec::new(),
+    };
+    if net.layers.is_empty() && net.layer.is_empty() {
+        return Err("not a Caffe model (no layers)".into());
+    }
+    if !net.layers.is_empty() && !net.layer.is_empty() {
+        return Err("the model mixes V1 layers (field 2) and layer messages (field 100)".into());
+    }
+    let mut names = std::collections::BTreeSet::new();
+    let v1 = net.layers.into_iter().map(|l| {
+        let kind = match l.kind {
+            Some(V1_CONVOLUTION | V1_CONVOLUTION3D) => Ok(CaffeLayerKind::Convolution),
+            Some(V1_INNER_PRODUCT) => Ok(CaffeLayerKind::InnerProduct),
+            other => Err(format!(
+                "type {}",
+                other.map_or("unset".into(), |k| k.to_string())
+            )),
+        };
+        (l.name, kind, l.blobs)
+    });
+    let v11 = net.layer.into_iter().map(|l| {
+        let kind = match l.kind.as_deref() {
+            Some("Convolution" | "Convolution3D") => Ok(CaffeLayerKind::Convolution),
+            Some("InnerProduct") => Ok(CaffeLayerKind::InnerProduct),
+            other => Err(format!("type {}", other.unwrap_or("unset"))),
+        };
+        (l.name, kind, l.blobs)
+    });
+    for (name, kind, blobs) in v1.chain(v11) {
+        let name = name
+            .filter(|n| !n.is_empty())
+            .ok_or("a layer has no name")?;
+        if !names.insert(name.clone()) {
+            return Err(format!("duplicate layer name {name}"));
+        }
+        if blobs.is_empty() {
+            model.skipped.push(name);
+            continue;
+        }
+        let kind = kind.map_err(|t| {
+            format!(
+                "layer {name} ({t}) has parameters but is neither a convolution nor an inner \
+                 product; this is not a C3D model this reader knows"
+            )
+        })?;
+        model.layers.push(layer_from_blobs(&name, kind, blobs)?);
+    }
+    Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_of_both_dialects_decode() {
+        let v10 = BlobV10 {
+            num: Some(1),
+            channels: Some(2),
+            length: Some(1),
+            height: Some(1),
+            width: Some(3),
+            data: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        };
+        let t = decode_blob(Bytes::from(v10.encode_to_vec())).unwrap();
+        assert_eq!(t.shape(), &[1, 2, 1, 1, 3]);
+        let v11 = BlobV11 {
+            shape: Some(BlobShape { dim: vec![2, 3] }),
+            data: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            ..Default::default()
+        };
+        let t = decode_blob(Bytes::from(v11.encode_to_vec())).unwrap();
+        assert_eq!(t.shape(), &[2, 3]);
+        assert_eq!(t.data(), &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    }
+
+    #[test]
+    fn wrong_sizes_and_negative_dims_are_errors() {
+        let short = BlobV11 {
+            shape: Some(BlobShape { dim: vec![2, 3] }),
+            data: vec![1.0; 5],
+            ..Default::default()
+        };
+        let e = decode_blob(Bytes::from(short.encode_to_vec())).unwrap_err();
+        assert!(e.contains("needs 6 values but holds 5"), "{e}");
+        let neg = BlobV11 {
+            shape: Some(BlobShape { dim: vec![-2] }),
+            ..Default::default()
+        };
+        assert!(decode_blob(Bytes::from(neg.encode_to_vec())).is_err());
+        let huge = BlobV11 {
+            shape: Some(BlobShape {
+                dim: vec![i64::MAX, i64::MAX],
+            }),
+            ..Default::default()
+        };
+        assert!(decode_blob(Bytes::from(huge.encode_to_vec())).is_err());
+    }
+}
