@@ -1,6 +1,7 @@
-//! vidlrp-c3d: the C3D network (Tran et al., 2015) for any [`Backend`]: architecture, weight
-//! files with the PyTorch port's parameter names and the seeded
-//! He-normal initialiser of the untrained baseline (DTD-u).
+//! vidlrp-c3d: the C3D network (Tran et al., 2015) for any [`Backend`]: architecture, weights
+//! from every file people have ([`load_weights`]: PyTorch port, MMAction2, the original Caffe
+//! model, renamed to the port's parameter names, with the [`Origin`] that picks pool5) and the
+//! seeded He-normal initialiser of the untrained baseline (DTD-u).
 //!
 //! | layer | op |
 //! |---|---|
@@ -29,8 +30,13 @@
 //! ```
 
 mod init;
+mod weights;
 
 pub use init::{init_weights, Rng};
+pub use weights::{
+    load_weights, save_weights, to_port_names, C3dWeights, Origin, CAFFE_CONV_NAMES, ORIGIN_KEY,
+    SOURCE_FORMAT_KEY,
+};
 
 use std::fmt;
 use std::str::FromStr;
