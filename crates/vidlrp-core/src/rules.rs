@@ -31,13 +31,14 @@ pub enum Rule {
         /// Add the positive part of the bias to the denominator.
         positive_bias: bool,
     },
-    /// The z^B rule for inputs bounded by `l_c <= x <= h_c` per input channel `c`:
+    /// The z^B rule for inputs bounded by `l_i <= x_i <= h_i` (bounds per input channel, or per
+    /// input element of a sample, e.g. under a per-voxel mean):
     /// `R_i = sum_j (x_i w_ij - l_i w+_ij - h_i w-_ij) / stab(sum_i' (x_i' w_i'j - l_i' w+_i'j - h_i' w-_i'j)) R_j`.
     /// Padding is constant zero: padded voxels carry no bound and get no relevance.
     ZBox {
-        /// Lower bound per input channel (one value broadcasts).
+        /// Lower bound: one value, one per input channel, or one per input element of a sample.
         low: Vec<f32>,
-        /// Upper bound per input channel (one value broadcasts).
+        /// Upper bound, in the same form as `low`.
         high: Vec<f32>,
     },
     /// `R_i = sum_j x_i w_ij / (z_j + epsilon sign(z_j)) R_j`, bias included in `z_j`.
@@ -164,14 +165,31 @@ fn split_signs<B: Backend>(be: &B, x: &B::Tensor) -> Result<SignSplit<B::Tensor>
     })
 }
 
-fn per_channel(values: &[f32], channels: usize, what: &str, layer: &str) -> Result<Vec<f32>> {
+/// A z^B bound as a tensor of the input's `shape`: one value for all, one per channel (axis
+/// 1), or one per input element of a sample (`shape[1..]`, e.g. Caffe's per-voxel mean),
+/// repeated over the batch.
+fn bound_tensor<B: Backend>(
+    be: &B,
+    shape: &[usize],
+    values: &[f32],
+    what: &str,
+    layer: &str,
+) -> Result<B::Tensor> {
+    let channels = shape.get(1).copied().unwrap_or(1);
+    let per_sample: usize = shape.iter().skip(1).product();
     match values.len() {
-        1 => Ok(vec![values[0]; channels]),
-        n if n == channels => Ok(values.to_vec()),
+        1 => be.fill_channels(shape, &vec![values[0]; channels]),
+        n if n == channels => be.fill_channels(shape, values),
+        n if n == per_sample => {
+            let batch = shape.first().copied().unwrap_or(1);
+            let data = values.repeat(batch);
+            be.upload(&crate::HostTensor::new(shape.to_vec(), data)?)
+        }
         n => Err(Error::new(
             ErrorKind::Rule,
             format!(
-                "z^B {what} bound has {n} values but layer {layer} has {channels} input channels"
+                "z^B {what} bound has {n} values but layer {layer} has {channels} input channels \
+                 and {per_sample} input values per sample (give 1, {channels} or {per_sample})"
             ),
         )),
     }
@@ -300,10 +318,9 @@ fn zbox<B: Backend, A: Affine<B> + ?Sized>(
 ) -> Result<B::Tensor> {
     use BinaryOp::{Mul, Sub};
     let (be, shape, w) = (op.be, &op.shape, op.layer.weight());
-    let channels = shape.get(1).copied().unwrap_or(1);
     let name = op.layer.affine_name();
-    let lo = be.fill_channels(shape, &per_channel(low, channels, "low", name)?)?;
-    let hi = be.fill_channels(shape, &per_channel(high, channels, "high", name)?)?;
+    let lo = bound_tensor(be, shape, low, "low", name)?;
+    let hi = bound_tensor(be, shape, high, "high", name)?;
     let wp = op.unary(w, UnaryOp::Positive)?;
     let wn = op.unary(w, UnaryOp::Negative)?;
     let z = op.binary(&op.fwd(x, w, None)?, &op.fwd(&lo, &wp, None)?, Sub)?;

@@ -93,6 +93,24 @@ proptest! {
         let zb = &(&be.conv3d(&x, &w_t, None, &geometry).unwrap() - &be.conv3d(&lo, &wp, None, &geometry).unwrap())
             - &be.conv3d(&hi, &wn, None, &geometry).unwrap();
         assert_conserves(&rb, kept(&r, &zb), &r, "conv z^B");
+
+        // Per-element bounds (Caffe's per-voxel mean): the per-channel bounds written out per
+        // element give the same relevance; bounds that vary per element conserve too.
+        let per_sample: usize = xs[1..].iter().product();
+        let vox = per_sample / c_in;
+        let spread = |v: &[f32]| v.iter().flat_map(|&b| std::iter::repeat_n(b, vox)).collect::<Vec<f32>>();
+        let rv = layer.relevance(&be, &x, &r, &Rule::ZBox { low: spread(&low), high: spread(&high) }).unwrap();
+        prop_assert_eq!(&rv, &rb);
+        let low_v: Vec<f32> = uniform(per_sample, seed ^ 11, -1.5, -0.5);
+        let high_v: Vec<f32> = uniform(per_sample, seed ^ 12, 1.0, 2.0);
+        let rv = layer.relevance(&be, &x, &r, &Rule::ZBox { low: low_v.clone(), high: high_v.clone() }).unwrap();
+        let lo = be.upload(&host(&xs, low_v.repeat(2))).unwrap();
+        let hi = be.upload(&host(&xs, high_v.repeat(2))).unwrap();
+        let zv = &(&be.conv3d(&x, &w_t, None, &geometry).unwrap() - &be.conv3d(&lo, &wp, None, &geometry).unwrap())
+            - &be.conv3d(&hi, &wn, None, &geometry).unwrap();
+        assert_conserves(&rv, kept(&r, &zv), &r, "conv z^B per element");
+        let bad = layer.relevance(&be, &x, &r, &Rule::ZBox { low: vec![0.0; per_sample + 1], high: vec![1.0; per_sample + 1] });
+        prop_assert!(bad.is_err());
     }
 
     #[test]

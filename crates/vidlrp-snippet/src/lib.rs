@@ -106,7 +106,7 @@ pub fn load_snippet(
         sampling::SampleError::Invalid(m) => SnippetError::Argument(m),
     })?;
     let frames = source.read(&frame_indices)?;
-    let input = preprocess(&frames, preset);
+    let input = preprocess(&frames, preset).map_err(SnippetError::Argument)?;
     Ok(Snippet {
         input,
         frame_indices,

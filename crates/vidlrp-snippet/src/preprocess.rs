@@ -41,8 +41,19 @@ pub fn resize_bilinear(src: &[f32], h: usize, w: usize, out_h: usize, out_w: usi
 }
 
 /// Preprocesses frames with a preset: resize to `preset.resize`, crop, reorder channels to
-/// `preset.channel_order`, subtract `preset.mean`. Returns `[3, T, crop_h, crop_w]`.
-pub fn preprocess(frames: &[RgbFrame], preset: &Preprocess) -> HostTensor {
+/// `preset.channel_order`, subtract `preset.mean` (or the per-voxel `preset.voxel_mean`).
+/// Returns `[3, T, crop_h, crop_w]`.
+///
+/// **Errors** if a per-voxel mean has another number of frames than `frames`.
+pub fn preprocess(frames: &[RgbFrame], preset: &Preprocess) -> Result<HostTensor, String> {
+    if let Some(t) = preset.frames() {
+        if t != frames.len() {
+            return Err(format!(
+                "the per-voxel mean has {t} frames but the snippet has {}; use --length {t}",
+                frames.len()
+            ));
+        }
+    }
     let [rh, rw] = preset.resize;
     let ([top, left], [ch, cw]) = preset.crop;
     let t_n = frames.len();
@@ -59,13 +70,21 @@ pub fn preprocess(frames: &[RgbFrame], preset: &Preprocess) -> HostTensor {
             } else {
                 resize_bilinear(&plane, f.height, f.width, rh, rw)
             };
-            let dst = &mut data[(c * t_n + t) * ch * cw..(c * t_n + t + 1) * ch * cw];
+            let at = (c * t_n + t) * ch * cw..(c * t_n + t + 1) * ch * cw;
+            let dst = &mut data[at.clone()];
             for y in 0..ch {
                 for x in 0..cw {
-                    dst[y * cw + x] = resized[(top + y) * rw + left + x] - preset.mean[c];
+                    dst[y * cw + x] = resized[(top + y) * rw + left + x];
                 }
+            }
+            match &preset.voxel_mean {
+                Some(m) => dst
+                    .iter_mut()
+                    .zip(&m.data()[at])
+                    .for_each(|(v, m)| *v -= m),
+                None => dst.iter_mut().for_each(|v| *v -= preset.mean[c]),
             }
         }
     }
-    HostTensor::new(vec![3, t_n, ch, cw], data).expect("shape")
+    HostTensor::new(vec![3, t_n, ch, cw], data).map_err(|e| e.to_string())
 }

@@ -2,6 +2,9 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
+
+use vidlrp_core::HostTensor;
 
 /// The channel order of the network input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +62,9 @@ pub struct Preprocess {
     pub resize: [usize; 2],
     /// Crop origin `[row, column]` and size `[H, W]`.
     pub crop: ([usize; 2], [usize; 2]),
+    /// A per-voxel mean `[3, T, crop_h, crop_w]` (network channel order) subtracted instead of
+    /// `mean`: Caffe's `.binaryproto` mean, cropped like the frames ([`Preprocess::with_voxel_mean`]).
+    pub voxel_mean: Option<Arc<HostTensor>>,
 }
 
 impl Preprocess {
@@ -74,6 +80,7 @@ impl Preprocess {
             mean: [90.25, 97.66, 101.41],
             resize: [128, 171],
             crop: ([8, 29], [112, 112]),
+            voxel_mean: None,
         }
     }
 
@@ -85,6 +92,7 @@ impl Preprocess {
             mean: [0.0; 3],
             resize: [112, 200],
             crop: ([0, 44], [112, 112]),
+            voxel_mean: None,
         }
     }
 
@@ -93,14 +101,76 @@ impl Preprocess {
         self.crop.1
     }
 
-    /// The smallest value a preprocessed pixel can take, per channel: `l_c = 0 - mean_c`.
-    pub fn low(&self) -> Vec<f32> {
-        self.mean.iter().map(|m| -m).collect()
+    /// The preset with a per-voxel mean (Caffe's `.binaryproto`, `[1, 3, T, H, W]` or
+    /// `[3, T, H, W]` at the resized size `H x W`, in the network's channel order) subtracted
+    /// instead of the per-channel means: the mean is cropped at the frames' crop offsets.
+    ///
+    /// ```
+    /// use vidlrp_core::HostTensor;
+    /// use vidlrp_snippet::Preprocess;
+    /// let mean = HostTensor::new(vec![1, 3, 16, 128, 171], vec![100.0; 3 * 16 * 128 * 171]).unwrap();
+    /// let p = Preprocess::caffe().with_voxel_mean(&mean).unwrap();
+    /// assert_eq!(p.low().len(), 3 * 16 * 112 * 112); // one z^B bound per input voxel
+    /// assert_eq!(p.high()[0], 155.0);
+    /// assert!(Preprocess::port().with_voxel_mean(&mean).is_err()); // resized to 112x200
+    /// ```
+    ///
+    /// **Errors** if the mean's shape does not match three channels and the resize.
+    pub fn with_voxel_mean(mut self, mean: &HostTensor) -> Result<Self, String> {
+        let s = mean.shape();
+        let s4 = match s.len() {
+            5 if s[0] == 1 => &s[1..],
+            4 => s,
+            _ => {
+                return Err(format!(
+                    "the mean has shape {s:?}; expected (1, 3, T, H, W) or (3, T, H, W)"
+                ))
+            }
+        };
+        let ([top, left], [ch, cw]) = self.crop;
+        if s4[0] != 3 || s4[2..] != self.resize {
+            return Err(format!(
+                "the mean has shape {s:?}; the {} preset needs 3 channels at its resized size {}x{}",
+                self.name, self.resize[0], self.resize[1]
+            ));
+        }
+        let t_n = s4[1];
+        let (h, w) = (s4[2], s4[3]);
+        let src = mean.data();
+        let mut data = Vec::with_capacity(3 * t_n * ch * cw);
+        for c in 0..3 {
+            for t in 0..t_n {
+                for y in 0..ch {
+                    let row = ((c * t_n + t) * h + top + y) * w + left;
+                    data.extend_from_slice(&src[row..row + cw]);
+                }
+            }
+        }
+        let cropped = HostTensor::new(vec![3, t_n, ch, cw], data).map_err(|e| e.to_string())?;
+        self.voxel_mean = Some(Arc::new(cropped));
+        Ok(self)
     }
 
-    /// The largest value, per channel: `h_c = 255 - mean_c`.
+    /// The frames a clip must have under this preset: the per-voxel mean's length, if any.
+    pub fn frames(&self) -> Option<usize> {
+        self.voxel_mean.as_ref().map(|m| m.shape()[1])
+    }
+
+    /// The smallest value a preprocessed pixel can take: `l_c = 0 - mean_c` per channel, or
+    /// `l_i = 0 - mean_i` per input voxel under a per-voxel mean.
+    pub fn low(&self) -> Vec<f32> {
+        match &self.voxel_mean {
+            Some(m) => m.data().iter().map(|m| -m).collect(),
+            None => self.mean.iter().map(|m| -m).collect(),
+        }
+    }
+
+    /// The largest value: `h_c = 255 - mean_c` per channel, or per input voxel.
     pub fn high(&self) -> Vec<f32> {
-        self.mean.iter().map(|m| 255.0 - m).collect()
+        match &self.voxel_mean {
+            Some(m) => m.data().iter().map(|m| 255.0 - m).collect(),
+            None => self.mean.iter().map(|m| 255.0 - m).collect(),
+        }
     }
 }
 

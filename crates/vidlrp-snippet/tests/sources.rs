@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use std::process::Command;
+use vidlrp_core::HostTensor;
 use vidlrp_snippet::Preprocess;
 use vidlrp_snippet::{
     load_snippet, open, preprocess, write_video, RgbFrame, ShortPolicy, SnippetError, SnippetSpec,
@@ -227,7 +228,7 @@ fn presets_give_independently_computed_pixels() {
         ((o as f64 + 0.5) * n_in as f64 / n_out as f64 - 0.5).clamp(0.0, (n_in - 1) as f64)
     };
     for preset in [Preprocess::caffe(), Preprocess::port()] {
-        let t = preprocess(&[frame.clone(), frame.clone()], &preset);
+        let t = preprocess(&[frame.clone(), frame.clone()], &preset).unwrap();
         assert_eq!(t.shape(), [3, 2, 112, 112]);
         let [rh, rw] = preset.resize;
         let ([top, left], _) = preset.crop;
@@ -248,6 +249,56 @@ fn presets_give_independently_computed_pixels() {
             }
         }
     }
+}
+
+#[test]
+fn a_per_voxel_mean_is_cropped_like_the_frames() {
+    let frame = RgbFrame {
+        width: 171,
+        height: 128,
+        data: (0..171 * 128 * 3).map(|i| (i % 251) as u8).collect(),
+    };
+    // A mean that is the per-channel mean everywhere reproduces the plain preset exactly.
+    let caffe = Preprocess::caffe();
+    let flat: Vec<f32> = (0..3)
+        .flat_map(|c| std::iter::repeat_n(caffe.mean[c], 2 * 128 * 171))
+        .collect();
+    let flat = HostTensor::new(vec![1, 3, 2, 128, 171], flat).unwrap();
+    let with = caffe.clone().with_voxel_mean(&flat).unwrap();
+    let frames = [frame.clone(), frame.clone()];
+    assert_eq!(
+        preprocess(&frames, &with).unwrap(),
+        preprocess(&frames, &caffe).unwrap()
+    );
+    assert_eq!(with.low().len(), 3 * 2 * 112 * 112);
+    // A mean that encodes its own coordinates: the value subtracted at network voxel
+    // (c, t, y, x) is the mean's (c, t, 8 + y, 29 + x).
+    let code = |c: usize, t: usize, y: usize, x: usize| (c * 1_000_000 + t * 100_000 + y * 200 + x) as f32;
+    let mut coded = Vec::new();
+    for c in 0..3 {
+        for t in 0..2 {
+            for y in 0..128 {
+                for x in 0..171 {
+                    coded.push(code(c, t, y, x));
+                }
+            }
+        }
+    }
+    let coded = HostTensor::new(vec![3, 2, 128, 171], coded).unwrap();
+    let with = caffe.clone().with_voxel_mean(&coded).unwrap();
+    let plain = preprocess(&frames, &caffe).unwrap();
+    let got = preprocess(&frames, &with).unwrap();
+    for &(c, t, y, x) in &[(0, 0, 0, 0), (2, 1, 111, 111), (1, 0, 50, 7)] {
+        let i = ((c * 2 + t) * 112 + y) * 112 + x;
+        let want = plain.data()[i] + caffe.mean[c] - code(c, t, 8 + y, 29 + x);
+        assert_eq!(got.data()[i], want, "({c},{t},{y},{x})");
+        assert_eq!(with.low()[i], -code(c, t, 8 + y, 29 + x));
+    }
+    // Three frames against a two-frame mean: an error that names the fix.
+    let e = preprocess(&[frame.clone(), frame.clone(), frame], &with).unwrap_err();
+    assert!(e.contains("--length 2"), "{e}");
+    let wrong = HostTensor::zeros(vec![1, 3, 2, 112, 112]);
+    assert!(caffe.with_voxel_mean(&wrong).is_err());
 }
 
 #[test]
