@@ -68,6 +68,9 @@ pub enum C3dError {
     /// The weight file could not be read.
     #[error(transparent)]
     Io(#[from] vidlrp_io::IoError),
+    /// The weight file could not be read as a checkpoint (or was refused).
+    #[error(transparent)]
+    Checkpoint(#[from] vidlrp_checkpoint::CheckpointError),
     /// The weight file does not describe a C3D network.
     #[error("invalid C3D weights: {0}")]
     Weights(String),
@@ -231,7 +234,7 @@ impl C3dSpec {
     pub fn from_weights(w: &TensorMap) -> Result<Self> {
         let get = |name: &str| -> Result<&HostTensor> {
             w.get(name).ok_or_else(|| {
-                C3dError::Weights(format!("tensor {name} is missing (expected PyTorch C3D port names: conv1.weight, ..., fc8.bias)"))
+                C3dError::Weights(format!("tensor {name} is missing (C3D needs conv1 .. conv5b and fc6 .. fc8, each with a weight and a bias, under the PyTorch port's names; Caffe's conv1a .. fc8-1 and MMAction2's names are renamed to these)"))
             })
         };
         let expected: Vec<String> = CONV_NAMES

@@ -162,7 +162,7 @@ pub fn to_port_names(tensors: TensorMap) -> (TensorMap, Origin) {
 /// Whether the tensors form a C3D is checked by [`build`](crate::build) and
 /// [`C3dSpec::from_weights`](crate::C3dSpec::from_weights).
 pub fn load_weights(path: &Path) -> Result<C3dWeights> {
-    let ck = vidlrp_checkpoint::read(path).map_err(|e| C3dError::Weights(e.to_string()))?;
+    let ck = vidlrp_checkpoint::read(path)?;
     let (tensors, detected) = to_port_names(ck.tensors);
     let origin = match ck.metadata.get(ORIGIN_KEY) {
         Some(o) => o

@@ -41,7 +41,9 @@ fn relevance(tensors: vidlrp_c3d::TensorMap, pool5: Pool5) -> Vec<f32> {
 
 #[test]
 fn every_format_loads_to_the_same_network() {
-    let want = load_weights(&dir().join("original.safetensors")).unwrap().tensors;
+    let want = load_weights(&dir().join("original.safetensors"))
+        .unwrap()
+        .tensors;
     let mut v11 = FILES.to_vec();
     v11.push(("caffe-v11.caffemodel", Origin::Caffe));
     for (file, origin) in v11 {
@@ -55,7 +57,9 @@ fn every_format_loads_to_the_same_network() {
 
 #[test]
 fn explanations_agree_across_formats_under_the_same_pool5() {
-    let original = load_weights(&dir().join("original.safetensors")).unwrap().tensors;
+    let original = load_weights(&dir().join("original.safetensors"))
+        .unwrap()
+        .tensors;
     for pool5 in [Pool5::Port, Pool5::Caffe] {
         let want = relevance(original.clone(), pool5);
         assert!(want.iter().any(|r| *r != 0.0));
@@ -86,8 +90,12 @@ fn missing_and_foreign_layers_are_named() {
         .err()
         .expect("conv4a is missing");
     assert!(e.to_string().contains("conv4a.weight is missing"), "{e}");
-    w.tensors.insert("conv4a.weight".into(), HostTensor::zeros(vec![2, 2, 3, 3, 3]));
-    w.tensors.insert("fc9.weight".into(), HostTensor::zeros(vec![2, 2]));
+    w.tensors.insert(
+        "conv4a.weight".into(),
+        HostTensor::zeros(vec![2, 2, 3, 3, 3]),
+    );
+    w.tensors
+        .insert("fc9.weight".into(), HostTensor::zeros(vec![2, 2]));
     let e = build(&cpu, w.tensors, Pool5::Caffe, [3, 16, 48, 48])
         .err()
         .expect("fc9 is foreign");

@@ -18,7 +18,7 @@ pub struct DataArgs {
     /// to the manifest's directory; an optional header row `path,label`.
     #[arg(long)]
     pub manifest: PathBuf,
-    /// C3D weights (.safetensors or .npz).
+    /// C3D weights: safetensors, .npz, PyTorch .pt/.pth/.pickle or a Caffe model.
     #[arg(long)]
     pub weights: PathBuf,
     /// Output directory: summary.json, CSV tables, figures (PNG and SVG), records.json. Written
@@ -31,9 +31,9 @@ pub struct DataArgs {
     /// Preprocessing preset (and z^B bounds): caffe or port.
     #[arg(long, default_value = "caffe")]
     pub preset: Preprocess,
-    /// pool5 variant: port or caffe.
-    #[arg(long, default_value = "port")]
-    pub pool5: Pool5,
+    /// pool5 variant: port or caffe. Default: the weights' origin's (caffe for Caffe models).
+    #[arg(long)]
+    pub pool5: Option<Pool5>,
     /// Frames per snippet.
     #[arg(long, default_value_t = 16)]
     pub length: usize,

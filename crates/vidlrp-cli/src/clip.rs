@@ -21,6 +21,11 @@ pub struct ClipArgs {
     /// Preprocessing preset for --video (and the z^B bounds unless given): caffe or port.
     #[arg(long, default_value = "caffe")]
     pub preset: Preprocess,
+    /// Caffe's per-voxel mean (.binaryproto, 1x3x16x128x171, BGR): the caffe preset subtracts
+    /// it (cropped like the frames) instead of the per-channel means; the z^B bounds follow
+    /// (0 - mean .. 255 - mean per voxel).
+    #[arg(long)]
+    pub mean: Option<PathBuf>,
     /// First source frame of the snippet.
     #[arg(long, default_value_t = 0)]
     pub offset: usize,
@@ -70,9 +75,21 @@ pub fn read_clip(path: &Path) -> Result<(HostTensor, Vec<usize>)> {
 }
 
 impl ClipArgs {
+    /// The preset, with the per-voxel mean of `--mean` if given.
+    pub fn resolved_preset(&self) -> Result<Preprocess> {
+        let Some(mean) = &self.mean else {
+            return Ok(self.preset.clone());
+        };
+        let blob = vidlrp_checkpoint::read_blob(mean)?;
+        self.preset
+            .clone()
+            .with_voxel_mean(&blob)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", mean.display()))
+    }
+
     /// Loads the clip.
     pub fn load(&self) -> Result<Clip> {
-        let preset = self.preset.clone();
+        let preset = self.resolved_preset()?;
         if let Some(input) = &self.input {
             let (x, shape) = read_clip(input)?;
             let t = x.shape()[2];

@@ -28,7 +28,8 @@ use crate::report::{summary, timed_explain};
     (sum R / logit), per-layer relevance sums and wall time. Outputs appear only if the whole\n\
     command succeeds.")]
 pub struct Args {
-    /// C3D weights (.safetensors or .npz, PyTorch port parameter names).
+    /// C3D weights: safetensors, .npz, PyTorch .pt/.pth/.pickle (zip or legacy; port or
+    /// MMAction2 names) or a Caffe model, recognised by content.
     #[arg(long)]
     weights: PathBuf,
     #[command(flatten)]
@@ -46,9 +47,10 @@ pub struct Args {
     /// Class to explain (default: each sample's top-1 class).
     #[arg(long)]
     class: Option<usize>,
-    /// pool5 variant: port (padding 0,1,1) or caffe (ceil mode).
-    #[arg(long, default_value = "port")]
-    pool5: Pool5,
+    /// pool5 variant: port (padding 0,1,1) or caffe (ceil mode). Default: the weights'
+    /// origin's (caffe for Caffe models, port otherwise).
+    #[arg(long)]
+    pool5: Option<Pool5>,
     #[command(flatten)]
     device: crate::device::DeviceArgs,
     /// Class names, one per line (e.g. the Sports-1M labels.txt), to name the top-5.
@@ -63,7 +65,8 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let (composite, bounds_source) = a.rules.composite(a.method, &a.clip.preset)?;
+    let preset = a.clip.resolved_preset()?;
+    let (composite, bounds_source) = a.rules.composite(a.method, &preset)?;
     if a.heatmaps.is_some() {
         a.pictures.palette()?; // A bad --cmap fails before any work.
     }
@@ -77,9 +80,12 @@ pub fn run(a: Args) -> Result<()> {
         .map(vidlrp_dataset::read_labels)
         .transpose()?;
     let s = clip.x.shape().to_vec();
-    let weights = vidlrp_io::read_tensors(&a.weights)?;
+    let model = crate::weights::load(&a.weights, a.pool5)?;
+    let described = model.describe();
+    let pool5 = model.pool5;
+    let weights = model.weights.tensors;
     let out = crate::device::with_backend!(&a.device, |be| {
-        let (net, spec) = vidlrp_c3d::build(be, weights, a.pool5, [s[1], s[2], s[3], s[4]])
+        let (net, spec) = vidlrp_c3d::build(be, weights, pool5, [s[1], s[2], s[3], s[4]])
             .with_context(|| format!("cannot build C3D from {}", a.weights.display()))?;
         net.rules(&composite)?;
         let target = a.class.map_or(Target::TopOne, Target::Class);
@@ -105,9 +111,14 @@ pub fn run(a: Args) -> Result<()> {
             obj.extend(about.clone());
         }
         obj.insert("input_shape".into(), json!(clip.shape));
-        obj.insert("weights".into(), json!(a.weights));
+        if let Some(d) = described.as_object() {
+            obj.extend(d.clone());
+        }
+        obj.insert("preset".into(), json!(preset.name));
+        if let Some(mean) = &a.clip.mean {
+            obj.insert("mean".into(), json!(mean));
+        }
         obj.insert("parameters".into(), json!(spec.num_params()));
-        obj.insert("pool5".into(), json!(a.pool5.to_string()));
         obj.insert("bounds".into(), json!(bounds_source));
         obj.insert("backend".into(), json!(be.name()));
         obj.insert("output".into(), json!(a.out));

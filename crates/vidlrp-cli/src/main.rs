@@ -9,6 +9,7 @@ mod init;
 mod methods;
 mod report;
 mod sheet;
+mod weights;
 
 use std::process::ExitCode;
 
@@ -28,7 +29,11 @@ use clap::{Parser, Subcommand};
       vidlrp explain --weights c3d.safetensors --input clip.npy --method dtd --bounds caffe --out r.npy\n  \
       vidlrp explain --weights c3d.safetensors --video match.mp4 --offset 32 --out r.npy --heatmaps pics\n  \
       vidlrp sheet --weights c3d.safetensors --video frames/ --out sheet.png\n  \
-      vidlrp profile --manifest videos.csv --weights c3d.safetensors --out profile/\n\n\
+      vidlrp profile --manifest videos.csv --weights c3d.safetensors --out profile/\n  \
+      vidlrp inspect c3d.pickle                   # format, origin, architecture, defaults\n  \
+      vidlrp convert conv3d_deepnetA_sport1m_iter_1900000 --out c3d-caffe.safetensors\n\n\
+      --weights takes safetensors, .npz, PyTorch .pt/.pth/.pickle (zip or legacy, MMAction2\n\
+      names too) and Caffe models, recognised by content.\n\n\
       Run `vidlrp <command> --help` for each command's options and examples."
 )]
 struct Cli {
@@ -54,6 +59,10 @@ enum Command {
     Merge(analysis::MergeArgs),
     /// Run the main job on built-in data: a seeded C3D and a synthetic clip, DTD and SA.
     Demo(demo::Args),
+    /// Convert any C3D weight file (PyTorch, MMAction2, Caffe) to safetensors with port names.
+    Convert(weights::ConvertArgs),
+    /// Show a weight file's format, origin, tensors, architecture and implied defaults.
+    Inspect(weights::InspectArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,6 +84,8 @@ fn main() -> ExitCode {
         Command::SweepOffsets(a) => analysis::sweep_offsets(a),
         Command::Merge(a) => analysis::merge(a),
         Command::Demo(a) => demo::run(a),
+        Command::Convert(a) => weights::convert(a),
+        Command::Inspect(a) => weights::inspect(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

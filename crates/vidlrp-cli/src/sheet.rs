@@ -20,7 +20,7 @@ use crate::report::{frame_shares, summary, timed_explain};
     vidlrp sheet --weights c3d.safetensors --input clip.npy --preset port --out sheet.png\n\n\
     Prints a JSON object with each method's class, logit, conservation and frame shares.")]
 pub struct Args {
-    /// C3D weights (.safetensors or .npz).
+    /// C3D weights: safetensors, .npz, PyTorch .pt/.pth/.pickle or a Caffe model.
     #[arg(long)]
     weights: PathBuf,
     #[command(flatten)]
@@ -37,9 +37,9 @@ pub struct Args {
     /// Class to explain (default: top-1).
     #[arg(long)]
     class: Option<usize>,
-    /// pool5 variant: port or caffe.
-    #[arg(long, default_value = "port")]
-    pool5: Pool5,
+    /// pool5 variant: port or caffe. Default: the weights' origin's.
+    #[arg(long)]
+    pool5: Option<Pool5>,
     #[command(flatten)]
     device: crate::device::DeviceArgs,
     /// The contact sheet (.png).
@@ -49,10 +49,11 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let palette = a.pictures.palette()?;
+    let preset = a.clip.resolved_preset()?;
     let composites = a
         .methods
         .iter()
-        .map(|&m| a.rules.composite(m, &a.clip.preset).map(|c| c.0))
+        .map(|&m| a.rules.composite(m, &preset).map(|c| c.0))
         .collect::<Result<Vec<_>>>()?;
     let mut outputs = Outputs::new();
     let staged = outputs.file(&a.out)?;
@@ -63,9 +64,12 @@ pub fn run(a: Args) -> Result<()> {
         "a contact sheet shows one clip; the input holds {}",
         s[0]
     );
+    let model = crate::weights::load(&a.weights, a.pool5)?;
+    let described = model.describe();
+    let pool5 = model.pool5;
+    let weights = model.weights.tensors;
     let (rows, results, backend) = crate::device::with_backend!(&a.device, |be| {
-        let weights = vidlrp_io::read_tensors(&a.weights)?;
-        let (net, _) = vidlrp_c3d::build(be, weights, a.pool5, [s[1], s[2], s[3], s[4]])
+        let (net, _) = vidlrp_c3d::build(be, weights, pool5, [s[1], s[2], s[3], s[4]])
             .with_context(|| format!("cannot build C3D from {}", a.weights.display()))?;
         for c in &composites {
             net.rules(c)?;
@@ -101,6 +105,9 @@ pub fn run(a: Args) -> Result<()> {
     let mut out = json!({"sheet": a.out, "backend": backend, "methods": results});
     if let (Some(o), Some(about)) = (out.as_object_mut(), clip.about.as_object()) {
         o.extend(about.clone());
+    }
+    if let (Some(o), Some(d)) = (out.as_object_mut(), described.as_object()) {
+        o.extend(d.clone());
     }
     println!("{out}");
     Ok(())

@@ -373,6 +373,8 @@ fn every_command_has_help_with_examples() {
         vec!["explain", "--help"],
         vec!["init", "--help"],
         vec!["demo", "--help"],
+        vec!["convert", "--help"],
+        vec!["inspect", "--help"],
     ] {
         let o = vidlrp(&cmd);
         assert!(o.status.success());

@@ -53,6 +53,9 @@ pub struct RunConfig {
     pub preset: String,
     /// pool5 variant.
     pub pool5: String,
+    /// Where the weights come from (`pytorch-port`, `mmaction2`, `caffe`).
+    #[serde(default)]
+    pub origin: String,
     /// Frames per snippet.
     pub length: usize,
     /// Policy for videos too short for a snippet.

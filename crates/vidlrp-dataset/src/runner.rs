@@ -22,8 +22,8 @@ pub struct RunOptions {
     pub weights: PathBuf,
     /// Preprocessing preset (and the z^B bounds of DTD).
     pub preset: Preprocess,
-    /// pool5 variant.
-    pub pool5: Pool5,
+    /// pool5 variant; `None`: the weights' origin's ([`vidlrp_c3d::Origin::pool5`]).
+    pub pool5: Option<Pool5>,
     /// Frames per snippet.
     pub length: usize,
     /// What to do with videos too short for a snippet.
@@ -88,14 +88,17 @@ pub fn run<B: Backend>(
     let [h, w] = opts.preset.input_size();
     let input = [3, opts.length, h, w];
     let weights_sha256 = crate::sha256_file(&opts.weights)?;
-    let weights = vidlrp_io::read_tensors(&opts.weights)?;
+    let loaded = vidlrp_c3d::load_weights(&opts.weights)?;
+    let origin = loaded.origin;
+    let pool5 = opts.pool5.unwrap_or(origin.pool5());
+    let weights = loaded.tensors;
     let spec = C3dSpec::from_weights(&weights)?;
-    let (net, _) = vidlrp_c3d::build(be, weights, opts.pool5, input)?;
+    let (net, _) = vidlrp_c3d::build(be, weights, pool5, input)?;
     let untrained = if conditions
         .iter()
         .any(|c| c.method == AnalysisMethod::DtdUntrained)
     {
-        Some(vidlrp_c3d::build(be, init_weights(&spec, opts.seed), opts.pool5, input)?.0)
+        Some(vidlrp_c3d::build(be, init_weights(&spec, opts.seed), pool5, input)?.0)
     } else {
         None
     };
@@ -172,7 +175,8 @@ pub fn run<B: Backend>(
             weights: opts.weights.clone(),
             weights_sha256,
             preset: opts.preset.name.to_string(),
-            pool5: opts.pool5.to_string(),
+            pool5: pool5.to_string(),
+            origin: origin.to_string(),
             length: opts.length,
             short: match opts.short {
                 ShortPolicy::Skip => "skip".into(),

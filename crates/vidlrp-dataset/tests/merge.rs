@@ -63,7 +63,7 @@ fn options(m: Manifest, shard: Shard) -> RunOptions {
         manifest: m,
         weights: fixture().join("w.safetensors"),
         preset: Preprocess::caffe(),
-        pool5: Pool5::Port,
+        pool5: Some(Pool5::Port),
         length: 16,
         short: ShortPolicy::Skip,
         shard,

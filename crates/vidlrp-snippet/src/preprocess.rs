@@ -78,10 +78,7 @@ pub fn preprocess(frames: &[RgbFrame], preset: &Preprocess) -> Result<HostTensor
                 }
             }
             match &preset.voxel_mean {
-                Some(m) => dst
-                    .iter_mut()
-                    .zip(&m.data()[at])
-                    .for_each(|(v, m)| *v -= m),
+                Some(m) => dst.iter_mut().zip(&m.data()[at]).for_each(|(v, m)| *v -= m),
                 None => dst.iter_mut().for_each(|v| *v -= preset.mean[c]),
             }
         }

@@ -273,7 +273,8 @@ fn a_per_voxel_mean_is_cropped_like_the_frames() {
     assert_eq!(with.low().len(), 3 * 2 * 112 * 112);
     // A mean that encodes its own coordinates: the value subtracted at network voxel
     // (c, t, y, x) is the mean's (c, t, 8 + y, 29 + x).
-    let code = |c: usize, t: usize, y: usize, x: usize| (c * 1_000_000 + t * 100_000 + y * 200 + x) as f32;
+    let code =
+        |c: usize, t: usize, y: usize, x: usize| (c * 1_000_000 + t * 100_000 + y * 200 + x) as f32;
     let mut coded = Vec::new();
     for c in 0..3 {
         for t in 0..2 {
