@@ -1,9 +1,11 @@
 //! `cargo xtask`: project automation in Rust (rust-analyzer style), no shell scripts needed.
 //!
 //! - `cargo xtask conformance`: goldens and random models on every available backend;
-//! - `cargo xtask bench`: whole-model timings of ours against PyTorch/Zennit on this machine.
+//! - `cargo xtask bench`: whole-model timings of ours against PyTorch/Zennit on this machine;
+//! - `cargo xtask bench-weights`: loading full-size C3D from every weight format vs safetensors.
 
 mod bench;
+mod bench_weights;
 mod conformance;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +24,8 @@ enum Cmd {
     Conformance(conformance::Args),
     /// Time full-width C3D forward, DTD and SA: ours and, if available, PyTorch/Zennit.
     Bench(bench::Args),
+    /// Time loading a full-size C3D from every weight format, as a ratio to safetensors.
+    BenchWeights(bench_weights::Args),
 }
 
 /// `cuda` -> 0, `cuda:N` -> N.
@@ -41,6 +45,7 @@ fn main() -> std::process::ExitCode {
     let result = match flags.command {
         Cmd::Conformance(a) => conformance::run(a),
         Cmd::Bench(a) => bench::run(a),
+        Cmd::BenchWeights(a) => bench_weights::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -50,7 +50,25 @@ struct Layer {
     blobs: Vec<Bytes>,
 }
 
-/// C3D v1.0's 5-d `BlobProto`.
+/// C3D v1.0's 5-d `BlobProto`, data read as the packed payload (the fast path: Caffe writes
+/// `data` packed).
+#[derive(Clone, PartialEq, Message)]
+struct PackedV10 {
+    #[prost(int32, optional, tag = "1")]
+    num: Option<i32>,
+    #[prost(int32, optional, tag = "2")]
+    channels: Option<i32>,
+    #[prost(int32, optional, tag = "3")]
+    length: Option<i32>,
+    #[prost(int32, optional, tag = "4")]
+    height: Option<i32>,
+    #[prost(int32, optional, tag = "5")]
+    width: Option<i32>,
+    #[prost(bytes = "bytes", optional, tag = "6")]
+    data: Option<Bytes>,
+}
+
+/// C3D v1.0's 5-d `BlobProto` (any encoding of `data`).
 #[derive(Clone, PartialEq, Message)]
 struct BlobV10 {
     #[prost(int32, optional, tag = "1")]
@@ -74,7 +92,16 @@ struct BlobShape {
     dim: Vec<i64>,
 }
 
-/// BVLC Caffe's `BlobProto` (C3D v1.1 with `shape`).
+/// BVLC Caffe's `BlobProto` with packed `data` read as its payload (the fast path).
+#[derive(Clone, PartialEq, Message)]
+struct PackedV11 {
+    #[prost(bytes = "bytes", optional, tag = "5")]
+    data: Option<Bytes>,
+    #[prost(message, optional, tag = "7")]
+    shape: Option<BlobShape>,
+}
+
+/// BVLC Caffe's `BlobProto` (C3D v1.1 with `shape`; any encoding of `data`).
 #[derive(Clone, PartialEq, Message)]
 struct BlobV11 {
     #[prost(int32, optional, tag = "1")]
@@ -138,6 +165,41 @@ pub struct CaffeModel {
 /// **Errors** on bytes that are no blob, negative or overflowing dimensions, and data whose
 /// length does not match the dimensions.
 pub fn decode_blob(bytes: Bytes) -> Result<HostTensor, String> {
+    let (dims, data) = match fast_blob(&bytes) {
+        Some(found) => found,
+        None => slow_blob(bytes)?,
+    };
+    finish_blob(dims, data)
+}
+
+/// Little-endian `f32`s of a packed payload; `None` if its length is not a multiple of 4.
+fn floats(b: &[u8]) -> Option<Vec<f32>> {
+    (b.len() % 4 == 0).then(|| {
+        b.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    })
+}
+
+/// The common case, packed `data`, converted in one pass over the payload.
+fn fast_blob(bytes: &Bytes) -> Option<(Vec<i64>, Vec<f32>)> {
+    if let Ok(PackedV11 {
+        data,
+        shape: Some(shape),
+    }) = PackedV11::decode(bytes.clone())
+    {
+        return Some((shape.dim, floats(data.as_deref().unwrap_or_default())?));
+    }
+    let b = PackedV10::decode(bytes.clone()).ok()?;
+    let dims = [b.num, b.channels, b.length, b.height, b.width]
+        .iter()
+        .map(|d| i64::from(d.unwrap_or(1)))
+        .collect();
+    Some((dims, floats(b.data.as_deref().unwrap_or_default())?))
+}
+
+/// Any other encoding (unpacked `data`, `double_data`, BVLC's 4-d fields).
+fn slow_blob(bytes: Bytes) -> Result<(Vec<i64>, Vec<f32>), String> {
     let v11 = BlobV11::decode(bytes.clone());
     let (dims, data): (Vec<i64>, Vec<f32>) = match v11 {
         Ok(BlobV11 {
@@ -173,6 +235,10 @@ pub fn decode_blob(bytes: Bytes) -> Result<HostTensor, String> {
             },
         },
     };
+    Ok((dims, data))
+}
+
+fn finish_blob(dims: Vec<i64>, data: Vec<f32>) -> Result<HostTensor, String> {
     let shape = dims
         .iter()
         .map(|&d| usize::try_from(d).map_err(|_| format!("negative blob dimension {d}")))
