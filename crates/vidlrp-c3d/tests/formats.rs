@@ -12,8 +12,9 @@ fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/checkpoints")
 }
 
-const FILES: [(&str, Origin); 9] = [
+const FILES: [(&str, Origin); 10] = [
     ("original.safetensors", Origin::Port),
+    ("original.npz", Origin::Port),
     ("legacy.pickle", Origin::Port),
     ("legacy-cuda.pickle", Origin::Port),
     ("bare.pt", Origin::Port),

@@ -20,6 +20,7 @@ fn pytorch_files_read_to_the_original_tensors() {
     let want = original();
     assert_eq!(want.len(), 22);
     for (file, format, unwrapped) in [
+        ("original.npz", Format::Npz, ""),
         ("legacy.pickle", Format::TorchLegacy, ""),
         ("legacy-cuda.pickle", Format::TorchLegacy, ""),
         ("bare.pt", Format::TorchZip, ""),
@@ -85,6 +86,26 @@ fn pickles_that_name_os_system_are_refused() {
             other => panic!("{file}: expected a refusal, got {other:?}"),
         }
     }
+}
+
+/// A legacy checkpoint whose first storage claims 2^60 elements: an error naming the file, no
+/// allocation of that size (the process would abort), no panic.
+#[test]
+fn a_storage_larger_than_the_file_is_an_error() {
+    let mut bytes = std::fs::read(dir().join("legacy.pickle")).unwrap();
+    let mut cur = std::io::Cursor::new(&bytes[..]);
+    for _ in 0..5 {
+        vidlrp_checkpoint::audit::audit_pickle(&mut cur).unwrap();
+    }
+    let at = cur.position() as usize;
+    bytes[at..at + 8].copy_from_slice(&(1u64 << 60).to_le_bytes());
+    let d = std::env::temp_dir().join(format!("vidlrp-ck-huge-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    let p = d.join("huge.pickle");
+    std::fs::write(&p, &bytes).unwrap();
+    let e = read(&p).unwrap_err().to_string();
+    assert!(e.contains("huge.pickle"), "{e}");
+    std::fs::remove_dir_all(&d).unwrap();
 }
 
 #[test]

@@ -81,10 +81,21 @@ impl ClipArgs {
             return Ok(self.preset.clone());
         };
         let blob = vidlrp_checkpoint::read_blob(mean)?;
-        self.preset
+        let preset = self
+            .preset
             .clone()
             .with_voxel_mean(&blob)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", mean.display()))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", mean.display()))?;
+        if let (Some(t), Some(_)) = (preset.frames(), &self.video) {
+            if t != self.length {
+                bail!(
+                    "{}: the mean has {t} frames; use --length {t} (snippets of {} frames were asked for)",
+                    mean.display(),
+                    self.length
+                );
+            }
+        }
+        Ok(preset)
     }
 
     /// Loads the clip.

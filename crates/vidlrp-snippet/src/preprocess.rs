@@ -49,7 +49,7 @@ pub fn preprocess(frames: &[RgbFrame], preset: &Preprocess) -> Result<HostTensor
     if let Some(t) = preset.frames() {
         if t != frames.len() {
             return Err(format!(
-                "the per-voxel mean has {t} frames but the snippet has {}; use --length {t}",
+                "the per-voxel mean has {t} frames but the snippet has {}; snippets must have {t} frames",
                 frames.len()
             ));
         }

@@ -297,7 +297,7 @@ fn a_per_voxel_mean_is_cropped_like_the_frames() {
     }
     // Three frames against a two-frame mean: an error that names the fix.
     let e = preprocess(&[frame.clone(), frame.clone(), frame], &with).unwrap_err();
-    assert!(e.contains("--length 2"), "{e}");
+    assert!(e.contains("must have 2 frames"), "{e}");
     let wrong = HostTensor::zeros(vec![1, 3, 2, 112, 112]);
     assert!(caffe.with_voxel_mean(&wrong).is_err());
 }
