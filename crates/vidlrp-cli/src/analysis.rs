@@ -31,6 +31,10 @@ pub struct DataArgs {
     /// Preprocessing preset (and z^B bounds): caffe or port.
     #[arg(long, default_value = "caffe")]
     pub preset: Preprocess,
+    /// Caffe's per-voxel mean (.binaryproto, 1x3x16x128x171): the caffe preset subtracts it
+    /// (cropped like the frames) instead of the per-channel means; z^B bounds follow.
+    #[arg(long)]
+    pub mean: Option<PathBuf>,
     /// pool5 variant: port or caffe. Default: the weights' origin's (caffe for Caffe models).
     #[arg(long)]
     pub pool5: Option<Pool5>,
@@ -151,7 +155,24 @@ fn analyse(command: &str, a: &DataArgs, conditions: Vec<Condition>) -> Result<()
             }
         })?,
         weights: a.weights.clone(),
-        preset: a.preset.clone(),
+        preset: match &a.mean {
+            None => a.preset.clone(),
+            Some(m) => {
+                let p = a
+                    .preset
+                    .clone()
+                    .with_voxel_mean(&vidlrp_checkpoint::read_blob(m)?)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", m.display()))?;
+                anyhow::ensure!(
+                    p.frames() == Some(a.length),
+                    "{}: the mean has {} frames; use --length {}",
+                    m.display(),
+                    p.frames().unwrap_or(0),
+                    p.frames().unwrap_or(0)
+                );
+                p
+            }
+        },
         pool5: a.pool5,
         length: a.length,
         short: a.short,

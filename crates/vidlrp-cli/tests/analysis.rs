@@ -384,11 +384,50 @@ fn bad_data_sets_give_clear_errors() {
         &["--methods", "dtd,lime"],
         "invalid value 'lime' for '--methods",
     );
+    let mean8 = d.join("mean8.binaryproto");
+    std::fs::write(
+        &mean8,
+        common::blob([1, 3, 8, 128, 171], &vec![90.0; 3 * 8 * 128 * 171]),
+    )
+    .unwrap();
+    run(
+        "v0.mp4,1\n",
+        &["--mean", s(&mean8)],
+        "the mean has 8 frames; use --length 8",
+    );
     // A late failure (the figures cannot be drawn: the font is not a font) leaves no output.
     let bad_font = d.join("not-a-font.ttf");
     std::fs::write(&bad_font, b"plain text").unwrap();
     let m = d.join("late.csv");
     std::fs::write(&m, "v0.mp4,1\n").unwrap();
+    // A per-voxel mean goes into the records' options, so runs with other means do not merge.
+    let mean16 = d.join("mean16.binaryproto");
+    std::fs::write(
+        &mean16,
+        common::blob([1, 3, 16, 128, 171], &vec![90.0; 3 * 16 * 128 * 171]),
+    )
+    .unwrap();
+    let with_mean = d.join("with-mean");
+    ok(vidlrp(
+        &[
+            "profile",
+            "--manifest",
+            s(&m),
+            "--weights",
+            s(&w),
+            "--methods",
+            "sa",
+            "--bootstrap",
+            "0",
+            "--mean",
+            s(&mean16),
+            "--out",
+            s(&with_mean),
+        ],
+        &[],
+    ));
+    let records = std::fs::read_to_string(with_mean.join("records.json")).unwrap();
+    assert!(records.contains("caffe+voxel-mean:"), "{records}");
     let out = d.join("late");
     let o = vidlrp(
         &[

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{ok, s, small_model, tmp, vidlrp};
+use common::{blob, field_bytes, field_varint, ok, s, small_model, tmp, vidlrp};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -139,41 +139,7 @@ fn convert_keeps_the_origin_and_inspect_reports_it() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
-// --- hand-encoded protobuf for broken Caffe models -------------------------------------------
-
-fn varint(mut n: u64, out: &mut Vec<u8>) {
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(b);
-            return;
-        }
-        out.push(b | 0x80);
-    }
-}
-
-fn field_bytes(field: u64, b: &[u8], out: &mut Vec<u8>) {
-    varint(field << 3 | 2, out);
-    varint(b.len() as u64, out);
-    out.extend_from_slice(b);
-}
-
-fn field_varint(field: u64, v: u64, out: &mut Vec<u8>) {
-    varint(field << 3, out);
-    varint(v, out);
-}
-
-/// A C3D v1.0 blob: dims as num, channels, length, height, width; packed data in field 6.
-fn blob(dims: [u64; 5], data: &[f32]) -> Vec<u8> {
-    let mut b = Vec::new();
-    for (i, d) in dims.iter().enumerate() {
-        field_varint(i as u64 + 1, *d, &mut b);
-    }
-    let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-    field_bytes(6, &raw, &mut b);
-    b
-}
+// --- hand-encoded protobuf for broken Caffe models (encoder in common) ---------------------
 
 fn layer(name: &str, kind: u64, blobs: &[Vec<u8>]) -> Vec<u8> {
     let mut l = Vec::new();

@@ -36,6 +36,23 @@ pub struct RunOptions {
     pub seed: u64,
 }
 
+/// The preset's name, and with a per-voxel mean the SHA-256 of its values (so shards with
+/// different means do not merge).
+fn preset_id(p: &Preprocess) -> String {
+    use sha2::Digest;
+    match &p.voxel_mean {
+        None => p.name.to_string(),
+        Some(m) => {
+            let mut h = sha2::Sha256::new();
+            for v in m.data() {
+                h.update(v.to_le_bytes());
+            }
+            let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+            format!("{}+voxel-mean:{}", p.name, &hex[..16])
+        }
+    }
+}
+
 /// Where a run stands, for progress bars.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress<'a> {
@@ -174,7 +191,7 @@ pub fn run<B: Backend>(
             manifest_sha256: opts.manifest.sha256.clone(),
             weights: opts.weights.clone(),
             weights_sha256,
-            preset: opts.preset.name.to_string(),
+            preset: preset_id(&opts.preset),
             pool5: pool5.to_string(),
             origin: origin.to_string(),
             length: opts.length,

@@ -63,3 +63,42 @@ pub fn small_model(dir: &Path) -> PathBuf {
     ]));
     w
 }
+
+// Caffe protobuf, encoded by hand from C3D's caffe.proto field numbers.
+
+/// Protobuf base-128 varint.
+pub fn varint(mut n: u64, out: &mut Vec<u8>) {
+    loop {
+        let b = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// A length-delimited protobuf field.
+pub fn field_bytes(field: u64, b: &[u8], out: &mut Vec<u8>) {
+    varint(field << 3 | 2, out);
+    varint(b.len() as u64, out);
+    out.extend_from_slice(b);
+}
+
+/// A varint protobuf field.
+pub fn field_varint(field: u64, v: u64, out: &mut Vec<u8>) {
+    varint(field << 3, out);
+    varint(v, out);
+}
+
+/// A C3D v1.0 blob: dims as num, channels, length, height, width; packed data in field 6.
+pub fn blob(dims: [u64; 5], data: &[f32]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for (i, d) in dims.iter().enumerate() {
+        field_varint(i as u64 + 1, *d, &mut b);
+    }
+    let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    field_bytes(6, &raw, &mut b);
+    b
+}
