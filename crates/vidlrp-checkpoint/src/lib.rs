@@ -332,8 +332,21 @@ fn read_torch(path: &Path, format: Format) -> Result<Checkpoint> {
             .collect();
         unwrapped.push("'module.' prefix".into());
     }
+    let file_len = std::fs::metadata(path).map_err(|e| io_err(path, e))?.len();
     let mut tensors = TensorMap::new();
     for (name, t) in entries {
+        // A view may declare more elements than its storage holds (stride 0); a weight never
+        // needs more bytes than the file has, so nothing larger is materialised.
+        if t.byte_len() as u64 > file_len {
+            return Err(format_err(
+                path,
+                format!(
+                    "tensor {name} declares {} bytes, more than the file holds ({file_len}); \
+                     refusing to materialise it",
+                    t.byte_len()
+                ),
+            ));
+        }
         let bytes = t
             .read()
             .map_err(|e| format_err(path, format!("tensor {name}: {e}")))?;

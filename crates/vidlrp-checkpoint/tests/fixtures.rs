@@ -109,6 +109,12 @@ fn a_storage_larger_than_the_file_is_an_error() {
 }
 
 #[test]
+fn a_view_larger_than_the_file_is_not_materialised() {
+    let e = read(&dir().join("expanded.pt")).unwrap_err().to_string();
+    assert!(e.contains("more than the file holds"), "{e}");
+}
+
+#[test]
 fn the_mean_blob_reads_with_its_five_dimensions() {
     let t = read_blob(&dir().join("mean.binaryproto")).unwrap();
     let json: serde_json::Value =
