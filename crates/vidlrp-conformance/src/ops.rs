@@ -1,4 +1,5 @@
-//! Every [`Backend`] op of one backend against another on random geometries: kernel sizes
+//! Every [`Backend`] op of one backend against another (the parameter gradients of training
+//! included) on random geometries: kernel sizes
 //! 1..4, strides 1..3, padding 0..k-1, channels 1..64, dense and mostly-zero gradients,
 //! pooling windows 1..3 with padding and ceil mode. Geometries are drawn so that, across
 //! seeds, they reach every code path of the fast CPU backend (batched small layers, layers of
@@ -222,6 +223,22 @@ pub fn compare_ops<A: Backend, B: Backend>(reference: &A, other: &B, seed: u64) 
                 }),
             ));
         }
+        // Parameter gradients (training): the weight gradient and the bias gradient.
+        let gy = uniform(&mut rng, &gs, -1.0, 1.0);
+        out.push(compare_tensors(
+            tag("conv3d_weight_gradient"),
+            on(reference, |be| {
+                be.conv3d_weight_gradient(&up(be, &x), &up(be, &gy), &g, &ws)
+            }),
+            on(other, |be| {
+                be.conv3d_weight_gradient(&up(be, &x), &up(be, &gy), &g, &ws)
+            }),
+        ));
+        out.push(compare_tensors(
+            tag("sum_channels"),
+            on(reference, |be| be.sum_channels(&up(be, &gy))),
+            on(other, |be| be.sum_channels(&up(be, &gy))),
+        ));
     }
     // Dense layers: batch 1..12 (the in-place small-batch path and the GEMM).
     let n = 1 + (rng.next_u64() % 12) as usize;
@@ -249,6 +266,20 @@ pub fn compare_ops<A: Backend, B: Backend>(reference: &A, other: &B, seed: u64) 
             be.linear_transposed(&up(be, &gl), &up(be, &wl))
         }),
         on(other, |be| be.linear_transposed(&up(be, &gl), &up(be, &wl))),
+    ));
+    out.push(compare_tensors(
+        format!("{dense} weight gradient"),
+        on(reference, |be| {
+            be.linear_weight_gradient(&up(be, &xl), &up(be, &gl))
+        }),
+        on(other, |be| {
+            be.linear_weight_gradient(&up(be, &xl), &up(be, &gl))
+        }),
+    ));
+    out.push(compare_tensors(
+        format!("{dense} bias gradient"),
+        on(reference, |be| be.sum_channels(&up(be, &gl))),
+        on(other, |be| be.sum_channels(&up(be, &gl))),
     ));
     // Pooling, with ties (values rounded to 1/4) so the first maximum matters.
     let (ps, pg) = random_pool(seed);

@@ -197,4 +197,31 @@ pub trait Backend: Send + Sync + 'static {
         geometry: &Pool3dGeometry,
         input_shape: &[usize],
     ) -> Result<Self::Tensor>;
+
+    // ---- parameter gradients (training) ----
+
+    /// The gradient of `sum(g * conv3d(x, w))` with respect to `w`:
+    /// `dw[o,i,a,b,c] = sum_{n,t,h,w} g[n,o,t,h,w] x[n,i,t s_t + a - p_t, h s_h + b - p_h, w s_w + c - p_w]`
+    /// (zero padding).
+    ///
+    /// # Shapes
+    /// x `[N, C_in, T, H, W]`, g `[N, C_out, T', H', W']` -> `weight_shape`
+    /// `[C_out, C_in, kT, kH, kW]`.
+    fn conv3d_weight_gradient(
+        &self,
+        x: &Self::Tensor,
+        g: &Self::Tensor,
+        geometry: &Conv3dGeometry,
+        weight_shape: &[usize],
+    ) -> Result<Self::Tensor>;
+
+    /// `dw = g^T x`: the gradient of `sum(g * linear(x, w))` with respect to `w`.
+    ///
+    /// # Shapes
+    /// x `[N, D_in]`, g `[N, D_out]` -> `[D_out, D_in]`.
+    fn linear_weight_gradient(&self, x: &Self::Tensor, g: &Self::Tensor) -> Result<Self::Tensor>;
+
+    /// `b[c] = sum_{n, ...} g[n, c, ...]`: sums over every axis but axis 1 (a bias gradient,
+    /// of a convolution's `[N, C, T, H, W]` or a dense layer's `[N, D]` output gradient).
+    fn sum_channels(&self, g: &Self::Tensor) -> Result<Self::Tensor>;
 }

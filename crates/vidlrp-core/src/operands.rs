@@ -54,6 +54,33 @@ pub fn conv3d_gradient(
     Ok(())
 }
 
+/// Checks the operands of a convolution's weight gradient: `x` `[N, C_in, T, H, W]`, the
+/// weight shape `[C_out, C_in, kT, kH, kW]` and `g` `[N, C_out, T', H', W']`.
+pub fn conv3d_weight_gradient(
+    x: &[usize],
+    g: &[usize],
+    weight: &[usize],
+    geometry: &Conv3dGeometry,
+) -> Result<[usize; 3]> {
+    rank("conv3d weight-gradient output gradient", g, 5)?;
+    let output = conv3d(x, weight, geometry)?;
+    conv3d_gradient(x, weight, g, output)?;
+    Ok(output)
+}
+
+/// Checks the operands of a dense layer's weight gradient: `x` `[N, D_in]`, `g` `[N, D_out]`;
+/// returns `(N, D_in, D_out)`.
+pub fn linear_weight_gradient(x: &[usize], g: &[usize]) -> Result<(usize, usize, usize)> {
+    rank("linear input", x, 2)?;
+    rank("linear gradient", g, 2)?;
+    if x[0] != g[0] {
+        return Err(Error::shape(format!(
+            "linear weight gradient: input {x:?} and gradient {g:?} differ in batch size"
+        )));
+    }
+    Ok((x[0], x[1], g[1]))
+}
+
 /// Checks `x` `[N, D_in]` against `w` `[D_out, D_in]`; returns `(N, D_in, D_out)`.
 pub fn linear(x: &[usize], w: &[usize]) -> Result<(usize, usize, usize)> {
     rank("linear input", x, 2)?;

@@ -487,6 +487,40 @@ fn conv_forward_sample(
     }
 }
 
+/// Weight gradient of `n` samples: `dw` (`C_out x K`) `+= g_s` (`C_out x P`) `im2col(x_s)^T`,
+/// a tile of columns at a time, samples in order (deterministic for a thread count).
+pub(crate) fn conv_weight_gradient(
+    dims: &ConvDims,
+    n: usize,
+    c_out: usize,
+    x: &[f32],
+    g: &[f32],
+    dw: &mut [f32],
+    col: &mut Vec<f32>,
+) {
+    let (k, p) = (dims.rows(), dims.positions());
+    let tile = dims.tile_cols();
+    let mut dwv = ArrayViewMut2::from_shape((c_out, k), dw).expect("weight shape");
+    for (xs, gs) in x.chunks(dims.input_len()).zip(g.chunks(c_out * p)).take(n) {
+        let gv = ArrayView2::from_shape((c_out, p), gs).expect("gradient shape");
+        let mut p0 = 0;
+        while p0 < p {
+            let p1 = (p0 + tile).min(p);
+            col.resize(k * (p1 - p0), 0.0);
+            im2col(dims, xs, p0, p1, col);
+            let cv = ArrayView2::from_shape((k, p1 - p0), &col[..]).expect("tile shape");
+            par_gemm(
+                1.0,
+                gv.slice(ndarray::s![.., p0..p1]),
+                cv.t(),
+                1.0,
+                dwv.view_mut(),
+            );
+            p0 = p1;
+        }
+    }
+}
+
 /// Transposed convolution of one sample: `dx += col2im(w^T g)` with `g` (`C_out x P`).
 pub(crate) fn conv_transposed_sample(
     dims: &ConvDims,

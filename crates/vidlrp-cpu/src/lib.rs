@@ -265,6 +265,65 @@ impl Backend for Cpu {
         Ok(from_vec(&[n, c_out, to, ho, wo], out))
     }
 
+    fn conv3d_weight_gradient(
+        &self,
+        x: &ArrayD<f32>,
+        gy: &ArrayD<f32>,
+        g: &Conv3dGeometry,
+        weight_shape: &[usize],
+    ) -> Result<ArrayD<f32>> {
+        standard!(x, gy);
+        operands::conv3d_weight_gradient(x.shape(), gy.shape(), weight_shape, g)?;
+        let dims = conv_dims(x.shape(), weight_shape, g)?;
+        let (n, c_out) = (x.shape()[0], weight_shape[0]);
+        let mut dw = vec![0.0f32; c_out * dims.rows()];
+        self.run(|| {
+            let mut col = Vec::new();
+            conv::conv_weight_gradient(&dims, n, c_out, slice(x), slice(gy), &mut dw, &mut col);
+        });
+        Ok(from_vec(weight_shape, dw))
+    }
+
+    fn linear_weight_gradient(&self, x: &ArrayD<f32>, gy: &ArrayD<f32>) -> Result<ArrayD<f32>> {
+        standard!(x, gy);
+        let (n, d_in, d_out) = operands::linear_weight_gradient(x.shape(), gy.shape())?;
+        let xv = ArrayView2::from_shape((n, d_in), slice(x)).expect("input shape");
+        let gv = ArrayView2::from_shape((n, d_out), slice(gy)).expect("gradient shape");
+        let mut dw = vec![0.0f32; d_out * d_in];
+        self.run(|| {
+            let dv = ArrayViewMut2::from_shape((d_out, d_in), &mut dw[..]).expect("shape");
+            par_gemm(1.0, gv.t(), xv, 0.0, dv);
+        });
+        Ok(from_vec(&[d_out, d_in], dw))
+    }
+
+    fn sum_channels(&self, gy: &ArrayD<f32>) -> Result<ArrayD<f32>> {
+        standard!(gy);
+        let shape = gy.shape();
+        if shape.len() < 2 {
+            return Err(vidlrp_core::Error::shape(format!(
+                "sum_channels needs at least 2 axes, got shape {shape:?}"
+            )));
+        }
+        let (n, c) = (shape[0], shape[1]);
+        let inner: usize = shape[2..].iter().product();
+        let data = slice(gy);
+        let sums: Vec<f32> = self.run(|| {
+            (0..c)
+                .into_par_iter()
+                .map(|ch| {
+                    let mut s = 0.0f32;
+                    for b in 0..n {
+                        let at = (b * c + ch) * inner;
+                        s += data[at..at + inner].iter().sum::<f32>();
+                    }
+                    s
+                })
+                .collect()
+        });
+        Ok(from_vec(&[c], sums))
+    }
+
     fn conv3d_transposed(
         &self,
         gy: &ArrayD<f32>,

@@ -362,6 +362,77 @@ impl<E: Executor> Backend for GpuBackend<E> {
     ) -> Result<Self::Tensor> {
         self.pool_transposed(None, gy, g, input_shape, 1)
     }
+
+    fn conv3d_weight_gradient(
+        &self,
+        x: &Self::Tensor,
+        gy: &Self::Tensor,
+        g: &Conv3dGeometry,
+        weight_shape: &[usize],
+    ) -> Result<Self::Tensor> {
+        operands::conv3d_weight_gradient(&x.shape, &gy.shape, weight_shape, g)?;
+        let d = conv_dims(&x.shape, weight_shape, g)?;
+        let (n, c_out) = (x.shape[0], weight_shape[0]);
+        let p = d.positions();
+        let (mut dw, shape) = self.tensor(c_out * d.rows(), weight_shape.to_vec())?;
+        let tiles = plan::column_tiles(d.rows(), p, self.tile_floats);
+        let mut cols = self
+            .exec
+            .zeros(d.rows() * tiles.first().map_or(0, |t| t.1))?;
+        for sample in 0..n {
+            for &(p0, pt) in &tiles {
+                self.exec.launch(Kernel::Vol2Col {
+                    x: &x.buffer,
+                    x_offset: (sample * d.input_len()) as i64,
+                    cols: &mut cols,
+                    d,
+                    p0: p0 as i64,
+                    pt: pt as i64,
+                })?;
+                let call = plan::conv_weight_gemm(&d, c_out, sample, p0, pt);
+                self.exec.gemm(&call, &cols, &gy.buffer, &mut dw)?;
+            }
+        }
+        Ok(GpuTensor::new(dw, shape))
+    }
+
+    fn linear_weight_gradient(&self, x: &Self::Tensor, gy: &Self::Tensor) -> Result<Self::Tensor> {
+        let (n, d_in, d_out) = operands::linear_weight_gradient(&x.shape, &gy.shape)?;
+        let (mut dw, shape) = self.tensor(d_out * d_in, vec![d_out, d_in])?;
+        if n > 0 {
+            self.exec.gemm(
+                &plan::linear_weight_gemm(n, d_in, d_out),
+                &x.buffer,
+                &gy.buffer,
+                &mut dw,
+            )?;
+        }
+        Ok(GpuTensor::new(dw, shape))
+    }
+
+    fn sum_channels(&self, gy: &Self::Tensor) -> Result<Self::Tensor> {
+        if gy.shape.len() < 2 {
+            return Err(vidlrp_core::Error::shape(format!(
+                "sum_channels needs at least 2 axes, got shape {:?}",
+                gy.shape
+            )));
+        }
+        let (n, c) = (gy.shape[0], gy.shape[1]);
+        let inner: usize = gy.shape[2..].iter().product();
+        let (mut b, shape) = self.tensor(c, vec![c])?;
+        if inner > 0 {
+            let ones = self.exec.upload(&vec![1.0; inner])?;
+            for sample in 0..n {
+                self.exec.gemm(
+                    &plan::channel_sum_gemm(c, inner, sample),
+                    &gy.buffer,
+                    &ones,
+                    &mut b,
+                )?;
+            }
+        }
+        Ok(GpuTensor::new(b, shape))
+    }
 }
 
 impl<E: Executor> GpuBackend<E> {

@@ -224,6 +224,72 @@ pub fn conv_transposed_gemm(
     }
 }
 
+/// Row-major `dW[C_out, K] += g[C_out, p0..p0+pt] cols[K, pt]^T` (sample n), column-major
+/// `dW^T (K x C_out, ld K) += op(cols) g^T` with the column tile read transposed (its buffer is
+/// `cols^T`, pt x K, ld pt) and the gradient's rows `p0..` of `g_n^T` (P x C_out, ld P).
+pub fn conv_weight_gemm(
+    d: &ConvDims,
+    c_out: usize,
+    sample: usize,
+    p0: usize,
+    pt: usize,
+) -> GemmCall {
+    let (k, p) = (d.rows(), d.positions());
+    GemmCall {
+        transa: true,
+        transb: false,
+        m: k,
+        n: c_out,
+        k: pt,
+        lda: pt,
+        ldb: p,
+        ldc: k,
+        a_offset: 0,
+        b_offset: sample * c_out * p + p0,
+        c_offset: 0,
+        accumulate: true,
+    }
+}
+
+/// Row-major `dW[D_out, D_in] = g[N, D_out]^T x[N, D_in]`, column-major
+/// `dW^T (D_in x D_out) = x^T g` with `x^T (D_in x N, ld D_in)` and `g` read transposed from
+/// its buffer `g^T (D_out x N, ld D_out)`.
+pub fn linear_weight_gemm(batch: usize, d_in: usize, d_out: usize) -> GemmCall {
+    GemmCall {
+        transa: false,
+        transb: true,
+        m: d_in,
+        n: d_out,
+        k: batch,
+        lda: d_in,
+        ldb: d_out,
+        ldc: d_in,
+        a_offset: 0,
+        b_offset: 0,
+        c_offset: 0,
+        accumulate: false,
+    }
+}
+
+/// `b[C] += g_n[C, P] 1[P]` for sample n: column-major with `g_n`'s buffer `g_n^T` (P x C,
+/// ld P) read transposed, a column of ones (P x 1), `b` (C x 1).
+pub fn channel_sum_gemm(channels: usize, inner: usize, sample: usize) -> GemmCall {
+    GemmCall {
+        transa: true,
+        transb: false,
+        m: channels,
+        n: 1,
+        k: inner,
+        lda: inner,
+        ldb: inner,
+        ldc: channels,
+        a_offset: sample * channels * inner,
+        b_offset: 0,
+        c_offset: 0,
+        accumulate: true,
+    }
+}
+
 /// Row-major `y[N, D_out] = x[N, D_in] W^T`, column-major `y^T = W x^T` with `W` read as
 /// `(W^T)^T` (transa, ld D_in) and `x^T (D_in x N, ld D_in)`.
 pub fn linear_gemm(batch: usize, d_in: usize, d_out: usize) -> GemmCall {

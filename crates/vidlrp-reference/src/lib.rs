@@ -378,6 +378,74 @@ impl<E: Float + Send + Sync + 'static> Backend for Reference<E> {
         }
         Ok(dx)
     }
+
+    /// `dw[o,i,a,b,c] = sum_{n,t,h,w} g[n,o,t,h,w] x[n,i,t s + a - p, ...]`: each weight
+    /// gathers over every output position whose window tap reads an input value.
+    fn conv3d_weight_gradient(
+        &self,
+        x: &ArrayD<E>,
+        gy: &ArrayD<E>,
+        g: &Conv3dGeometry,
+        weight_shape: &[usize],
+    ) -> Result<ArrayD<E>> {
+        let [to, ho, wo] =
+            operands::conv3d_weight_gradient(x.shape(), gy.shape(), weight_shape, g)?;
+        let (xv, gv) = (volume(x), volume(gy));
+        let [ti, hi, wi] = operands::extent(x.shape());
+        let (s, p) = (g.stride, g.padding);
+        let n = x.shape()[0];
+        Ok(ArrayD::from_shape_fn(IxDyn(weight_shape), |idx| {
+            let (o, i, a, bb, c) = (idx[0], idx[1], idx[2], idx[3], idx[4]);
+            let mut dw = E::zero();
+            for b in 0..n {
+                for t in 0..to {
+                    let Some(xt) = tap(t, a, s[0], p[0], ti) else {
+                        continue;
+                    };
+                    for h in 0..ho {
+                        let Some(xh) = tap(h, bb, s[1], p[1], hi) else {
+                            continue;
+                        };
+                        for w in 0..wo {
+                            let Some(xw) = tap(w, c, s[2], p[2], wi) else {
+                                continue;
+                            };
+                            dw = dw + gv[[b, o, t, h, w]] * xv[[b, i, xt, xh, xw]];
+                        }
+                    }
+                }
+            }
+            dw
+        }))
+    }
+
+    /// `dw[o,i] = sum_n g[n,o] x[n,i]`.
+    fn linear_weight_gradient(&self, x: &ArrayD<E>, gy: &ArrayD<E>) -> Result<ArrayD<E>> {
+        let (n, d_in, d_out) = operands::linear_weight_gradient(x.shape(), gy.shape())?;
+        Ok(ArrayD::from_shape_fn(IxDyn(&[d_out, d_in]), |idx| {
+            let mut dw = E::zero();
+            for b in 0..n {
+                dw = dw + gy[[b, idx[0]]] * x[[b, idx[1]]];
+            }
+            dw
+        }))
+    }
+
+    /// `b[c] = sum_{n, ...} g[n, c, ...]`.
+    fn sum_channels(&self, gy: &ArrayD<E>) -> Result<ArrayD<E>> {
+        if gy.ndim() < 2 {
+            return Err(vidlrp_core::Error::shape(format!(
+                "sum_channels needs at least 2 axes, got shape {:?}",
+                gy.shape()
+            )));
+        }
+        let c = gy.shape()[1];
+        let mut out = ArrayD::zeros(IxDyn(&[c]));
+        for (idx, &v) in gy.indexed_iter() {
+            out[[idx[1]]] = out[[idx[1]]] + v;
+        }
+        Ok(out)
+    }
 }
 
 /// The clipped input ranges `[start, end)` of one pooling window.
