@@ -134,6 +134,22 @@ impl fmt::Display for Pool5 {
     }
 }
 
+/// The pooling that follows convolution `conv` (`conv1`, `conv2`, `conv3b`, `conv4b`, `conv5b`),
+/// with its name and geometry under `pool5`; `None` for the other convolutions.
+///
+/// ```
+/// use vidlrp_c3d::{pooling_after, Pool5};
+/// let (name, g) = pooling_after("conv1", Pool5::Port).unwrap();
+/// assert_eq!((name, g.kernel), ("pool1", [1, 2, 2]));
+/// assert!(pooling_after("conv3a", Pool5::Port).is_none());
+/// ```
+pub fn pooling_after(conv: &str, pool5: Pool5) -> Option<(&'static str, Pool3dGeometry)> {
+    POOL_AFTER
+        .iter()
+        .find(|(c, _)| *c == conv)
+        .map(|(_, p)| (*p, pool_geometry(p, pool5)))
+}
+
 fn pool_geometry(name: &str, pool5: Pool5) -> Pool3dGeometry {
     match name {
         "pool1" => Pool3dGeometry {

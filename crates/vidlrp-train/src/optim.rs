@@ -1,0 +1,158 @@
+//! Optimisers on host copies of the parameters, with `torch.optim`'s update formulas.
+
+use std::collections::HashMap;
+
+/// An optimiser: updates each parameter from its gradient, one step at a time.
+pub trait Optimizer {
+    /// Called once before the updates of a step.
+    fn begin_step(&mut self);
+    /// Updates parameter `name` in place from its gradient.
+    fn update(&mut self, name: &str, param: &mut [f32], grad: &[f32]);
+    /// The learning rate.
+    fn lr(&self) -> f32;
+    /// Sets the learning rate (a schedule).
+    fn set_lr(&mut self, lr: f32);
+}
+
+/// Stochastic gradient descent with momentum and weight decay (the paper's optimiser), as
+/// `torch.optim.SGD` without dampening or Nesterov:
+/// `d = g + wd p`, `v = mu v + d` (`v = d` at the first step), `p = p - lr v`.
+#[derive(Debug, Clone)]
+pub struct Sgd {
+    lr: f32,
+    momentum: f32,
+    weight_decay: f32,
+    velocity: HashMap<String, Vec<f32>>,
+}
+
+impl Sgd {
+    /// SGD with learning rate `lr`, `momentum` and `weight_decay`.
+    pub fn new(lr: f32, momentum: f32, weight_decay: f32) -> Self {
+        Self {
+            lr,
+            momentum,
+            weight_decay,
+            velocity: HashMap::new(),
+        }
+    }
+}
+
+impl Optimizer for Sgd {
+    fn begin_step(&mut self) {}
+
+    fn update(&mut self, name: &str, param: &mut [f32], grad: &[f32]) {
+        let (wd, mu, lr) = (self.weight_decay, self.momentum, self.lr);
+        let d: Vec<f32> = param.iter().zip(grad).map(|(p, g)| g + wd * p).collect();
+        let step = if mu == 0.0 {
+            d
+        } else {
+            let v = self
+                .velocity
+                .entry(name.to_string())
+                .and_modify(|v| {
+                    for (vi, di) in v.iter_mut().zip(&d) {
+                        *vi = mu * *vi + di;
+                    }
+                })
+                .or_insert_with(|| d.clone());
+            v.clone()
+        };
+        for (p, s) in param.iter_mut().zip(&step) {
+            *p -= lr * s;
+        }
+    }
+
+    fn lr(&self) -> f32 {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: f32) {
+        self.lr = lr;
+    }
+}
+
+/// Adam (Kingma and Ba), as `torch.optim.Adam` without weight decay or AMSGrad:
+/// `m = b1 m + (1 - b1) g`, `v = b2 v + (1 - b2) g^2`,
+/// `p = p - lr / (1 - b1^t) m / (sqrt(v) / sqrt(1 - b2^t) + eps)`.
+#[derive(Debug, Clone)]
+pub struct Adam {
+    lr: f32,
+    betas: (f32, f32),
+    eps: f32,
+    t: i32,
+    moments: HashMap<String, (Vec<f32>, Vec<f32>)>,
+}
+
+impl Adam {
+    /// Adam with learning rate `lr` and PyTorch's defaults (betas 0.9, 0.999; eps 1e-8).
+    pub fn new(lr: f32) -> Self {
+        Self {
+            lr,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            t: 0,
+            moments: HashMap::new(),
+        }
+    }
+}
+
+impl Optimizer for Adam {
+    fn begin_step(&mut self) {
+        self.t += 1;
+    }
+
+    fn update(&mut self, name: &str, param: &mut [f32], grad: &[f32]) {
+        let (b1, b2) = self.betas;
+        let (m, v) = self
+            .moments
+            .entry(name.to_string())
+            .or_insert_with(|| (vec![0.0; param.len()], vec![0.0; param.len()]));
+        let bias1 = 1.0 - b1.powi(self.t);
+        let bias2_sqrt = (1.0 - b2.powi(self.t)).sqrt();
+        let step = self.lr / bias1;
+        for i in 0..param.len() {
+            let g = grad[i];
+            m[i] += (g - m[i]) * (1.0 - b1);
+            v[i] = b2 * v[i] + (1.0 - b2) * g * g;
+            let denom = v[i].sqrt() / bias2_sqrt + self.eps;
+            param[i] -= step * m[i] / denom;
+        }
+    }
+
+    fn lr(&self) -> f32 {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: f32) {
+        self.lr = lr;
+    }
+}
+
+/// A step schedule: the base rate times `gamma` for every `every` epochs passed
+/// (`torch.optim.lr_scheduler.StepLR`).
+///
+/// ```
+/// let s = vidlrp_train::StepSchedule { base: 0.01, every: 4, gamma: 0.1 };
+/// assert_eq!(s.lr(0), 0.01);
+/// assert!((s.lr(4) - 0.001).abs() < 1e-9);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct StepSchedule {
+    /// The rate of the first epochs.
+    pub base: f32,
+    /// Epochs between decays (0: constant).
+    pub every: usize,
+    /// Factor per decay.
+    pub gamma: f32,
+}
+
+impl StepSchedule {
+    /// The rate in (0-based) `epoch`.
+    pub fn lr(&self, epoch: usize) -> f32 {
+        if self.every == 0 {
+            return self.base;
+        }
+        let decays = i32::try_from(epoch / self.every).unwrap_or(i32::MAX);
+        self.base * self.gamma.powi(decays)
+    }
+}
