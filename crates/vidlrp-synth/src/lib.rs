@@ -1,0 +1,486 @@
+//! vidlrp-synth: synthetic videos whose class is a motion, for training C3D-shaped models on
+//! random snippets as the paper's model was trained.
+//!
+//! Every frame of every class shows the same scene grammar: a textured background moved by a
+//! camera pan, one oriented bar (the "athlete"), two distractor discs on random paths, noise.
+//! The class is only in how the bar moves over time ([`CLASS_NAMES`]):
+//!
+//! | class | motion of the bar |
+//! |---|---|
+//! | rightward, leftward, downward, upward | translation at 0.6-1.6 px/frame, wrapping at the edges |
+//! | expanding, contracting | length and width grow (shrink) as a sawtooth of period 20-40 frames |
+//! | clockwise, counter-clockwise | rotation at 3-7 degrees per frame |
+//!
+//! A share of the videos ([`SynthSpec::title_share`]) open with a static title card of 8-32
+//! frames that carries no class information.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use vidlrp_c3d::Rng;
+use vidlrp_snippet::RgbFrame;
+
+/// The classes in label order; a data set of `K` classes uses the first `K`.
+pub const CLASS_NAMES: [&str; 8] = [
+    "rightward",
+    "leftward",
+    "downward",
+    "upward",
+    "expanding",
+    "contracting",
+    "clockwise",
+    "counter-clockwise",
+];
+
+/// How videos are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum VideoFormat {
+    /// H.264 in mp4 (needs the `video` feature).
+    Mp4,
+    /// Frames as a float32 `.npy` of shape `(T, H, W, 3)` on 0..255.
+    Npy,
+}
+
+/// What to generate.
+#[derive(Debug, Clone, Serialize)]
+pub struct SynthSpec {
+    /// Number of classes, 2..=8.
+    pub classes: usize,
+    /// Number of videos (split 70/15/15 per class into train, validation, test).
+    pub videos: usize,
+    /// Frames per video.
+    pub frames: usize,
+    /// Frame width (even).
+    pub width: usize,
+    /// Frame height (even).
+    pub height: usize,
+    /// Frames per second written into the files.
+    pub fps: usize,
+    /// The seed: the same seed gives the same frames.
+    pub seed: u64,
+    /// Share of videos that open with a title card.
+    pub title_share: f64,
+    /// Storage format.
+    pub format: VideoFormat,
+}
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SynthError {
+    /// A parameter is out of range.
+    #[error("{0}")]
+    Invalid(String),
+    /// Writing failed.
+    #[error("{path}: {cause}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The system error.
+        cause: std::io::Error,
+    },
+    /// Writing a video or an array failed.
+    #[error(transparent)]
+    Write(#[from] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = SynthError> = std::result::Result<T, E>;
+
+impl SynthSpec {
+    /// Checks the parameters.
+    ///
+    /// **Errors** naming the first value out of range.
+    pub fn check(&self) -> Result<()> {
+        let bad = |m: String| Err(SynthError::Invalid(m));
+        if !(2..=CLASS_NAMES.len()).contains(&self.classes) {
+            return bad(format!("classes must be 2..=8, got {}", self.classes));
+        }
+        if self.videos < 3 * self.classes {
+            return bad(format!(
+                "{} videos for {} classes: at least 3 per class are needed for the train, \
+                 validation and test splits",
+                self.videos, self.classes
+            ));
+        }
+        if self.frames < 16 {
+            return bad(format!(
+                "videos need at least 16 frames, got {}",
+                self.frames
+            ));
+        }
+        if self.width < 32 || self.height < 32 || self.width % 2 == 1 || self.height % 2 == 1 {
+            return bad(format!(
+                "frames must be even-sized and at least 32x32, got {}x{}",
+                self.width, self.height
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.title_share) || self.fps == 0 {
+            return bad("title share must be in 0..=1 and fps positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// One generated video's description.
+#[derive(Debug, Clone, Serialize)]
+pub struct VideoInfo {
+    /// File name inside the data set directory.
+    pub path: String,
+    /// Class index.
+    pub label: usize,
+    /// Frames of title card at the start (0: none).
+    pub title_frames: usize,
+    /// `train`, `val` or `test`.
+    pub split: &'static str,
+}
+
+/// What [`write`] produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    /// Videos in the training split.
+    pub train: usize,
+    /// Videos in the validation split.
+    pub val: usize,
+    /// Videos in the test split.
+    pub test: usize,
+    /// Every video.
+    pub videos: Vec<VideoInfo>,
+}
+
+/// A small deterministic generator of the scene parameters (uniform in `[lo, hi)`).
+struct Draw(Rng);
+
+impl Draw {
+    fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.0.uniform()
+    }
+    fn colour(&mut self) -> [f64; 3] {
+        [
+            self.range(0.0, 255.0),
+            self.range(0.0, 255.0),
+            self.range(0.0, 255.0),
+        ]
+    }
+}
+
+/// The scene of one video, drawn from its seed.
+struct Scene {
+    label: usize,
+    w: f64,
+    h: f64,
+    waves: Vec<([f64; 2], f64, [f64; 3])>,
+    pan: [f64; 2],
+    bar: Bar,
+    discs: Vec<([f64; 2], [f64; 2], f64, [f64; 3])>,
+    noise: f64,
+    title: usize,
+    title_colour: [f64; 3],
+}
+
+struct Bar {
+    centre: [f64; 2],
+    length: f64,
+    width: f64,
+    angle: f64,
+    speed: f64,
+    period: f64,
+    colour: [f64; 3],
+}
+
+fn wrap(v: f64, n: f64) -> f64 {
+    v.rem_euclid(n)
+}
+
+impl Scene {
+    fn new(spec: &SynthSpec, index: usize, label: usize) -> Self {
+        let mut d = Draw(Rng::new(
+            spec.seed
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                .wrapping_add(index as u64),
+        ));
+        let (w, h) = (spec.width as f64, spec.height as f64);
+        let s = w.min(h);
+        let waves = (0..3)
+            .map(|_| {
+                let f = d.range(0.02, 0.12);
+                let theta = d.range(0.0, std::f64::consts::TAU);
+                (
+                    [f * theta.cos(), f * theta.sin()],
+                    d.range(0.0, 6.3),
+                    d.colour(),
+                )
+            })
+            .collect();
+        let pan = [d.range(-0.8, 0.8), d.range(-0.5, 0.5)];
+        let bar = Bar {
+            centre: [d.range(0.2, 0.8) * w, d.range(0.2, 0.8) * h],
+            length: d.range(0.22, 0.36) * s,
+            width: d.range(0.06, 0.1) * s,
+            angle: d.range(0.0, std::f64::consts::PI),
+            speed: match label {
+                0..=3 => d.range(0.6, 1.6),
+                6 | 7 => d.range(3.0, 7.0).to_radians(),
+                _ => 0.0,
+            },
+            period: d.range(20.0, 40.0),
+            colour: d.colour(),
+        };
+        let discs = (0..2)
+            .map(|_| {
+                let a = d.range(0.0, std::f64::consts::TAU);
+                let v = d.range(0.3, 1.5);
+                (
+                    [d.range(0.0, w), d.range(0.0, h)],
+                    [v * a.cos(), v * a.sin()],
+                    d.range(0.03, 0.07) * s,
+                    d.colour(),
+                )
+            })
+            .collect();
+        let title = if d.0.uniform() < spec.title_share {
+            (d.range(8.0, 33.0) as usize).min(spec.frames - 16)
+        } else {
+            0
+        };
+        Self {
+            label,
+            w,
+            h,
+            waves,
+            pan,
+            bar,
+            discs,
+            noise: d.range(4.0, 12.0),
+            title,
+            title_colour: d.colour(),
+        }
+    }
+
+    /// The bar's centre, half-extents and angle at frame `t` (counted after the title card).
+    fn bar_at(&self, t: f64) -> ([f64; 2], f64, f64, f64) {
+        let b = &self.bar;
+        let step = |dx: f64, dy: f64| {
+            [
+                wrap(b.centre[0] + dx * t, self.w),
+                wrap(b.centre[1] + dy * t, self.h),
+            ]
+        };
+        let phase = (t / b.period).fract();
+        match self.label {
+            0 => (step(b.speed, 0.0), b.length / 2.0, b.width / 2.0, b.angle),
+            1 => (step(-b.speed, 0.0), b.length / 2.0, b.width / 2.0, b.angle),
+            2 => (step(0.0, b.speed), b.length / 2.0, b.width / 2.0, b.angle),
+            3 => (step(0.0, -b.speed), b.length / 2.0, b.width / 2.0, b.angle),
+            4 | 5 => {
+                let grow = if self.label == 4 { phase } else { 1.0 - phase };
+                let k = 0.45 + 1.1 * grow;
+                (b.centre, k * b.length / 2.0, k * b.width / 2.0, b.angle)
+            }
+            _ => {
+                let sense = if self.label == 6 { 1.0 } else { -1.0 };
+                (
+                    b.centre,
+                    b.length / 2.0,
+                    b.width / 2.0,
+                    b.angle + sense * b.speed * t,
+                )
+            }
+        }
+    }
+
+    fn render(&self, t: usize, noise: &mut Draw) -> RgbFrame {
+        let (w, h) = (self.w as usize, self.h as usize);
+        let mut data = Vec::with_capacity(w * h * 3);
+        if t < self.title {
+            // A static card: a plain colour with lighter "text" blocks, the same every frame.
+            for y in 0..h {
+                for x in 0..w {
+                    let text = (y / 6) % 4 == 1 && (x / 5) % 3 != 2 && x > w / 6 && x < 5 * w / 6;
+                    let c = self.title_colour.map(|v| if text { 255.0 - v } else { v });
+                    data.extend(c.map(|v| v.clamp(0.0, 255.0) as u8));
+                }
+            }
+            return RgbFrame {
+                width: w,
+                height: h,
+                data,
+            };
+        }
+        let tt = (t - self.title) as f64;
+        let (centre, half_l, half_w, angle) = self.bar_at(tt);
+        let (ca, sa) = (angle.cos(), angle.sin());
+        let discs: Vec<([f64; 2], f64, [f64; 3])> = self
+            .discs
+            .iter()
+            .map(|(p, v, r, c)| {
+                (
+                    [
+                        wrap(p[0] + v[0] * tt, self.w),
+                        wrap(p[1] + v[1] * tt, self.h),
+                    ],
+                    *r,
+                    *c,
+                )
+            })
+            .collect();
+        for y in 0..h {
+            for x in 0..w {
+                let (fx, fy) = (x as f64, y as f64);
+                let (bx, by) = (fx + self.pan[0] * tt, fy + self.pan[1] * tt);
+                let mut c = [96.0f64; 3];
+                for (k, phase, col) in &self.waves {
+                    let s = (k[0] * bx + k[1] * by + phase).sin();
+                    for i in 0..3 {
+                        c[i] += s * (col[i] - 128.0) * 0.25;
+                    }
+                }
+                for (p, r, col) in &discs {
+                    let dx = (fx - p[0] + self.w / 2.0).rem_euclid(self.w) - self.w / 2.0;
+                    let dy = (fy - p[1] + self.h / 2.0).rem_euclid(self.h) - self.h / 2.0;
+                    if dx * dx + dy * dy <= r * r {
+                        c = *col;
+                    }
+                }
+                // The bar, on a torus so a bar crossing an edge reappears on the other side.
+                let dx = (fx - centre[0] + self.w / 2.0).rem_euclid(self.w) - self.w / 2.0;
+                let dy = (fy - centre[1] + self.h / 2.0).rem_euclid(self.h) - self.h / 2.0;
+                let (u, v) = (dx * ca + dy * sa, -dx * sa + dy * ca);
+                if u.abs() <= half_l && v.abs() <= half_w {
+                    c = self.bar.colour;
+                }
+                for v in c {
+                    let n = noise.range(-self.noise, self.noise);
+                    data.push((v + n).clamp(0.0, 255.0) as u8);
+                }
+            }
+        }
+        RgbFrame {
+            width: w,
+            height: h,
+            data,
+        }
+    }
+}
+
+/// The frames of video `index` of class `label`, and its title-card length.
+///
+/// ```
+/// use vidlrp_synth::{render, SynthSpec, VideoFormat};
+/// let spec = SynthSpec { classes: 4, videos: 12, frames: 20, width: 48, height: 32, fps: 25,
+///     seed: 3, title_share: 0.0, format: VideoFormat::Npy };
+/// let (frames, title) = render(&spec, 5, 1);
+/// assert_eq!((frames.len(), title), (20, 0));
+/// assert_eq!(frames, render(&spec, 5, 1).0); // the same seed, the same frames
+/// ```
+pub fn render(spec: &SynthSpec, index: usize, label: usize) -> (Vec<RgbFrame>, usize) {
+    let scene = Scene::new(spec, index, label);
+    let mut noise = Draw(Rng::new(
+        spec.seed ^ (index as u64).wrapping_mul(0x2545_f491),
+    ));
+    let frames = (0..spec.frames)
+        .map(|t| scene.render(t, &mut noise))
+        .collect();
+    (frames, scene.title)
+}
+
+/// The split of the `i`-th video of a class with `n` videos: 70 % train, 15 % validation,
+/// 15 % test, each at least one.
+fn split(i: usize, n: usize) -> &'static str {
+    let test = (n * 15).div_ceil(100).max(1);
+    let val = (n * 15).div_ceil(100).max(1);
+    if i < n - val - test {
+        "train"
+    } else if i < n - test {
+        "val"
+    } else {
+        "test"
+    }
+}
+
+/// Writes the data set into `dir`: `videos/NNNN.mp4` (or `.npy`), `train.csv`, `val.csv`,
+/// `test.csv` (`path,label`, paths relative to `dir`), `labels.txt` and `synth.json` (the
+/// spec and every video's label, split and title-card length). `progress(done, total)` is
+/// called after each video.
+///
+/// **Errors** on invalid parameters and on write failures.
+pub fn write(
+    spec: &SynthSpec,
+    dir: &Path,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Summary> {
+    spec.check()?;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |cause| SynthError::Io { path, cause }
+    };
+    std::fs::create_dir_all(dir.join("videos")).map_err(io(dir))?;
+    let per_class: Vec<usize> = (0..spec.classes)
+        .map(|c| (0..spec.videos).filter(|i| i % spec.classes == c).count())
+        .collect();
+    let mut videos = Vec::with_capacity(spec.videos);
+    for i in 0..spec.videos {
+        let label = i % spec.classes;
+        let (frames, title) = render(spec, i, label);
+        let ext = match spec.format {
+            VideoFormat::Mp4 => "mp4",
+            VideoFormat::Npy => "npy",
+        };
+        let name = format!("videos/{i:05}.{ext}");
+        let path = dir.join(&name);
+        match spec.format {
+            #[cfg(feature = "video")]
+            VideoFormat::Mp4 => {
+                vidlrp_snippet::write_video(&path, &frames, spec.fps, 8)
+                    .map_err(|e| SynthError::Write(Box::new(e)))?;
+            }
+            #[cfg(not(feature = "video"))]
+            VideoFormat::Mp4 => {
+                return Err(SynthError::Invalid(
+                    "mp4 needs the `video` feature (FFmpeg); write .npy frames instead".into(),
+                ))
+            }
+            VideoFormat::Npy => {
+                let (h, w) = (spec.height, spec.width);
+                let data = frames
+                    .iter()
+                    .flat_map(|f| f.data.iter().map(|&v| f32::from(v)))
+                    .collect();
+                let t = vidlrp_core::HostTensor::new(vec![frames.len(), h, w, 3], data)
+                    .map_err(|e| SynthError::Write(Box::new(e)))?;
+                vidlrp_io::write_npy(&path, &t).map_err(|e| SynthError::Write(Box::new(e)))?;
+            }
+        }
+        videos.push(VideoInfo {
+            path: name,
+            label,
+            title_frames: title,
+            split: split(i / spec.classes, per_class[label]),
+        });
+        progress(i + 1, spec.videos);
+    }
+    for s in ["train", "val", "test"] {
+        let mut csv = String::from("path,label\n");
+        for v in videos.iter().filter(|v| v.split == s) {
+            csv += &format!("{},{}\n", v.path, v.label);
+        }
+        let p = dir.join(format!("{s}.csv"));
+        std::fs::write(&p, csv).map_err(io(&p))?;
+    }
+    let labels: String = CLASS_NAMES[..spec.classes]
+        .iter()
+        .map(|n| format!("{n}\n"))
+        .collect();
+    std::fs::write(dir.join("labels.txt"), labels).map_err(io(&dir.join("labels.txt")))?;
+    let count = |s: &str| videos.iter().filter(|v| v.split == s).count();
+    let summary = Summary {
+        train: count("train"),
+        val: count("val"),
+        test: count("test"),
+        videos,
+    };
+    let json = serde_json::json!({ "spec": spec, "classes": &CLASS_NAMES[..spec.classes], "summary": &summary });
+    std::fs::write(dir.join("synth.json"), format!("{json:#}\n"))
+        .map_err(io(&dir.join("synth.json")))?;
+    Ok(summary)
+}
