@@ -7,8 +7,10 @@ mod device;
 mod explain;
 mod init;
 mod methods;
+mod progress;
 mod report;
 mod sheet;
+mod train;
 mod weights;
 
 use std::process::ExitCode;
@@ -63,6 +65,10 @@ enum Command {
     Convert(weights::ConvertArgs),
     /// Show a weight file's format, origin, tensors, architecture and implied defaults.
     Inspect(weights::InspectArgs),
+    /// Write a synthetic data set where motion decides the class (the reproduction's data).
+    Synth(train::SynthArgs),
+    /// Train a C3D-shaped model on random snippets of a data set.
+    Train(train::TrainArgs),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +92,8 @@ fn main() -> ExitCode {
         Command::Demo(a) => demo::run(a),
         Command::Convert(a) => weights::convert(a),
         Command::Inspect(a) => weights::inspect(a),
+        Command::Synth(a) => train::synth(a),
+        Command::Train(a) => train::train(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -172,11 +172,14 @@ struct Scene {
     waves: Vec<([f64; 2], f64, [f64; 3])>,
     pan: [f64; 2],
     bar: Bar,
-    discs: Vec<([f64; 2], [f64; 2], f64, [f64; 3])>,
+    discs: Vec<Disc>,
     noise: f64,
     title: usize,
     title_colour: [f64; 3],
 }
+
+/// A distractor: start, velocity (px/frame), radius, colour.
+type Disc = ([f64; 2], [f64; 2], f64, [f64; 3]);
 
 struct Bar {
     centre: [f64; 2],

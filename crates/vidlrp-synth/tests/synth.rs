@@ -90,13 +90,9 @@ fn motion_carries_the_class_and_title_cards_are_static() {
     s.classes = 8;
     s.title_share = 1.0;
     s.frames = 60;
-    for label in 0..8 {
+    for (label, name) in CLASS_NAMES.iter().enumerate() {
         let (frames, title) = render(&s, label, label);
-        assert!(
-            (8..=44).contains(&title),
-            "{}: title of {title} frames",
-            CLASS_NAMES[label]
-        );
+        assert!((8..=44).contains(&title), "{name}: title of {title} frames");
         // The card does not move; the scene after it does.
         assert_eq!(frames[0], frames[title - 1]);
         assert!(diff(&frames[title + 5].data, &frames[title + 15].data) > 1.0);

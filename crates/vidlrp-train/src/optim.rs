@@ -12,6 +12,13 @@ pub trait Optimizer {
     fn lr(&self) -> f32;
     /// Sets the learning rate (a schedule).
     fn set_lr(&mut self, lr: f32);
+    /// The optimiser's state (momentum buffers, moments, step count) as named vectors, for a
+    /// checkpoint.
+    fn state(&self) -> Vec<(String, Vec<f32>)>;
+    /// Restores a state written by [`Optimizer::state`].
+    ///
+    /// **Errors** on entries this optimiser does not have.
+    fn load_state(&mut self, state: Vec<(String, Vec<f32>)>) -> Result<(), String>;
 }
 
 /// Stochastic gradient descent with momentum and weight decay (the paper's optimiser), as
@@ -69,6 +76,27 @@ impl Optimizer for Sgd {
     fn set_lr(&mut self, lr: f32) {
         self.lr = lr;
     }
+
+    fn state(&self) -> Vec<(String, Vec<f32>)> {
+        let mut v: Vec<_> = self
+            .velocity
+            .iter()
+            .map(|(k, b)| (format!("velocity.{k}"), b.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    fn load_state(&mut self, state: Vec<(String, Vec<f32>)>) -> Result<(), String> {
+        self.velocity.clear();
+        for (k, b) in state {
+            let name = k
+                .strip_prefix("velocity.")
+                .ok_or_else(|| format!("{k} is not SGD state"))?;
+            self.velocity.insert(name.to_string(), b);
+        }
+        Ok(())
+    }
 }
 
 /// Adam (Kingma and Ba), as `torch.optim.Adam` without weight decay or AMSGrad:
@@ -125,6 +153,36 @@ impl Optimizer for Adam {
 
     fn set_lr(&mut self, lr: f32) {
         self.lr = lr;
+    }
+
+    fn state(&self) -> Vec<(String, Vec<f32>)> {
+        let mut v = vec![("step".to_string(), vec![self.t as f32])];
+        for (k, (m, s)) in &self.moments {
+            v.push((format!("m.{k}"), m.clone()));
+            v.push((format!("v.{k}"), s.clone()));
+        }
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    fn load_state(&mut self, state: Vec<(String, Vec<f32>)>) -> Result<(), String> {
+        self.moments.clear();
+        let mut second = Vec::new();
+        for (k, b) in state {
+            if k == "step" {
+                self.t = b.first().map_or(0, |&t| t as i32);
+            } else if let Some(name) = k.strip_prefix("m.") {
+                self.moments.entry(name.to_string()).or_default().0 = b;
+            } else if let Some(name) = k.strip_prefix("v.") {
+                second.push((name.to_string(), b));
+            } else {
+                return Err(format!("{k} is not Adam state"));
+            }
+        }
+        for (name, b) in second {
+            self.moments.entry(name).or_default().1 = b;
+        }
+        Ok(())
     }
 }
 

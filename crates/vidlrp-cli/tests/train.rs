@@ -1,0 +1,99 @@
+//! `vidlrp synth` and `vidlrp train` as a user runs them: a small data set, two epochs, the
+//! outputs, determinism, and a resumed run equal to an uninterrupted one.
+
+mod common;
+
+use common::{ok, s, tmp, vidlrp};
+
+#[test]
+fn synth_then_train_writes_a_model_every_command_loads() {
+    let d = tmp("train");
+    let data = d.join("data");
+    let j: serde_json::Value = serde_json::from_slice(
+        &ok(vidlrp(&[
+            "synth",
+            "--out",
+            s(&data),
+            "--classes",
+            "2",
+            "--videos",
+            "8",
+            "--frames",
+            "24",
+            "--size",
+            "64x48",
+            "--format",
+            "npy",
+            "--seed",
+            "5",
+        ]))
+        .stdout,
+    )
+    .unwrap();
+    assert_eq!(
+        (j["train"].as_u64(), j["val"].as_u64(), j["test"].as_u64()),
+        (Some(4), Some(2), Some(2))
+    );
+    let o = vidlrp(&["synth", "--out", s(&data)]);
+    assert_eq!(o.status.code(), Some(1), "an existing --out is refused");
+
+    let (train_csv, val_csv) = (data.join("train.csv"), data.join("val.csv"));
+    let train = |out: &std::path::Path, epochs: &str, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--manifest",
+            s(&train_csv),
+            "--val",
+            s(&val_csv),
+            "--out",
+            s(out),
+            "--width",
+            "0.0625",
+            "--epochs",
+            epochs,
+            "--batch",
+            "2",
+            "--seed",
+            "3",
+            "--threads",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        ok(vidlrp(&args))
+    };
+    let a = d.join("a.safetensors");
+    train(&a, "2", &[]);
+    for f in [
+        "a.safetensors",
+        "a.checkpoint.safetensors",
+        "a.log.json",
+        "a-curves.png",
+        "a-curves.svg",
+    ] {
+        assert!(d.join(f).exists(), "{f} missing");
+    }
+    let log: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("a.log.json")).unwrap()).unwrap();
+    assert_eq!(log["epochs"].as_array().unwrap().len(), 2);
+    assert!(log["epochs"][1]["val_top1"].as_f64().is_some());
+
+    // Same seed and threads: the same model. One epoch, then --resume to two: the same too.
+    let b = d.join("b.safetensors");
+    train(&b, "2", &[]);
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let c = d.join("c.safetensors");
+    train(&c, "1", &[]);
+    train(&c, "2", &["--resume"]);
+    assert_eq!(
+        vidlrp_io::read_tensors(&a).unwrap(),
+        vidlrp_io::read_tensors(&c).unwrap(),
+        "a resumed run differs from an uninterrupted one"
+    );
+
+    // The trained model is a C3D every command loads.
+    let i = ok(vidlrp(&["inspect", s(&a), "--json"]));
+    let i: serde_json::Value = serde_json::from_slice(&i.stdout).unwrap();
+    assert_eq!(i["architecture"]["classes"], 2);
+    assert_eq!(i["architecture"]["conv_widths"][0], 4);
+    std::fs::remove_dir_all(&d).unwrap();
+}
