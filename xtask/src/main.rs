@@ -2,9 +2,11 @@
 //!
 //! - `cargo xtask conformance`: goldens and random models on every available backend;
 //! - `cargo xtask bench`: whole-model timings of ours against PyTorch/Zennit on this machine;
-//! - `cargo xtask bench-weights`: loading full-size C3D from every weight format vs safetensors.
+//! - `cargo xtask bench-weights`: loading full-size C3D from every weight format vs safetensors;
+//! - `cargo xtask bench-train`: a training step of a small C3D, ours vs PyTorch.
 
 mod bench;
+mod bench_train;
 mod bench_weights;
 mod conformance;
 
@@ -26,6 +28,8 @@ enum Cmd {
     Bench(bench::Args),
     /// Time loading a full-size C3D from every weight format, as a ratio to safetensors.
     BenchWeights(bench_weights::Args),
+    /// Time a training step of a C3D-shaped model: ours against PyTorch on the CPU.
+    BenchTrain(bench_train::Args),
 }
 
 /// `cuda` -> 0, `cuda:N` -> N.
@@ -46,6 +50,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Conformance(a) => conformance::run(a),
         Cmd::Bench(a) => bench::run(a),
         Cmd::BenchWeights(a) => bench_weights::run(a),
+        Cmd::BenchTrain(a) => bench_train::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -135,7 +135,7 @@ pub struct VideoInfo {
     pub split: &'static str,
 }
 
-/// What [`write`] produced.
+/// What [`write()`] produced.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     /// Videos in the training split.
