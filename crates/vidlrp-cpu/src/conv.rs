@@ -487,8 +487,10 @@ fn conv_forward_sample(
     }
 }
 
-/// Weight gradient of `n` samples: `dw` (`C_out x K`) `+= g_s` (`C_out x P`) `im2col(x_s)^T`,
-/// a tile of columns at a time, samples in order (deterministic for a thread count).
+/// Weight gradient of `n` samples: `dw` (`C_out x K`) `= sum_s g_s` (`C_out x P`)
+/// `im2col(x_s)^T`, a tile of columns at a time. The samples are cut into one contiguous group
+/// per thread, each group summed in order into its own partial (memory: threads x `dw`), and
+/// the partials added in group order: deterministic for a thread count.
 pub(crate) fn conv_weight_gradient(
     dims: &ConvDims,
     n: usize,
@@ -496,27 +498,45 @@ pub(crate) fn conv_weight_gradient(
     x: &[f32],
     g: &[f32],
     dw: &mut [f32],
-    col: &mut Vec<f32>,
 ) {
     let (k, p) = (dims.rows(), dims.positions());
     let tile = dims.tile_cols();
-    let mut dwv = ArrayViewMut2::from_shape((c_out, k), dw).expect("weight shape");
-    for (xs, gs) in x.chunks(dims.input_len()).zip(g.chunks(c_out * p)).take(n) {
-        let gv = ArrayView2::from_shape((c_out, p), gs).expect("gradient shape");
-        let mut p0 = 0;
-        while p0 < p {
-            let p1 = (p0 + tile).min(p);
-            col.resize(k * (p1 - p0), 0.0);
-            im2col(dims, xs, p0, p1, col);
-            let cv = ArrayView2::from_shape((k, p1 - p0), &col[..]).expect("tile shape");
-            par_gemm(
-                1.0,
-                gv.slice(ndarray::s![.., p0..p1]),
-                cv.t(),
-                1.0,
-                dwv.view_mut(),
-            );
-            p0 = p1;
+    let group = |samples: std::ops::Range<usize>| -> Vec<f32> {
+        let mut part = vec![0.0f32; c_out * k];
+        let mut col = Vec::new();
+        let mut dwv = ArrayViewMut2::from_shape((c_out, k), &mut part[..]).expect("weight shape");
+        for s in samples {
+            let xs = &x[s * dims.input_len()..(s + 1) * dims.input_len()];
+            let gs = &g[s * c_out * p..(s + 1) * c_out * p];
+            let gv = ArrayView2::from_shape((c_out, p), gs).expect("gradient shape");
+            let mut p0 = 0;
+            while p0 < p {
+                let p1 = (p0 + tile).min(p);
+                col.resize(k * (p1 - p0), 0.0);
+                im2col(dims, xs, p0, p1, &mut col);
+                let cv = ArrayView2::from_shape((k, p1 - p0), &col[..]).expect("tile shape");
+                par_gemm(
+                    1.0,
+                    gv.slice(ndarray::s![.., p0..p1]),
+                    cv.t(),
+                    1.0,
+                    dwv.view_mut(),
+                );
+                p0 = p1;
+            }
+        }
+        part
+    };
+    let groups = rayon::current_num_threads().clamp(1, n.max(1));
+    let per = n.div_ceil(groups).max(1);
+    let parts: Vec<Vec<f32>> = (0..groups)
+        .into_par_iter()
+        .map(|i| group(i * per..((i + 1) * per).min(n)))
+        .collect();
+    dw.fill(0.0);
+    for part in parts {
+        for (d, v) in dw.iter_mut().zip(&part) {
+            *d += v;
         }
     }
 }

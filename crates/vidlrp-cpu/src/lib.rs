@@ -277,10 +277,7 @@ impl Backend for Cpu {
         let dims = conv_dims(x.shape(), weight_shape, g)?;
         let (n, c_out) = (x.shape()[0], weight_shape[0]);
         let mut dw = vec![0.0f32; c_out * dims.rows()];
-        self.run(|| {
-            let mut col = Vec::new();
-            conv::conv_weight_gradient(&dims, n, c_out, slice(x), slice(gy), &mut dw, &mut col);
-        });
+        self.run(|| conv::conv_weight_gradient(&dims, n, c_out, slice(x), slice(gy), &mut dw));
         Ok(from_vec(weight_shape, dw))
     }
 
