@@ -102,7 +102,7 @@ pub fn synth(a: SynthArgs) -> Result<()> {
     vidlrp train --manifest synth/train.csv --val synth/val.csv --out model.safetensors\n  \
     vidlrp train --manifest synth/train.csv --val synth/val.csv --width 0.25 --epochs 20 --optimizer sgd --lr 0.003 --out m.safetensors\n  \
     vidlrp train --manifest synth/train.csv --out m.safetensors --resume   # continue after an interruption\n\n\
-    Each epoch takes one random snippet per training video (random offset, the given --step,\n\
+    Each epoch takes --snippets-per-video random snippets of each training video (random offset, the given --step,\n\
     a random 112x112 crop of the caffe preset's 128x171 frames), in a seeded random order;\n\
     validation uses the centre snippet and crop. Writes the model (PyTorch-port names, so every\n\
     other command loads it), OUT.checkpoint.safetensors after every epoch (parameters and\n\
@@ -137,6 +137,9 @@ pub struct TrainArgs {
     /// Snippets per batch.
     #[arg(long, default_value_t = 8)]
     batch: usize,
+    /// Random snippets taken from each training video per epoch.
+    #[arg(long, default_value_t = 1)]
+    snippets_per_video: usize,
     /// adam or sgd (momentum 0.9, weight decay 5e-4, as the paper).
     #[arg(long, default_value = "adam")]
     optimizer: String,
@@ -272,8 +275,8 @@ pub fn train(a: TrainArgs) -> Result<()> {
     if !(a.width > 0.0 && a.width <= 4.0) {
         bail!("--width must be in (0, 4], got {}", a.width);
     }
-    if a.batch == 0 || a.frames == 0 || a.epochs == 0 {
-        bail!("--batch, --frames and --epochs must be positive");
+    if a.batch == 0 || a.frames == 0 || a.epochs == 0 || a.snippets_per_video == 0 {
+        bail!("--batch, --frames, --epochs and --snippets-per-video must be positive");
     }
     let labels_file = a.labels.clone().or_else(|| {
         let p = a
@@ -359,7 +362,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
         for epoch in start..a.epochs {
             opt.set_lr(schedule.lr(epoch));
             let mut rng = Rng::new(a.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9));
-            let mut order: Vec<usize> = (0..train_items.len()).collect();
+            let mut order: Vec<usize> = (0..train_items.len() * a.snippets_per_video)
+                .map(|i| i % train_items.len())
+                .collect();
             for i in (1..order.len()).rev() {
                 let j = (rng.next_u64() % (i as u64 + 1)) as usize;
                 order.swap(i, j);
@@ -466,7 +471,7 @@ fn write_log(
     let j = json!({
         "manifest": a.manifest, "val": a.val, "classes": classes, "width": a.width,
         "conv_widths": spec.conv_widths, "fc_widths": spec.fc_widths, "parameters": spec.num_params(),
-        "frames": a.frames, "step": a.step, "batch": a.batch, "optimizer": a.optimizer, "lr": a.lr,
+        "frames": a.frames, "step": a.step, "batch": a.batch, "snippets_per_video": a.snippets_per_video, "optimizer": a.optimizer, "lr": a.lr,
         "lr_step": a.lr_step, "lr_gamma": a.lr_gamma, "dropout": a.dropout, "seed": a.seed,
         "epochs": log,
     });

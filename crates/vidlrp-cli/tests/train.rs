@@ -75,6 +75,7 @@ fn synth_then_train_writes_a_model_every_command_loads() {
     let log: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("a.log.json")).unwrap()).unwrap();
     assert_eq!(log["epochs"].as_array().unwrap().len(), 2);
+    assert_eq!(log["epochs"][0]["snippets"], 4);
     assert!(log["epochs"][1]["val_top1"].as_f64().is_some());
 
     // Same seed and threads: the same model. One epoch, then --resume to two: the same too.
@@ -89,6 +90,13 @@ fn synth_then_train_writes_a_model_every_command_loads() {
         vidlrp_io::read_tensors(&c).unwrap(),
         "a resumed run differs from an uninterrupted one"
     );
+
+    // --snippets-per-video 2 doubles the snippets of an epoch.
+    let e = d.join("e.safetensors");
+    train(&e, "1", &["--snippets-per-video", "2"]);
+    let log: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("e.log.json")).unwrap()).unwrap();
+    assert_eq!(log["epochs"][0]["snippets"], 8);
 
     // The trained model is a C3D every command loads.
     let i = ok(vidlrp(&["inspect", s(&a), "--json"]));
