@@ -174,11 +174,9 @@ pub fn decode_blob(bytes: Bytes) -> Result<HostTensor, String> {
 
 /// Little-endian `f32`s of a packed payload; `None` if its length is not a multiple of 4.
 fn floats(b: &[u8]) -> Option<Vec<f32>> {
-    b.len().is_multiple_of(4).then(|| {
-        b.chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    })
+    b.len()
+        .is_multiple_of(4)
+        .then(|| vidlrp_io::decode_floats(b, vidlrp_io::FloatEncoding::F32))
 }
 
 /// The common case, packed `data`, converted in one pass over the payload.

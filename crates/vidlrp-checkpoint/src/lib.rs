@@ -351,28 +351,18 @@ fn read_torch(path: &Path, format: Format) -> Result<Checkpoint> {
             .read()
             .map_err(|e| format_err(path, format!("tensor {name}: {e}")))?;
         use pytorch_reader::DType;
-        let data: Vec<f32> = match t.dtype() {
-            DType::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            DType::F64 => bytes
-                .chunks_exact(8)
-                .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
-                .collect(),
-            DType::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| vidlrp_io::f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
-                .collect(),
-            DType::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16))
-                .collect(),
+        use vidlrp_io::FloatEncoding;
+        let encoding = match t.dtype() {
+            DType::F32 => FloatEncoding::F32,
+            DType::F64 => FloatEncoding::F64,
+            DType::F16 => FloatEncoding::F16,
+            DType::BF16 => FloatEncoding::BF16,
             other => {
                 skipped.push(format!("{name} ({other:?}, not a float tensor)"));
                 continue;
             }
         };
+        let data = vidlrp_io::decode_floats(&bytes, encoding);
         let tensor = HostTensor::new(t.shape().to_vec(), data)
             .map_err(|e| format_err(path, format!("tensor {name}: {e}")))?;
         tensors.insert(name, tensor);

@@ -155,24 +155,7 @@ fn analyse(command: &str, a: &DataArgs, conditions: Vec<Condition>) -> Result<()
             }
         })?,
         weights: a.weights.clone(),
-        preset: match &a.mean {
-            None => a.preset.clone(),
-            Some(m) => {
-                let p = a
-                    .preset
-                    .clone()
-                    .with_voxel_mean(&vidlrp_checkpoint::read_blob(m)?)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", m.display()))?;
-                anyhow::ensure!(
-                    p.frames() == Some(a.length),
-                    "{}: the mean has {} frames; use --length {}",
-                    m.display(),
-                    p.frames().unwrap_or(0),
-                    p.frames().unwrap_or(0)
-                );
-                p
-            }
-        },
+        preset: crate::clip::preset_with_mean(&a.preset, a.mean.as_deref(), Some(a.length))?,
         pool5: a.pool5,
         length: a.length,
         short: a.short,

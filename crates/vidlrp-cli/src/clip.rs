@@ -74,28 +74,38 @@ pub fn read_clip(path: &Path) -> Result<(HostTensor, Vec<usize>)> {
     Ok((t, shape))
 }
 
+/// `preset` with the per-voxel mean read from `mean` (a Caffe `.binaryproto`), if given,
+/// checked against snippets of `length` frames (`None`: not sampled here, e.g. an `--input`
+/// clip, whose frames the z^B bounds check).
+pub fn preset_with_mean(
+    preset: &Preprocess,
+    mean: Option<&Path>,
+    length: Option<usize>,
+) -> Result<Preprocess> {
+    let Some(mean) = mean else {
+        return Ok(preset.clone());
+    };
+    let blob = vidlrp_checkpoint::read_blob(mean)?;
+    let preset = preset
+        .clone()
+        .with_voxel_mean(&blob)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", mean.display()))?;
+    if let (Some(t), Some(n)) = (preset.frames(), length) {
+        if t != n {
+            bail!(
+                "{}: the mean has {t} frames; use --length {t} (snippets of {n} frames were asked for)",
+                mean.display()
+            );
+        }
+    }
+    Ok(preset)
+}
+
 impl ClipArgs {
     /// The preset, with the per-voxel mean of `--mean` if given.
     pub fn resolved_preset(&self) -> Result<Preprocess> {
-        let Some(mean) = &self.mean else {
-            return Ok(self.preset.clone());
-        };
-        let blob = vidlrp_checkpoint::read_blob(mean)?;
-        let preset = self
-            .preset
-            .clone()
-            .with_voxel_mean(&blob)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", mean.display()))?;
-        if let (Some(t), Some(_)) = (preset.frames(), &self.video) {
-            if t != self.length {
-                bail!(
-                    "{}: the mean has {t} frames; use --length {t} (snippets of {} frames were asked for)",
-                    mean.display(),
-                    self.length
-                );
-            }
-        }
-        Ok(preset)
+        let length = self.video.as_ref().map(|_| self.length);
+        preset_with_mean(&self.preset, self.mean.as_deref(), length)
     }
 
     /// Loads the clip.

@@ -165,11 +165,13 @@ pub struct TrainArgs {
     device: crate::device::DeviceArgs,
 }
 
+/// `OUT` with its extension replaced by `suffix`: `model.safetensors` + `.log.json` ->
+/// `model.log.json`.
 fn sibling(out: &Path, suffix: &str) -> PathBuf {
     let stem = out
         .file_stem()
         .map_or("model".into(), |s| s.to_string_lossy().into_owned());
-    out.with_file_name(format!("{stem}.{suffix}"))
+    out.with_file_name(format!("{stem}{suffix}"))
 }
 
 /// The labelled items of a manifest.
@@ -322,8 +324,8 @@ pub fn train(a: TrainArgs) -> Result<()> {
         "sgd" => Box::new(Sgd::new(a.lr, 0.9, 5e-4)),
         o => bail!("--optimizer {o:?}: expected adam or sgd"),
     };
-    let checkpoint = sibling(&a.out, "checkpoint.safetensors");
-    let log_path = sibling(&a.out, "log.json");
+    let checkpoint = sibling(&a.out, ".checkpoint.safetensors");
+    let log_path = sibling(&a.out, ".log.json");
     let (weights, start, mut log) = if a.resume && checkpoint.exists() {
         let (mut t, meta) = vidlrp_io::read_safetensors_with_metadata(&checkpoint)?;
         let epoch: usize = meta
@@ -449,11 +451,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
         Ok::<_, anyhow::Error>(net.weights().clone())
     })?;
     vidlrp_io::write_safetensors(&a.out, &weights)?;
-    let stem = a
-        .out
-        .file_stem()
-        .map_or("model".into(), |s| s.to_string_lossy().into_owned());
-    write_curves(&a.out.with_file_name(format!("{stem}-curves")), &log)?;
+    write_curves(&sibling(&a.out, "-curves"), &log)?;
     println!(
         "{}",
         json!({"model": a.out, "classes": classes, "parameters": spec.num_params(), "epochs": log})

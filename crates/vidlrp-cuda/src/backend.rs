@@ -238,24 +238,10 @@ impl<E: Executor> Backend for GpuBackend<E> {
         let p = d.positions();
         let [to, ho, wo] = d.output.map(|v| v as usize);
         let (mut out, shape) = self.tensor(n * c_out * p, vec![n, c_out, to, ho, wo])?;
-        let tiles = plan::column_tiles(d.rows(), p, self.tile_floats);
-        let mut cols = self
-            .exec
-            .zeros(d.rows() * tiles.first().map_or(0, |t| t.1))?;
-        for sample in 0..n {
-            for &(p0, pt) in &tiles {
-                self.exec.launch(Kernel::Vol2Col {
-                    x: &x.buffer,
-                    x_offset: (sample * d.input_len()) as i64,
-                    cols: &mut cols,
-                    d,
-                    p0: p0 as i64,
-                    pt: pt as i64,
-                })?;
-                let call = plan::conv_forward_gemm(&d, c_out, sample, p0, pt);
-                self.exec.gemm(&call, &cols, &w.buffer, &mut out)?;
-            }
-        }
+        self.for_each_column_tile(x, &d, |cols, sample, p0, pt| {
+            let call = plan::conv_forward_gemm(&d, c_out, sample, p0, pt);
+            self.exec.gemm(&call, cols, &w.buffer, &mut out)
+        })?;
         if let Some(b) = bias {
             self.add_channels(&mut out, n * c_out * p, c_out, p, &b.buffer)?;
         }
@@ -372,27 +358,12 @@ impl<E: Executor> Backend for GpuBackend<E> {
     ) -> Result<Self::Tensor> {
         operands::conv3d_weight_gradient(&x.shape, &gy.shape, weight_shape, g)?;
         let d = conv_dims(&x.shape, weight_shape, g)?;
-        let (n, c_out) = (x.shape[0], weight_shape[0]);
-        let p = d.positions();
+        let c_out = weight_shape[0];
         let (mut dw, shape) = self.tensor(c_out * d.rows(), weight_shape.to_vec())?;
-        let tiles = plan::column_tiles(d.rows(), p, self.tile_floats);
-        let mut cols = self
-            .exec
-            .zeros(d.rows() * tiles.first().map_or(0, |t| t.1))?;
-        for sample in 0..n {
-            for &(p0, pt) in &tiles {
-                self.exec.launch(Kernel::Vol2Col {
-                    x: &x.buffer,
-                    x_offset: (sample * d.input_len()) as i64,
-                    cols: &mut cols,
-                    d,
-                    p0: p0 as i64,
-                    pt: pt as i64,
-                })?;
-                let call = plan::conv_weight_gemm(&d, c_out, sample, p0, pt);
-                self.exec.gemm(&call, &cols, &gy.buffer, &mut dw)?;
-            }
-        }
+        self.for_each_column_tile(x, &d, |cols, sample, p0, pt| {
+            let call = plan::conv_weight_gemm(&d, c_out, sample, p0, pt);
+            self.exec.gemm(&call, cols, &gy.buffer, &mut dw)
+        })?;
         Ok(GpuTensor::new(dw, shape))
     }
 
@@ -436,6 +407,35 @@ impl<E: Executor> Backend for GpuBackend<E> {
 }
 
 impl<E: Executor> GpuBackend<E> {
+    /// Runs `f(cols, sample, p0, pt)` for every column tile `[p0, p0 + pt)` of every sample of
+    /// `x`, with `cols` holding that tile's vol2col columns (`K x pt`, tiles bounded by
+    /// `tile_floats`).
+    fn for_each_column_tile(
+        &self,
+        x: &GpuTensor<E::Buffer>,
+        d: &ConvDims,
+        mut f: impl FnMut(&E::Buffer, usize, usize, usize) -> Result<()>,
+    ) -> Result<()> {
+        let tiles = plan::column_tiles(d.rows(), d.positions(), self.tile_floats);
+        let mut cols = self
+            .exec
+            .zeros(d.rows() * tiles.first().map_or(0, |t| t.1))?;
+        for sample in 0..x.shape[0] {
+            for &(p0, pt) in &tiles {
+                self.exec.launch(Kernel::Vol2Col {
+                    x: &x.buffer,
+                    x_offset: (sample * d.input_len()) as i64,
+                    cols: &mut cols,
+                    d: *d,
+                    p0: p0 as i64,
+                    pt: pt as i64,
+                })?;
+                f(&cols, sample, p0, pt)?;
+            }
+        }
+        Ok(())
+    }
+
     /// `vidlrp_pool`: mode 0 max, mode 1 sum.
     fn pool(
         &self,

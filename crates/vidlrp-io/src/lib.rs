@@ -201,24 +201,11 @@ pub fn read_safetensors_with_metadata(path: &Path) -> Result<(TensorMap, Metadat
     })?;
     let mut out = TensorMap::new();
     for (name, view) in st.iter() {
-        let raw = view.data();
-        let data: Vec<f32> = match view.dtype() {
-            Dtype::F32 => raw
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F64 => raw
-                .chunks_exact(8)
-                .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
-                .collect(),
-            Dtype::F16 => raw
-                .chunks_exact(2)
-                .map(|b| f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
-                .collect(),
-            Dtype::BF16 => raw
-                .chunks_exact(2)
-                .map(|b| f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16))
-                .collect(),
+        let encoding = match view.dtype() {
+            Dtype::F32 => FloatEncoding::F32,
+            Dtype::F64 => FloatEncoding::F64,
+            Dtype::F16 => FloatEncoding::F16,
+            Dtype::BF16 => FloatEncoding::BF16,
             other => {
                 return Err(IoError::format(
                     path,
@@ -226,6 +213,7 @@ pub fn read_safetensors_with_metadata(path: &Path) -> Result<(TensorMap, Metadat
                 ))
             }
         };
+        let data = decode_floats(view.data(), encoding);
         let t = HostTensor::new(view.shape().to_vec(), data)
             .map_err(|e| IoError::format(path, format!("tensor {name}: {e}")))?;
         out.insert(name.to_string(), t);
@@ -233,13 +221,47 @@ pub fn read_safetensors_with_metadata(path: &Path) -> Result<(TensorMap, Metadat
     Ok((out, metadata))
 }
 
-/// IEEE half to single precision (exact: every half is a single).
+/// The little-endian float encodings of weight files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloatEncoding {
+    /// IEEE single precision.
+    F32,
+    /// IEEE double precision (rounded to single).
+    F64,
+    /// IEEE half precision (exact in single).
+    F16,
+    /// bfloat16 (exact in single).
+    BF16,
+}
+
+/// Decodes little-endian floats of `encoding` to `f32`; a trailing partial value is ignored.
 ///
 /// ```
-/// assert_eq!(vidlrp_io::f16_to_f32(0x3c00), 1.0);
-/// assert_eq!(vidlrp_io::f16_to_f32(0xc000), -2.0);
+/// use vidlrp_io::{decode_floats, FloatEncoding};
+/// assert_eq!(decode_floats(&[0x00, 0x3c, 0x00, 0xc0], FloatEncoding::F16), vec![1.0, -2.0]);
+/// assert_eq!(decode_floats(&1.5f64.to_le_bytes(), FloatEncoding::F64), vec![1.5]);
 /// ```
-pub fn f16_to_f32(h: u16) -> f32 {
+pub fn decode_floats(raw: &[u8], encoding: FloatEncoding) -> Vec<f32> {
+    let half = |b: &[u8]| u16::from_le_bytes([b[0], b[1]]);
+    match encoding {
+        FloatEncoding::F32 => raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        FloatEncoding::F64 => raw
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+            .collect(),
+        FloatEncoding::F16 => raw.chunks_exact(2).map(|b| f16_to_f32(half(b))).collect(),
+        FloatEncoding::BF16 => raw
+            .chunks_exact(2)
+            .map(|b| f32::from_bits(u32::from(half(b)) << 16))
+            .collect(),
+    }
+}
+
+/// IEEE half to single precision (exact: every half is a single).
+fn f16_to_f32(h: u16) -> f32 {
     let sign = u32::from(h >> 15) << 31;
     let exp = u32::from((h >> 10) & 0x1f);
     let frac = u32::from(h & 0x3ff);
