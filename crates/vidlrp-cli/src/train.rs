@@ -221,14 +221,54 @@ fn snippet(
     ))
 }
 
-fn stack(clips: &[HostTensor]) -> Result<HostTensor> {
-    let mut shape = vec![clips.len()];
-    shape.extend_from_slice(clips[0].shape());
-    let data = clips
-        .iter()
-        .flat_map(|c| c.data().iter().copied())
-        .collect();
-    Ok(HostTensor::new(shape, data)?)
+/// The snippets of one batch, stacked `[N, 3, T, H, W]` (`None` if none could be used), their
+/// labels, and how many videos were too short or unreadable.
+struct Batch {
+    x: Option<HostTensor>,
+    labels: Vec<usize>,
+    short: usize,
+    failed: usize,
+}
+
+/// Loads one snippet of each item (random with `rng`, the centre one without); each unreadable
+/// video is passed to `report` and counted.
+fn load_batch<'a>(
+    items: impl Iterator<Item = &'a (PathBuf, usize)>,
+    a: &TrainArgs,
+    mut rng: Option<&mut Rng>,
+    report: &dyn Fn(String),
+) -> Result<Batch> {
+    let (mut clips, mut labels, mut short, mut failed) = (Vec::new(), Vec::new(), 0, 0);
+    for (p, l) in items {
+        match snippet(p, a.frames, a.step, rng.as_deref_mut()) {
+            Ok(Some(c)) => {
+                clips.push(c);
+                labels.push(*l);
+            }
+            Ok(None) => short += 1,
+            Err(e) => {
+                report(format!("{e:#}"));
+                failed += 1;
+            }
+        }
+    }
+    let x = if clips.is_empty() {
+        None
+    } else {
+        let mut shape = vec![clips.len()];
+        shape.extend_from_slice(clips[0].shape());
+        let data = clips
+            .iter()
+            .flat_map(|c| c.data().iter().copied())
+            .collect();
+        Some(HostTensor::new(shape, data)?)
+    };
+    Ok(Batch {
+        x,
+        labels,
+        short,
+        failed,
+    })
 }
 
 /// Top-1 and top-5 accuracy of `net` on `items` (centre snippets), and how many were skipped
@@ -241,25 +281,14 @@ fn evaluate<B: Backend>(
 ) -> Result<(f64, f64, usize)> {
     let (mut top1, mut top5, mut n, mut short) = (0usize, 0usize, 0usize, 0usize);
     for chunk in items.chunks(a.batch.max(1)) {
-        let mut clips = Vec::new();
-        let mut labels = Vec::new();
-        for (p, l) in chunk {
-            match snippet(p, a.frames, a.step, None) {
-                Ok(Some(c)) => {
-                    clips.push(c);
-                    labels.push(*l);
-                }
-                Ok(None) => short += 1,
-                Err(e) => {
-                    eprintln!("skipped in validation: {e:#}");
-                    short += 1;
-                }
-            }
-        }
-        if clips.is_empty() {
+        let batch = load_batch(chunk.iter(), a, None, &|m| {
+            eprintln!("skipped in validation: {m}");
+        })?;
+        short += batch.short + batch.failed;
+        let (Some(x), labels) = (batch.x, batch.labels) else {
             continue;
-        }
-        let logits = net.forward(be, &stack(&clips)?)?;
+        };
+        let logits = net.forward(be, &x)?;
         let c = logits.shape()[1];
         for (row, &l) in logits.data().chunks(c).zip(&labels) {
             let top = vidlrp_core::top_k(row, 5);
@@ -379,27 +408,17 @@ pub fn train(a: TrainArgs) -> Result<()> {
             let (mut loss_sum, mut correct, mut seen, mut short) = (0.0f64, 0usize, 0usize, 0usize);
             let mut failed = 0usize;
             for (b, chunk) in order.chunks(a.batch).enumerate() {
-                let mut clips = Vec::new();
-                let mut labels = Vec::new();
-                for &i in chunk {
-                    let (p, l) = &train_items[i];
-                    match snippet(p, a.frames, a.step, Some(&mut rng)) {
-                        Ok(Some(c)) => {
-                            clips.push(c);
-                            labels.push(*l);
-                        }
-                        Ok(None) => short += 1,
-                        Err(e) => {
-                            bar.println(format!("skipped: {e:#}"));
-                            failed += 1;
-                        }
-                    }
-                }
+                let batch = load_batch(
+                    chunk.iter().map(|&i| &train_items[i]),
+                    &a,
+                    Some(&mut rng),
+                    &|m| bar.println(format!("skipped: {m}")),
+                )?;
+                (short, failed) = (short + batch.short, failed + batch.failed);
                 bar.inc(chunk.len() as u64);
-                if clips.is_empty() {
+                let (Some(x), labels) = (batch.x, batch.labels) else {
                     continue;
-                }
-                let x = stack(&clips)?;
+                };
                 let seed = a.seed ^ ((epoch as u64) << 32) ^ b as u64;
                 let (logits, tape) = net.forward_train(be, &x, Some(seed))?;
                 let (loss, dlogits) = softmax_cross_entropy(&logits, &labels)?;
