@@ -35,7 +35,7 @@ mod weights;
 pub use init::{init_weights, Rng};
 pub use weights::{
     load_weights, save_weights, to_port_names, C3dWeights, Origin, CAFFE_CONV_NAMES, ORIGIN_KEY,
-    SOURCE_FORMAT_KEY,
+    PRESET_KEY, SOURCE_FORMAT_KEY,
 };
 
 use std::fmt;

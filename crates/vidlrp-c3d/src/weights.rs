@@ -22,6 +22,9 @@ use crate::{C3dError, Pool5, Result, TensorMap, CONV_NAMES, FC_NAMES};
 pub const ORIGIN_KEY: &str = "vidlrp.origin";
 /// The safetensors metadata key holding the format converted from.
 pub const SOURCE_FORMAT_KEY: &str = "vidlrp.source_format";
+/// The safetensors metadata key of the preprocessing preset a model was trained with (e.g.
+/// `caffe@64` for `vidlrp train --size 64`); commands use it when no preset is given.
+pub const PRESET_KEY: &str = "vidlrp.preset";
 
 /// The Caffe C3D's convolution layer names, in [`CONV_NAMES`] order.
 pub const CAFFE_CONV_NAMES: [&str; 8] = [
@@ -86,6 +89,8 @@ pub struct C3dWeights {
     pub unwrapped: Vec<String>,
     /// What the file held that is not part of the network, with reasons.
     pub skipped: Vec<String>,
+    /// The preprocessing preset recorded under [`PRESET_KEY`], if any.
+    pub preset: Option<String>,
 }
 
 /// Renames `tensors` to the port's names, detecting the naming scheme.
@@ -177,6 +182,7 @@ pub fn load_weights(path: &Path) -> Result<C3dWeights> {
         format: ck.format,
         unwrapped: ck.unwrapped,
         skipped: ck.skipped,
+        preset: ck.metadata.get(PRESET_KEY).cloned(),
     })
 }
 
@@ -188,6 +194,9 @@ pub fn save_weights(path: &Path, w: &C3dWeights) -> Result<()> {
     let mut meta = Metadata::new();
     meta.insert(ORIGIN_KEY.into(), w.origin.to_string());
     meta.insert(SOURCE_FORMAT_KEY.into(), w.format.to_string());
+    if let Some(p) = &w.preset {
+        meta.insert(PRESET_KEY.into(), p.clone());
+    }
     vidlrp_io::write_safetensors_with_metadata(path, &w.tensors, &meta)?;
     Ok(())
 }

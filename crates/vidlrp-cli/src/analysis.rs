@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use vidlrp_c3d::Pool5;
-use vidlrp_core::Method;
 use vidlrp_dataset::{AnalysisMethod, Condition, Manifest, Records, RunOptions, Shard};
 use vidlrp_io::Outputs;
 use vidlrp_snippet::{Preprocess, ShortPolicy};
@@ -28,9 +27,10 @@ pub struct DataArgs {
     /// Class names, one per line (e.g. the Sports-1M labels.txt), for named labels.
     #[arg(long)]
     pub labels: Option<PathBuf>,
-    /// Preprocessing preset (and z^B bounds): caffe or port.
-    #[arg(long, default_value = "caffe")]
-    pub preset: Preprocess,
+    /// Preprocessing preset (and z^B bounds): caffe or port, or NAME@SIZE for a square input
+    /// of SIZE pixels (caffe@64). Default: the one recorded in the weights, else caffe.
+    #[arg(long)]
+    pub preset: Option<Preprocess>,
     /// Caffe's per-voxel mean (.binaryproto, 1x3x16x128x171): the caffe preset subtracts it
     /// (cropped like the frames) instead of the per-channel means; z^B bounds follow.
     #[arg(long)]
@@ -85,12 +85,15 @@ pub struct ProfileArgs {
 #[command(after_help = "Examples:\n  \
     vidlrp sweep-steps --manifest videos.csv --labels labels.txt --weights c3d.safetensors --out steps/\n  \
     vidlrp sweep-steps --manifest videos.csv --weights c3d.safetensors --steps 0,1,2,4 --out steps/\n\n\
-    Figs. 3 and 5: the DTD border strength for each step size, and top-5 accuracy (labelled\n\
-    videos) against border strength. Writes summary.json, conditions.csv, shares.csv,\n\
+    Figs. 3 and 5: the border strength for each step size (one curve per method; default DTD\n\
+    and SA, as the paper), and top-5 accuracy (labelled videos) against border strength. Writes summary.json, conditions.csv, shares.csv,\n\
     fig3_border_vs_step.png/.svg, fig5_top5_vs_border.png/.svg and records.json.")]
 pub struct StepsArgs {
     #[command(flatten)]
     data: DataArgs,
+    /// Methods, one curve each: dtd-u or any explanation method (dtd, sa, ...).
+    #[arg(long, value_delimiter = ',', default_value = "dtd,sa")]
+    methods: Vec<AnalysisMethod>,
     /// Step sizes.
     #[arg(long, value_delimiter = ',', default_value = "0,1,2,4,8,16,32")]
     steps: Vec<usize>,
@@ -103,11 +106,15 @@ pub struct StepsArgs {
 #[command(after_help = "Examples:\n  \
     vidlrp sweep-offsets --manifest videos.csv --weights c3d.safetensors --out offsets/\n  \
     vidlrp sweep-offsets --manifest videos.csv --weights c3d.safetensors --offsets 0,8,16 --out offsets/\n\n\
-    Fig. 4: the DTD lookahead strength for each snippet offset (default 0, 8, ..., 256). Writes\n\
+    Fig. 4: the lookahead strength for each snippet offset (default 0, 8, ..., 256; one curve\n\
+    per method, default DTD and SA). Writes\n\
     summary.json, conditions.csv, shares.csv, fig4_lookahead_vs_offset.png/.svg, records.json.")]
 pub struct OffsetsArgs {
     #[command(flatten)]
     data: DataArgs,
+    /// Methods, one curve each: dtd-u or any explanation method (dtd, sa, ...).
+    #[arg(long, value_delimiter = ',', default_value = "dtd,sa")]
+    methods: Vec<AnalysisMethod>,
     /// Offsets (default 0, 8, ..., 256).
     #[arg(long, value_delimiter = ',')]
     offsets: Option<Vec<usize>>,
@@ -155,7 +162,11 @@ fn analyse(command: &str, a: &DataArgs, conditions: Vec<Condition>) -> Result<()
             }
         })?,
         weights: a.weights.clone(),
-        preset: crate::clip::preset_with_mean(&a.preset, a.mean.as_deref(), Some(a.length))?,
+        preset: crate::clip::preset_with_mean(
+            &crate::weights::resolve_preset(a.preset.as_ref(), &a.weights)?,
+            a.mean.as_deref(),
+            Some(a.length),
+        )?,
         pool5: a.pool5,
         length: a.length,
         short: a.short,
@@ -190,10 +201,7 @@ fn analyse(command: &str, a: &DataArgs, conditions: Vec<Condition>) -> Result<()
         records.manifest_items
     );
     report(&summary);
-    println!(
-        "{}",
-        json!({"out": a.out, "summary": a.out.join("summary.json")})
-    );
+    crate::emit(&json!({"out": a.out, "summary": a.out.join("summary.json")}));
     Ok(())
 }
 
@@ -211,32 +219,35 @@ pub fn profile(a: ProfileArgs) -> Result<()> {
     analyse("profile", &a.data, conditions)
 }
 
-pub fn sweep_steps(a: StepsArgs) -> Result<()> {
-    let conditions = a
-        .steps
+/// The conditions of a sweep: every method at every `(offset, step)`, keyed `METHOD
+/// NAME=VALUE` (`dtd step=4`), methods outermost.
+fn sweep(methods: &[AnalysisMethod], points: &[(usize, usize)], name: &str) -> Vec<Condition> {
+    methods
         .iter()
-        .map(|&s| Condition {
-            key: format!("step={s}"),
-            method: AnalysisMethod::Explain(Method::Dtd),
-            offset: a.offset,
-            step: s,
+        .flat_map(|&m| {
+            points.iter().map(move |&(offset, step)| Condition {
+                key: format!("{m} {name}={}", if name == "step" { step } else { offset }),
+                method: m,
+                offset,
+                step,
+            })
         })
-        .collect();
-    analyse("sweep-steps", &a.data, conditions)
+        .collect()
+}
+
+pub fn sweep_steps(a: StepsArgs) -> Result<()> {
+    let points: Vec<(usize, usize)> = a.steps.iter().map(|&s| (a.offset, s)).collect();
+    analyse("sweep-steps", &a.data, sweep(&a.methods, &points, "step"))
 }
 
 pub fn sweep_offsets(a: OffsetsArgs) -> Result<()> {
     let offsets = a.offsets.clone().unwrap_or_else(default_offsets);
-    let conditions = offsets
-        .iter()
-        .map(|&o| Condition {
-            key: format!("offset={o}"),
-            method: AnalysisMethod::Explain(Method::Dtd),
-            offset: o,
-            step: a.step,
-        })
-        .collect();
-    analyse("sweep-offsets", &a.data, conditions)
+    let points: Vec<(usize, usize)> = offsets.iter().map(|&o| (o, a.step)).collect();
+    analyse(
+        "sweep-offsets",
+        &a.data,
+        sweep(&a.methods, &points, "offset"),
+    )
 }
 
 pub fn merge(a: MergeArgs) -> Result<()> {
@@ -256,10 +267,7 @@ pub fn merge(a: MergeArgs) -> Result<()> {
         rec.command
     );
     report(&summary);
-    println!(
-        "{}",
-        json!({"out": a.out, "summary": a.out.join("summary.json")})
-    );
+    crate::emit(&json!({"out": a.out, "summary": a.out.join("summary.json")}));
     Ok(())
 }
 

@@ -18,9 +18,11 @@ pub struct ClipArgs {
     /// A video file, a directory of PNG/JPEG frames (name order) or an .npy of frames (T,H,W,3).
     #[arg(long)]
     pub video: Option<PathBuf>,
-    /// Preprocessing preset for --video (and the z^B bounds unless given): caffe or port.
-    #[arg(long, default_value = "caffe")]
-    pub preset: Preprocess,
+    /// Preprocessing preset for --video (and the z^B bounds unless given): caffe or port, or
+    /// NAME@SIZE for a square input of SIZE pixels (caffe@64). Default: the one recorded in
+    /// the weights (models from `vidlrp train`), else caffe.
+    #[arg(long)]
+    pub preset: Option<Preprocess>,
     /// Caffe's per-voxel mean (.binaryproto, 1x3x16x128x171, BGR): the caffe preset subtracts
     /// it (cropped like the frames) instead of the per-channel means; the z^B bounds follow
     /// (0 - mean .. 255 - mean per voxel).
@@ -102,15 +104,16 @@ pub fn preset_with_mean(
 }
 
 impl ClipArgs {
-    /// The preset, with the per-voxel mean of `--mean` if given.
-    pub fn resolved_preset(&self) -> Result<Preprocess> {
+    /// The preset (`--preset`, else the one recorded in `weights`, else caffe), with the
+    /// per-voxel mean of `--mean` if given.
+    pub fn resolved_preset(&self, weights: &Path) -> Result<Preprocess> {
         let length = self.video.as_ref().map(|_| self.length);
-        preset_with_mean(&self.preset, self.mean.as_deref(), length)
+        let preset = crate::weights::resolve_preset(self.preset.as_ref(), weights)?;
+        preset_with_mean(&preset, self.mean.as_deref(), length)
     }
 
-    /// Loads the clip.
-    pub fn load(&self) -> Result<Clip> {
-        let preset = self.resolved_preset()?;
+    /// Loads the clip, preprocessed with `preset` (from [`ClipArgs::resolved_preset`]).
+    pub fn load(&self, preset: Preprocess) -> Result<Clip> {
         if let Some(input) = &self.input {
             let (x, shape) = read_clip(input)?;
             let t = x.shape()[2];
@@ -140,7 +143,7 @@ impl ClipArgs {
                 "path": s.info.path, "kind": s.info.kind, "frames": s.info.frames, "fps": s.info.fps,
                 "width": s.info.width, "height": s.info.height,
             },
-            "preset": preset.name,
+            "preset": preset.to_string(),
             "offset": self.offset, "step": self.step, "length": self.length,
             "frame_indices": s.frame_indices,
         });

@@ -2,31 +2,40 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::json;
-use vidlrp_c3d::{init_weights, C3dSpec, Pool5, Rng};
+use vidlrp_c3d::{init_weights, C3dSpec, Pool5, Rng, TensorMap};
 use vidlrp_core::{Backend, Composite, HostTensor, Target};
 use vidlrp_io::Outputs;
 use vidlrp_snippet::Preprocess;
+use vidlrp_synth::SynthSpec;
 
 use crate::report::{frame_shares, summary, timed_explain};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum Size {
-    /// The published C3D widths (80M parameters).
+    /// The trained model built into vidlrp (`fixtures/demo/`: made by `vidlrp reproduce`) on a
+    /// held-out synthetic video, next to its untrained twin: the difference the paper is about.
+    Trained,
+    /// A seeded, untrained C3D of the published widths (80M parameters) on a synthetic clip.
     Full,
-    /// Quarter widths (fast, for a first look).
+    /// A seeded, untrained C3D of quarter widths (fast, for a first look).
     Small,
 }
 
+/// The trained demo model (`fixtures/demo/README.md` says how it was made).
+const DEMO_MODEL: &[u8] = include_bytes!("../../../fixtures/demo/model.safetensors");
+
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  \
-    vidlrp demo                         # full-width seeded C3D, writes ./vidlrp-demo/\n  \
+    vidlrp demo                         # the built-in trained model vs untrained, ./vidlrp-demo/\n  \
+    vidlrp demo --size full             # full-width seeded C3D (80M parameters), untrained\n  \
     vidlrp demo --size small --out /tmp/demo --seed 3\n\n\
-    Writes clip.npy (the synthetic clip, caffe-preprocessed), dtd.npy, sa.npy, summary.json\n\
-    (the explain summaries plus each method's frame-wise relevance shares r_t), sheet.png\n\
-    (input, DTD and SA rows) and dtd/ (per-frame heatmaps, overlays, heatmap.gif), all at\n\
-    once when the run succeeds.")]
+    Writes clip.npy (the clip, preprocessed), dtd.npy, sa.npy, summary.json (the explain\n\
+    summaries plus each method's frame-wise relevance shares r_t), sheet.png (input, DTD and\n\
+    SA rows) and dtd/ (per-frame heatmaps, overlays, heatmap.gif), all at once when the run\n\
+    succeeds. With the trained model (the default) also dtd-u.npy and sa-u.npy, the\n\
+    untrained twin's relevance, as rows of sheet.png and under \"untrained\" in summary.json.")]
 pub struct Args {
     /// Output directory (created if missing; files of the same names are replaced).
     #[arg(long, default_value = "vidlrp-demo")]
@@ -34,8 +43,8 @@ pub struct Args {
     /// Seed of the model and the clip.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Model size.
-    #[arg(long, value_enum, default_value = "full")]
+    /// Which model.
+    #[arg(long, value_enum, default_value = "trained")]
     size: Size,
     #[command(flatten)]
     device: crate::device::DeviceArgs,
@@ -72,11 +81,68 @@ pub fn synthetic_clip(seed: u64) -> HostTensor {
     HostTensor::new(vec![1, 3, t_n, h_n, w_n], data).expect("shape")
 }
 
-pub fn run(a: Args) -> Result<()> {
-    let mut outputs = Outputs::new();
-    let dir = outputs.dir(&a.out)?;
-    let spec = match a.size {
-        Size::Full => C3dSpec::full(),
+/// The demo's model, clip and what is known about the clip.
+struct Setup {
+    spec: C3dSpec,
+    weights: TensorMap,
+    /// The untrained twin (same architecture, He-initialised with seed 0), for a trained model.
+    untrained: Option<TensorMap>,
+    /// `[1, 3, 16, S, S]`, preprocessed with `preset`.
+    clip: HostTensor,
+    preset: Preprocess,
+    labels: Option<Vec<String>>,
+    about: serde_json::Value,
+}
+
+/// The built-in trained model and a held-out video of the data set it was trained on
+/// (regenerated from the data set's spec, which the model records): the first test video
+/// without a title card, its first 16 frames.
+fn trained_setup(seed: u64) -> Result<Setup> {
+    let (weights, meta) = vidlrp_io::parse_safetensors(
+        DEMO_MODEL,
+        std::path::Path::new("fixtures/demo/model.safetensors"),
+    )?;
+    let spec = C3dSpec::from_weights(&weights)?;
+    let preset: Preprocess = meta
+        .get(vidlrp_c3d::PRESET_KEY)
+        .map_or("caffe", String::as_str)
+        .parse()?;
+    let data: SynthSpec = serde_json::from_str(
+        meta.get(vidlrp_synth::SPEC_KEY)
+            .context("the built-in model does not record its data set")?,
+    )?;
+    let index = (seed as usize..data.videos)
+        .chain(0..seed as usize)
+        .find(|&i| {
+            vidlrp_synth::split_of(&data, i) == "test"
+                && vidlrp_synth::render(&data, i, i % data.classes, 16).1 == 0
+        })
+        .context("the data set has no test video without a title card")?;
+    let label = index % data.classes;
+    let (frames, _) = vidlrp_synth::render(&data, index, label, 16);
+    let x = vidlrp_snippet::preprocess(&frames, &preset).map_err(anyhow::Error::msg)?;
+    let shape = [&[1], x.shape()].concat();
+    let clip = x.reshape(shape)?;
+    let names: Vec<String> = vidlrp_synth::CLASS_NAMES[..data.classes]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let untrained = init_weights(&spec, 0);
+    Ok(Setup {
+        about: json!({"model": "built-in trained model (fixtures/demo)", "video": index,
+                      "true_class": label, "true_label": names[label], "preset": preset.to_string()}),
+        spec,
+        weights,
+        untrained: Some(untrained),
+        clip,
+        preset,
+        labels: Some(names),
+    })
+}
+
+/// A seeded, untrained C3D and the synthetic disc clip.
+fn seeded_setup(size: Size, seed: u64) -> Result<Setup> {
+    let spec = match size {
         Size::Small => C3dSpec::with_widths(
             [16, 32, 64, 64, 128, 128, 128, 128],
             [1024, 1024],
@@ -84,97 +150,139 @@ pub fn run(a: Args) -> Result<()> {
             [16, 112, 112],
             Pool5::Port,
         )?,
+        _ => C3dSpec::full(),
     };
+    Ok(Setup {
+        weights: init_weights(&spec, seed),
+        about: json!({"model": "seeded, untrained", "seed": seed}),
+        spec,
+        untrained: None,
+        clip: synthetic_clip(seed),
+        preset: Preprocess::caffe(),
+        labels: None,
+    })
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let mut outputs = Outputs::new();
+    let dir = outputs.dir(&a.out)?;
+    let setup = match a.size {
+        Size::Trained => trained_setup(a.seed)?,
+        size => seeded_setup(size, a.seed)?,
+    };
+    let spec = &setup.spec;
+    let x4 = {
+        let s = setup.clip.shape();
+        setup.clip.clone().reshape(s[1..].to_vec())?
+    };
+    let input = [3, x4.shape()[1], x4.shape()[2], x4.shape()[3]];
     eprintln!(
-        "vidlrp demo: seeded C3D ({} parameters, seed {}), synthetic 16x112x112 clip",
+        "vidlrp demo: {} ({} parameters), clip {:?}",
+        setup.about["model"].as_str().unwrap_or("C3D"),
         spec.num_params(),
-        a.seed
+        &input[1..]
     );
-    let weights = init_weights(&spec, a.seed);
     crate::device::with_backend!(&a.device, |be| {
-        let (net, _) = vidlrp_c3d::build(be, weights, Pool5::Port, [3, 16, 112, 112])?;
-        let clip = synthetic_clip(a.seed);
-        vidlrp_io::write_npy(
-            &dir.join("clip.npy"),
-            &clip.clone().reshape(vec![3, 16, 112, 112])?,
-        )?;
-        let caffe = Preprocess::caffe();
-        let methods = [
-            ("dtd", Composite::dtd(caffe.low(), caffe.high())),
-            ("sa", Composite::sensitivity()),
-        ];
-        let mut results = serde_json::Map::new();
+        vidlrp_io::write_npy(&dir.join("clip.npy"), &x4)?;
+        let preset = &setup.preset;
         let bwr = vidlrp_viz::Palette::new("bwr").map_err(anyhow::Error::msg)?;
-        let clip4 = clip.clone().reshape(vec![3, 16, 112, 112])?;
-        let mut rows = vec![(
-            "input".to_string(),
-            vidlrp_viz::input_frames(&clip4, &caffe)?,
-        )];
-        for (name, composite) in methods {
-            let (e, wall) = timed_explain(be, &net, &clip, &Target::TopOne, &composite)?;
-            let shares = frame_shares(&e.relevance)?;
-            let file = format!("{name}.npy");
-            let r4 = e.relevance.clone().reshape(vec![3, 16, 112, 112])?;
-            vidlrp_io::write_npy(&dir.join(&file), &r4)?;
-            rows.push((
-                name.to_uppercase(),
-                vidlrp_viz::heatmaps(&r4, vidlrp_viz::Norm::Symmetric, &bwr)?,
-            ));
-            if name == "dtd" {
-                let c = crate::clip::Clip {
-                    x: clip.clone(),
-                    shape: vec![3, 16, 112, 112],
-                    preset: caffe.clone(),
-                    about: json!({}),
-                    frame_indices: (0..16).collect(),
+        let mut rows = vec![("input".to_string(), vidlrp_viz::input_frames(&x4, preset)?)];
+        let mut models = vec![("", setup.weights.clone())];
+        if let Some(u) = &setup.untrained {
+            models.push(("-u", u.clone()));
+        }
+        let mut results = serde_json::Map::new();
+        let mut untrained = serde_json::Map::new();
+        for (suffix, weights) in models {
+            let (net, _) = vidlrp_c3d::build(be, weights, Pool5::Port, input)?;
+            let methods = [
+                ("dtd", Composite::dtd(preset.low(), preset.high())),
+                ("sa", Composite::sensitivity()),
+            ];
+            for (name, composite) in methods {
+                let (e, wall) = timed_explain(be, &net, &setup.clip, &Target::TopOne, &composite)?;
+                let shares = frame_shares(&e.relevance)?;
+                let file = format!("{name}{suffix}.npy");
+                let r4 = e.relevance.clone().reshape(input.to_vec())?;
+                vidlrp_io::write_npy(&dir.join(&file), &r4)?;
+                let row = if suffix.is_empty() && setup.untrained.is_some() {
+                    format!("{} trained", name.to_uppercase())
+                } else if suffix.is_empty() {
+                    name.to_uppercase()
+                } else {
+                    format!("{} untrained", name.to_uppercase())
                 };
-                let p = crate::clip::PictureArgs {
-                    cmap: "bwr".into(),
-                    norm: vidlrp_viz::Norm::Symmetric,
-                    zoom: 2,
-                };
-                let pictures = dir.join("dtd");
-                std::fs::create_dir(&pictures)?;
-                crate::clip::write_pictures(&pictures, &c, &r4, "dtd", &p)?;
+                rows.push((
+                    row,
+                    vidlrp_viz::heatmaps(&r4, vidlrp_viz::Norm::Symmetric, &bwr)?,
+                ));
+                if name == "dtd" && suffix.is_empty() {
+                    let c = crate::clip::Clip {
+                        x: setup.clip.clone(),
+                        shape: input.to_vec(),
+                        preset: preset.clone(),
+                        about: json!({}),
+                        frame_indices: (0..input[1]).collect(),
+                    };
+                    let p = crate::clip::PictureArgs {
+                        cmap: "bwr".into(),
+                        norm: vidlrp_viz::Norm::Symmetric,
+                        zoom: 2,
+                    };
+                    let pictures = dir.join("dtd");
+                    std::fs::create_dir(&pictures)?;
+                    crate::clip::write_pictures(&pictures, &c, &r4, "dtd", &p)?;
+                }
+                let mut s = summary(&e, &composite, setup.labels.as_deref());
+                let obj = s.as_object_mut().expect("object");
+                obj.insert("output".into(), json!(a.out.join(&file)));
+                obj.insert("frame_shares".into(), json!(shares));
+                obj.insert("wall_time_s".into(), json!(wall));
+                eprintln!(
+                    "  {:>14}: class {} logit {:.4} sum R / logit {:.6}  {:.2} s  frame shares {}",
+                    format!(
+                        "{name}{}",
+                        if suffix.is_empty() { "" } else { " untrained" }
+                    ),
+                    e.classes[0],
+                    e.scores[0],
+                    e.conservation()[0],
+                    wall,
+                    shares
+                        .iter()
+                        .map(|v| format!("{v:.3}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                );
+                if suffix.is_empty() {
+                    results.insert(name.into(), s);
+                } else {
+                    untrained.insert(name.into(), s);
+                }
             }
-            let mut s = summary(&e, &composite, None);
-            let obj = s.as_object_mut().expect("object");
-            obj.insert("output".into(), json!(a.out.join(&file)));
-            obj.insert("frame_shares".into(), json!(shares));
-            obj.insert("wall_time_s".into(), json!(wall));
-            eprintln!(
-                "  {name:>3}: class {} logit {:.4} sum R / logit {:.6}  {:.2} s  frame shares {}",
-                e.classes[0],
-                e.scores[0],
-                e.conservation()[0],
-                wall,
-                shares
-                    .iter()
-                    .map(|v| format!("{v:.3}"))
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            );
-            results.insert(name.into(), s);
         }
         let sheet = vidlrp_viz::contact_sheet(
             &rows,
-            &crate::clip::labels(&(0..16).collect::<Vec<_>>()),
+            &crate::clip::labels(&(0..input[1]).collect::<Vec<_>>()),
             1,
         )?;
         vidlrp_viz::write_png(&dir.join("sheet.png"), &sheet)?;
-        let out = json!({
-            "model": {"parameters": spec.num_params(), "seed": a.seed, "widths": spec.conv_widths},
+        let mut out = json!({
+            "model": {"parameters": spec.num_params(), "seed": a.seed, "widths": spec.conv_widths, "about": setup.about},
             "backend": be.name(),
             "clip": a.out.join("clip.npy"),
             "methods": results,
         });
+        if !untrained.is_empty() {
+            out["untrained"] = serde_json::Value::Object(untrained);
+        }
         let text = serde_json::to_string_pretty(&out)? + "\n";
         vidlrp_io::atomic_write(&dir.join("summary.json"), |w| {
             std::io::Write::write_all(w, text.as_bytes())
         })?;
         outputs.publish()?;
         eprintln!("  wrote {}", a.out.display());
-        println!("{out}");
+        crate::emit(&out);
         Ok(())
     })
 }

@@ -65,7 +65,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let preset = a.clip.resolved_preset()?;
+    let preset = a.clip.resolved_preset(&a.weights)?;
     let (composite, bounds_source) = a.rules.composite(a.method, &preset)?;
     if a.heatmaps.is_some() {
         a.pictures.palette()?; // A bad --cmap fails before any work.
@@ -73,7 +73,7 @@ pub fn run(a: Args) -> Result<()> {
     let mut outputs = Outputs::new();
     let out_staged = outputs.file(&a.out)?;
     let pics_staged = a.heatmaps.as_ref().map(|d| outputs.dir(d)).transpose()?;
-    let clip = a.clip.load()?;
+    let clip = a.clip.load(preset.clone())?;
     let labels = a
         .labels
         .as_deref()
@@ -114,7 +114,7 @@ pub fn run(a: Args) -> Result<()> {
         if let Some(d) = described.as_object() {
             obj.extend(d.clone());
         }
-        obj.insert("preset".into(), json!(preset.name));
+        obj.insert("preset".into(), json!(preset.to_string()));
         if let Some(mean) = &a.clip.mean {
             obj.insert("mean".into(), json!(mean));
         }
@@ -129,6 +129,6 @@ pub fn run(a: Args) -> Result<()> {
         Ok::<_, anyhow::Error>(out)
     })?;
     outputs.publish()?;
-    println!("{out}");
+    crate::emit(&out);
     Ok(())
 }

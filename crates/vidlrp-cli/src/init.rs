@@ -81,7 +81,7 @@ pub fn run(a: Args) -> Result<()> {
         "input_size": a.input_size,
         "pool5": a.pool5.to_string(),
     });
-    println!("{summary}");
+    crate::emit(&summary);
     Ok(())
 }
 

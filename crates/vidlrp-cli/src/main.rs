@@ -9,6 +9,8 @@ mod init;
 mod methods;
 mod progress;
 mod report;
+mod reproduce;
+mod reproduce_report;
 mod sheet;
 mod train;
 mod weights;
@@ -27,6 +29,7 @@ use clap::{Parser, Subcommand};
                   composites Zennit users know.",
     after_help = "Examples:\n  \
       vidlrp demo --out demo                      # seeded C3D + synthetic clip, DTD and SA\n  \
+      vidlrp reproduce --out repro                # the paper's experiment end to end, REPORT.md\n  \
       vidlrp init --seed 1 --out c3d-u.safetensors\n  \
       vidlrp explain --weights c3d.safetensors --input clip.npy --method dtd --bounds caffe --out r.npy\n  \
       vidlrp explain --weights c3d.safetensors --video match.mp4 --offset 32 --out r.npy --heatmaps pics\n  \
@@ -69,19 +72,24 @@ enum Command {
     Synth(train::SynthArgs),
     /// Train a C3D-shaped model on random snippets of a data set.
     Train(train::TrainArgs),
+    /// The paper's experiment end to end: synthetic data, training, analyses, REPORT.md.
+    Reproduce(reproduce::Args),
 }
 
-fn main() -> ExitCode {
-    vidlrp_alloc::init();
-    // Ctrl-C or SIGTERM ends the process without destructors: remove what was staged first,
-    // so an interrupted command leaves nothing behind either.
-    let _ = ctrlc::set_handler(|| {
-        vidlrp_io::remove_staged();
-        eprintln!("interrupted: no output was written");
-        std::process::exit(130);
-    });
-    let cli = Cli::parse();
-    let result = match cli.command {
+/// While set, commands do not print their JSON summaries (`reproduce` runs its stages so).
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints a command's summary line on stdout (unless a running `reproduce` has made
+/// commands quiet).
+pub fn emit(line: &dyn std::fmt::Display) {
+    if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        println!("{line}");
+    }
+}
+
+/// Runs one command.
+fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Explain(a) => explain::run(a),
         Command::Init(a) => init::run(a),
         Command::Sheet(a) => sheet::run(a),
@@ -94,8 +102,34 @@ fn main() -> ExitCode {
         Command::Inspect(a) => weights::inspect(a),
         Command::Synth(a) => train::synth(a),
         Command::Train(a) => train::train(a),
-    };
-    match result {
+        Command::Reproduce(a) => reproduce::run(a),
+    }
+}
+
+/// Parses `args` (without the program name) as a vidlrp command line and runs it in this
+/// process: how `reproduce` runs its stages.
+/// The commands' own summary lines are not printed (the stages' outputs hold them).
+pub fn run_argv(args: &[String]) -> anyhow::Result<()> {
+    let cli =
+        Cli::try_parse_from(std::iter::once("vidlrp".to_string()).chain(args.iter().cloned()))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    QUIET.store(true, std::sync::atomic::Ordering::Relaxed);
+    let result = dispatch(cli.command);
+    QUIET.store(false, std::sync::atomic::Ordering::Relaxed);
+    result
+}
+
+fn main() -> ExitCode {
+    vidlrp_alloc::init();
+    // Ctrl-C or SIGTERM ends the process without destructors: remove what was staged first,
+    // so an interrupted command leaves nothing behind either.
+    let _ = ctrlc::set_handler(|| {
+        vidlrp_io::remove_staged();
+        eprintln!("interrupted: no output was written");
+        std::process::exit(130);
+    });
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

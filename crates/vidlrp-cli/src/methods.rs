@@ -72,7 +72,7 @@ impl RuleArgs {
             (Some(l), Some(h)) => (l.0.clone(), h.0.clone(), "--low/--high".to_string()),
             _ => {
                 let p = self.bounds.as_ref().unwrap_or(preset);
-                (p.low(), p.high(), format!("preset {}", p.name))
+                (p.low(), p.high(), format!("preset {p}"))
             }
         };
         let opts = PresetOptions {

@@ -49,7 +49,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let palette = a.pictures.palette()?;
-    let preset = a.clip.resolved_preset()?;
+    let preset = a.clip.resolved_preset(&a.weights)?;
     let composites = a
         .methods
         .iter()
@@ -57,7 +57,7 @@ pub fn run(a: Args) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let mut outputs = Outputs::new();
     let staged = outputs.file(&a.out)?;
-    let clip = a.clip.load()?;
+    let clip = a.clip.load(preset.clone())?;
     let s = clip.x.shape().to_vec();
     anyhow::ensure!(
         s[0] == 1,
@@ -109,6 +109,6 @@ pub fn run(a: Args) -> Result<()> {
     if let (Some(o), Some(d)) = (out.as_object_mut(), described.as_object()) {
         o.extend(d.clone());
     }
-    println!("{out}");
+    crate::emit(&out);
     Ok(())
 }

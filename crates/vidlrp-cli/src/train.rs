@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use vidlrp_c3d::{init_weights, C3dSpec, Pool5, Rng, TensorMap};
 use vidlrp_core::{Backend, HostTensor};
 use vidlrp_dataset::Manifest;
-use vidlrp_snippet::{Preprocess, ShortPolicy, SnippetSpec};
+use vidlrp_snippet::{Preprocess, RgbFrame, ShortPolicy, SnippetSpec};
 use vidlrp_synth::{SynthSpec, VideoFormat};
 use vidlrp_train::{softmax_cross_entropy, Adam, Optimizer, Sgd, StepSchedule, TrainNet};
 
@@ -18,7 +18,7 @@ use vidlrp_train::{softmax_cross_entropy, Adam, Optimizer, Sgd, StepSchedule, Tr
     vidlrp synth --out synth --classes 4 --videos 48 --frames 96\n  \
     vidlrp synth --out tiny --classes 2 --videos 8 --frames 40 --size 64x48 --format npy\n\n\
     Writes videos/NNNNN.mp4 (or .npy frames), train.csv, val.csv, test.csv (split by video,\n\
-    70/15/15 per class), labels.txt and synth.json. The class is a motion of one bar\n\
+    --split per class), labels.txt and synth.json. The class is a motion of one bar\n\
     (rightward, leftward, downward, upward, expanding, contracting, clockwise,\n\
     counter-clockwise); backgrounds pan, distractors move, and a share of the videos open\n\
     with a static title card. The same seed writes the same bytes.")]
@@ -32,9 +32,12 @@ pub struct SynthArgs {
     /// Number of videos.
     #[arg(long, default_value_t = 48)]
     videos: usize,
-    /// Frames per video.
+    /// Frames per video (training and validation videos).
     #[arg(long, default_value_t = 96)]
     frames: usize,
+    /// Frames per test video (default: --frames); e.g. 512 for step sweeps up to 32.
+    #[arg(long)]
+    test_frames: Option<usize>,
     /// Frame size WxH, even for mp4 (the caffe preset resizes to 171x128).
     #[arg(long, default_value = "172x128")]
     size: String,
@@ -44,6 +47,12 @@ pub struct SynthArgs {
     /// Share of videos that open with a title card.
     #[arg(long, default_value_t = 0.3)]
     title_share: f64,
+    /// Distractor discs per video (0..4), moving on random straight paths.
+    #[arg(long, default_value_t = 2)]
+    distractors: usize,
+    /// Percentages of each class's videos for training, validation and test.
+    #[arg(long, value_delimiter = ',', default_value = "70,15,15")]
+    split: Vec<usize>,
     /// mp4 (H.264) or npy (float32 frames).
     #[arg(long, default_value = "mp4")]
     format: String,
@@ -68,11 +77,15 @@ pub fn synth(a: SynthArgs) -> Result<()> {
         classes: a.classes,
         videos: a.videos,
         frames: a.frames,
+        test_frames: a.test_frames,
         width: w,
         height: h,
         fps: a.fps,
         seed: a.seed,
         title_share: a.title_share,
+        distractors: a.distractors,
+        split: <[usize; 3]>::try_from(a.split.as_slice())
+            .map_err(|_| anyhow::anyhow!("--split takes three percentages, e.g. 70,15,15"))?,
         format,
     };
     spec.check()?;
@@ -89,10 +102,9 @@ pub fn synth(a: SynthArgs) -> Result<()> {
         vidlrp_synth::write(&spec, &staged, &mut |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();
     outputs.publish()?;
-    println!(
-        "{}",
-        json!({"out": a.out, "videos": a.videos, "train": summary.train, "val": summary.val, "test": summary.test,
-               "classes": &vidlrp_synth::CLASS_NAMES[..a.classes]})
+    crate::emit(
+        &json!({"out": a.out, "videos": a.videos, "train": summary.train, "val": summary.val, "test": summary.test,
+               "classes": &vidlrp_synth::CLASS_NAMES[..a.classes]}),
     );
     Ok(())
 }
@@ -115,6 +127,10 @@ pub struct TrainArgs {
     /// Validation manifest.
     #[arg(long)]
     val: Option<PathBuf>,
+    /// Held-out test manifest: evaluated once after the last epoch (centre snippets), reported
+    /// in the log as test top-1/top-5.
+    #[arg(long)]
+    test: Option<PathBuf>,
     /// Class names, one per line (default: labels.txt next to the manifest if present, else
     /// the largest label + 1 classes).
     #[arg(long)]
@@ -125,6 +141,10 @@ pub struct TrainArgs {
     /// Width relative to C3D (1 = 64..512 channels, fc 4096).
     #[arg(long, default_value_t = 0.125)]
     width: f64,
+    /// Input size in pixels (square): the caffe preset scaled to it (resize 128x171 and crop
+    /// 112 at 112; `caffe@64` at 64). Recorded in the model, so other commands use it.
+    #[arg(long, default_value_t = 112)]
+    size: usize,
     /// Frames per snippet.
     #[arg(long, default_value_t = 16)]
     frames: usize,
@@ -161,6 +181,10 @@ pub struct TrainArgs {
     /// Continue from OUT.checkpoint.safetensors.
     #[arg(long)]
     resume: bool,
+    /// Keep decoded videos in memory up to this many MiB (each decoded once, not once per
+    /// snippet); 0 decodes every snippet from its file.
+    #[arg(long, default_value_t = 4096)]
+    cache_mb: usize,
     #[command(flatten)]
     device: crate::device::DeviceArgs,
 }
@@ -187,20 +211,64 @@ fn labelled(path: &Path, labels: Option<&[String]>) -> Result<Vec<(PathBuf, usiz
         .collect()
 }
 
+/// The network trains on the preset's pixels times this (inputs of about unit scale, as He's
+/// initialisation assumes, and Adam's steps of the same relative size in conv1 as elsewhere);
+/// the written model has it folded into conv1's weights, so it takes the preset's pixels.
+const INPUT_SCALE: f32 = 1.0 / 64.0;
+
+/// The trainer's parameters as a model that takes the preset's pixels: conv1's weights times
+/// [`INPUT_SCALE`] (`conv(s x, w) = conv(x, s w)`).
+fn fold_input_scale(mut w: TensorMap) -> TensorMap {
+    if let Some(c1) = w.get_mut("conv1.weight") {
+        c1.data_mut().iter_mut().for_each(|v| *v *= INPUT_SCALE);
+    }
+    w
+}
+
+/// Decoded videos kept in memory across epochs: each video is decoded once while the budget
+/// lasts (the same frames a seek-and-decode gives); past it, snippets are decoded from the
+/// file each time.
+struct FrameCache {
+    videos: std::collections::HashMap<PathBuf, std::sync::Arc<Vec<RgbFrame>>>,
+    bytes: usize,
+    limit: usize,
+}
+
+impl FrameCache {
+    fn new(limit_mb: usize) -> Self {
+        Self {
+            videos: Default::default(),
+            bytes: 0,
+            limit: limit_mb << 20,
+        }
+    }
+}
+
 /// One preprocessed snippet: `offset` None takes the centre snippet and crop.
 fn snippet(
     video: &Path,
+    preset: &Preprocess,
     frames: usize,
     step: usize,
     rng: Option<&mut Rng>,
+    cache: &mut FrameCache,
 ) -> Result<Option<HostTensor>> {
-    let mut source = vidlrp_snippet::open(video)?;
-    let n = source.info().frames;
+    let cached = cache.videos.get(video).cloned();
+    let mut source = None;
+    let n = match &cached {
+        Some(f) => f.len(),
+        None => {
+            let s = vidlrp_snippet::open(video)?;
+            let n = s.info().frames;
+            source = Some(s);
+            n
+        }
+    };
     let span = (frames - 1) * step + 1;
     if n < span {
         return Ok(None);
     }
-    let mut preset = Preprocess::caffe();
+    let mut preset = preset.clone();
     let [rh, rw] = preset.resize;
     let [ch, cw] = preset.crop.1;
     let offset = match rng {
@@ -216,9 +284,26 @@ fn snippet(
         offset,
         step,
     };
-    Ok(Some(
-        vidlrp_snippet::load_snippet(source.as_mut(), &spec, ShortPolicy::Skip, &preset)?.input,
-    ))
+    let indices = spec
+        .indices(n, ShortPolicy::Skip)
+        .map_err(|e| anyhow::anyhow!("{}: {e:?}", video.display()))?;
+    let picked: Vec<RgbFrame> = match (cached, source) {
+        (Some(all), _) => indices.iter().map(|&i| all[i].clone()).collect(),
+        (None, Some(mut source)) => {
+            let size = source.info().width * source.info().height * 3 * n;
+            if cache.bytes + size <= cache.limit {
+                let all = std::sync::Arc::new(source.read(&(0..n).collect::<Vec<_>>())?);
+                cache.bytes += size;
+                cache.videos.insert(video.to_path_buf(), all.clone());
+                indices.iter().map(|&i| all[i].clone()).collect()
+            } else {
+                source.read(&indices)?
+            }
+        }
+        (None, None) => unreachable!("a video is either cached or opened"),
+    };
+    let x = vidlrp_snippet::preprocess(&picked, &preset).map_err(anyhow::Error::msg)?;
+    Ok(Some(x))
 }
 
 /// The snippets of one batch, stacked `[N, 3, T, H, W]` (`None` if none could be used), their
@@ -230,17 +315,19 @@ struct Batch {
     failed: usize,
 }
 
-/// Loads one snippet of each item (random with `rng`, the centre one without); each unreadable
-/// video is passed to `report` and counted.
+/// Loads one snippet of each item (random with `rng`, the centre one without), scaled by
+/// [`INPUT_SCALE`]; each unreadable video is passed to `report` and counted.
 fn load_batch<'a>(
     items: impl Iterator<Item = &'a (PathBuf, usize)>,
     a: &TrainArgs,
+    preset: &Preprocess,
     mut rng: Option<&mut Rng>,
+    cache: &mut FrameCache,
     report: &dyn Fn(String),
 ) -> Result<Batch> {
     let (mut clips, mut labels, mut short, mut failed) = (Vec::new(), Vec::new(), 0, 0);
     for (p, l) in items {
-        match snippet(p, a.frames, a.step, rng.as_deref_mut()) {
+        match snippet(p, preset, a.frames, a.step, rng.as_deref_mut(), cache) {
             Ok(Some(c)) => {
                 clips.push(c);
                 labels.push(*l);
@@ -259,7 +346,7 @@ fn load_batch<'a>(
         shape.extend_from_slice(clips[0].shape());
         let data = clips
             .iter()
-            .flat_map(|c| c.data().iter().copied())
+            .flat_map(|c| c.data().iter().map(|v| v * INPUT_SCALE))
             .collect();
         Some(HostTensor::new(shape, data)?)
     };
@@ -278,10 +365,12 @@ fn evaluate<B: Backend>(
     net: &TrainNet<B>,
     items: &[(PathBuf, usize)],
     a: &TrainArgs,
+    preset: &Preprocess,
+    cache: &mut FrameCache,
 ) -> Result<(f64, f64, usize)> {
     let (mut top1, mut top5, mut n, mut short) = (0usize, 0usize, 0usize, 0usize);
     for chunk in items.chunks(a.batch.max(1)) {
-        let batch = load_batch(chunk.iter(), a, None, &|m| {
+        let batch = load_batch(chunk.iter(), a, preset, None, cache, &|m| {
             eprintln!("skipped in validation: {m}");
         })?;
         short += batch.short + batch.failed;
@@ -328,6 +417,11 @@ pub fn train(a: TrainArgs) -> Result<()> {
         .map(|v| labelled(v, names.as_deref()))
         .transpose()?
         .unwrap_or_default();
+    let test_items = a
+        .test
+        .as_deref()
+        .map(|v| labelled(v, names.as_deref()))
+        .transpose()?;
     let classes = names.as_ref().map_or_else(
         || train_items.iter().map(|i| i.1 + 1).max().unwrap_or(0),
         Vec::len,
@@ -341,7 +435,10 @@ pub fn train(a: TrainArgs) -> Result<()> {
     let scale = |c: usize| ((c as f64 * a.width).round() as usize).max(1);
     let widths = [64, 128, 256, 256, 512, 512, 512, 512].map(scale);
     let fc = [4096, 4096].map(scale);
-    let input = [a.frames, 112, 112];
+    let preset = Preprocess::caffe()
+        .at_size(a.size)
+        .map_err(|e| anyhow::anyhow!("--size {}: {e}", a.size))?;
+    let input = [a.frames, a.size, a.size];
     let spec = C3dSpec::with_widths(widths, fc, classes, input, Pool5::Port)?;
     let schedule = StepSchedule {
         base: a.lr,
@@ -380,16 +477,18 @@ pub fn train(a: TrainArgs) -> Result<()> {
             .unwrap_or_default();
         (t, epoch + 1, log)
     } else {
-        // He-normal, with conv1 scaled by 1/64: the caffe preset's pixels span about +-128
-        // (not +-1), so the first activations start at the scale He's rule assumes.
-        let mut w = init_weights(&spec, a.seed);
-        if let Some(c1) = w.get_mut("conv1.weight") {
-            c1.data_mut().iter_mut().for_each(|v| *v /= 64.0);
-        }
-        (w, 0, Vec::new())
+        // He-normal on inputs of unit scale (see INPUT_SCALE).
+        (init_weights(&spec, a.seed), 0, Vec::new())
     };
     let weights = crate::device::with_backend!(&a.device, |be| {
-        let mut net = TrainNet::c3d(be, weights, Pool5::Port, [3, a.frames, 112, 112], a.dropout)?;
+        let mut cache = FrameCache::new(a.cache_mb);
+        let mut net = TrainNet::c3d(
+            be,
+            weights,
+            Pool5::Port,
+            [3, a.frames, a.size, a.size],
+            a.dropout,
+        )?;
         for epoch in start..a.epochs {
             opt.set_lr(schedule.lr(epoch));
             let mut rng = Rng::new(a.seed ^ (epoch as u64).wrapping_mul(0x9e37_79b9));
@@ -411,8 +510,10 @@ pub fn train(a: TrainArgs) -> Result<()> {
                 let batch = load_batch(
                     chunk.iter().map(|&i| &train_items[i]),
                     &a,
+                    &preset,
                     Some(&mut rng),
-                    &|m| bar.println(format!("skipped: {m}")),
+                    &mut cache,
+                    &|m| bar.suspend(|| eprintln!("skipped: {m}")),
                 )?;
                 (short, failed) = (short + batch.short, failed + batch.failed);
                 bar.inc(chunk.len() as u64);
@@ -447,7 +548,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
                     a.step
                 );
             }
-            let (val1, val5, val_short) = evaluate(be, &net, &val_items, &a)?;
+            let (val1, val5, val_short) = evaluate(be, &net, &val_items, &a, &preset, &mut cache)?;
             let entry = json!({
                 "epoch": epoch + 1, "lr": opt.lr(), "loss": loss_sum / seen as f64,
                 "train_accuracy": correct as f64 / seen as f64, "snippets": seen, "skipped_short": short, "failed": failed,
@@ -465,15 +566,50 @@ pub fn train(a: TrainArgs) -> Result<()> {
             meta.insert("epoch".into(), epoch.to_string());
             meta.insert("seed".into(), a.seed.to_string());
             vidlrp_io::write_safetensors_with_metadata(&checkpoint, &ck, &meta)?;
-            write_log(&log_path, &a, &spec, classes, &log)?;
+            write_log(&log_path, &a, &spec, classes, &log, None)?;
         }
-        Ok::<_, anyhow::Error>(net.weights().clone())
+        let test = match &test_items {
+            Some(items) => {
+                let (top1, top5, skipped) = evaluate(be, &net, items, &a, &preset, &mut cache)?;
+                Some(
+                    json!({"top1": top1, "top5": top5, "videos": items.len(), "skipped": skipped,
+                            "chance_top1": 1.0 / classes as f64, "chance_top5": 5.0f64.min(classes as f64) / classes as f64}),
+                )
+            }
+            None => None,
+        };
+        if let Some(t) = &test {
+            eprintln!("test: {t}");
+        }
+        write_log(&log_path, &a, &spec, classes, &log, test.as_ref())?;
+        Ok::<_, anyhow::Error>((net.weights().clone(), test))
     })?;
-    vidlrp_io::write_safetensors(&a.out, &weights)?;
+    let (weights, test) = weights;
+    let mut meta = vidlrp_io::Metadata::new();
+    meta.insert(vidlrp_c3d::PRESET_KEY.into(), preset.to_string());
+    meta.insert(
+        vidlrp_c3d::ORIGIN_KEY.into(),
+        vidlrp_c3d::Origin::Port.to_string(),
+    );
+    // A synthetic data set's spec (synth.json next to the manifest) travels with the model, so
+    // its videos can be regenerated (`vidlrp demo` does).
+    let synth = a
+        .manifest
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("synth.json");
+    if let Some(spec) = std::fs::read_to_string(&synth)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .map(|j| j["spec"].clone())
+        .filter(Value::is_object)
+    {
+        meta.insert(vidlrp_synth::SPEC_KEY.into(), spec.to_string());
+    }
+    vidlrp_io::write_safetensors_with_metadata(&a.out, &fold_input_scale(weights), &meta)?;
     write_curves(&sibling(&a.out, "-curves"), &log)?;
-    println!(
-        "{}",
-        json!({"model": a.out, "classes": classes, "parameters": spec.num_params(), "epochs": log})
+    crate::emit(
+        &json!({"model": a.out, "classes": classes, "parameters": spec.num_params(), "epochs": log, "test": test}),
     );
     Ok(())
 }
@@ -484,13 +620,14 @@ fn write_log(
     spec: &C3dSpec,
     classes: usize,
     log: &[Value],
+    test: Option<&Value>,
 ) -> Result<()> {
     let j = json!({
         "manifest": a.manifest, "val": a.val, "classes": classes, "width": a.width,
         "conv_widths": spec.conv_widths, "fc_widths": spec.fc_widths, "parameters": spec.num_params(),
-        "frames": a.frames, "step": a.step, "batch": a.batch, "snippets_per_video": a.snippets_per_video, "optimizer": a.optimizer, "lr": a.lr,
+        "size": a.size, "frames": a.frames, "step": a.step, "batch": a.batch, "snippets_per_video": a.snippets_per_video, "optimizer": a.optimizer, "lr": a.lr,
         "lr_step": a.lr_step, "lr_gamma": a.lr_gamma, "dropout": a.dropout, "seed": a.seed,
-        "epochs": log,
+        "epochs": log, "test": test,
     });
     vidlrp_io::atomic_write(path, |w| w.write_all(format!("{j:#}\n").as_bytes()))?;
     Ok(())

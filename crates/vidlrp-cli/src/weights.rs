@@ -50,11 +50,30 @@ impl Model {
     }
 }
 
-/// The preprocessing preset of every origin: the paper's Caffe pipeline (MMAction2's C3D also
-/// resizes to 128x171 and crops 112; c3d-pytorch's `c3d.pickle` is the Caffe model converted).
-/// `--preset port` selects the port's `predict.py` pipeline.
+/// The preprocessing preset of weights without a recorded one: the paper's Caffe pipeline for
+/// every origin (MMAction2's C3D also resizes to 128x171 and crops 112; c3d-pytorch's
+/// `c3d.pickle` is the Caffe model converted). `--preset port` selects the port's `predict.py`
+/// pipeline.
 pub fn default_preset(_origin: Origin) -> Preprocess {
     Preprocess::caffe()
+}
+
+/// The preset a command uses: `given` (`--preset`) if any, else the one recorded in the
+/// weights' safetensors metadata (models from `vidlrp train`, e.g. `caffe@64`), else `caffe`.
+pub fn resolve_preset(given: Option<&Preprocess>, weights: &Path) -> Result<Preprocess> {
+    if let Some(p) = given {
+        return Ok(p.clone());
+    }
+    let recorded = vidlrp_io::read_safetensors_metadata(weights)
+        .ok()
+        .flatten()
+        .and_then(|m| m.get(vidlrp_c3d::PRESET_KEY).cloned());
+    match recorded {
+        Some(p) => p
+            .parse()
+            .with_context(|| format!("{}: recorded preset {p:?}", weights.display())),
+        None => Ok(Preprocess::caffe()),
+    }
 }
 
 #[derive(clap::Args)]
@@ -84,19 +103,16 @@ pub fn convert(a: ConvertArgs) -> Result<()> {
         .with_context(|| format!("{} is not a C3D", a.input.display()))?;
     vidlrp_c3d::save_weights(&staged, &m.weights)?;
     outputs.publish()?;
-    println!(
-        "{}",
-        json!({
-            "input": a.input,
-            "output": a.out,
-            "format": m.weights.format.to_string(),
-            "origin": m.weights.origin.to_string(),
-            "tensors": m.weights.tensors.len(),
-            "parameters": spec.num_params(),
-            "unwrapped": m.weights.unwrapped,
-            "skipped": m.weights.skipped,
-        })
-    );
+    crate::emit(&json!({
+        "input": a.input,
+        "output": a.out,
+        "format": m.weights.format.to_string(),
+        "origin": m.weights.origin.to_string(),
+        "tensors": m.weights.tensors.len(),
+        "parameters": spec.num_params(),
+        "unwrapped": m.weights.unwrapped,
+        "skipped": m.weights.skipped,
+    }));
     Ok(())
 }
 
@@ -137,7 +153,12 @@ pub fn inspect(a: InspectArgs) -> Result<()> {
     let spec = C3dSpec::from_weights(&m.weights.tensors)
         .with_context(|| format!("{} is not a C3D", a.weights.display()))?;
     let origin = m.weights.origin;
-    let preset = default_preset(origin);
+    let preset = match &m.weights.preset {
+        Some(p) => p
+            .parse()
+            .with_context(|| format!("recorded preset {p:?}"))?,
+        None => default_preset(origin),
+    };
     let input = fitting_inputs(&spec, m.pool5);
     let tensors: Vec<Value> = m
         .weights
@@ -161,7 +182,7 @@ pub fn inspect(a: InspectArgs) -> Result<()> {
             "parameters": spec.num_params(),
         },
         "input": input.map(|(t, lo, hi)| json!({"frames": t, "size_min": lo, "size_max": hi, "channels": spec.in_channels})),
-        "defaults": {"pool5": m.pool5.to_string(), "preset": preset.name},
+        "defaults": {"pool5": m.pool5.to_string(), "preset": preset.to_string()},
     });
     if a.json {
         println!("{j}");
@@ -206,7 +227,7 @@ pub fn inspect(a: InspectArgs) -> Result<()> {
     }
     println!(
         "defaults: --pool5 {} --preset {} (from the origin; options given on a command win)",
-        m.pool5, preset.name
+        m.pool5, preset
     );
     Ok(())
 }

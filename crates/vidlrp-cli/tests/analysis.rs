@@ -292,8 +292,15 @@ fn sweeps_write_their_tables_and_figures() {
     ));
     let sum = summary(&out);
     let c = sum["conditions"].as_array().unwrap();
-    assert_eq!(c.len(), 3);
+    // DTD and SA (the default --methods) at every step, DTD first.
+    assert_eq!(c.len(), 6);
     assert_eq!(c[0]["step"], 0);
+    assert_eq!(
+        (c[0]["key"].as_str(), c[3]["key"].as_str()),
+        (Some("dtd step=0"), Some("sa step=0"))
+    );
+    // The same model on the same snippets: the same accuracy under both methods.
+    assert_eq!(c[1]["hits_top5"], c[4]["hits_top5"]);
     assert!(c[0]["top5"].as_f64().is_some());
     // Step 0 needs only frame 0, so even the short video counts; step 1 skips it.
     assert_eq!(c[0]["hits_top5"][1], 4);
@@ -327,7 +334,9 @@ fn sweeps_write_their_tables_and_figures() {
         &[],
     ));
     let sum = summary(&out);
+    assert_eq!(sum["conditions"].as_array().unwrap().len(), 6);
     assert_eq!(sum["conditions"][2]["offset"], 8);
+    assert_eq!(sum["conditions"][5]["key"], "sa offset=8");
     assert!(sum["conditions"][2]["effects"]["lookahead_ci"].is_null());
     assert!(out.join("fig4_lookahead_vs_offset.svg").is_file());
 }

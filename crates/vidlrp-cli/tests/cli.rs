@@ -407,6 +407,32 @@ fn demo_runs_the_main_job_on_built_in_data() {
     assert!(d.join("summary.json").is_file());
 }
 
+#[test]
+fn demo_explains_the_built_in_trained_model_next_to_its_untrained_twin() {
+    let d = tmp("demo-trained");
+    let o = vidlrp(&["demo", "--out", s(&d)]);
+    let j = stdout_json(&o);
+    // A held-out clip of the data set the model was trained on, at the model's input size.
+    assert_eq!(j["model"]["about"]["preset"], "caffe@48");
+    assert!(j["model"]["about"]["true_label"].is_string());
+    for f in ["dtd.npy", "sa.npy", "dtd-u.npy", "sa-u.npy"] {
+        let r = vidlrp_io::read_npy(&d.join(f)).unwrap();
+        assert_eq!(r.shape(), [3, 16, 48, 48], "{f}");
+    }
+    for part in ["methods", "untrained"] {
+        let c = j[part]["dtd"]["samples"][0]["conservation"]
+            .as_f64()
+            .unwrap();
+        assert!((c - 1.0).abs() < 1e-3, "{part}: DTD conservation {c}");
+        assert!(j[part]["dtd"]["samples"][0]["label"].is_string());
+    }
+    // Trained and untrained explain differently.
+    let t = vidlrp_io::read_npy(&d.join("dtd.npy")).unwrap();
+    let u = vidlrp_io::read_npy(&d.join("dtd-u.npy")).unwrap();
+    assert_ne!(t.data(), u.data());
+    assert!(d.join("sheet.png").is_file());
+}
+
 /// A 40-frame 128x96 H.264 video made by the ffmpeg tool: frame `i` is a bright square at a
 /// position that moves with `i` on a dark background.
 fn ffmpeg_video(dir: &Path, frames: usize) -> PathBuf {

@@ -70,7 +70,7 @@ impl<'de> Deserialize<'de> for AnalysisMethod {
 /// One measured condition: a method at an offset and step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Condition {
-    /// Table key (`dtd`, `step=4`, `offset=16`), unique within a run.
+    /// Table key (`dtd`, `dtd step=4`, `sa offset=16`), unique within a run.
     pub key: String,
     /// The explanation method.
     pub method: AnalysisMethod,

@@ -41,7 +41,7 @@ pub struct RunOptions {
 fn preset_id(p: &Preprocess) -> String {
     use sha2::Digest;
     match &p.voxel_mean {
-        None => p.name.to_string(),
+        None => p.to_string(),
         Some(m) => {
             let mut h = sha2::Sha256::new();
             for v in m.data() {
@@ -151,7 +151,8 @@ pub fn run<B: Backend>(
     let mut outcomes = Vec::with_capacity(total);
     let mut done = 0;
     for item in mine {
-        let mut source = vidlrp_snippet::open(&item.resolved);
+        let mut source = vidlrp_snippet::open(&item.resolved)
+            .and_then(|src| prefetch(src, item, &conditions, opts));
         for c in &conditions {
             let model: &Sequential<B> = match c.method {
                 AnalysisMethod::Explain(_) => &net,
@@ -208,6 +209,38 @@ pub fn run<B: Backend>(
         accumulators,
         outcomes,
     })
+}
+
+/// The most frame bytes read ahead per video (beyond it, each condition decodes its own).
+const PREFETCH_BYTES: usize = 1 << 30;
+
+/// `src` with the frames of every condition read ahead in one pass (each video is decoded
+/// once, not once per condition; the frames are the same). A video that cannot be read ahead
+/// is opened again and read per condition, so each condition reports its own error as before.
+fn prefetch(
+    src: Box<dyn vidlrp_snippet::FrameSource>,
+    item: &Item,
+    conditions: &[Condition],
+    opts: &RunOptions,
+) -> vidlrp_snippet::Result<Box<dyn vidlrp_snippet::FrameSource>> {
+    let n = src.info().frames;
+    let wanted: Vec<usize> = conditions
+        .iter()
+        .filter_map(|c| {
+            SnippetSpec {
+                length: opts.length,
+                offset: c.offset,
+                step: c.step,
+            }
+            .indices(n, opts.short)
+            .ok()
+        })
+        .flatten()
+        .collect();
+    match vidlrp_snippet::Prefetched::new(src, &wanted, PREFETCH_BYTES) {
+        Ok(p) => Ok(Box::new(p)),
+        Err(_) => vidlrp_snippet::open(&item.resolved),
+    }
 }
 
 /// One video under one condition: its share vector and, if labelled, its top-1/top-5 hits.

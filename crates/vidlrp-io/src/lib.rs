@@ -182,13 +182,56 @@ fn read_safetensors(path: &Path) -> Result<TensorMap> {
 /// Free-form string metadata of a safetensors header (`__metadata__`).
 pub type Metadata = BTreeMap<String, String>;
 
+/// The `__metadata__` of a safetensors file, read from its header alone (the tensors are not
+/// read); `None` if the file is not safetensors (an `.npz`, a checkpoint of another format).
+///
+/// **Errors** if the file cannot be opened or read.
+pub fn read_safetensors_metadata(path: &Path) -> Result<Option<Metadata>> {
+    use std::io::Read;
+    let mut f = fs::File::open(path).map_err(|e| IoError::io(path, e))?;
+    let size = f.metadata().map_err(|e| IoError::io(path, e))?.len();
+    let mut len = [0u8; 8];
+    if f.read_exact(&mut len).is_err() {
+        return Ok(None);
+    }
+    let n = u64::from_le_bytes(len);
+    // A header is JSON starting with '{', smaller than the file and than safetensors' own limit.
+    if !(2..=100_000_000).contains(&n) || n > size.saturating_sub(8) {
+        return Ok(None);
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header)
+        .map_err(|e| IoError::io(path, e))?;
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(&header) else {
+        return Ok(None);
+    };
+    let meta = map
+        .get("__metadata__")
+        .and_then(|m| m.as_object())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Some(meta))
+}
+
 /// Reads every tensor of a safetensors file and its header's `__metadata__` (empty if none).
 ///
 /// **Errors** on unreadable, truncated or corrupt files and on non-float tensors.
 pub fn read_safetensors_with_metadata(path: &Path) -> Result<(TensorMap, Metadata)> {
-    use safetensors::{Dtype, SafeTensors};
     let bytes = fs::read(path).map_err(|e| IoError::io(path, e))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| {
+    parse_safetensors(&bytes, path)
+}
+
+/// Parses safetensors `bytes` (e.g. a model built into a program) into tensors and metadata;
+/// `path` names them in errors.
+///
+/// **Errors** on truncated or corrupt bytes and on non-float tensors.
+pub fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<(TensorMap, Metadata)> {
+    use safetensors::{Dtype, SafeTensors};
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| {
         IoError::format(path, format!("not a valid weight file: neither an .npz archive nor a complete safetensors file ({e}); is it truncated?"))
     })?;
     let metadata: Metadata = header
@@ -196,7 +239,7 @@ pub fn read_safetensors_with_metadata(path: &Path) -> Result<(TensorMap, Metadat
         .as_ref()
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| {
         IoError::format(path, format!("not a valid weight file: neither an .npz archive nor a complete safetensors file ({e}); is it truncated?"))
     })?;
     let mut out = TensorMap::new();

@@ -20,7 +20,7 @@ pub use preset::{ChannelOrder, Preprocess, UnknownPreset};
 pub use sampling::{ShortPolicy, SnippetSpec};
 #[cfg(feature = "video")]
 pub use source::write_video;
-pub use source::{open, FrameSource, RgbFrame, SourceInfo};
+pub use source::{open, FrameSource, Prefetched, RgbFrame, SourceInfo};
 
 use std::path::PathBuf;
 

@@ -101,6 +101,39 @@ impl Preprocess {
         self.crop.1
     }
 
+    /// The preset for a square input of `size` pixels instead of 112: the resize and the crop
+    /// origin scale by `size / 112` (rounded), the crop becomes `size x size`, channel order and
+    /// means stay. Written `caffe@64`; `size` 112 gives the preset itself.
+    ///
+    /// ```
+    /// use vidlrp_snippet::Preprocess;
+    /// let p = Preprocess::caffe().at_size(64).unwrap();
+    /// assert_eq!((p.resize, p.crop), ([73, 98], ([4, 17], [64, 64])));
+    /// assert_eq!(p.to_string(), "caffe@64");
+    /// assert_eq!("caffe@64".parse::<Preprocess>().unwrap(), p);
+    /// assert_eq!(Preprocess::caffe().at_size(112).unwrap(), Preprocess::caffe());
+    /// ```
+    ///
+    /// **Errors** if `size` is below 16 or the preset carries a per-voxel mean (which is fixed
+    /// to Caffe's 128x171 frames).
+    pub fn at_size(mut self, size: usize) -> Result<Self, String> {
+        let base = self.crop.1[0];
+        if size == base {
+            return Ok(self);
+        }
+        if size < 16 {
+            return Err(format!("input size {size} is below 16 pixels"));
+        }
+        if self.voxel_mean.is_some() {
+            return Err("a per-voxel mean fixes the input at 112x112".into());
+        }
+        let scale = |v: usize| ((v * size) as f64 / base as f64).round() as usize;
+        self.resize = self.resize.map(scale).map(|v| v.max(size));
+        let [rh, rw] = self.resize;
+        self.crop = ([(rh - size) / 2, (rw - size) / 2], [size, size]);
+        Ok(self)
+    }
+
     /// The preset with a per-voxel mean (Caffe's `.binaryproto`, `[1, 3, T, H, W]` or
     /// `[3, T, H, W]` at the resized size `H x W`, in the network's channel order) subtracted
     /// instead of the per-channel means: the mean is cropped at the frames' crop offsets.
@@ -176,24 +209,39 @@ impl Preprocess {
 
 /// An unknown preset name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown preprocessing preset {0:?} (known: caffe, port)")]
+#[error("unknown preprocessing preset {0:?} (known: caffe, port; NAME@SIZE for a square input of SIZE pixels, e.g. caffe@64)")]
 pub struct UnknownPreset(pub String);
 
 impl FromStr for Preprocess {
     type Err = UnknownPreset;
 
     fn from_str(s: &str) -> Result<Self, UnknownPreset> {
-        match s {
-            "caffe" => Ok(Self::caffe()),
-            "port" => Ok(Self::port()),
-            other => Err(UnknownPreset(other.to_string())),
+        let (name, size) = match s.split_once('@') {
+            Some((n, z)) => (n, Some(z)),
+            None => (s, None),
+        };
+        let preset = match name {
+            "caffe" => Self::caffe(),
+            "port" => Self::port(),
+            _ => return Err(UnknownPreset(s.to_string())),
+        };
+        match size {
+            None => Ok(preset),
+            Some(z) => z
+                .parse()
+                .ok()
+                .and_then(|z| preset.at_size(z).ok())
+                .ok_or_else(|| UnknownPreset(s.to_string())),
         }
     }
 }
 
 impl fmt::Display for Preprocess {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name)
+        match self.crop.1 {
+            [112, 112] => f.write_str(self.name),
+            [h, _] => write!(f, "{}@{h}", self.name),
+        }
     }
 }
 

@@ -291,6 +291,8 @@ mod video {
         /// Timestamp of the first frame, in seconds.
         t0: f64,
         decoded: usize,
+        /// Frames decoded since the decoder was (re)opened.
+        since_open: usize,
     }
 
     fn ff(path: &Path, what: &str, e: impl std::fmt::Display) -> SnippetError {
@@ -316,10 +318,14 @@ mod video {
             let (t0, _) = decoder
                 .decode()
                 .map_err(|e| ff(path, "the video has no decodable frame", e))?;
+            // The header's count, unless the stream's duration says fewer: an mp4 edit list can
+            // leave its last packet (counted in the header) out of the decoded stream.
+            let by_time = decoder
+                .duration()
+                .map_or(0, |d| (d.as_secs_f64() * fps).round() as usize);
             let mut frames = decoder.frames().unwrap_or(0) as usize;
-            if frames == 0 {
-                let secs = decoder.duration().map_or(0.0, |d| d.as_secs_f64());
-                frames = (secs * fps).round() as usize;
+            if frames == 0 || (by_time > 0 && by_time < frames) {
+                frames = by_time;
             }
             if frames == 0 {
                 return Err(invalid(path, "the video has no frames"));
@@ -341,6 +347,7 @@ mod video {
                 decoder,
                 t0,
                 decoded: 1,
+                since_open: 1,
             })
         }
 
@@ -369,6 +376,27 @@ mod video {
         }
 
         fn read(&mut self, indices: &[usize]) -> Result<Vec<RgbFrame>> {
+            match self.read_once(indices) {
+                // Once FFmpeg has flushed the last frames out of the decoder it stays drained,
+                // seeks included: a used decoder that ran dry is reopened and the read retried.
+                Err(_) if self.since_open > 1 => {
+                    let path = self.info.path.clone();
+                    self.decoder = Decoder::new(Location::File(path.clone()))
+                        .map_err(|e| ff(&path, "cannot reopen", e))?;
+                    self.since_open = 0;
+                    self.read_once(indices)
+                }
+                other => other,
+            }
+        }
+
+        fn decoded_frames(&self) -> usize {
+            self.decoded
+        }
+    }
+
+    impl VideoFile {
+        fn read_once(&mut self, indices: &[usize]) -> Result<Vec<RgbFrame>> {
             let Some(&first) = indices.first() else {
                 return Ok(Vec::new());
             };
@@ -392,6 +420,7 @@ mod video {
                     }
                 };
                 self.decoded += 1;
+                self.since_open += 1;
                 // A frame without a usable timestamp follows the previous one.
                 let secs = ts.as_secs_f64();
                 let idx = match last_index {
@@ -427,10 +456,6 @@ mod video {
                 }
             }
             Ok(out)
-        }
-
-        fn decoded_frames(&self) -> usize {
-            self.decoded
         }
     }
 }
@@ -488,5 +513,78 @@ pub fn write_video(
             let _ = std::fs::remove_file(&tmp);
             Err(invalid(path, format!("cannot write video: {e}")))
         }
+    }
+}
+
+/// A source whose frames are read ahead once, in one pass, for several snippets of the same
+/// video: the conditions of a data-set run read from memory instead of seeking and decoding
+/// again. Frames not read ahead come from the inner source as before.
+pub struct Prefetched {
+    inner: Box<dyn FrameSource>,
+    frames: std::collections::BTreeMap<usize, RgbFrame>,
+}
+
+impl Prefetched {
+    /// Wraps `inner` and reads the frames at `indices` (any order, repeats allowed) in one
+    /// pass, unless they would take more than `max_bytes`: then nothing is read ahead.
+    ///
+    /// **Errors** if reading fails (a damaged video: the caller can fall back to `inner`'s own
+    /// reads, which then report the frame they stopped at).
+    pub fn new(inner: Box<dyn FrameSource>, indices: &[usize], max_bytes: usize) -> Result<Self> {
+        let mut wanted: Vec<usize> = indices.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let info = inner.info();
+        let bytes = wanted.len() * info.width * info.height * 3;
+        let mut me = Self {
+            inner,
+            frames: Default::default(),
+        };
+        if !wanted.is_empty() && bytes <= max_bytes {
+            let got = me.inner.read(&wanted)?;
+            me.frames = wanted.into_iter().zip(got).collect();
+        }
+        Ok(me)
+    }
+
+    /// The frames held in memory.
+    pub fn held(&self) -> usize {
+        self.frames.len()
+    }
+}
+
+impl FrameSource for Prefetched {
+    fn info(&self) -> &SourceInfo {
+        self.inner.info()
+    }
+
+    fn read(&mut self, indices: &[usize]) -> Result<Vec<RgbFrame>> {
+        let missing: Vec<usize> = indices
+            .iter()
+            .copied()
+            .filter(|i| !self.frames.contains_key(i))
+            .collect();
+        let mut fetched = std::collections::BTreeMap::new();
+        if !missing.is_empty() {
+            let mut m = missing.clone();
+            m.dedup();
+            for (i, f) in m.iter().zip(self.inner.read(&m)?) {
+                fetched.insert(*i, f);
+            }
+        }
+        Ok(indices
+            .iter()
+            .map(|i| {
+                self.frames
+                    .get(i)
+                    .or_else(|| fetched.get(i))
+                    .cloned()
+                    .expect("every index was read")
+            })
+            .collect())
+    }
+
+    fn decoded_frames(&self) -> usize {
+        self.inner.decoded_frames()
     }
 }

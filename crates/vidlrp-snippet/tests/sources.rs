@@ -336,10 +336,18 @@ fn our_video_writer_round_trips_every_frame() {
     let frames: Vec<RgbFrame> = (0..20).map(|i| coded_frame(i, 64, 48)).collect();
     write_video(&p, &frames, 25, 8).unwrap();
     let mut src = open(&p).unwrap();
+    // The count is the frames that decode (the header counts one more packet, the repeated
+    // last frame the edit list leaves out): every index below it can be read.
+    assert_eq!(src.info().frames, 20);
     let got = src.read(&(0..20).collect::<Vec<_>>()).unwrap();
     assert_eq!(
         got.iter().map(decoded_index).collect::<Vec<_>>(),
         (0..20).collect::<Vec<_>>()
+    );
+    let tail = src.read(&[17, 18, 19]).unwrap();
+    assert_eq!(
+        tail.iter().map(decoded_index).collect::<Vec<_>>(),
+        [17, 18, 19]
     );
     assert!(write_video(&d.join("odd.mp4"), &[coded_frame(0, 63, 48)], 25, 8).is_err());
     assert!(!d.join("odd.mp4").exists());

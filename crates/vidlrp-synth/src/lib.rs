@@ -16,7 +16,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use vidlrp_c3d::Rng;
 use vidlrp_snippet::RgbFrame;
 
@@ -32,8 +32,12 @@ pub const CLASS_NAMES: [&str; 8] = [
     "counter-clockwise",
 ];
 
+/// The safetensors metadata key under which `vidlrp train` records the [`SynthSpec`] (JSON) of
+/// the synthetic data set a model was trained on, so its videos can be regenerated.
+pub const SPEC_KEY: &str = "vidlrp.synth";
+
 /// How videos are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum VideoFormat {
     /// H.264 in mp4 (needs the `video` feature).
     Mp4,
@@ -42,14 +46,17 @@ pub enum VideoFormat {
 }
 
 /// What to generate.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SynthSpec {
     /// Number of classes, 2..=8.
     pub classes: usize,
     /// Number of videos (split 70/15/15 per class into train, validation, test).
     pub videos: usize,
-    /// Frames per video.
+    /// Frames per video of the training and validation splits.
     pub frames: usize,
+    /// Frames per test video (`None`: `frames`). Longer test videos let the analysis sweep
+    /// large steps and offsets while training videos stay cheap to make.
+    pub test_frames: Option<usize>,
     /// Frame width (even).
     pub width: usize,
     /// Frame height (even).
@@ -60,6 +67,11 @@ pub struct SynthSpec {
     pub seed: u64,
     /// Share of videos that open with a title card.
     pub title_share: f64,
+    /// Distractor discs per video (0..=4).
+    pub distractors: usize,
+    /// Percentages of each class's videos for training, validation and test (sum 100; each
+    /// split gets at least one video per class).
+    pub split: [usize; 3],
     /// Storage format.
     pub format: VideoFormat,
 }
@@ -88,6 +100,14 @@ pub enum SynthError {
 pub type Result<T, E = SynthError> = std::result::Result<T, E>;
 
 impl SynthSpec {
+    /// The frames of a video of `split` (`train`, `val` or `test`).
+    pub fn frames_of(&self, split: &str) -> usize {
+        match (split, self.test_frames) {
+            ("test", Some(t)) => t,
+            _ => self.frames,
+        }
+    }
+
     /// Checks the parameters.
     ///
     /// **Errors** naming the first value out of range.
@@ -103,11 +123,20 @@ impl SynthSpec {
                 self.videos, self.classes
             ));
         }
-        if self.frames < 16 {
+        if self.frames < 16 || self.test_frames.is_some_and(|t| t < 16) {
             return bad(format!(
                 "videos need at least 16 frames, got {}",
-                self.frames
+                self.frames.min(self.test_frames.unwrap_or(self.frames))
             ));
+        }
+        if self.split.iter().sum::<usize>() != 100 || self.split.contains(&0) {
+            return bad(format!(
+                "the split must be three positive percentages summing to 100, got {:?}",
+                self.split
+            ));
+        }
+        if self.distractors > 4 {
+            return bad(format!("at most 4 distractors, got {}", self.distractors));
         }
         if self.width < 32 || self.height < 32 || self.width % 2 == 1 || self.height % 2 == 1 {
             return bad(format!(
@@ -196,7 +225,7 @@ fn wrap(v: f64, n: f64) -> f64 {
 }
 
 impl Scene {
-    fn new(spec: &SynthSpec, index: usize, label: usize) -> Self {
+    fn new(spec: &SynthSpec, index: usize, label: usize, frames: usize) -> Self {
         let mut d = Draw(Rng::new(
             spec.seed
                 .wrapping_mul(0x9e37_79b9_7f4a_7c15)
@@ -216,20 +245,31 @@ impl Scene {
             })
             .collect();
         let pan = [d.range(-0.8, 0.8), d.range(-0.5, 0.5)];
+        // Every class makes the same draws in the same order, so the scene of video `index`
+        // is the same for every class: only the motion differs.
+        let centre = [d.range(0.2, 0.8) * w, d.range(0.2, 0.8) * h];
+        let (length, width) = (d.range(0.3, 0.45) * s, d.range(0.1, 0.15) * s);
+        let angle = d.range(0.0, std::f64::consts::PI);
+        let (linear, angular) = (d.range(0.6, 1.6), d.range(3.0, 7.0).to_radians());
         let bar = Bar {
-            centre: [d.range(0.2, 0.8) * w, d.range(0.2, 0.8) * h],
-            length: d.range(0.22, 0.36) * s,
-            width: d.range(0.06, 0.1) * s,
-            angle: d.range(0.0, std::f64::consts::PI),
+            centre,
+            length,
+            width,
+            angle,
             speed: match label {
-                0..=3 => d.range(0.6, 1.6),
-                6 | 7 => d.range(3.0, 7.0).to_radians(),
+                0..=3 => linear,
+                6 | 7 => angular,
                 _ => 0.0,
             },
             period: d.range(20.0, 40.0),
-            colour: d.colour(),
+            colour: {
+                // Clearly brighter or darker than the background (grey 96 +- 32 per channel).
+                let bright = d.0.uniform() < 0.5;
+                let c = [d.range(0.0, 64.0), d.range(0.0, 64.0), d.range(0.0, 64.0)];
+                c.map(|v| if bright { 191.0 + v } else { v / 2.0 })
+            },
         };
-        let discs = (0..2)
+        let discs = (0..spec.distractors)
             .map(|_| {
                 let a = d.range(0.0, std::f64::consts::TAU);
                 let v = d.range(0.3, 1.5);
@@ -242,7 +282,7 @@ impl Scene {
             })
             .collect();
         let title = if d.0.uniform() < spec.title_share {
-            (d.range(8.0, 33.0) as usize).min(spec.frames - 16)
+            (d.range(8.0, 33.0) as usize).min(frames - 16)
         } else {
             0
         };
@@ -366,38 +406,83 @@ impl Scene {
     }
 }
 
-/// The frames of video `index` of class `label`, and its title-card length.
+/// The `frames` frames of video `index` of class `label`, and its title-card length.
 ///
 /// ```
 /// use vidlrp_synth::{render, SynthSpec, VideoFormat};
-/// let spec = SynthSpec { classes: 4, videos: 12, frames: 20, width: 48, height: 32, fps: 25,
-///     seed: 3, title_share: 0.0, format: VideoFormat::Npy };
-/// let (frames, title) = render(&spec, 5, 1);
+/// let spec = SynthSpec { classes: 4, videos: 12, frames: 20, test_frames: None, width: 48,
+///     height: 32, fps: 25, seed: 3, title_share: 0.0, distractors: 2, split: [70, 15, 15],
+///     format: VideoFormat::Npy };
+/// let (frames, title) = render(&spec, 5, 1, 20);
 /// assert_eq!((frames.len(), title), (20, 0));
-/// assert_eq!(frames, render(&spec, 5, 1).0); // the same seed, the same frames
+/// assert_eq!(frames, render(&spec, 5, 1, 20).0); // the same seed, the same frames
 /// ```
-pub fn render(spec: &SynthSpec, index: usize, label: usize) -> (Vec<RgbFrame>, usize) {
-    let scene = Scene::new(spec, index, label);
+pub fn render(
+    spec: &SynthSpec,
+    index: usize,
+    label: usize,
+    frames: usize,
+) -> (Vec<RgbFrame>, usize) {
+    let scene = Scene::new(spec, index, label, frames);
     let mut noise = Draw(Rng::new(
         spec.seed ^ (index as u64).wrapping_mul(0x2545_f491),
     ));
-    let frames = (0..spec.frames)
-        .map(|t| scene.render(t, &mut noise))
-        .collect();
+    let frames = (0..frames).map(|t| scene.render(t, &mut noise)).collect();
     (frames, scene.title)
 }
 
-/// The split of the `i`-th video of a class with `n` videos: 70 % train, 15 % validation,
-/// 15 % test, each at least one.
-fn split(i: usize, n: usize) -> &'static str {
-    let test = (n * 15).div_ceil(100).max(1);
-    let val = (n * 15).div_ceil(100).max(1);
+/// The split (`train`, `val` or `test`) of video `index` of a data set made with `spec`.
+///
+/// ```
+/// use vidlrp_synth::{split_of, SynthSpec, VideoFormat};
+/// let spec = SynthSpec { classes: 4, videos: 40, frames: 20, test_frames: None, width: 48,
+///     height: 32, fps: 25, seed: 3, title_share: 0.0, distractors: 1, split: [70, 15, 15],
+///     format: VideoFormat::Npy };
+/// assert_eq!(split_of(&spec, 0), "train");
+/// assert_eq!(split_of(&spec, 39), "test");
+/// ```
+pub fn split_of(spec: &SynthSpec, index: usize) -> &'static str {
+    let label = index % spec.classes;
+    let n = (0..spec.videos)
+        .filter(|i| i % spec.classes == label)
+        .count();
+    split(index / spec.classes, n, spec.split)
+}
+
+/// The split of the `i`-th video of a class with `n` videos under the percentages `shares`
+/// (train, validation, test; validation and test rounded up, each at least one).
+fn split(i: usize, n: usize, shares: [usize; 3]) -> &'static str {
+    let test = (n * shares[2]).div_ceil(100).max(1);
+    let val = (n * shares[1]).div_ceil(100).max(1);
     if i < n - val - test {
         "train"
     } else if i < n - test {
         "val"
     } else {
         "test"
+    }
+}
+
+/// Writes one video's frames as `spec.format`.
+fn write_frames(spec: &SynthSpec, path: &Path, frames: &[RgbFrame]) -> Result<()> {
+    match spec.format {
+        #[cfg(feature = "video")]
+        VideoFormat::Mp4 => vidlrp_snippet::write_video(path, frames, spec.fps, 8)
+            .map_err(|e| SynthError::Write(Box::new(e))),
+        #[cfg(not(feature = "video"))]
+        VideoFormat::Mp4 => Err(SynthError::Invalid(
+            "mp4 needs the `video` feature (FFmpeg); write .npy frames instead".into(),
+        )),
+        VideoFormat::Npy => {
+            let (h, w) = (spec.height, spec.width);
+            let data = frames
+                .iter()
+                .flat_map(|f| f.data.iter().map(|&v| f32::from(v)))
+                .collect();
+            let t = vidlrp_core::HostTensor::new(vec![frames.len(), h, w, 3], data)
+                .map_err(|e| SynthError::Write(Box::new(e)))?;
+            vidlrp_io::write_npy(path, &t).map_err(|e| SynthError::Write(Box::new(e)))
+        }
     }
 }
 
@@ -421,46 +506,35 @@ pub fn write(
     let per_class: Vec<usize> = (0..spec.classes)
         .map(|c| (0..spec.videos).filter(|i| i % spec.classes == c).count())
         .collect();
-    let mut videos = Vec::with_capacity(spec.videos);
-    for i in 0..spec.videos {
+    let ext = match spec.format {
+        VideoFormat::Mp4 => "mp4",
+        VideoFormat::Npy => "npy",
+    };
+    // Videos are independent: rendered and written in parallel, in chunks so that progress is
+    // reported as they finish; each file's bytes depend only on the spec and its index.
+    let one = |i: usize| -> Result<VideoInfo> {
         let label = i % spec.classes;
-        let (frames, title) = render(spec, i, label);
-        let ext = match spec.format {
-            VideoFormat::Mp4 => "mp4",
-            VideoFormat::Npy => "npy",
-        };
+        let split = split(i / spec.classes, per_class[label], spec.split);
+        let (frames, title) = render(spec, i, label, spec.frames_of(split));
         let name = format!("videos/{i:05}.{ext}");
-        let path = dir.join(&name);
-        match spec.format {
-            #[cfg(feature = "video")]
-            VideoFormat::Mp4 => {
-                vidlrp_snippet::write_video(&path, &frames, spec.fps, 8)
-                    .map_err(|e| SynthError::Write(Box::new(e)))?;
-            }
-            #[cfg(not(feature = "video"))]
-            VideoFormat::Mp4 => {
-                return Err(SynthError::Invalid(
-                    "mp4 needs the `video` feature (FFmpeg); write .npy frames instead".into(),
-                ))
-            }
-            VideoFormat::Npy => {
-                let (h, w) = (spec.height, spec.width);
-                let data = frames
-                    .iter()
-                    .flat_map(|f| f.data.iter().map(|&v| f32::from(v)))
-                    .collect();
-                let t = vidlrp_core::HostTensor::new(vec![frames.len(), h, w, 3], data)
-                    .map_err(|e| SynthError::Write(Box::new(e)))?;
-                vidlrp_io::write_npy(&path, &t).map_err(|e| SynthError::Write(Box::new(e)))?;
-            }
-        }
-        videos.push(VideoInfo {
+        write_frames(spec, &dir.join(&name), &frames)?;
+        Ok(VideoInfo {
             path: name,
             label,
             title_frames: title,
-            split: split(i / spec.classes, per_class[label]),
-        });
-        progress(i + 1, spec.videos);
+            split,
+        })
+    };
+    let mut videos = Vec::with_capacity(spec.videos);
+    let chunk = 2 * rayon::current_num_threads().max(1);
+    for start in (0..spec.videos).step_by(chunk) {
+        use rayon::prelude::*;
+        let end = (start + chunk).min(spec.videos);
+        let done: Vec<Result<VideoInfo>> = (start..end).into_par_iter().map(one).collect();
+        for v in done {
+            videos.push(v?);
+        }
+        progress(end, spec.videos);
     }
     for s in ["train", "val", "test"] {
         let mut csv = String::from("path,label\n");

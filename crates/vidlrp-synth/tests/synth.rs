@@ -10,11 +10,14 @@ fn spec(format: VideoFormat) -> SynthSpec {
         classes: 4,
         videos: 16,
         frames: 24,
+        test_frames: Some(40),
         width: 64,
         height: 48,
         fps: 25,
         seed: 11,
         title_share: 0.5,
+        distractors: 2,
+        split: [70, 15, 15],
         format,
     }
 }
@@ -64,6 +67,19 @@ fn the_same_seed_writes_the_same_bytes_and_splits_by_video() {
             4
         );
         assert!(s.videos.iter().any(|v| v.title_frames > 0));
+        // Test videos are --test-frames long, the others --frames.
+        for v in &s.videos {
+            let n = match format {
+                VideoFormat::Npy => vidlrp_io::read_npy(&a.join(&v.path)).unwrap().shape()[0],
+                VideoFormat::Mp4 => {
+                    vidlrp_snippet::open(&a.join(&v.path))
+                        .unwrap()
+                        .info()
+                        .frames
+                }
+            };
+            assert_eq!(n, if v.split == "test" { 40 } else { 24 }, "{}", v.path);
+        }
         let mut other = spec(format);
         other.seed = 12;
         let c = tmp("c");
@@ -91,7 +107,7 @@ fn motion_carries_the_class_and_title_cards_are_static() {
     s.title_share = 1.0;
     s.frames = 60;
     for (label, name) in CLASS_NAMES.iter().enumerate() {
-        let (frames, title) = render(&s, label, label);
+        let (frames, title) = render(&s, label, label, s.frames);
         assert!((8..=44).contains(&title), "{name}: title of {title} frames");
         // The card does not move; the scene after it does.
         assert_eq!(frames[0], frames[title - 1]);
@@ -116,4 +132,34 @@ fn motion_carries_the_class_and_title_cards_are_static() {
         &mut |_, _| {}
     )
     .is_err());
+}
+
+#[test]
+fn one_frame_does_not_tell_the_class() {
+    // Video `index` shows the same scene whatever its class: the first frame of every
+    // translating and rotating class is the same picture, so no single frame tells them
+    // apart; expanding and contracting bars pass through the same sizes (one is the other
+    // played backwards).
+    let mut s = spec(VideoFormat::Npy);
+    s.classes = 8;
+    s.title_share = 0.0;
+    for index in [3, 17, 40] {
+        let first = |label| render(&s, index, label, 20).0.remove(0);
+        let reference = first(0);
+        for label in [1, 2, 3, 6, 7] {
+            assert_eq!(first(label), reference, "video {index}, class {label}");
+        }
+        // The motion does tell: later frames differ between every pair of classes.
+        let later: Vec<_> = (0..8)
+            .map(|l| render(&s, index, l, 20).0.remove(19))
+            .collect();
+        for a in 0..8 {
+            for b in a + 1..8 {
+                assert!(
+                    diff(&later[a].data, &later[b].data) > 0.5,
+                    "video {index}: {a} vs {b}"
+                );
+            }
+        }
+    }
 }
