@@ -423,7 +423,13 @@ fn demo_explains_the_built_in_trained_model_next_to_its_untrained_twin() {
         let c = j[part]["dtd"]["samples"][0]["conservation"]
             .as_f64()
             .unwrap();
-        assert!((c - 1.0).abs() < 1e-3, "{part}: DTD conservation {c}");
+        // z+ never creates relevance; the trained model's neurons that fire through their
+        // bias alone absorb a little (the untrained twin has zero biases: exact).
+        let lost = if part == "methods" { 0.02 } else { 1e-3 };
+        assert!(
+            c <= 1.0 + 1e-4 && c > 1.0 - lost,
+            "{part}: DTD conservation {c}"
+        );
         assert!(j[part]["dtd"]["samples"][0]["label"].is_string());
     }
     // Trained and untrained explain differently.

@@ -361,9 +361,29 @@ pub fn write_safetensors_with_metadata(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect::<std::collections::HashMap<_, _>>()
     });
-    let data = safetensors::serialize(views, meta)
+    let mut data = safetensors::serialize(views, meta)
         .map_err(|e| IoError::format(path, format!("cannot serialise: {e}")))?;
+    sort_header(&mut data);
     atomic_write(path, |w| w.write_all(&data))
+}
+
+/// Rewrites a serialised safetensors header with its keys in sorted order (the serialiser
+/// takes the metadata as a `HashMap`, whose order changes from run to run): the same tensors
+/// and metadata give the same bytes. The compact JSON keeps its length, so the padding and the
+/// data offsets stay.
+fn sort_header(data: &mut [u8]) {
+    let n = u64::from_le_bytes(data[..8].try_into().expect("8 bytes")) as usize;
+    let header = &data[8..8 + n];
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(header.trim_ascii_end()) else {
+        return;
+    };
+    let Ok(sorted) = serde_json::to_vec(&v) else {
+        return;
+    };
+    if sorted.len() <= n {
+        data[8..8 + sorted.len()].copy_from_slice(&sorted);
+        data[8 + sorted.len()..8 + n].fill(b' ');
+    }
 }
 
 /// Writes tensors as an uncompressed `.npz` archive (numpy's `np.savez`), atomically.
@@ -426,6 +446,29 @@ mod tests {
         let d = std::env::temp_dir().join(format!("vidlrp-io-{tag}-{}", std::process::id()));
         fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    #[test]
+    fn the_same_tensors_and_metadata_give_the_same_bytes() {
+        let d = tmpdir("sorted");
+        let meta: Metadata = (0..6)
+            .map(|i| (format!("key{i}"), format!("v{i}")))
+            .collect();
+        let files: Vec<Vec<u8>> = (0..12)
+            .map(|i| {
+                let p = d.join(format!("m{i}.safetensors"));
+                write_safetensors_with_metadata(&p, &sample(), &meta).unwrap();
+                fs::read(&p).unwrap()
+            })
+            .collect();
+        assert!(files.iter().all(|f| f == &files[0]));
+        let (t, m) = read_safetensors_with_metadata(&d.join("m0.safetensors")).unwrap();
+        assert_eq!((t, m), (sample(), meta.clone()));
+        assert_eq!(
+            read_safetensors_metadata(&d.join("m0.safetensors")).unwrap(),
+            Some(meta)
+        );
+        fs::remove_dir_all(&d).unwrap();
     }
 
     fn sample() -> TensorMap {
