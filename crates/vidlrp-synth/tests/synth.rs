@@ -149,16 +149,17 @@ fn one_frame_does_not_tell_the_class() {
         for label in [1, 2, 3, 6, 7] {
             assert_eq!(first(label), reference, "video {index}, class {label}");
         }
-        // The motion does tell: later frames differ between every pair of classes.
-        let later: Vec<_> = (0..8)
-            .map(|l| render(&s, index, l, 20).0.remove(19))
-            .collect();
+        // The motion does tell: the later frames differ between every pair of classes (two
+        // classes can coincide at single frames, e.g. expanding and contracting bars where
+        // their sawtooths cross, so the difference is taken over frames 5..20).
+        let clips: Vec<_> = (0..8).map(|l| render(&s, index, l, 20).0).collect();
         for a in 0..8 {
             for b in a + 1..8 {
-                assert!(
-                    diff(&later[a].data, &later[b].data) > 0.5,
-                    "video {index}: {a} vs {b}"
-                );
+                let d: f64 = (5..20)
+                    .map(|t| diff(&clips[a][t].data, &clips[b][t].data))
+                    .sum::<f64>()
+                    / 15.0;
+                assert!(d > 0.5, "video {index}: {a} vs {b}: {d}");
             }
         }
     }
