@@ -54,6 +54,11 @@ pub struct DataArgs {
     /// Seed of the bootstrap (and of the DTD-u weights).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Continue an interrupted run with the same options and --out: videos it finished (kept
+    /// in OUT.journal.jsonl, written as each video finishes) are not computed again; the
+    /// outputs are those of an uninterrupted run.
+    #[arg(long)]
+    pub resume: bool,
     #[command(flatten)]
     pub device: crate::device::DeviceArgs,
 }
@@ -173,6 +178,8 @@ fn analyse(command: &str, a: &DataArgs, conditions: Vec<Condition>) -> Result<()
         shard,
         bootstrap: a.bootstrap,
         seed: a.seed,
+        journal: Some(journal_path(&a.out)),
+        resume: a.resume,
     };
     let records = crate::device::with_backend!(&a.device, |be| {
         let bar = indicatif::ProgressBar::new(0);
@@ -184,17 +191,26 @@ fn analyse(command: &str, a: &DataArgs, conditions: Vec<Condition>) -> Result<()
             .progress_chars("=> "),
         );
         bar.set_prefix(command.to_string());
+        let mut resumed = 0;
         let records = vidlrp_dataset::run(be, command, &options, conditions, &mut |p| {
             bar.set_length(p.total as u64);
             bar.set_position(p.done as u64);
             bar.set_message(p.item.path.clone());
+            resumed = p.resumed;
         })
         .with_context(|| format!("cannot run {command} with {}", a.weights.display()))?;
         bar.finish_and_clear();
+        if a.resume {
+            eprintln!(
+                "{command}: {resumed} video(s) taken from the journal of the interrupted run"
+            );
+        }
         Ok::<_, anyhow::Error>(records)
     })?;
     let summary = vidlrp_dataset::summarize(&staged, &records)?;
     outputs.publish()?;
+    // The outputs are complete: the journal has served.
+    let _ = std::fs::remove_file(journal_path(&a.out));
     eprintln!(
         "{command}: shard {shard}, {} of {} manifest items",
         shard.len_of(records.manifest_items),
@@ -269,6 +285,14 @@ pub fn merge(a: MergeArgs) -> Result<()> {
     report(&summary);
     crate::emit(&json!({"out": a.out, "summary": a.out.join("summary.json")}));
     Ok(())
+}
+
+/// The journal of a run into `out`: `OUT.journal.jsonl` beside it.
+fn journal_path(out: &std::path::Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map_or("vidlrp-run".into(), |n| n.to_string_lossy().into_owned());
+    out.with_file_name(format!("{name}.journal.jsonl"))
 }
 
 /// Default offsets of the offset sweep: 0, 8, ..., 256.

@@ -161,6 +161,8 @@ pub fn run(a: Args) -> Result<()> {
             p("model/model.safetensors"),
             s("--bootstrap"),
             s(plan.bootstrap),
+            // An analysis interrupted mid-way continues from its journal.
+            s("--resume"),
         ];
         v.extend_from_slice(rest);
         v.extend(device.iter().cloned());

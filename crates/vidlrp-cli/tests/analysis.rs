@@ -463,3 +463,123 @@ fn bad_data_sets_give_clear_errors() {
         .collect();
     assert!(leftovers.is_empty(), "staging left behind: {leftovers:?}");
 }
+
+/// Every file under `dir` with its bytes, by relative path.
+fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        out.push((
+            p.file_name().unwrap().to_string_lossy().into_owned(),
+            std::fs::read(&p).unwrap(),
+        ));
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_outputs_of_an_uninterrupted_one() {
+    let d = tmp("resume");
+    let (m, labels, w) = dataset(&d, 6);
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "sweep-steps",
+            "--manifest",
+            s(&m),
+            "--labels",
+            s(&labels),
+            "--weights",
+            s(&w),
+            "--steps",
+            "0,1,2",
+            "--bootstrap",
+            "50",
+            "--threads",
+            "1",
+            "--out",
+            s(out),
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+    };
+    let whole = d.join("whole");
+    let a: Vec<String> = args(&whole);
+    ok(vidlrp(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[],
+    ));
+    let expected = tree(&whole);
+    assert!(
+        !d.join("whole.journal.jsonl").exists(),
+        "the journal is removed when done"
+    );
+
+    for signal in ["INT", "TERM", "KILL"] {
+        let out = d.join(format!("cut-{signal}"));
+        let journal = d.join(format!("cut-{signal}.journal.jsonl"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vidlrp"))
+            .args(args(&out))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kill it once two videos are journaled (header + 2 lines), mid-way through the run.
+        let start = std::time::Instant::now();
+        loop {
+            let lines = std::fs::read_to_string(&journal).map_or(0, |t| t.lines().count());
+            if lines >= 3 {
+                break;
+            }
+            assert!(start.elapsed().as_secs() < 120, "no progress was journaled");
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the run ended before it was killed"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let killed = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let status = child.wait().unwrap();
+        assert!(
+            !status.success(),
+            "SIG{signal}: the run was not interrupted"
+        );
+        assert!(
+            !out.exists(),
+            "SIG{signal}: an interrupted run published outputs"
+        );
+        let done_before = std::fs::read_to_string(&journal).unwrap().lines().count() - 1;
+        assert!(done_before < 7, "SIG{signal}: every video had finished");
+
+        // Resume: the finished videos are not computed again, the outputs are the same.
+        let mut r = args(&out);
+        r.push("--resume".into());
+        let o = ok(vidlrp(
+            &r.iter().map(String::as_str).collect::<Vec<_>>(),
+            &[],
+        ));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(&format!("{done_before} video(s) taken from the journal")),
+            "SIG{signal}: {err}"
+        );
+        assert_eq!(tree(&out), expected, "SIG{signal}: resumed outputs differ");
+        assert!(!journal.exists());
+    }
+
+    // A journal of another run is refused, not mixed in.
+    let out = d.join("other");
+    let journal = d.join("other.journal.jsonl");
+    std::fs::write(&journal, "{\"journal\":1,\"run\":{}}\n").unwrap();
+    let mut r = args(&out);
+    r.push("--resume".into());
+    let o = vidlrp(&r.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("another run"));
+    std::fs::remove_dir_all(&d).unwrap();
+}

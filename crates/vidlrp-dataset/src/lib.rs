@@ -5,6 +5,7 @@
 //! - [`Condition`] and [`AnalysisMethod`]: what is measured on every video (method, offset, step);
 //! - [`run`]: the per-video runner on any [`vidlrp_core::Backend`], recording one typed
 //!   [`Outcome`] per video and condition (ok, skipped, failed: nothing is dropped);
+//! - [`Journal`]: finished videos appended durably, so a killed run resumes where it stopped;
 //! - [`Records`]: everything a run measured; [`merge`] combines shards exactly and refuses
 //!   shards that do not belong together; [`Records::check`] rejects corrupt or edited records;
 //! - [`summarize`]: `summary.json`, `conditions.csv`, `shares.csv`, `records.json` and the
@@ -14,6 +15,7 @@
 //! shards gives exactly the statistics of one unsharded run.
 
 mod condition;
+mod journal;
 mod manifest;
 mod records;
 mod report;
@@ -21,6 +23,7 @@ mod runner;
 mod shard;
 
 pub use condition::{AnalysisMethod, Condition};
+pub use journal::{ItemRecord, Journal};
 pub use manifest::{read_labels, Item, Manifest};
 pub use records::{merge, Outcome, Records, RunConfig, Status, RECORDS_FORMAT};
 pub use report::{summarize, Summary};

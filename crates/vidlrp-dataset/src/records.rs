@@ -68,7 +68,7 @@ pub struct RunConfig {
 
 impl RunConfig {
     /// The options without the paths, which may differ between machines.
-    fn comparable(&self) -> RunConfig {
+    pub(crate) fn comparable(&self) -> RunConfig {
         RunConfig {
             manifest: PathBuf::new(),
             weights: PathBuf::new(),

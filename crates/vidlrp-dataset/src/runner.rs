@@ -34,6 +34,10 @@ pub struct RunOptions {
     pub bootstrap: usize,
     /// Seed of the bootstrap and of the DTD-u weights.
     pub seed: u64,
+    /// Where to journal finished videos ([`crate::Journal`]), if anywhere.
+    pub journal: Option<PathBuf>,
+    /// Continue the journal of an interrupted run of the same options instead of starting over.
+    pub resume: bool,
 }
 
 /// The preset's name, and with a per-voxel mean the SHA-256 of its values (so shards with
@@ -62,6 +66,8 @@ pub struct Progress<'a> {
     pub total: usize,
     /// The video being worked on.
     pub item: &'a Item,
+    /// Videos taken from the journal of an interrupted run so far (not computed again).
+    pub resumed: usize,
 }
 
 /// Why one video gave no observation under one condition.
@@ -137,6 +143,36 @@ pub fn run<B: Backend>(
         composites.insert(c.key.clone(), composite);
     }
 
+    let config = RunConfig {
+        manifest: opts.manifest.path.clone(),
+        manifest_sha256: opts.manifest.sha256.clone(),
+        weights: opts.weights.clone(),
+        weights_sha256,
+        preset: preset_id(&opts.preset),
+        pool5: pool5.to_string(),
+        origin: origin.to_string(),
+        length: opts.length,
+        short: match opts.short {
+            ShortPolicy::Skip => "skip".into(),
+            ShortPolicy::Clamp => "clamp".into(),
+        },
+        bootstrap: opts.bootstrap,
+        seed: opts.seed,
+    };
+    let (mut journal, resumed) = match &opts.journal {
+        Some(path) => {
+            let run = serde_json::json!({
+                "command": command, "config": config.comparable(), "conditions": conditions,
+                "shard": opts.shard,
+            });
+            let (j, done) = crate::Journal::open(path, &run, opts.resume)?;
+            (Some(j), done)
+        }
+        None => (None, Vec::new()),
+    };
+    let mut resumed: BTreeMap<usize, crate::ItemRecord> =
+        resumed.into_iter().map(|r| (r.item, r)).collect();
+
     let mine: Vec<&Item> = opts
         .manifest
         .items
@@ -150,65 +186,122 @@ pub fn run<B: Backend>(
         .collect();
     let mut outcomes = Vec::with_capacity(total);
     let mut done = 0;
+    let mut from_journal = 0;
     for item in mine {
-        let mut source = vidlrp_snippet::open(&item.resolved)
-            .and_then(|src| prefetch(src, item, &conditions, opts));
-        for c in &conditions {
-            let model: &Sequential<B> = match c.method {
-                AnalysisMethod::Explain(_) => &net,
-                AnalysisMethod::DtdUntrained => untrained.as_ref().unwrap_or(&net),
-            };
-            let result = match &mut source {
-                Ok(src) => observe(be, model, &composites[&c.key], src.as_mut(), item, c, opts),
-                Err(e) => Err(Miss::Failed(e.to_string())),
-            };
-            let (status, reason) = match result {
-                Ok(o) => {
-                    accumulators
-                        .get_mut(&c.key)
-                        .expect("an accumulator per condition")
-                        .push(o);
-                    (Status::Ok, None)
+        let record = match resumed.remove(&item.index) {
+            Some(r) => {
+                let keys: Vec<&str> = r.outcomes.iter().map(|o| o.condition.as_str()).collect();
+                let expected: Vec<&str> = conditions.iter().map(|c| c.key.as_str()).collect();
+                if keys != expected {
+                    return Err(DatasetError::Records(format!(
+                        "the journal's record of item {} does not hold the run's conditions",
+                        item.index
+                    )));
                 }
-                Err(Miss::Skipped(r)) => (Status::Skipped, Some(r)),
-                Err(Miss::Failed(r)) => (Status::Failed, Some(r)),
-            };
-            outcomes.push(Outcome {
-                item: item.index,
-                path: item.path.clone(),
-                condition: c.key.clone(),
-                status,
-                reason,
-            });
-            done += 1;
-            progress(Progress { done, total, item });
+                done += conditions.len();
+                from_journal += 1;
+                progress(Progress {
+                    done,
+                    total,
+                    item,
+                    resumed: from_journal,
+                });
+                r
+            }
+            None => {
+                let r = observe_item(
+                    be,
+                    item,
+                    &conditions,
+                    &net,
+                    untrained.as_ref(),
+                    &composites,
+                    opts,
+                    &mut |d| {
+                        progress(Progress {
+                            done: done + d,
+                            total,
+                            item,
+                            resumed: from_journal,
+                        });
+                    },
+                );
+                done += conditions.len();
+                if let Some(j) = journal.as_mut() {
+                    j.append(&r)?;
+                }
+                r
+            }
+        };
+        for (key, o) in record.observations {
+            accumulators
+                .get_mut(&key)
+                .ok_or_else(|| {
+                    DatasetError::Records(format!("the journal names an unknown condition {key}"))
+                })?
+                .push(o);
         }
+        outcomes.extend(record.outcomes);
     }
     Ok(Records {
         format: RECORDS_FORMAT,
         command: command.into(),
-        config: RunConfig {
-            manifest: opts.manifest.path.clone(),
-            manifest_sha256: opts.manifest.sha256.clone(),
-            weights: opts.weights.clone(),
-            weights_sha256,
-            preset: preset_id(&opts.preset),
-            pool5: pool5.to_string(),
-            origin: origin.to_string(),
-            length: opts.length,
-            short: match opts.short {
-                ShortPolicy::Skip => "skip".into(),
-                ShortPolicy::Clamp => "clamp".into(),
-            },
-            bootstrap: opts.bootstrap,
-            seed: opts.seed,
-        },
+        config,
         conditions,
         manifest_items: opts.manifest.items.len(),
         shards: vec![opts.shard],
         accumulators,
         outcomes,
     })
+}
+
+/// Every condition on one video: its outcomes and observations. `progress(d)` is called
+/// after the `d`-th condition.
+#[allow(clippy::too_many_arguments)]
+fn observe_item<B: Backend>(
+    be: &B,
+    item: &Item,
+    conditions: &[Condition],
+    net: &Sequential<B>,
+    untrained: Option<&Sequential<B>>,
+    composites: &BTreeMap<String, Composite>,
+    opts: &RunOptions,
+    progress: &mut dyn FnMut(usize),
+) -> crate::ItemRecord {
+    let mut source =
+        vidlrp_snippet::open(&item.resolved).and_then(|src| prefetch(src, item, conditions, opts));
+    let mut record = crate::ItemRecord {
+        item: item.index,
+        outcomes: Vec::with_capacity(conditions.len()),
+        observations: Vec::new(),
+    };
+    for (d, c) in conditions.iter().enumerate() {
+        let model: &Sequential<B> = match c.method {
+            AnalysisMethod::Explain(_) => net,
+            AnalysisMethod::DtdUntrained => untrained.unwrap_or(net),
+        };
+        let result = match &mut source {
+            Ok(src) => observe(be, model, &composites[&c.key], src.as_mut(), item, c, opts),
+            Err(e) => Err(Miss::Failed(e.to_string())),
+        };
+        let (status, reason) = match result {
+            Ok(o) => {
+                record.observations.push((c.key.clone(), o));
+                (Status::Ok, None)
+            }
+            Err(Miss::Skipped(r)) => (Status::Skipped, Some(r)),
+            Err(Miss::Failed(r)) => (Status::Failed, Some(r)),
+        };
+        record.outcomes.push(Outcome {
+            item: item.index,
+            path: item.path.clone(),
+            condition: c.key.clone(),
+            status,
+            reason,
+        });
+        progress(d + 1);
+    }
+    record
 }
 
 /// The most frame bytes read ahead per video (beyond it, each condition decodes its own).

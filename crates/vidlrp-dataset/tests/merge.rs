@@ -69,6 +69,8 @@ fn options(m: Manifest, shard: Shard) -> RunOptions {
         shard,
         bootstrap: 20,
         seed: 3,
+        journal: None,
+        resume: false,
     }
 }
 
