@@ -177,10 +177,16 @@ pub fn run(a: Args) -> Result<()> {
     };
     let input = [3, x4.shape()[1], x4.shape()[2], x4.shape()[3]];
     eprintln!(
-        "vidlrp demo: {} ({} parameters), clip {:?}",
+        "vidlrp demo: {} ({} parameters), clip {:?}{}",
         setup.about["model"].as_str().unwrap_or("C3D"),
         spec.num_params(),
-        &input[1..]
+        &input[1..],
+        setup.about["true_label"]
+            .as_str()
+            .map_or(String::new(), |l| format!(
+                " of held-out video {} (class: {l})",
+                setup.about["video"]
+            ))
     );
     crate::device::with_backend!(&a.device, |be| {
         vidlrp_io::write_npy(&dir.join("clip.npy"), &x4)?;
@@ -244,7 +250,10 @@ pub fn run(a: Args) -> Result<()> {
                         "{name}{}",
                         if suffix.is_empty() { "" } else { " untrained" }
                     ),
-                    e.classes[0],
+                    match setup.labels.as_ref().and_then(|l| l.get(e.classes[0])) {
+                        Some(l) => format!("{} ({l})", e.classes[0]),
+                        None => e.classes[0].to_string(),
+                    },
                     e.scores[0],
                     e.conservation()[0],
                     wall,
