@@ -111,15 +111,17 @@ fn trained_setup(seed: u64) -> Result<Setup> {
         meta.get(vidlrp_synth::SPEC_KEY)
             .context("the built-in model does not record its data set")?,
     )?;
-    let index = (seed as usize..data.videos)
+    let (index, frames) = (seed as usize..data.videos)
         .chain(0..seed as usize)
-        .find(|&i| {
-            vidlrp_synth::split_of(&data, i) == "test"
-                && vidlrp_synth::render(&data, i, i % data.classes, 16).1 == 0
-        })
+        .filter(|&i| vidlrp_synth::split_of(&data, i) == "test")
+        .find_map(
+            |i| match vidlrp_synth::render(&data, i, i % data.classes, 16) {
+                (frames, 0) => Some((i, frames)),
+                _ => None,
+            },
+        )
         .context("the data set has no test video without a title card")?;
     let label = index % data.classes;
-    let (frames, _) = vidlrp_synth::render(&data, index, label, 16);
     let x = vidlrp_snippet::preprocess(&frames, &preset).map_err(anyhow::Error::msg)?;
     let shape = [&[1], x.shape()].concat();
     let clip = x.reshape(shape)?;

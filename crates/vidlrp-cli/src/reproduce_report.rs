@@ -675,7 +675,6 @@ fn escape(t: &str) -> String {
 
 /// Inline Markdown of our own text: `code`, **bold**, *italic*.
 fn inline(t: &str) -> String {
-    let mut out = String::new();
     let mut rest = escape(t);
     for (mark, open, close) in [
         ("`", "<code>", "</code>"),
@@ -694,8 +693,7 @@ fn inline(t: &str) -> String {
             rest = joined;
         }
     }
-    out.push_str(&rest);
-    out
+    rest
 }
 
 fn html(doc: &[Block], dir: &Path) -> Result<String> {

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use vidlrp_c3d::{init_weights, C3dSpec, Pool5, Rng, TensorMap};
 use vidlrp_core::{Backend, HostTensor};
 use vidlrp_dataset::Manifest;
-use vidlrp_snippet::{Preprocess, RgbFrame, ShortPolicy, SnippetSpec};
+use vidlrp_snippet::{FrameSource, Preprocess, ShortPolicy, SnippetSpec};
 use vidlrp_synth::{SynthSpec, VideoFormat};
 use vidlrp_train::{softmax_cross_entropy, Adam, Optimizer, Sgd, StepSchedule, TrainNet};
 
@@ -225,11 +225,11 @@ fn fold_input_scale(mut w: TensorMap) -> TensorMap {
     w
 }
 
-/// Decoded videos kept in memory across epochs: each video is decoded once while the budget
-/// lasts (the same frames a seek-and-decode gives); past it, snippets are decoded from the
-/// file each time.
+/// Decoded videos kept in memory across epochs: each video is read ahead whole, once, while
+/// the budget lasts (the same frames a seek-and-decode gives); past it, snippets are decoded
+/// from the file each time.
 struct FrameCache {
-    videos: std::collections::HashMap<PathBuf, std::sync::Arc<Vec<RgbFrame>>>,
+    videos: std::collections::HashMap<PathBuf, vidlrp_snippet::Prefetched>,
     bytes: usize,
     limit: usize,
 }
@@ -240,6 +240,40 @@ impl FrameCache {
             videos: Default::default(),
             bytes: 0,
             limit: limit_mb << 20,
+        }
+    }
+
+    /// The source of `video`: held in memory if it is or now fits, else opened afresh.
+    fn source(&mut self, video: &Path) -> Result<CachedOrOpen<'_>> {
+        if !self.videos.contains_key(video) {
+            let src = vidlrp_snippet::open(video)?;
+            let info = src.info();
+            let size = info.width * info.height * 3 * info.frames;
+            if self.bytes + size > self.limit {
+                return Ok(CachedOrOpen::Open(src));
+            }
+            let all: Vec<usize> = (0..info.frames).collect();
+            let held = vidlrp_snippet::Prefetched::new(src, &all, size)?;
+            self.bytes += size;
+            self.videos.insert(video.to_path_buf(), held);
+        }
+        Ok(CachedOrOpen::Cached(
+            self.videos.get_mut(video).expect("inserted above"),
+        ))
+    }
+}
+
+/// A video's frames: from the cache, or from the file.
+enum CachedOrOpen<'a> {
+    Cached(&'a mut vidlrp_snippet::Prefetched),
+    Open(Box<dyn FrameSource>),
+}
+
+impl CachedOrOpen<'_> {
+    fn get(&mut self) -> &mut dyn FrameSource {
+        match self {
+            CachedOrOpen::Cached(p) => *p,
+            CachedOrOpen::Open(s) => s.as_mut(),
         }
     }
 }
@@ -253,17 +287,9 @@ fn snippet(
     rng: Option<&mut Rng>,
     cache: &mut FrameCache,
 ) -> Result<Option<HostTensor>> {
-    let cached = cache.videos.get(video).cloned();
-    let mut source = None;
-    let n = match &cached {
-        Some(f) => f.len(),
-        None => {
-            let s = vidlrp_snippet::open(video)?;
-            let n = s.info().frames;
-            source = Some(s);
-            n
-        }
-    };
+    let mut source = cache.source(video)?;
+    let source = source.get();
+    let n = source.info().frames;
     let span = (frames - 1) * step + 1;
     if n < span {
         return Ok(None);
@@ -284,26 +310,9 @@ fn snippet(
         offset,
         step,
     };
-    let indices = spec
-        .indices(n, ShortPolicy::Skip)
-        .map_err(|e| anyhow::anyhow!("{}: {e:?}", video.display()))?;
-    let picked: Vec<RgbFrame> = match (cached, source) {
-        (Some(all), _) => indices.iter().map(|&i| all[i].clone()).collect(),
-        (None, Some(mut source)) => {
-            let size = source.info().width * source.info().height * 3 * n;
-            if cache.bytes + size <= cache.limit {
-                let all = std::sync::Arc::new(source.read(&(0..n).collect::<Vec<_>>())?);
-                cache.bytes += size;
-                cache.videos.insert(video.to_path_buf(), all.clone());
-                indices.iter().map(|&i| all[i].clone()).collect()
-            } else {
-                source.read(&indices)?
-            }
-        }
-        (None, None) => unreachable!("a video is either cached or opened"),
-    };
-    let x = vidlrp_snippet::preprocess(&picked, &preset).map_err(anyhow::Error::msg)?;
-    Ok(Some(x))
+    Ok(Some(
+        vidlrp_snippet::load_snippet(source, &spec, ShortPolicy::Skip, &preset)?.input,
+    ))
 }
 
 /// The snippets of one batch, stacked `[N, 3, T, H, W]` (`None` if none could be used), their
@@ -480,7 +489,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
         // He-normal on inputs of unit scale (see INPUT_SCALE).
         (init_weights(&spec, a.seed), 0, Vec::new())
     };
-    let weights = crate::device::with_backend!(&a.device, |be| {
+    let (weights, test) = crate::device::with_backend!(&a.device, |be| {
         let mut cache = FrameCache::new(a.cache_mb);
         let mut net = TrainNet::c3d(
             be,
@@ -584,7 +593,6 @@ pub fn train(a: TrainArgs) -> Result<()> {
         write_log(&log_path, &a, &spec, classes, &log, test.as_ref())?;
         Ok::<_, anyhow::Error>((net.weights().clone(), test))
     })?;
-    let (weights, test) = weights;
     let mut meta = vidlrp_io::Metadata::new();
     meta.insert(vidlrp_c3d::PRESET_KEY.into(), preset.to_string());
     meta.insert(

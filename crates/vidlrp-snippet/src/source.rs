@@ -559,18 +559,15 @@ impl FrameSource for Prefetched {
     }
 
     fn read(&mut self, indices: &[usize]) -> Result<Vec<RgbFrame>> {
-        let missing: Vec<usize> = indices
+        let mut missing: Vec<usize> = indices
             .iter()
             .copied()
             .filter(|i| !self.frames.contains_key(i))
             .collect();
+        missing.dedup();
         let mut fetched = std::collections::BTreeMap::new();
         if !missing.is_empty() {
-            let mut m = missing.clone();
-            m.dedup();
-            for (i, f) in m.iter().zip(self.inner.read(&m)?) {
-                fetched.insert(*i, f);
-            }
+            fetched.extend(missing.iter().copied().zip(self.inner.read(&missing)?));
         }
         Ok(indices
             .iter()
