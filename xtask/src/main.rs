@@ -3,9 +3,11 @@
 //! - `cargo xtask conformance`: goldens and random models on every available backend;
 //! - `cargo xtask bench`: whole-model timings of ours against PyTorch/Zennit on this machine;
 //! - `cargo xtask bench-weights`: loading full-size C3D from every weight format vs safetensors;
-//! - `cargo xtask bench-train`: a training step of a small C3D, ours vs PyTorch.
+//! - `cargo xtask bench-train`: a training step of a small C3D, ours vs PyTorch;
+//! - `cargo xtask bench-dataset`: a whole `sweep-steps` run vs a PyAV + Zennit pipeline.
 
 mod bench;
+mod bench_dataset;
 mod bench_train;
 mod bench_weights;
 mod conformance;
@@ -30,6 +32,9 @@ enum Cmd {
     BenchWeights(bench_weights::Args),
     /// Time a training step of a C3D-shaped model: ours against PyTorch on the CPU.
     BenchTrain(bench_train::Args),
+    /// Time a whole `vidlrp sweep-steps` (DTD, SA, DTD-u on 640x360 videos) against the
+    /// Python pipeline a researcher would write (PyAV + Zennit).
+    BenchDataset(bench_dataset::Args),
 }
 
 /// `cuda` -> 0, `cuda:N` -> N.
@@ -51,6 +56,7 @@ fn main() -> std::process::ExitCode {
         Cmd::Bench(a) => bench::run(a),
         Cmd::BenchWeights(a) => bench_weights::run(a),
         Cmd::BenchTrain(a) => bench_train::run(a),
+        Cmd::BenchDataset(a) => bench_dataset::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -396,11 +396,11 @@ pub fn build<B: Backend>(
     for (i, name) in CONV_NAMES.iter().enumerate() {
         let k = spec.kernels[i];
         let (w, b) = (take(format!("{name}.weight")), take(format!("{name}.bias")));
-        net.push(Conv3d::new(
+        net.push(Conv3d::from_host(
             be,
             *name,
-            &w,
-            Some(&b),
+            w,
+            Some(b),
             [1; 3],
             [k[0] / 2, k[1] / 2, k[2] / 2],
         )?);
@@ -413,7 +413,7 @@ pub fn build<B: Backend>(
     net.push(Flatten::new("flatten"));
     for name in FC_NAMES {
         let (w, b) = (take(format!("{name}.weight")), take(format!("{name}.bias")));
-        net.push(Linear::new(be, name, &w, Some(&b))?);
+        net.push(Linear::from_host(be, name, w, Some(b))?);
         if name != "fc8" {
             relu += 1;
             net.push(Relu::new(format!("relu{relu}")));

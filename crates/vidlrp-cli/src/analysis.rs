@@ -181,6 +181,8 @@ fn analyse(command: &str, a: &DataArgs, conditions: Vec<Condition>) -> Result<()
         journal: Some(journal_path(&a.out)),
         resume: a.resume,
     };
+    let started = std::time::Instant::now();
+    let mut timing = (0.0, 0.0);
     let records = crate::device::with_backend!(&a.device, |be| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
@@ -197,6 +199,7 @@ fn analyse(command: &str, a: &DataArgs, conditions: Vec<Condition>) -> Result<()
             bar.set_position(p.done as u64);
             bar.set_message(p.item.path.clone());
             resumed = p.resumed;
+            timing = (p.explain_s, p.wait_s);
         })
         .with_context(|| format!("cannot run {command} with {}", a.weights.display()))?;
         bar.finish_and_clear();
@@ -217,7 +220,16 @@ fn analyse(command: &str, a: &DataArgs, conditions: Vec<Condition>) -> Result<()
         records.manifest_items
     );
     report(&summary);
-    crate::emit(&json!({"out": a.out, "summary": a.out.join("summary.json")}));
+    let wall_s = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{command}: {wall_s:.1} s in all, {:.1} s explaining, {:.1} s waiting for frames",
+        timing.0, timing.1
+    );
+    crate::emit(&json!({
+        "out": a.out,
+        "summary": a.out.join("summary.json"),
+        "timing": {"wall_s": wall_s, "explain_s": timing.0, "wait_for_frames_s": timing.1},
+    }));
     Ok(())
 }
 

@@ -9,6 +9,30 @@ use vidlrp_cpu::Cpu;
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(12))]
 
+    /// One forward pass shared by every method (`explain_each`) gives each method's
+    /// explanation of `explain` bit for bit, in the order given.
+    #[test]
+    fn a_shared_forward_pass_gives_each_methods_own_explanation(seed in any::<u64>()) {
+        let case = random_case(seed);
+        let be = Cpu::new(2).unwrap();
+        let s = case.input.shape().to_vec();
+        let (net, _) = vidlrp_c3d::build(&be, case.weights.clone(), case.pool5, [s[1], s[2], s[3], s[4]]).unwrap();
+        let x = be.upload(&case.input).unwrap();
+        let methods = vidlrp_conformance::agreement::methods(&case.low, &case.high);
+        let alone: Vec<_> = methods.iter().map(|(_, c)| net.explain(&be, &x, &Target::TopOne, c)).collect();
+        // DTD is only defined for a positive top logit; then every method must refuse together.
+        prop_assume!(alone.iter().all(|e| e.is_ok()));
+        let composites: Vec<&Composite> = methods.iter().map(|(_, c)| c).collect();
+        let shared = net.explain_each(&be, &x, &Target::TopOne, &composites).unwrap();
+        prop_assert_eq!(shared.len(), methods.len());
+        for ((name, _), (a, b)) in methods.iter().zip(alone.into_iter().zip(shared)) {
+            let a = a.unwrap();
+            prop_assert_eq!(a.relevance.data(), b.relevance.data(), "{}", name);
+            prop_assert_eq!(a.logits.data(), b.logits.data(), "{}", name);
+            prop_assert_eq!(&a.input_sums, &b.input_sums, "{}", name);
+        }
+    }
+
     /// With zero biases a z+ denominator can only vanish where the relevance above it
     /// is already 0, so nothing leaks: `sum_i R_i = f_c(x)` up to the stabiliser, which only
     /// ever removes relevance (`R_j z_j / (z_j + eps)`), by about `eps / z_j` per layer: random

@@ -103,6 +103,11 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Copies a host tensor into the backend.
     fn upload(&self, t: &HostTensor) -> Result<Self::Tensor>;
+    /// Moves a host tensor into the backend: a backend whose tensors live in host memory
+    /// keeps the buffer instead of copying it. The default copies ([`Backend::upload`]).
+    fn upload_owned(&self, t: HostTensor) -> Result<Self::Tensor> {
+        self.upload(&t)
+    }
     /// Copies a backend tensor to the host.
     fn download(&self, t: &Self::Tensor) -> Result<HostTensor>;
     /// The tensor's shape.

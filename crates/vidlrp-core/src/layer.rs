@@ -119,8 +119,40 @@ pub trait Layer<B: Backend>: Send + Sync {
     }
 }
 
+/// A parameter on the host, borrowed (uploaded as a copy) or owned (handed to the backend,
+/// which may keep its buffer: [`Backend::upload_owned`]).
+enum Param<'a> {
+    Borrowed(&'a HostTensor),
+    Owned(HostTensor),
+}
+
+impl Param<'_> {
+    fn shape(&self) -> &[usize] {
+        match self {
+            Param::Borrowed(t) => t.shape(),
+            Param::Owned(t) => t.shape(),
+        }
+    }
+
+    fn tensor(&self) -> &HostTensor {
+        match self {
+            Param::Borrowed(t) => t,
+            Param::Owned(t) => t,
+        }
+    }
+
+    /// Checks finiteness, then uploads.
+    fn upload<B: Backend>(self, be: &B, what: &str) -> Result<B::Tensor> {
+        self.tensor().check_finite(what)?;
+        match self {
+            Param::Borrowed(t) => be.upload(t),
+            Param::Owned(t) => be.upload_owned(t),
+        }
+    }
+}
+
 /// **Errors** unless `bias` is absent or has shape `[outputs]`.
-fn check_bias(name: &str, bias: Option<&HostTensor>, outputs: usize) -> Result<()> {
+fn check_bias(name: &str, bias: Option<&Param<'_>>, outputs: usize) -> Result<()> {
     match bias {
         Some(b) if b.shape() != [outputs] => Err(Error::shape(format!(
             "{name}.bias must have shape [{outputs}], got {:?}",
@@ -128,11 +160,6 @@ fn check_bias(name: &str, bias: Option<&HostTensor>, outputs: usize) -> Result<(
         ))),
         _ => Ok(()),
     }
-}
-
-fn upload_param<B: Backend>(be: &B, t: &HostTensor, what: &str) -> Result<B::Tensor> {
-    t.check_finite(what)?;
-    be.upload(t)
 }
 
 /// 3-d convolution `z = conv3d(x, w) + b`.
@@ -157,23 +184,56 @@ impl<B: Backend> Conv3d<B> {
         stride: [usize; 3],
         padding: [usize; 3],
     ) -> Result<Self> {
-        let name = name.into();
+        let bias = bias.map(Param::Borrowed);
+        Self::with(
+            be,
+            name.into(),
+            Param::Borrowed(weight),
+            bias,
+            stride,
+            padding,
+        )
+    }
+
+    /// [`Conv3d::new`] from owned host tensors: a backend that keeps tensors in host memory
+    /// takes their buffers instead of copying them (no second copy of the weights, even
+    /// briefly).
+    pub fn from_host(
+        be: &B,
+        name: impl Into<String>,
+        weight: HostTensor,
+        bias: Option<HostTensor>,
+        stride: [usize; 3],
+        padding: [usize; 3],
+    ) -> Result<Self> {
+        let bias = bias.map(Param::Owned);
+        Self::with(be, name.into(), Param::Owned(weight), bias, stride, padding)
+    }
+
+    fn with(
+        be: &B,
+        name: String,
+        weight: Param<'_>,
+        bias: Option<Param<'_>>,
+        stride: [usize; 3],
+        padding: [usize; 3],
+    ) -> Result<Self> {
         let ws = weight.shape().to_vec();
         if ws.len() != 5 || ws.contains(&0) {
             return Err(Error::shape(format!(
                 "{name}.weight must have shape [C_out, C_in, kT, kH, kW], got {ws:?}"
             )));
         }
-        check_bias(&name, bias, ws[0])?;
+        check_bias(&name, bias.as_ref(), ws[0])?;
         let geometry = Conv3dGeometry {
             kernel: [ws[2], ws[3], ws[4]],
             stride,
             padding,
         };
         Ok(Self {
-            weight: upload_param(be, weight, &format!("{name}.weight"))?,
+            weight: weight.upload(be, &format!("{name}.weight"))?,
             bias: bias
-                .map(|b| upload_param(be, b, &format!("{name}.bias")))
+                .map(|b| b.upload(be, &format!("{name}.bias")))
                 .transpose()?,
             name,
             weight_shape: ws,
@@ -266,19 +326,34 @@ impl<B: Backend> Linear<B> {
         weight: &HostTensor,
         bias: Option<&HostTensor>,
     ) -> Result<Self> {
-        let name = name.into();
-        let ws = weight.shape();
+        let bias = bias.map(Param::Borrowed);
+        Self::with(be, name.into(), Param::Borrowed(weight), bias)
+    }
+
+    /// [`Linear::new`] from owned host tensors (see [`Conv3d::from_host`]).
+    pub fn from_host(
+        be: &B,
+        name: impl Into<String>,
+        weight: HostTensor,
+        bias: Option<HostTensor>,
+    ) -> Result<Self> {
+        let bias = bias.map(Param::Owned);
+        Self::with(be, name.into(), Param::Owned(weight), bias)
+    }
+
+    fn with(be: &B, name: String, weight: Param<'_>, bias: Option<Param<'_>>) -> Result<Self> {
+        let ws = weight.shape().to_vec();
         if ws.len() != 2 || ws.contains(&0) {
             return Err(Error::shape(format!(
                 "{name}.weight must have shape [D_out, D_in], got {ws:?}"
             )));
         }
-        check_bias(&name, bias, ws[0])?;
+        check_bias(&name, bias.as_ref(), ws[0])?;
         Ok(Self {
             weight_shape: [ws[0], ws[1]],
-            weight: upload_param(be, weight, &format!("{name}.weight"))?,
+            weight: weight.upload(be, &format!("{name}.weight"))?,
             bias: bias
-                .map(|b| upload_param(be, b, &format!("{name}.bias")))
+                .map(|b| b.upload(be, &format!("{name}.bias")))
                 .transpose()?,
             name,
         })

@@ -150,6 +150,11 @@ impl Backend for Cpu {
         Ok(from_vec(t.shape(), t.data().to_vec()))
     }
 
+    fn upload_owned(&self, t: HostTensor) -> Result<ArrayD<f32>> {
+        let (shape, data) = t.into_parts();
+        Ok(from_vec(&shape, data))
+    }
+
     fn download(&self, t: &ArrayD<f32>) -> Result<HostTensor> {
         standard!(t);
         HostTensor::new(t.shape().to_vec(), slice(t).to_vec())

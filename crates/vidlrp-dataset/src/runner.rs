@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use vidlrp_c3d::{init_weights, C3dSpec, Pool5};
-use vidlrp_core::{Backend, Composite, PresetOptions, Sequential, Target};
+use vidlrp_core::{Backend, Composite, HostTensor, PresetOptions, Sequential, Target};
 use vidlrp_snippet::{Preprocess, ShortPolicy, SnippetError, SnippetSpec};
 use vidlrp_stats::{Accumulator, Observation};
 
@@ -68,9 +68,15 @@ pub struct Progress<'a> {
     pub item: &'a Item,
     /// Videos taken from the journal of an interrupted run so far (not computed again).
     pub resumed: usize,
+    /// Seconds spent explaining so far (the network's work, on the backend).
+    pub explain_s: f64,
+    /// Seconds the network waited for frames so far (decoding runs ahead on its own thread;
+    /// this is the part it did not hide).
+    pub wait_s: f64,
 }
 
 /// Why one video gave no observation under one condition.
+#[derive(Clone)]
 enum Miss {
     Skipped(String),
     Failed(String),
@@ -131,15 +137,17 @@ pub fn run<B: Backend>(
         ..PresetOptions::default()
     };
     let mut composites = BTreeMap::new();
+    let models = Models {
+        trained: &net,
+        untrained: untrained.as_ref(),
+    };
     for c in &conditions {
-        let (model, method) = match c.method {
-            AnalysisMethod::Explain(m) => (&net, m),
-            AnalysisMethod::DtdUntrained => {
-                (untrained.as_ref().unwrap_or(&net), vidlrp_core::Method::Dtd)
-            }
+        let method = match c.method {
+            AnalysisMethod::Explain(m) => m,
+            AnalysisMethod::DtdUntrained => vidlrp_core::Method::Dtd,
         };
         let composite = Composite::preset(method, &preset_options)?;
-        model.rules(&composite)?;
+        models.of(c).rules(&composite)?;
         composites.insert(c.key.clone(), composite);
     }
 
@@ -185,64 +193,98 @@ pub fn run<B: Backend>(
         .map(|c| (c.key.clone(), Accumulator::default()))
         .collect();
     let mut outcomes = Vec::with_capacity(total);
-    let mut done = 0;
-    let mut from_journal = 0;
-    for item in mine {
-        let record = match resumed.remove(&item.index) {
-            Some(r) => {
-                let keys: Vec<&str> = r.outcomes.iter().map(|o| o.condition.as_str()).collect();
-                let expected: Vec<&str> = conditions.iter().map(|c| c.key.as_str()).collect();
-                if keys != expected {
-                    return Err(DatasetError::Records(format!(
-                        "the journal's record of item {} does not hold the run's conditions",
-                        item.index
-                    )));
+    let plan = Plan::new(&conditions, &models);
+    // The videos to compute, in item order: a reader thread decodes and preprocesses them one
+    // video ahead of the network (`sync_channel(1)`: at most two videos' inputs wait).
+    let todo: Vec<&Item> = mine
+        .iter()
+        .copied()
+        .filter(|it| !resumed.contains_key(&it.index))
+        .collect();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Inputs>(1);
+    std::thread::scope(|scope| -> Result<()> {
+        let points = &plan.points;
+        scope.spawn(move || {
+            for item in todo {
+                // The receiver hangs up when the run stops early: then stop reading too.
+                if tx.send(read_inputs(item, points, opts)).is_err() {
+                    break;
                 }
-                done += conditions.len();
-                from_journal += 1;
-                progress(Progress {
-                    done,
-                    total,
-                    item,
-                    resumed: from_journal,
-                });
-                r
             }
-            None => {
-                let r = observe_item(
-                    be,
-                    item,
-                    &conditions,
-                    &net,
-                    untrained.as_ref(),
-                    &composites,
-                    opts,
-                    &mut |d| {
-                        progress(Progress {
-                            done: done + d,
-                            total,
-                            item,
-                            resumed: from_journal,
-                        });
-                    },
-                );
-                done += conditions.len();
-                if let Some(j) = journal.as_mut() {
-                    j.append(&r)?;
+        });
+        let mut done = 0;
+        let mut from_journal = 0;
+        let (mut explain_s, mut wait_s) = (0.0, 0.0);
+        for item in mine {
+            let record = match resumed.remove(&item.index) {
+                Some(r) => {
+                    let keys: Vec<&str> = r.outcomes.iter().map(|o| o.condition.as_str()).collect();
+                    let expected: Vec<&str> = conditions.iter().map(|c| c.key.as_str()).collect();
+                    if keys != expected {
+                        return Err(DatasetError::Records(format!(
+                            "the journal's record of item {} does not hold the run's conditions",
+                            item.index
+                        )));
+                    }
+                    from_journal += 1;
+                    r
                 }
-                r
+                None => {
+                    let waited = std::time::Instant::now();
+                    let inputs = rx.recv().map_err(|_| {
+                        DatasetError::Records("the video reader thread stopped".into())
+                    })?;
+                    wait_s += waited.elapsed().as_secs_f64();
+                    debug_assert_eq!(inputs.item, item.index);
+                    let r = observe_item(
+                        be,
+                        item,
+                        &conditions,
+                        &plan,
+                        &models,
+                        &composites,
+                        inputs,
+                        &mut |d, s| {
+                            explain_s += s;
+                            progress(Progress {
+                                done: done + d,
+                                total,
+                                item,
+                                resumed: from_journal,
+                                explain_s,
+                                wait_s,
+                            });
+                        },
+                    );
+                    if let Some(j) = journal.as_mut() {
+                        j.append(&r)?;
+                    }
+                    r
+                }
+            };
+            done += conditions.len();
+            progress(Progress {
+                done,
+                total,
+                item,
+                resumed: from_journal,
+                explain_s,
+                wait_s,
+            });
+            for (key, o) in record.observations {
+                accumulators
+                    .get_mut(&key)
+                    .ok_or_else(|| {
+                        DatasetError::Records(format!(
+                            "the journal names an unknown condition {key}"
+                        ))
+                    })?
+                    .push(o);
             }
-        };
-        for (key, o) in record.observations {
-            accumulators
-                .get_mut(&key)
-                .ok_or_else(|| {
-                    DatasetError::Records(format!("the journal names an unknown condition {key}"))
-                })?
-                .push(o);
+            outcomes.extend(record.outcomes);
         }
-        outcomes.extend(record.outcomes);
-    }
+        Ok(())
+    })?;
     Ok(Records {
         format: RECORDS_FORMAT,
         command: command.into(),
@@ -255,35 +297,158 @@ pub fn run<B: Backend>(
     })
 }
 
-/// Every condition on one video: its outcomes and observations. `progress(d)` is called
-/// after the `d`-th condition.
+/// The trained network and, for DTD-u, the re-initialised one.
+struct Models<'a, B: Backend> {
+    trained: &'a Sequential<B>,
+    untrained: Option<&'a Sequential<B>>,
+}
+
+impl<'a, B: Backend> Models<'a, B> {
+    /// The network condition `c` explains (0: trained, 1: untrained).
+    fn index(&self, c: &Condition) -> usize {
+        match c.method {
+            AnalysisMethod::DtdUntrained if self.untrained.is_some() => 1,
+            _ => 0,
+        }
+    }
+
+    fn get(&self, index: usize) -> &'a Sequential<B> {
+        match index {
+            1 => self.untrained.unwrap_or(self.trained),
+            _ => self.trained,
+        }
+    }
+
+    fn of(&self, c: &Condition) -> &'a Sequential<B> {
+        self.get(self.index(c))
+    }
+}
+
+/// How a run's conditions share work on each video: the distinct snippets `(offset, step)`
+/// to read, and the groups of conditions that explain the same network on the same snippet
+/// (one forward pass each, [`Sequential::explain_each`]).
+struct Plan {
+    /// Distinct `(offset, step)` in order of first use.
+    points: Vec<(usize, usize)>,
+    /// Per group: the index into `points`, the network, and the conditions (in run order).
+    groups: Vec<(usize, usize, Vec<usize>)>,
+}
+
+impl Plan {
+    fn new<B: Backend>(conditions: &[Condition], models: &Models<'_, B>) -> Self {
+        let mut points: Vec<(usize, usize)> = Vec::new();
+        let mut groups: Vec<(usize, usize, Vec<usize>)> = Vec::new();
+        for (i, c) in conditions.iter().enumerate() {
+            let p = match points.iter().position(|&p| p == (c.offset, c.step)) {
+                Some(p) => p,
+                None => {
+                    points.push((c.offset, c.step));
+                    points.len() - 1
+                }
+            };
+            let m = models.index(c);
+            match groups.iter_mut().find(|g| g.0 == p && g.1 == m) {
+                Some(g) => g.2.push(i),
+                None => groups.push((p, m, vec![i])),
+            }
+        }
+        Self { points, groups }
+    }
+}
+
+/// One video's network inputs, one per [`Plan::points`] entry (read on the reader thread).
+struct Inputs {
+    item: usize,
+    snippets: Vec<std::result::Result<HostTensor, Miss>>,
+}
+
+/// Opens `item`, reads every snippet the plan needs in one pass, and preprocesses them into
+/// `[1, 3, T, H, W]` inputs.
+fn read_inputs(item: &Item, points: &[(usize, usize)], opts: &RunOptions) -> Inputs {
+    let snippets = match vidlrp_snippet::open(&item.resolved)
+        .and_then(|src| prefetch(src, item, points, opts))
+    {
+        Err(e) => points
+            .iter()
+            .map(|_| Err(Miss::Failed(e.to_string())))
+            .collect(),
+        Ok(mut source) => points
+            .iter()
+            .map(|&(offset, step)| {
+                let spec = SnippetSpec {
+                    length: opts.length,
+                    offset,
+                    step,
+                };
+                let snippet = match vidlrp_snippet::load_snippet(
+                    source.as_mut(),
+                    &spec,
+                    opts.short,
+                    &opts.preset,
+                ) {
+                    Err(e @ SnippetError::TooShort { .. }) => {
+                        return Err(Miss::Skipped(e.to_string()))
+                    }
+                    Err(e) => return Err(Miss::Failed(e.to_string())),
+                    Ok(s) => s,
+                };
+                let s = snippet.input.shape().to_vec();
+                snippet
+                    .input
+                    .reshape([&[1], &s[..]].concat())
+                    .map_err(failed)
+            })
+            .collect(),
+    };
+    Inputs {
+        item: item.index,
+        snippets,
+    }
+}
+
+/// Every condition on one video: its outcomes and observations, in condition order.
+/// `progress(d, s)` is called after each group of conditions, `d` conditions done, `s`
+/// seconds of explaining for the group.
 #[allow(clippy::too_many_arguments)]
 fn observe_item<B: Backend>(
     be: &B,
     item: &Item,
     conditions: &[Condition],
-    net: &Sequential<B>,
-    untrained: Option<&Sequential<B>>,
+    plan: &Plan,
+    models: &Models<'_, B>,
     composites: &BTreeMap<String, Composite>,
-    opts: &RunOptions,
-    progress: &mut dyn FnMut(usize),
+    inputs: Inputs,
+    progress: &mut dyn FnMut(usize, f64),
 ) -> crate::ItemRecord {
-    let mut source =
-        vidlrp_snippet::open(&item.resolved).and_then(|src| prefetch(src, item, conditions, opts));
+    let mut results: Vec<Option<std::result::Result<Observation, Miss>>> =
+        conditions.iter().map(|_| None).collect();
+    let mut d = 0;
+    for (point, model, members) in &plan.groups {
+        let start = std::time::Instant::now();
+        let explained: Vec<std::result::Result<Observation, Miss>> = match &inputs.snippets[*point]
+        {
+            Err(m) => members.iter().map(|_| Err(m.clone())).collect(),
+            Ok(x) => {
+                let group: Vec<&Composite> = members
+                    .iter()
+                    .map(|&i| &composites[&conditions[i].key])
+                    .collect();
+                explain_group(be, models.get(*model), x, &group, item)
+            }
+        };
+        for (&i, r) in members.iter().zip(explained) {
+            results[i] = Some(r);
+        }
+        d += members.len();
+        progress(d, start.elapsed().as_secs_f64());
+    }
     let mut record = crate::ItemRecord {
         item: item.index,
         outcomes: Vec::with_capacity(conditions.len()),
         observations: Vec::new(),
     };
-    for (d, c) in conditions.iter().enumerate() {
-        let model: &Sequential<B> = match c.method {
-            AnalysisMethod::Explain(_) => net,
-            AnalysisMethod::DtdUntrained => untrained.unwrap_or(net),
-        };
-        let result = match &mut source {
-            Ok(src) => observe(be, model, &composites[&c.key], src.as_mut(), item, c, opts),
-            Err(e) => Err(Miss::Failed(e.to_string())),
-        };
+    for (c, result) in conditions.iter().zip(results) {
+        let result = result.expect("every condition belongs to a group");
         let (status, reason) = match result {
             Ok(o) => {
                 record.observations.push((c.key.clone(), o));
@@ -299,31 +464,30 @@ fn observe_item<B: Backend>(
             status,
             reason,
         });
-        progress(d + 1);
     }
     record
 }
 
-/// The most frame bytes read ahead per video (beyond it, each condition decodes its own).
+/// The most frame bytes read ahead per video (beyond it, each snippet decodes its own).
 const PREFETCH_BYTES: usize = 1 << 30;
 
-/// `src` with the frames of every condition read ahead in one pass (each video is decoded
+/// `src` with the frames of every snippet read ahead in one pass (each video is decoded
 /// once, not once per condition; the frames are the same). A video that cannot be read ahead
-/// is opened again and read per condition, so each condition reports its own error as before.
+/// is opened again and read per snippet, so each condition reports its own error as before.
 fn prefetch(
     src: Box<dyn vidlrp_snippet::FrameSource>,
     item: &Item,
-    conditions: &[Condition],
+    points: &[(usize, usize)],
     opts: &RunOptions,
 ) -> vidlrp_snippet::Result<Box<dyn vidlrp_snippet::FrameSource>> {
     let n = src.info().frames;
-    let wanted: Vec<usize> = conditions
+    let wanted: Vec<usize> = points
         .iter()
-        .filter_map(|c| {
+        .filter_map(|&(offset, step)| {
             SnippetSpec {
                 length: opts.length,
-                offset: c.offset,
-                step: c.step,
+                offset,
+                step,
             }
             .indices(n, opts.short)
             .ok()
@@ -336,35 +500,41 @@ fn prefetch(
     }
 }
 
-/// One video under one condition: its share vector and, if labelled, its top-1/top-5 hits.
-fn observe<B: Backend>(
+/// One snippet explained by every composite of a group (one shared forward pass): each
+/// composite's share vector and, if labelled, top-1/top-5 hits. If the shared call fails
+/// (one method refusing a non-positive score, say), each composite is explained alone, so
+/// each condition gets its own outcome, as if it had run alone.
+fn explain_group<B: Backend>(
     be: &B,
     model: &Sequential<B>,
-    composite: &Composite,
-    source: &mut dyn vidlrp_snippet::FrameSource,
+    x: &HostTensor,
+    group: &[&Composite],
     item: &Item,
-    c: &Condition,
-    opts: &RunOptions,
+) -> Vec<std::result::Result<Observation, Miss>> {
+    let x = match be.upload(x) {
+        Ok(x) => x,
+        Err(e) => return group.iter().map(|_| Err(failed(e.clone()))).collect(),
+    };
+    match model.explain_each(be, &x, &Target::TopOne, group) {
+        Ok(es) => es.iter().map(|e| observation(e, item)).collect(),
+        Err(_) if group.len() > 1 => group
+            .iter()
+            .map(|c| {
+                model
+                    .explain(be, &x, &Target::TopOne, c)
+                    .map_err(failed)
+                    .and_then(|e| observation(&e, item))
+            })
+            .collect(),
+        Err(e) => vec![Err(failed(e))],
+    }
+}
+
+/// An explanation's share vector and, if the item is labelled, its top-1/top-5 hits.
+fn observation(
+    e: &vidlrp_core::Explanation,
+    item: &Item,
 ) -> std::result::Result<Observation, Miss> {
-    let spec = SnippetSpec {
-        length: opts.length,
-        offset: c.offset,
-        step: c.step,
-    };
-    let snippet = match vidlrp_snippet::load_snippet(source, &spec, opts.short, &opts.preset) {
-        Err(e @ SnippetError::TooShort { .. }) => return Err(Miss::Skipped(e.to_string())),
-        Err(e) => return Err(Miss::Failed(e.to_string())),
-        Ok(s) => s,
-    };
-    let s = snippet.input.shape().to_vec();
-    let x = snippet
-        .input
-        .reshape([&[1], &s[..]].concat())
-        .map_err(failed)?;
-    let x = be.upload(&x).map_err(failed)?;
-    let e = model
-        .explain(be, &x, &Target::TopOne, composite)
-        .map_err(failed)?;
     let shares =
         vidlrp_stats::frame_shares(e.relevance.data(), e.relevance.shape()).map_err(failed)?;
     // Accuracy is the explained model's (for dtd-u: the untrained one's).

@@ -194,3 +194,43 @@ fn merge_refuses_what_does_not_belong_together() {
     short.manifest_items = 9;
     assert!(err(vec![short]).contains("missing"));
 }
+
+/// DTD and SA of the same snippet share one forward pass; when DTD refuses (its top logit is
+/// not positive), SA on that snippet still gets its own observation, as if it had run alone.
+#[test]
+fn a_method_that_refuses_does_not_take_the_others_of_its_group_down() {
+    let d = fixture();
+    let spec = C3dSpec::with_widths([4; 8], [8, 8], 5, [16, 112, 112], Pool5::Port).unwrap();
+    let mut w = init_weights(&spec, 7);
+    // Every logit far below 0 (the tiny model's logits are small): f_c(x) <= 0 for every class.
+    w.get_mut("fc8.bias").unwrap().data_mut().fill(-1e6);
+    let weights = d.join("negative.safetensors");
+    vidlrp_io::write_safetensors(&weights, &w).unwrap();
+    let opts = RunOptions {
+        weights,
+        ..options(manifest(&[0]), Shard::WHOLE)
+    };
+    let c = |key: &str, method| Condition {
+        key: key.into(),
+        method,
+        offset: 0,
+        step: 1,
+    };
+    let conditions = vec![
+        c("dtd", AnalysisMethod::Explain(Method::Dtd)),
+        c("sa", AnalysisMethod::Explain(Method::Sa)),
+    ];
+    let rec = run(&backend(), "profile", &opts, conditions, &mut |_| {}).unwrap();
+    let by_key = |k: &str| rec.outcomes.iter().find(|o| o.condition == k).unwrap();
+    assert_eq!(by_key("dtd").status, Status::Failed);
+    assert!(
+        by_key("dtd")
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("not positive"),
+        "{:?}",
+        by_key("dtd").reason
+    );
+    assert_eq!(by_key("sa").status, Status::Ok, "{:?}", by_key("sa").reason);
+}

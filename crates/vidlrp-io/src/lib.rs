@@ -221,8 +221,9 @@ pub fn read_safetensors_metadata(path: &Path) -> Result<Option<Metadata>> {
 ///
 /// **Errors** on unreadable, truncated or corrupt files and on non-float tensors.
 pub fn read_safetensors_with_metadata(path: &Path) -> Result<(TensorMap, Metadata)> {
-    let bytes = fs::read(path).map_err(|e| IoError::io(path, e))?;
-    parse_safetensors(&bytes, path)
+    let file = fs::File::open(path).map_err(|e| IoError::io(path, e))?;
+    let len = file.metadata().map_err(|e| IoError::io(path, e))?.len();
+    safetensors_from(std::io::BufReader::with_capacity(1 << 20, file), len, path)
 }
 
 /// Parses safetensors `bytes` (e.g. a model built into a program) into tensors and metadata;
@@ -230,25 +231,69 @@ pub fn read_safetensors_with_metadata(path: &Path) -> Result<(TensorMap, Metadat
 ///
 /// **Errors** on truncated or corrupt bytes and on non-float tensors.
 pub fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<(TensorMap, Metadata)> {
-    use safetensors::{Dtype, SafeTensors};
-    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| {
-        IoError::format(path, format!("not a valid weight file: neither an .npz archive nor a complete safetensors file ({e}); is it truncated?"))
-    })?;
+    safetensors_from(bytes, bytes.len() as u64, path)
+}
+
+/// Reads a safetensors stream of `len` bytes: the header (validated by the `safetensors` crate:
+/// tensors contiguous, in offset order, sizes matching shapes) and then each tensor, decoded
+/// 1 MB at a time, so the file's bytes are never all in memory next to the tensors. Nothing is
+/// allocated beyond what the stream's length can hold.
+fn safetensors_from(
+    mut r: impl std::io::Read,
+    len: u64,
+    path: &Path,
+) -> Result<(TensorMap, Metadata)> {
+    use safetensors::tensor::Metadata as Header;
+    use safetensors::Dtype;
+    let invalid = |why: String| {
+        IoError::format(
+            path,
+            format!(
+                "not a valid weight file: neither an .npz archive nor a complete safetensors \
+                 file ({why}); is it truncated?"
+            ),
+        )
+    };
+    let read = |r: &mut dyn std::io::Read, buf: &mut [u8]| {
+        r.read_exact(buf)
+            .map_err(|e| invalid(format!("reading: {e}")))
+    };
+    let mut n = [0u8; 8];
+    read(&mut r, &mut n)?;
+    let n = u64::from_le_bytes(n);
+    if n > len.saturating_sub(8) || n > 100_000_000 {
+        return Err(invalid(format!(
+            "a header of {n} bytes in a file of {len} bytes"
+        )));
+    }
+    let mut header = vec![0u8; n as usize];
+    read(&mut r, &mut header)?;
+    let header: Header =
+        serde_json::from_slice(&header).map_err(|e| invalid(format!("header: {e}")))?;
+    let mut tensors: Vec<(String, &safetensors::tensor::TensorInfo)> =
+        header.tensors().into_iter().collect();
+    tensors.sort_by_key(|(_, info)| info.data_offsets);
+    // Validated: contiguous from 0, so the last end is the data's length.
+    let data_len = tensors.last().map_or(0, |(_, i)| i.data_offsets.1) as u64;
+    if data_len != len - 8 - n {
+        return Err(invalid(format!(
+            "the header describes {data_len} bytes of tensors, the file holds {}",
+            len - 8 - n
+        )));
+    }
     let metadata: Metadata = header
         .metadata()
         .as_ref()
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
-    let st = SafeTensors::deserialize(bytes).map_err(|e| {
-        IoError::format(path, format!("not a valid weight file: neither an .npz archive nor a complete safetensors file ({e}); is it truncated?"))
-    })?;
     let mut out = TensorMap::new();
-    for (name, view) in st.iter() {
-        let encoding = match view.dtype() {
-            Dtype::F32 => FloatEncoding::F32,
-            Dtype::F64 => FloatEncoding::F64,
-            Dtype::F16 => FloatEncoding::F16,
-            Dtype::BF16 => FloatEncoding::BF16,
+    let mut chunk = vec![0u8; 1 << 20];
+    for (name, info) in tensors {
+        let (encoding, width) = match info.dtype {
+            Dtype::F32 => (FloatEncoding::F32, 4),
+            Dtype::F64 => (FloatEncoding::F64, 8),
+            Dtype::F16 => (FloatEncoding::F16, 2),
+            Dtype::BF16 => (FloatEncoding::BF16, 2),
             other => {
                 return Err(IoError::format(
                     path,
@@ -256,10 +301,18 @@ pub fn parse_safetensors(bytes: &[u8], path: &Path) -> Result<(TensorMap, Metada
                 ))
             }
         };
-        let data = decode_floats(view.data(), encoding);
-        let t = HostTensor::new(view.shape().to_vec(), data)
+        let (start, end) = info.data_offsets;
+        let mut data = Vec::with_capacity((end - start) / width);
+        let mut left = end - start;
+        while left > 0 {
+            let take = left.min(chunk.len() - chunk.len() % 8);
+            read(&mut r, &mut chunk[..take])?;
+            data.extend(decode_floats(&chunk[..take], encoding));
+            left -= take;
+        }
+        let t = HostTensor::new(info.shape.clone(), data)
             .map_err(|e| IoError::format(path, format!("tensor {name}: {e}")))?;
-        out.insert(name.to_string(), t);
+        out.insert(name, t);
     }
     Ok((out, metadata))
 }
@@ -521,6 +574,53 @@ mod tests {
             read_npy(&d.join("missing.npy")),
             Err(IoError::Io { .. })
         ));
+    }
+
+    /// A header may not make us allocate more than the file holds: two tensors claiming the
+    /// same bytes, or a tensor larger than the data, are refused before any tensor is read.
+    #[test]
+    fn a_header_claiming_more_than_the_file_is_refused() {
+        let d = tmpdir("claims");
+        let file = |header: &str, data: usize| {
+            let mut b = (header.len() as u64).to_le_bytes().to_vec();
+            b.extend(header.as_bytes());
+            b.extend(vec![0u8; data]);
+            b
+        };
+        let path = d.join("w.safetensors");
+        let ok = file(
+            r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+            8,
+        );
+        assert_eq!(
+            parse_safetensors(&ok, &path).unwrap().0["a"].data(),
+            [0.0, 0.0]
+        );
+        for (header, data) in [
+            // A billion floats in an 8-byte file.
+            (
+                r#"{"a":{"dtype":"F32","shape":[1000000000],"data_offsets":[0,4000000000]}}"#,
+                8,
+            ),
+            // Overlapping tensors, each the whole file.
+            (
+                r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+                8,
+            ),
+            // Fewer bytes than the shape needs.
+            (
+                r#"{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#,
+                8,
+            ),
+        ] {
+            let bytes = file(header, data);
+            fs::write(&path, &bytes).unwrap();
+            assert!(
+                matches!(read_tensors(&path), Err(IoError::Format { .. })),
+                "{header}"
+            );
+            assert!(parse_safetensors(&bytes, &path).is_err(), "{header}");
+        }
     }
 
     #[test]
