@@ -3,7 +3,7 @@
 //! Every measurement runs in a fresh process (ours: `cargo xtask bench-worker`, theirs:
 //! `benches/torch_bench.py`), so each peak RSS is that task's own.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
@@ -133,16 +133,23 @@ fn worker(a: &Args, task: &str) -> Result<()> {
         );
         return Ok(());
     }
-    match a.device.as_str() {
-        "cpu" => time_task(a, task, &Cpu::new(a.threads)?),
+    let result = match a.device.as_str() {
+        "cpu" => time_task(a, task, &Cpu::new(a.threads)?)?,
         d => {
             let n = crate::cuda_ordinal(d)?;
-            time_task(a, task, &vidlrp_cuda::Cuda::new(n)?)
+            let be = vidlrp_cuda::Cuda::new(n)?;
+            let mut v = time_task(a, task, &be)?;
+            // The pool keeps what the run allocated: in use at the end ~ the run's peak, plus
+            // the context (Zennit's figure, max_memory_allocated, excludes its context).
+            v["gpu_in_use_mb"] = json!(be.memory_in_use()? as f64 / (1 << 20) as f64);
+            v
         }
-    }
+    };
+    println!("{result}");
+    Ok(())
 }
 
-fn time_task<B: Backend>(a: &Args, task: &str, be: &B) -> Result<()> {
+fn time_task<B: Backend>(a: &Args, task: &str, be: &B) -> Result<Value> {
     let weights = vidlrp_io::read_tensors(&a.dir.join("c3d.safetensors"))?;
     let x = vidlrp_io::read_npy(&a.dir.join(format!("clip-b{}.npy", a.batch)))?;
     let (net, _) = vidlrp_c3d::build(be, weights, Pool5::Port, [3, 16, 112, 112])?;
@@ -177,11 +184,9 @@ fn time_task<B: Backend>(a: &Args, task: &str, be: &B) -> Result<()> {
         }
         times.push(start.elapsed().as_secs_f64());
     }
-    println!(
-        "{}",
-        json!({"task": task, "times": times, "peak_rss_mb": peak_rss_mb(), "conservation": conservation, "layers": layers, "backend": be.name()})
-    );
-    Ok(())
+    Ok(
+        json!({"task": task, "times": times, "peak_rss_mb": peak_rss_mb(), "conservation": conservation, "layers": layers, "backend": be.name()}),
+    )
 }
 
 /// Writes the seeded weights and the clips of `batches` (each batch's first clip is the same).
@@ -246,7 +251,7 @@ pub fn run(a: Args) -> Result<()> {
         a.threads
     };
     let exe = std::env::current_exe()?;
-    let torch_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/torch_bench.py");
+    let torch_script = crate::repo_root().join("benches/torch_bench.py");
     let have_torch = Command::new(&a.python)
         .args(["-c", "import torch, zennit"])
         .output()

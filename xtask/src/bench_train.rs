@@ -72,7 +72,7 @@ pub fn run(a: Args) -> Result<()> {
             ours = ours.min(t.elapsed().as_secs_f64());
         }
     }
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../benches/torch_train_bench.py");
+    let script = crate::repo_root().join("benches/torch_train_bench.py");
     let theirs: Option<Value> = Command::new(&a.python)
         .arg(&script)
         .args([

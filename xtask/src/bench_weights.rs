@@ -36,8 +36,7 @@ const FILES: [&str; 5] = [
 
 pub fn run(a: Args) -> Result<()> {
     if FILES.iter().any(|f| !a.dir.join(f).exists()) {
-        let script =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../benches/full_checkpoints.py");
+        let script = crate::repo_root().join("benches/full_checkpoints.py");
         eprintln!(
             "writing the full-size checkpoints into {} ...",
             a.dir.display()

@@ -4,13 +4,16 @@
 //! - `cargo xtask bench`: whole-model timings of ours against PyTorch/Zennit on this machine;
 //! - `cargo xtask bench-weights`: loading full-size C3D from every weight format vs safetensors;
 //! - `cargo xtask bench-train`: a training step of a small C3D, ours vs PyTorch;
-//! - `cargo xtask bench-dataset`: a whole `sweep-steps` run vs a PyAV + Zennit pipeline.
+//! - `cargo xtask bench-dataset`: a whole `sweep-steps` run vs a PyAV + Zennit pipeline;
+//! - `cargo xtask gpu-check`: conformance, full-width agreement and the benchmarks on a GPU
+//!   (or `--device cpu`), one report.
 
 mod bench;
 mod bench_dataset;
 mod bench_train;
 mod bench_weights;
 mod conformance;
+mod gpu_check;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +38,24 @@ enum Cmd {
     /// Time a whole `vidlrp sweep-steps` (DTD, SA, DTD-u on 640x360 videos) against the
     /// Python pipeline a researcher would write (PyAV + Zennit).
     BenchDataset(bench_dataset::Args),
+    /// On a GPU machine: conformance, full-width C3D against the CPU, bench and bench-dataset
+    /// against PyTorch/Zennit on the same GPU, one report (`--device cpu`: a dry run).
+    GpuCheck(gpu_check::Args),
+}
+
+/// The repository's root, for its scripts and fixtures: `VIDLRP_REPO`, else the directory
+/// this xtask was built in, else the working directory (a copied checkout on another machine
+/// runs a prebuilt xtask from its root).
+fn repo_root() -> std::path::PathBuf {
+    if let Some(r) = std::env::var_os("VIDLRP_REPO") {
+        return r.into();
+    }
+    let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if built.join("benches").is_dir() {
+        built
+    } else {
+        std::path::PathBuf::from(".")
+    }
 }
 
 /// `cuda` -> 0, `cuda:N` -> N.
@@ -57,6 +78,7 @@ fn main() -> std::process::ExitCode {
         Cmd::BenchWeights(a) => bench_weights::run(a),
         Cmd::BenchTrain(a) => bench_train::run(a),
         Cmd::BenchDataset(a) => bench_dataset::run(a),
+        Cmd::GpuCheck(a) => gpu_check::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

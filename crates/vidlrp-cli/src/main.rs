@@ -4,6 +4,7 @@ mod analysis;
 mod clip;
 mod demo;
 mod device;
+mod evaluate;
 mod explain;
 mod init;
 mod methods;
@@ -62,6 +63,8 @@ enum Command {
     SweepOffsets(analysis::OffsetsArgs),
     /// Merge the outputs of sharded data-set runs into one.
     Merge(analysis::MergeArgs),
+    /// How faithful is each explanation? Region/frame perturbation curves and AOPC.
+    Evaluate(evaluate::Args),
     /// Run the main job on built-in data: a seeded C3D and a synthetic clip, DTD and SA.
     Demo(demo::Args),
     /// Convert any C3D weight file (PyTorch, MMAction2, Caffe) to safetensors with port names.
@@ -97,6 +100,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::SweepSteps(a) => analysis::sweep_steps(a),
         Command::SweepOffsets(a) => analysis::sweep_offsets(a),
         Command::Merge(a) => analysis::merge(a),
+        Command::Evaluate(a) => evaluate::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Convert(a) => weights::convert(a),
         Command::Inspect(a) => weights::inspect(a),

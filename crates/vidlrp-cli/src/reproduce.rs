@@ -111,6 +111,9 @@ impl Plan {
     }
 }
 
+/// Regions removed in the spatial perturbation (of 16 x (size/8)^2).
+const EVAL_REGION_STEPS: usize = 50;
+
 /// One stage: a vidlrp command line, and the file whose existence means it is done.
 struct Stage {
     name: &'static str,
@@ -237,7 +240,7 @@ pub fn run(a: Args) -> Result<()> {
     ];
     let started = Instant::now();
     let mut timings: Vec<StageRun> = Vec::new();
-    let total = 8;
+    let total = 10;
     // The first two stages decide the untrained baseline's shape: run them before listing the rest.
     for (i, stage) in stages.iter().enumerate() {
         run_stage(i + 1, total, stage, &mut timings)?;
@@ -264,6 +267,34 @@ pub fn run(a: Args) -> Result<()> {
                 s("dtd,sa"),
                 s("--out"),
                 p(target),
+            ],
+            device.clone(),
+        ]
+        .concat()
+    };
+    // Faithfulness (AOPC, MoRF) of DTD and SA against the random baseline on the test clips.
+    let evaluate = |region: String, steps: usize, dir: &str| -> Vec<String> {
+        [
+            vec![
+                s("evaluate"),
+                s("--weights"),
+                p("model/model.safetensors"),
+                s("--manifest"),
+                p("data/test.csv"),
+                s("--methods"),
+                s("dtd,sa,random"),
+                s("--order"),
+                s("morf"),
+                s("--region"),
+                region,
+                s("--steps"),
+                s(steps),
+                s("--bootstrap"),
+                s(plan.bootstrap),
+                s("--seed"),
+                s(a.seed),
+                s("--out"),
+                p(dir),
             ],
             device.clone(),
         ]
@@ -339,6 +370,16 @@ pub fn run(a: Args) -> Result<()> {
             name: "sheet (untrained)",
             argv: sheet(p("model/untrained.safetensors"), "sheets/untrained.png"),
             done_when: out.join("sheets/untrained.png"),
+        },
+        Stage {
+            name: "evaluate (regions)",
+            argv: evaluate(s("1,8,8"), EVAL_REGION_STEPS, "eval-regions"),
+            done_when: out.join("eval-regions/summary.json"),
+        },
+        Stage {
+            name: "evaluate (frames)",
+            argv: evaluate(format!("1,{0},{0}", plan.input_size), 16, "eval-frames"),
+            done_when: out.join("eval-frames/summary.json"),
         },
     ];
     for (i, stage) in stages.iter().enumerate() {

@@ -37,6 +37,8 @@ fn reproduce_quick_writes_every_stage_and_the_report() {
         "offsets/fig4_lookahead_vs_offset.svg",
         "sheets/trained.png",
         "sheets/untrained.png",
+        "eval-regions/summary.json",
+        "eval-frames/perturbation_morf.png",
         "REPORT.md",
         "report.html",
     ] {
@@ -58,6 +60,7 @@ fn reproduce_quick_writes_every_stage_and_the_report() {
         "Table 1",
         "held-out test videos",
         "How the data set and the training were chosen",
+        "Faithfulness: DTD against SA by perturbation",
         "fig4_lookahead_vs_offset.png",
         "vidlrp sweep-steps",
     ] {
@@ -91,7 +94,7 @@ fn reproduce_quick_writes_every_stage_and_the_report() {
     // A rerun keeps every finished stage and writes the same claims.
     let o2 = ok(vidlrp(&["reproduce", "--out", s(&out), "--quick"]));
     let err = String::from_utf8_lossy(&o2.stderr);
-    assert_eq!(err.matches("done earlier, kept").count(), 8, "{err}");
+    assert_eq!(err.matches("done earlier, kept").count(), 10, "{err}");
     let j2: serde_json::Value = serde_json::from_slice(&o2.stdout).unwrap();
     assert_eq!(j2["claims"], j["claims"]);
 

@@ -8,9 +8,19 @@ use vidlrp_core::{Backend, Composite, HostTensor, Method, PoolRule, PresetOption
 
 use crate::{max_errors, TOLERANCE};
 
-/// `fixtures/golden` of this repository.
+/// `fixtures/golden` of this repository, found at run time: `VIDLRP_FIXTURES` if set, else
+/// the checkout this crate was built in, else `fixtures/golden` under the working directory
+/// (a prebuilt binary run from the root of a copied checkout, as on a GPU machine).
 pub fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/golden")
+    if let Some(d) = std::env::var_os("VIDLRP_FIXTURES") {
+        return d.into();
+    }
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/golden");
+    if built.is_dir() {
+        built
+    } else {
+        PathBuf::from("fixtures/golden")
+    }
 }
 
 /// One golden explanation.

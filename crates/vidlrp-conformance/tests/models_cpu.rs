@@ -21,7 +21,7 @@ proptest! {
         let methods = vidlrp_conformance::agreement::methods(&case.low, &case.high);
         let alone: Vec<_> = methods.iter().map(|(_, c)| net.explain(&be, &x, &Target::TopOne, c)).collect();
         // DTD is only defined for a positive top logit; then every method must refuse together.
-        prop_assume!(alone.iter().all(|e| e.is_ok()));
+        prop_assume!(alone.iter().all(Result::is_ok));
         let composites: Vec<&Composite> = methods.iter().map(|(_, c)| c).collect();
         let shared = net.explain_each(&be, &x, &Target::TopOne, &composites).unwrap();
         prop_assert_eq!(shared.len(), methods.len());

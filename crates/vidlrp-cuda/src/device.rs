@@ -63,6 +63,53 @@ pub fn device_count() -> usize {
     CudaContext::device_count().map_or(0, |n| usize::try_from(n).unwrap_or(0))
 }
 
+/// The CUDA versions this process sees, as `(major, minor)`: the driver's (the newest CUDA it
+/// runs) and NVRTC's (the CUDA its PTX is written for). `None` where a library is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Versions {
+    /// The driver's CUDA version (`cuDriverGetVersion`).
+    pub driver: Option<(i32, i32)>,
+    /// NVRTC's version (`nvrtcVersion`).
+    pub nvrtc: Option<(i32, i32)>,
+}
+
+impl Versions {
+    /// Whether NVRTC is newer than the driver: then the driver cannot load the PTX it writes
+    /// (`CUDA_ERROR_UNSUPPORTED_PTX_VERSION`); use an NVRTC no newer than the driver.
+    pub fn nvrtc_newer_than_driver(&self) -> bool {
+        matches!((self.driver, self.nvrtc), (Some(d), Some(n)) if n > d)
+    }
+}
+
+impl std::fmt::Display for Versions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = |v: Option<(i32, i32)>| v.map_or("absent".to_string(), |(a, b)| format!("{a}.{b}"));
+        write!(f, "driver CUDA {}, NVRTC {}", v(self.driver), v(self.nvrtc))
+    }
+}
+
+/// The driver's and NVRTC's CUDA versions; never panics.
+pub fn versions() -> Versions {
+    let driver = driver_present()
+        .then(|| {
+            let mut v = 0;
+            // SAFETY: the library is present; the call writes one int.
+            let r = unsafe { cudarc::driver::sys::cuDriverGetVersion(&mut v) };
+            (r == cudarc::driver::sys::CUresult::CUDA_SUCCESS)
+                .then_some((v / 1000, (v % 1000) / 10))
+        })
+        .flatten();
+    let nvrtc = nvrtc_present()
+        .then(|| {
+            let (mut major, mut minor) = (0, 0);
+            // SAFETY: the library is present; the call writes two ints.
+            let r = unsafe { cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor) };
+            (r == cudarc::nvrtc::sys::nvrtcResult::NVRTC_SUCCESS).then_some((major, minor))
+        })
+        .flatten();
+    Versions { driver, nvrtc }
+}
+
 /// Compiles [`KERNELS_SOURCE`] with NVRTC (no GPU needed, only `libnvrtc`).
 ///
 /// **Errors** if NVRTC is missing or the source does not compile (the log is in the message).
@@ -120,9 +167,16 @@ impl CudaExecutor {
         let ctx = CudaContext::new(ordinal).map_err(|e| backend_error("opening the device", e))?;
         let stream = ctx.default_stream();
         let ptx = compile_kernels()?;
-        let module = ctx
-            .load_module(ptx)
-            .map_err(|e| backend_error("loading the kernels", e))?;
+        let module = ctx.load_module(ptx).map_err(|e| {
+            let v = versions();
+            let hint = if v.nvrtc_newer_than_driver() {
+                " (NVRTC is newer than the driver: its PTX cannot be loaded; put an NVRTC no \
+                 newer than the driver first on LD_LIBRARY_PATH)"
+            } else {
+                ""
+            };
+            backend_error(&format!("loading the kernels ({v}){hint}"), e)
+        })?;
         let mut functions = HashMap::new();
         for name in KERNEL_NAMES {
             let f = module
@@ -147,6 +201,16 @@ impl CudaExecutor {
             functions,
             name: format!("cuda:{ordinal} ({device})"),
         })
+    }
+
+    /// Device memory in use on the whole GPU, in bytes (`total - free`: this process's
+    /// allocations, its memory pool, its context, and any other process's).
+    pub fn memory_in_use(&self) -> Result<usize> {
+        let (free, total) = self
+            .ctx
+            .mem_get_info()
+            .map_err(|e| backend_error("memory info", e))?;
+        Ok(total.saturating_sub(free))
     }
 
     /// Waits for all queued work (for timing).

@@ -22,8 +22,8 @@ pub mod plan;
 
 pub use backend::{GpuBackend, GpuTensor};
 pub use device::{
-    compile_kernels, cublas_present, device_count, driver_present, nvrtc_present, CudaExecutor,
-    KERNELS_SOURCE,
+    compile_kernels, cublas_present, device_count, driver_present, nvrtc_present, versions,
+    CudaExecutor, Versions, KERNELS_SOURCE,
 };
 #[cfg(feature = "host-emulation")]
 pub use emulated::HostExecutor;
@@ -45,6 +45,11 @@ impl Cuda {
     /// Waits until queued work is done (for timing).
     pub fn synchronize(&self) -> Result<()> {
         self.executor().synchronize()
+    }
+
+    /// Device memory in use on the GPU, in bytes ([`CudaExecutor::memory_in_use`]).
+    pub fn memory_in_use(&self) -> Result<usize> {
+        self.executor().memory_in_use()
     }
 }
 

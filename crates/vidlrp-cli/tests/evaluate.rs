@@ -1,0 +1,115 @@
+//! `vidlrp evaluate` as a user runs it: outputs, determinism, and clear errors.
+
+mod common;
+
+use common::{ok, s, small_model, tmp, vidlrp};
+use vidlrp_core::HostTensor;
+
+/// A random clip in the caffe preset's range, `(1, 3, 16, 112, 112)`.
+fn clip(dir: &std::path::Path) -> std::path::PathBuf {
+    let n = 3 * 16 * 112 * 112;
+    let mut state = 12345u64;
+    let data = (0..n)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 40) as f32 / (1u64 << 24) as f32 * 255.0 - 100.0
+        })
+        .collect();
+    let p = dir.join("clip.npy");
+    vidlrp_io::write_npy(
+        &p,
+        &HostTensor::new(vec![1, 3, 16, 112, 112], data).unwrap(),
+    )
+    .unwrap();
+    p
+}
+
+#[test]
+fn frame_flipping_writes_curves_summary_and_figures_and_is_reproducible() {
+    let d = tmp("flip");
+    let w = small_model(&d);
+    let x = clip(&d);
+    let run = |out: &std::path::Path| {
+        ok(vidlrp(&[
+            "evaluate",
+            "--weights",
+            s(&w),
+            "--input",
+            s(&x),
+            "--methods",
+            "dtd,sa,random",
+            "--region",
+            "1,112,112",
+            "--steps",
+            "8",
+            "--bootstrap",
+            "50",
+            "--seed",
+            "4",
+            "--out",
+            s(out),
+        ]))
+    };
+    let o = run(&d.join("a"));
+    let line: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(line["figures"].as_array().unwrap().len(), 4);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("a/summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["regions"], 16);
+    let results = summary["results"].as_array().unwrap();
+    assert_eq!(results.len(), 6, "3 methods x 2 orders");
+    for r in results {
+        assert_eq!(r["clips"], 1);
+        assert_eq!(r["mean_drop"].as_array().unwrap().len(), 9);
+        assert_eq!(r["mean_drop"][0], 0.0, "nothing removed, nothing dropped");
+        assert!(r["aopc"].as_f64().unwrap().is_finite());
+    }
+    let curves = std::fs::read_to_string(d.join("a/curves.csv")).unwrap();
+    assert_eq!(curves.lines().count(), 1 + 6 * 9);
+    for f in ["perturbation_morf.png", "perturbation_lerf.svg"] {
+        assert!(d.join("a").join(f).exists(), "{f}");
+    }
+    // The same seed gives the same curves (the noise and the random ranking are seeded).
+    run(&d.join("b"));
+    assert_eq!(
+        curves,
+        std::fs::read_to_string(d.join("b/curves.csv")).unwrap()
+    );
+}
+
+#[test]
+fn bad_arguments_are_clear_errors_without_output() {
+    let d = tmp("bad");
+    let w = small_model(&d);
+    let x = clip(&d);
+    let out = d.join("out");
+    let fail = |args: &[&str], needle: &str, code: i32| {
+        let mut all = vec![
+            "evaluate",
+            "--weights",
+            s(&w),
+            "--input",
+            s(&x),
+            "--out",
+            s(&out),
+        ];
+        all.extend_from_slice(args);
+        let o = vidlrp(&all);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.contains(needle), "expected {needle:?} in {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!out.exists(), "output left behind for {args:?}");
+    };
+    fail(&["--region", "1,8,5"], "do not tile", 1);
+    fail(
+        &["--region", "1,112,112", "--steps", "17"],
+        "larger than the number of regions",
+        1,
+    );
+    fail(&["--region", "8,8"], "T,H,W", 2);
+    fail(&["--methods", "dtd,coin-flip"], "random", 2);
+    fail(&["--replace", "ink"], "uniform, mean, zero or blur", 2);
+}
