@@ -279,6 +279,12 @@ pub fn sweep_offsets(a: OffsetsArgs) -> Result<()> {
 }
 
 pub fn merge(a: MergeArgs) -> Result<()> {
+    if a.dirs
+        .first()
+        .is_some_and(|d| crate::evaluate::is_evaluation(d))
+    {
+        return crate::evaluate::merge(&a.dirs, &a.out);
+    }
     let mut outputs = Outputs::new();
     let staged = outputs.dir(&a.out)?;
     let parts = a

@@ -101,6 +101,10 @@ pub struct Args {
     /// Perturbed clips per forward pass.
     #[arg(long, default_value_t = 8)]
     batch: usize,
+    /// Also time as many plain forward passes (batches of the unperturbed first clip) as the
+    /// curves took, and report the whole evaluation's time as a multiple of it.
+    #[arg(long)]
+    measure_overhead: bool,
     /// Preprocessing preset (and input range): caffe, port, or NAME@SIZE. Default: the weights'.
     #[arg(long)]
     preset: Option<Preprocess>,
@@ -126,10 +130,21 @@ pub struct Args {
     device: crate::device::DeviceArgs,
 }
 
-/// One clip to evaluate: its name (file, or file#sample) and input `[1, 3, T, H, W]`.
+/// One clip to evaluate: its position (manifest row, sample, or `--video` index), its name
+/// (file, or file#sample) and input `[1, 3, T, H, W]`.
 struct Clip {
+    item: usize,
     name: String,
     x: HostTensor,
+}
+
+/// One perturbation curve of one clip.
+struct CurveRow {
+    method: String,
+    order: Order,
+    item: usize,
+    clip: String,
+    scores: Vec<f32>,
 }
 
 /// Clips that could not be evaluated: `(name, reason)`, counted and reported.
@@ -144,6 +159,7 @@ fn clips(a: &Args, preset: &Preprocess) -> Result<(Vec<Clip>, Missed)> {
         let clips = (0..s[0])
             .map(|i| -> Result<Clip> {
                 Ok(Clip {
+                    item: i,
                     name: if s[0] == 1 {
                         input.display().to_string()
                     } else {
@@ -158,7 +174,7 @@ fn clips(a: &Args, preset: &Preprocess) -> Result<(Vec<Clip>, Missed)> {
             .collect::<Result<Vec<_>>>()?;
         return Ok((clips, Vec::new()));
     }
-    let paths: Vec<(String, PathBuf)> = match &a.manifest {
+    let paths: Vec<(usize, String, PathBuf)> = match &a.manifest {
         Some(m) => {
             let manifest = Manifest::read(m, None).context("cannot use the manifest")?;
             let shard = match a.shard {
@@ -169,13 +185,14 @@ fn clips(a: &Args, preset: &Preprocess) -> Result<(Vec<Clip>, Missed)> {
                 .items
                 .into_iter()
                 .filter(|it| shard.contains(it.index))
-                .map(|it| (it.path, it.resolved))
+                .map(|it| (it.index, it.path, it.resolved))
                 .collect()
         }
         None => a
             .video
             .iter()
-            .map(|p| (p.display().to_string(), p.clone()))
+            .enumerate()
+            .map(|(i, p)| (i, p.display().to_string(), p.clone()))
             .collect(),
     };
     let spec = SnippetSpec {
@@ -184,13 +201,14 @@ fn clips(a: &Args, preset: &Preprocess) -> Result<(Vec<Clip>, Missed)> {
         step: a.step,
     };
     let (mut ok, mut missed) = (Vec::new(), Vec::new());
-    for (name, path) in paths {
+    for (item, name, path) in paths {
         let snippet = vidlrp_snippet::open(&path)
             .and_then(|mut src| vidlrp_snippet::load_snippet(src.as_mut(), &spec, a.short, preset));
         match snippet {
             Ok(s) => {
                 let shape = s.input.shape().to_vec();
                 ok.push(Clip {
+                    item,
                     name,
                     x: s.input.reshape([&[1], &shape[..]].concat())?,
                 });
@@ -262,11 +280,9 @@ pub fn run(a: Args) -> Result<()> {
     let model = crate::weights::load(&a.weights, a.pool5)?;
     let pool5 = model.pool5;
     let weights = model.weights.tensors;
-    // curves[(method, order)] = one curve per clip.
-    let mut curves: std::collections::BTreeMap<(String, Order), Vec<Vec<f32>>> = Default::default();
-    let mut rows = String::from("method,order,clip,k,score\n");
+    let mut rows: Vec<CurveRow> = Vec::new();
     let started = std::time::Instant::now();
-    let (explain_s, forward_s) = crate::device::with_backend!(&a.device, |be| {
+    let (explain_s, forward_s, forward_only_s) = crate::device::with_backend!(&a.device, |be| {
         let (net, _) = vidlrp_c3d::build(be, weights, pool5, [s[1], s[2], s[3], s[4]])
             .with_context(|| format!("cannot build C3D from {}", a.weights.display()))?;
         for c in &composites {
@@ -339,33 +355,143 @@ pub fn run(a: Args) -> Result<()> {
                     if sums.is_none() {
                         baseline = Some(c.clone());
                     }
-                    for (k, v) in c.iter().enumerate() {
-                        rows.push_str(&format!("{ranker},{order},{},{k},{v}\n", clip.name));
-                    }
-                    curves
-                        .entry((ranker.to_string(), order))
-                        .or_default()
-                        .push(c);
+                    rows.push(CurveRow {
+                        method: ranker.to_string(),
+                        order,
+                        item: clip.item,
+                        clip: clip.name.clone(),
+                        scores: c,
+                    });
                 }
             }
             forward_s += start.elapsed().as_secs_f64();
             bar.inc(1);
         }
         bar.finish_and_clear();
-        Ok::<_, anyhow::Error>((explain_s, forward_s))
+        let forward_only_s = if a.measure_overhead {
+            let samples: usize = rows.iter().map(|r| r.scores.len()).sum();
+            let batch = a.batch.max(1);
+            let one = clips[0].x.data();
+            let start = std::time::Instant::now();
+            let mut left = samples;
+            while left > 0 {
+                let n = left.min(batch);
+                let x = HostTensor::new(
+                    [&[n], &s[1..]].concat(),
+                    one.iter().copied().cycle().take(n * one.len()).collect(),
+                )?;
+                be.download(&net.forward(be, &be.upload_owned(x)?)?)?;
+                left -= n;
+            }
+            Some(start.elapsed().as_secs_f64())
+        } else {
+            None
+        };
+        Ok::<_, anyhow::Error>((explain_s, forward_s, forward_only_s))
     })?;
-    if curves.is_empty() {
+    if rows.is_empty() {
         bail!("no clip could be evaluated: {missed:?}");
     }
+    let shard = match (&a.manifest, a.shard) {
+        (None, _) => Shard::WHOLE,
+        (Some(_), Some(s)) => s,
+        (Some(_), None) => Shard::from_env()?.unwrap_or(Shard::WHOLE),
+    };
+    let manifest_sha256 = match &a.manifest {
+        Some(m) => Some(vidlrp_dataset::sha256_file(m)?),
+        None => None,
+    };
+    // What a merge must find equal in every shard.
+    let run = json!({
+        "command": "evaluate",
+        "weights_sha256": vidlrp_dataset::sha256_file(&a.weights)?,
+        "manifest_sha256": manifest_sha256,
+        "preset": preset.to_string(), "region": a.region.to_string(), "regions": tiling.len(),
+        "steps": a.steps, "replace": a.replace.to_string(), "seed": a.seed,
+        "bootstrap": a.bootstrap,
+        "methods": a.methods.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "orders": a.order.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "offset": a.offset, "step": a.step, "length": a.length,
+    });
+    if let Some(f) = forward_only_s {
+        eprintln!(
+            "evaluate: explaining {explain_s:.2} s + perturbation curves {forward_s:.2} s = \
+             {:.2}x the {f:.2} s of the same number of plain forward passes",
+            (explain_s + forward_s) / f
+        );
+    }
+    let timing = json!({"explain_s": explain_s, "perturbation_s": forward_s,
+                        "forward_only_s": forward_only_s,
+                        "wall_s": started.elapsed().as_secs_f64()});
+    let figures = write_outputs(&staged, &run, &[shard], rows, &missed, timing)?;
+    outputs.publish()?;
+    crate::emit(&json!({"out": a.out, "summary": a.out.join("summary.json"), "figures": figures}));
+    Ok(())
+}
+
+/// Writes summary.json, curves.csv and the figures of `rows` into `dir` (`rows` in any
+/// order: they are put in item order, so shards merge to the unsharded result), prints the
+/// AOPC lines, and returns the figure names.
+fn write_outputs(
+    dir: &std::path::Path,
+    run: &Value,
+    shards: &[Shard],
+    mut rows: Vec<CurveRow>,
+    missed: &[(String, String)],
+    timing: Value,
+) -> Result<Vec<String>> {
+    let bootstrap = run["bootstrap"].as_u64().unwrap_or(0) as usize;
+    let seed = run["seed"].as_u64().unwrap_or(0);
+    let region = run["region"].as_str().unwrap_or("?");
+    let replace = run["replace"].as_str().unwrap_or("?");
+    // Method and order as the run listed them, then items in order.
+    let rank = |list: &str, v: &str| {
+        run[list]
+            .as_array()
+            .and_then(|l| l.iter().position(|x| x == v))
+            .unwrap_or(usize::MAX)
+    };
+    rows.sort_by_key(|r| {
+        (
+            rank("methods", &r.method),
+            rank("orders", &r.order.to_string()),
+            r.item,
+        )
+    });
+    let mut csv = String::from("method,order,item,clip,k,score\n");
+    // ((method, order), one curve per clip), in the run's order.
+    type Group = ((String, Order), Vec<Vec<f32>>);
+    let mut groups: Vec<Group> = Vec::new();
+    for r in &rows {
+        for (k, v) in r.scores.iter().enumerate() {
+            csv.push_str(&format!(
+                "{},{},{},{},{k},{v}\n",
+                r.method,
+                r.order,
+                r.item,
+                csv_field(&r.clip)
+            ));
+        }
+        match groups.last_mut() {
+            Some((key, cs)) if key.0 == r.method && key.1 == r.order => cs.push(r.scores.clone()),
+            _ => groups.push(((r.method.clone(), r.order), vec![r.scores.clone()])),
+        }
+    }
     let mut results = Vec::new();
-    for ((method, order), cs) in &curves {
-        let s = vidlrp_evaluate::summarize(cs, a.bootstrap, a.seed)?;
+    for ((method, order), cs) in &groups {
+        let s = vidlrp_evaluate::summarize(cs, bootstrap, seed)?;
         results.push(json!({"method": method, "order": order, "aopc": s.aopc,
             "interval": s.interval, "clips": s.clips, "mean_drop": s.mean_drop}));
     }
-    std::fs::write(staged.join("curves.csv"), &rows)?;
+    std::fs::write(dir.join("curves.csv"), &csv)?;
     let mut figures = Vec::new();
-    for order in &a.order {
+    let orders: Vec<Order> = groups.iter().map(|g| g.0 .1).fold(Vec::new(), |mut v, o| {
+        if !v.contains(&o) {
+            v.push(o);
+        }
+        v
+    });
+    for order in orders {
         let series: Vec<vidlrp_viz::plots::Series> = results
             .iter()
             .filter(|r| r["order"] == json!(order))
@@ -385,37 +511,32 @@ pub fn run(a: Args) -> Result<()> {
             })
             .collect();
         let title = format!(
-            "{} perturbation, regions {} ({})",
-            order.to_string().to_uppercase(),
-            a.region,
-            a.replace
+            "{} perturbation, regions {region} ({replace})",
+            order.to_string().to_uppercase()
         );
         for p in vidlrp_viz::plots::xy_figure(
-            &staged.join(format!("perturbation_{order}")),
+            &dir.join(format!("perturbation_{order}")),
             &title,
             "regions removed k",
             "mean score drop f(x0) - f(xk)",
             &series,
             false,
         )? {
-            figures.push(p.file_name().map(|f| f.to_string_lossy().into_owned()));
+            figures.extend(p.file_name().map(|f| f.to_string_lossy().into_owned()));
         }
     }
     let summary = json!({
-        "weights": a.weights, "preset": preset.to_string(), "region": a.region.to_string(),
-        "regions": tiling.len(), "steps": a.steps, "replace": a.replace.to_string(),
-        "seed": a.seed, "bootstrap": a.bootstrap,
-        "clips": curves.values().next().map_or(0, Vec::len),
+        "run": run,
+        "shards": shards.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "clips": groups.first().map_or(0, |g| g.1.len()),
         "missed": missed.iter().map(|(n, r)| json!({"clip": n, "reason": r})).collect::<Vec<Value>>(),
         "results": results,
-        "timing": {"explain_s": explain_s, "perturbation_s": forward_s,
-                   "wall_s": started.elapsed().as_secs_f64()},
+        "timing": timing,
     });
     std::fs::write(
-        staged.join("summary.json"),
+        dir.join("summary.json"),
         serde_json::to_string_pretty(&summary)?,
     )?;
-    outputs.publish()?;
     for r in &results {
         let i = &r["interval"];
         eprintln!(
@@ -430,10 +551,149 @@ pub fn run(a: Args) -> Result<()> {
     }
     if !missed.is_empty() {
         eprintln!("  {} clip(s) not evaluated:", missed.len());
-        for (n, r) in &missed {
+        for (n, r) in missed {
             eprintln!("    {n}: {r}");
         }
     }
-    crate::emit(&json!({"out": a.out, "summary": a.out.join("summary.json"), "figures": figures}));
+    Ok(figures)
+}
+
+/// A CSV field, quoted when it holds a comma, quote or newline.
+fn csv_field(v: &str) -> String {
+    if v.contains([',', '"', '\n']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_string()
+    }
+}
+
+/// Whether `dir` holds the outputs of `vidlrp evaluate` (for `vidlrp merge`).
+pub fn is_evaluation(dir: &std::path::Path) -> bool {
+    std::fs::read_to_string(dir.join("summary.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+        .is_some_and(|v| v["run"]["command"] == "evaluate")
+}
+
+/// `vidlrp merge` of evaluation shards: the same run (weights and manifest by content and every
+/// setting), every shard of one count exactly once; writes what one unsharded run writes.
+pub fn merge(dirs: &[PathBuf], out: &std::path::Path) -> Result<()> {
+    let mut run: Option<Value> = None;
+    let mut shards: Vec<Shard> = Vec::new();
+    let mut rows = Vec::new();
+    let mut missed = Vec::new();
+    for d in dirs {
+        let summary: Value = serde_json::from_str(
+            &std::fs::read_to_string(d.join("summary.json"))
+                .with_context(|| format!("{}: no summary.json", d.display()))?,
+        )
+        .with_context(|| format!("{}: summary.json is not JSON", d.display()))?;
+        match &run {
+            None => run = Some(summary["run"].clone()),
+            Some(r) if *r != summary["run"] => bail!(
+                "{} is from another evaluation (other weights, manifest or settings) than {}",
+                d.display(),
+                dirs[0].display()
+            ),
+            Some(_) => {}
+        }
+        if summary["run"]["manifest_sha256"].is_null() {
+            bail!("{}: only evaluations of a --manifest merge", d.display());
+        }
+        for sh in summary["shards"].as_array().into_iter().flatten() {
+            let sh: Shard = sh
+                .as_str()
+                .unwrap_or_default()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{}: shard {sh}: {e}", d.display()))?;
+            shards.push(sh);
+        }
+        for m in summary["missed"].as_array().into_iter().flatten() {
+            missed.push((
+                m["clip"].as_str().unwrap_or("?").to_string(),
+                m["reason"].as_str().unwrap_or("?").to_string(),
+            ));
+        }
+        rows.extend(read_curves(&d.join("curves.csv"))?);
+    }
+    let run = run.context("nothing to merge")?;
+    let n = shards[0].count;
+    let mut seen: Vec<usize> = shards
+        .iter()
+        .map(|s| {
+            if s.count == n {
+                Ok(s.index)
+            } else {
+                Err(anyhow::anyhow!(
+                    "shards of {n} and of {} do not merge",
+                    s.count
+                ))
+            }
+        })
+        .collect::<Result<_>>()?;
+    seen.sort_unstable();
+    if seen != (0..n).collect::<Vec<_>>() {
+        bail!("the shards {seen:?} are not each of 0..{n} exactly once");
+    }
+    let mut outputs = Outputs::new();
+    let staged = outputs.dir(out)?;
+    write_outputs(
+        &staged,
+        &run,
+        &[Shard::WHOLE],
+        rows,
+        &missed,
+        json!({"merged_shards": n}),
+    )?;
+    outputs.publish()?;
+    crate::emit(&json!({"out": out, "summary": out.join("summary.json")}));
     Ok(())
+}
+
+/// The curves of a `curves.csv` (rows `method,order,item,clip,k,score`, `k` from 0 per curve).
+fn read_curves(path: &std::path::Path) -> Result<Vec<CurveRow>> {
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut rows: Vec<CurveRow> = Vec::new();
+    for (line, record) in reader.records().enumerate() {
+        let r = record.with_context(|| format!("{}: row {}", path.display(), line + 2))?;
+        let bad = || anyhow::anyhow!("{}: row {} is malformed", path.display(), line + 2);
+        let (method, order, item, clip, k, score) = (
+            r.get(0).ok_or_else(bad)?,
+            r.get(1)
+                .ok_or_else(bad)?
+                .parse::<Order>()
+                .map_err(|_| bad())?,
+            r.get(2)
+                .ok_or_else(bad)?
+                .parse::<usize>()
+                .map_err(|_| bad())?,
+            r.get(3).ok_or_else(bad)?,
+            r.get(4)
+                .ok_or_else(bad)?
+                .parse::<usize>()
+                .map_err(|_| bad())?,
+            r.get(5)
+                .ok_or_else(bad)?
+                .parse::<f32>()
+                .map_err(|_| bad())?,
+        );
+        match rows.last_mut() {
+            Some(c) if k > 0 && c.method == method && c.order == order && c.item == item => {
+                if c.scores.len() != k {
+                    return Err(bad());
+                }
+                c.scores.push(score);
+            }
+            _ if k == 0 => rows.push(CurveRow {
+                method: method.to_string(),
+                order,
+                item,
+                clip: clip.to_string(),
+                scores: vec![score],
+            }),
+            _ => return Err(bad()),
+        }
+    }
+    Ok(rows)
 }

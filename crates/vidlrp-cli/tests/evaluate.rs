@@ -57,7 +57,7 @@ fn frame_flipping_writes_curves_summary_and_figures_and_is_reproducible() {
     assert_eq!(line["figures"].as_array().unwrap().len(), 4);
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("a/summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["regions"], 16);
+    assert_eq!(summary["run"]["regions"], 16);
     let results = summary["results"].as_array().unwrap();
     assert_eq!(results.len(), 6, "3 methods x 2 orders");
     for r in results {
@@ -112,4 +112,80 @@ fn bad_arguments_are_clear_errors_without_output() {
     fail(&["--region", "8,8"], "T,H,W", 2);
     fail(&["--methods", "dtd,coin-flip"], "random", 2);
     fail(&["--replace", "ink"], "uniform, mean, zero or blur", 2);
+}
+
+#[test]
+fn manifest_shards_merge_to_the_unsharded_evaluation() {
+    let d = tmp("shards");
+    let w = small_model(&d);
+    let mut manifest = String::from("path,label\n");
+    for i in 0..3usize {
+        let (t, h, wd) = (18, 24, 32);
+        let data = (0..t * h * wd * 3)
+            .map(|k| ((k * 31 + i * 77 + (k / (h * wd * 3)) * 11) % 256) as f32)
+            .collect();
+        let p = d.join(format!("v{i}.npy"));
+        vidlrp_io::write_npy(&p, &HostTensor::new(vec![t, h, wd, 3], data).unwrap()).unwrap();
+        manifest.push_str(&format!("v{i}.npy,{i}\n"));
+    }
+    // A video too short for a snippet is counted as missed, not dropped.
+    let short = d.join("short.npy");
+    vidlrp_io::write_npy(&short, &HostTensor::zeros(vec![4, 24, 32, 3])).unwrap();
+    manifest.push_str("short.npy,0\n");
+    let m = d.join("m.csv");
+    std::fs::write(&m, manifest).unwrap();
+    let run = |out: &str, shard: Option<&str>| {
+        let mut args = vec![
+            "evaluate",
+            "--weights",
+            s(&w),
+            "--manifest",
+            s(&m),
+            "--methods",
+            "dtd,random",
+            "--region",
+            "1,112,112",
+            "--steps",
+            "4",
+            "--bootstrap",
+            "20",
+            "--out",
+        ];
+        let out = d.join(out);
+        args.push(s(&out));
+        if let Some(sh) = shard {
+            args.extend(["--shard", sh]);
+        }
+        ok(vidlrp(&args));
+        out
+    };
+    let whole = run("whole", None);
+    let parts = [run("p0", Some("0/2")), run("p1", Some("1/2"))];
+    let merged = d.join("merged");
+    ok(vidlrp(&[
+        "merge",
+        s(&parts[1]),
+        s(&parts[0]),
+        "--out",
+        s(&merged),
+    ]));
+    let read = |dir: &std::path::Path, f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    assert_eq!(read(&whole, "curves.csv"), read(&merged, "curves.csv"));
+    let json = |dir: &std::path::Path| -> serde_json::Value {
+        serde_json::from_str(&read(dir, "summary.json")).unwrap()
+    };
+    let (a, b) = (json(&whole), json(&merged));
+    assert_eq!(a["results"], b["results"]);
+    assert_eq!(a["clips"], 3);
+    assert_eq!(b["missed"].as_array().unwrap().len(), 1, "{b}");
+    // The same shard twice is refused.
+    let o = vidlrp(&[
+        "merge",
+        s(&parts[0]),
+        s(&parts[0]),
+        "--out",
+        s(&d.join("bad")),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("exactly once"));
 }
