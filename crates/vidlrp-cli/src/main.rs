@@ -13,6 +13,7 @@ mod report;
 mod reproduce;
 mod reproduce_report;
 mod sheet;
+mod submit;
 mod train;
 mod weights;
 
@@ -65,6 +66,8 @@ enum Command {
     Merge(analysis::MergeArgs),
     /// How faithful is each explanation? Region/frame perturbation curves and AOPC.
     Evaluate(evaluate::Args),
+    /// Run a data-set command on a cluster: a Slurm array job (one shard per task) and a merge.
+    Submit(submit::Args),
     /// Run the main job on built-in data: a seeded C3D and a synthetic clip, DTD and SA.
     Demo(demo::Args),
     /// Convert any C3D weight file (PyTorch, MMAction2, Caffe) to safetensors with port names.
@@ -101,6 +104,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::SweepOffsets(a) => analysis::sweep_offsets(a),
         Command::Merge(a) => analysis::merge(a),
         Command::Evaluate(a) => evaluate::run(a),
+        Command::Submit(a) => submit::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Convert(a) => weights::convert(a),
         Command::Inspect(a) => weights::inspect(a),
