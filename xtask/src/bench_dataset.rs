@@ -261,7 +261,14 @@ pub fn run(a: Args) -> Result<()> {
     let ours_explain = ours["timing"]["explain_s"].as_f64().unwrap_or(f64::NAN);
 
     let have_python = Command::new(&a.python)
-        .args(["-c", "import torch, zennit, numpy, av"])
+        .args([
+            "-c",
+            if a.format == "mp4" {
+                "import torch, zennit, numpy, av"
+            } else {
+                "import torch, zennit, numpy"
+            },
+        ])
         .output()
         .is_ok_and(|o| o.status.success());
     let theirs = if have_python {
@@ -279,7 +286,7 @@ pub fn run(a: Args) -> Result<()> {
         )?)
     } else {
         eprintln!(
-            "bench-dataset: {} cannot import torch, zennit and av; timing ours only",
+            "bench-dataset: {} cannot import torch, zennit, numpy (and av for mp4); timing ours only",
             a.python
         );
         None

@@ -59,6 +59,10 @@ pub struct DataArgs {
     /// outputs are those of an uninterrupted run.
     #[arg(long)]
     pub resume: bool,
+    /// Snippets of one video explained as one batch (the same results; pays on GPUs, where
+    /// larger batches run faster; memory grows with it; on CPUs 1 is as fast).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
     #[command(flatten)]
     pub device: crate::device::DeviceArgs,
 }
@@ -180,6 +184,7 @@ fn analyse(command: &str, a: &DataArgs, conditions: Vec<Condition>) -> Result<()
         seed: a.seed,
         journal: Some(journal_path(&a.out)),
         resume: a.resume,
+        batch: a.batch,
     };
     let started = std::time::Instant::now();
     let mut timing = (0.0, 0.0);

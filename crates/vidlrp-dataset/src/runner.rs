@@ -38,6 +38,10 @@ pub struct RunOptions {
     pub journal: Option<PathBuf>,
     /// Continue the journal of an interrupted run of the same options instead of starting over.
     pub resume: bool,
+    /// Snippets of one video explained together (one batch per network and list of methods;
+    /// 1: one at a time). Results do not depend on it on the CPU backend (tested); it pays
+    /// where the backend gains from larger batches (GPUs), at the cost of memory.
+    pub batch: usize,
 }
 
 /// The preset's name, and with a per-voxel mean the SHA-256 of its values (so shards with
@@ -244,6 +248,7 @@ pub fn run<B: Backend>(
                         &models,
                         &composites,
                         inputs,
+                        opts.batch,
                         &mut |d, s| {
                             explain_s += s;
                             progress(Progress {
@@ -418,29 +423,62 @@ fn observe_item<B: Backend>(
     models: &Models<'_, B>,
     composites: &BTreeMap<String, Composite>,
     inputs: Inputs,
+    batch: usize,
     progress: &mut dyn FnMut(usize, f64),
 ) -> crate::ItemRecord {
     let mut results: Vec<Option<std::result::Result<Observation, Miss>>> =
         conditions.iter().map(|_| None).collect();
     let mut d = 0;
-    for (point, model, members) in &plan.groups {
-        let start = std::time::Instant::now();
-        let explained: Vec<std::result::Result<Observation, Miss>> = match &inputs.snippets[*point]
-        {
-            Err(m) => members.iter().map(|_| Err(m.clone())).collect(),
-            Ok(x) => {
-                let group: Vec<&Composite> = members
-                    .iter()
-                    .map(|&i| &composites[&conditions[i].key])
-                    .collect();
-                explain_group(be, models.get(*model), x, &group, item)
+    // Groups whose snippet could not be read get its miss; the others are explained in
+    // batches of up to `batch` snippets, one batch per network and list of methods.
+    // (network, methods) -> the groups explained with them.
+    type Signature = (usize, Vec<String>);
+    let mut buckets: Vec<(Signature, Vec<usize>)> = Vec::new();
+    for (g, (point, model, members)) in plan.groups.iter().enumerate() {
+        if let Err(m) = &inputs.snippets[*point] {
+            for &i in members {
+                results[i] = Some(Err(m.clone()));
             }
-        };
-        for (&i, r) in members.iter().zip(explained) {
-            results[i] = Some(r);
+            d += members.len();
+            progress(d, 0.0);
+            continue;
         }
-        d += members.len();
-        progress(d, start.elapsed().as_secs_f64());
+        let signature = (
+            *model,
+            members
+                .iter()
+                .map(|&i| conditions[i].method.to_string())
+                .collect(),
+        );
+        match buckets.iter_mut().find(|b| b.0 == signature) {
+            Some(b) => b.1.push(g),
+            None => buckets.push((signature, vec![g])),
+        }
+    }
+    for ((model, _), groups) in &buckets {
+        for chunk in groups.chunks(batch.max(1)) {
+            let start = std::time::Instant::now();
+            let members = &plan.groups[chunk[0]].2;
+            let methods: Vec<&Composite> = members
+                .iter()
+                .map(|&i| &composites[&conditions[i].key])
+                .collect();
+            let xs: Vec<&HostTensor> = chunk
+                .iter()
+                .map(|&g| match &inputs.snippets[plan.groups[g].0] {
+                    Ok(x) => x,
+                    Err(_) => unreachable!("groups without input were handled above"),
+                })
+                .collect();
+            let explained = explain_batch(be, models.get(*model), &xs, &methods, item);
+            for (&g, per_group) in chunk.iter().zip(explained) {
+                for (&i, r) in plan.groups[g].2.iter().zip(per_group) {
+                    results[i] = Some(r);
+                }
+                d += plan.groups[g].2.len();
+            }
+            progress(d, start.elapsed().as_secs_f64());
+        }
     }
     let mut record = crate::ItemRecord {
         item: item.index,
@@ -530,15 +568,64 @@ fn explain_group<B: Backend>(
     }
 }
 
-/// An explanation's share vector and, if the item is labelled, its top-1/top-5 hits.
-fn observation(
-    e: &vidlrp_core::Explanation,
+/// Snippets `xs` (each `[1, C, T, H, W]`) explained by every composite of `group` as one
+/// batch with one forward pass: per snippet, per composite, its observation. One snippet is
+/// [`explain_group`]; if the batched call fails, each snippet is explained on its own, so a
+/// refusal stays with the snippet and method it concerns.
+fn explain_batch<B: Backend>(
+    be: &B,
+    model: &Sequential<B>,
+    xs: &[&HostTensor],
+    group: &[&Composite],
+    item: &Item,
+) -> Vec<Vec<std::result::Result<Observation, Miss>>> {
+    let alone = || -> Vec<Vec<std::result::Result<Observation, Miss>>> {
+        xs.iter()
+            .map(|x| explain_group(be, model, x, group, item))
+            .collect()
+    };
+    if xs.len() == 1 {
+        return alone();
+    }
+    let one = xs[0].shape()[1..].to_vec();
+    let mut data = Vec::with_capacity(xs.len() * xs[0].len());
+    for x in xs {
+        data.extend_from_slice(x.data());
+    }
+    let batched = HostTensor::new([&[xs.len()], &one[..]].concat(), data)
+        .and_then(|x| be.upload_owned(x))
+        .and_then(|x| model.explain_each(be, &x, &Target::TopOne, group));
+    let Ok(es) = batched else {
+        return alone();
+    };
+    let n = xs[0].len();
+    let shape = [&[1], &one[..]].concat();
+    (0..xs.len())
+        .map(|s| {
+            es.iter()
+                .map(|e| {
+                    let k = e.logits.shape()[1];
+                    sample_observation(
+                        &e.relevance.data()[s * n..(s + 1) * n],
+                        &shape,
+                        &e.logits.data()[s * k..(s + 1) * k],
+                        item,
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// One sample's share vector and, if the item is labelled, its top-1/top-5 hits.
+fn sample_observation(
+    relevance: &[f32],
+    shape: &[usize],
+    logits: &[f32],
     item: &Item,
 ) -> std::result::Result<Observation, Miss> {
-    let shares =
-        vidlrp_stats::frame_shares(e.relevance.data(), e.relevance.shape()).map_err(failed)?;
+    let shares = vidlrp_stats::frame_shares(relevance, shape).map_err(failed)?;
     // Accuracy is the explained model's (for dtd-u: the untrained one's).
-    let logits = &e.logits.data()[..e.logits.shape()[1]];
     let hit = |k| item.label.map(|l| vidlrp_stats::top_k_hit(logits, l, k));
     Ok(Observation {
         item: item.index,
@@ -546,4 +633,18 @@ fn observation(
         top1: hit(1),
         top5: hit(5),
     })
+}
+
+/// An explanation's share vector and, if the item is labelled, its top-1/top-5 hits.
+fn observation(
+    e: &vidlrp_core::Explanation,
+    item: &Item,
+) -> std::result::Result<Observation, Miss> {
+    let k = e.logits.shape()[1];
+    sample_observation(
+        e.relevance.data(),
+        e.relevance.shape(),
+        &e.logits.data()[..k],
+        item,
+    )
 }

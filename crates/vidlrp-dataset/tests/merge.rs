@@ -71,6 +71,7 @@ fn options(m: Manifest, shard: Shard) -> RunOptions {
         seed: 3,
         journal: None,
         resume: false,
+        batch: 1,
     }
 }
 
@@ -233,4 +234,55 @@ fn a_method_that_refuses_does_not_take_the_others_of_its_group_down() {
         by_key("dtd").reason
     );
     assert_eq!(by_key("sa").status, Status::Ok, "{:?}", by_key("sa").reason);
+}
+
+/// Explaining a video's snippets as one batch gives the records of one at a time, bit for bit
+/// (on the CPU backend), including the skipped and failed outcomes.
+#[test]
+fn batching_a_videos_snippets_changes_no_record() {
+    let c = |key: &str, method, step| Condition {
+        key: key.into(),
+        method,
+        offset: 0,
+        step,
+    };
+    let conditions = || {
+        let mut v = Vec::new();
+        for step in [0, 1, 2] {
+            v.push(c(
+                &format!("dtd step={step}"),
+                AnalysisMethod::Explain(Method::Dtd),
+                step,
+            ));
+            v.push(c(
+                &format!("sa step={step}"),
+                AnalysisMethod::Explain(Method::Sa),
+                step,
+            ));
+            v.push(c(
+                &format!("dtd-u step={step}"),
+                AnalysisMethod::DtdUntrained,
+                step,
+            ));
+        }
+        v
+    };
+    // 17 frames (step 2 too long), 30 frames, and a file that is not a video.
+    let rows = [1, 3, 6];
+    let one = run(
+        &backend(),
+        "sweep-steps",
+        &options(manifest(&rows), Shard::WHOLE),
+        conditions(),
+        &mut |_| {},
+    )
+    .unwrap();
+    for batch in [2, 8] {
+        let opts = RunOptions {
+            batch,
+            ..options(manifest(&rows), Shard::WHOLE)
+        };
+        let batched = run(&backend(), "sweep-steps", &opts, conditions(), &mut |_| {}).unwrap();
+        assert_eq!(batched, one, "batch {batch}");
+    }
 }
