@@ -236,10 +236,10 @@ fn a_method_that_refuses_does_not_take_the_others_of_its_group_down() {
     assert_eq!(by_key("sa").status, Status::Ok, "{:?}", by_key("sa").reason);
 }
 
-/// Explaining a video's snippets as one batch gives the records of one at a time, bit for bit
-/// (on the CPU backend), including the skipped and failed outcomes.
+/// Explaining a video's snippets as one batch gives the outcomes of one at a time exactly, and
+/// the same shares up to float rounding (a batch changes the GEMMs' blocking), the same hits.
 #[test]
-fn batching_a_videos_snippets_changes_no_record() {
+fn batching_a_videos_snippets_changes_no_outcome_and_shares_only_by_rounding() {
     let c = |key: &str, method, step| Condition {
         key: key.into(),
         method,
@@ -283,6 +283,17 @@ fn batching_a_videos_snippets_changes_no_record() {
             ..options(manifest(&rows), Shard::WHOLE)
         };
         let batched = run(&backend(), "sweep-steps", &opts, conditions(), &mut |_| {}).unwrap();
-        assert_eq!(batched, one, "batch {batch}");
+        assert_eq!(batched.outcomes, one.outcomes, "batch {batch}");
+        for (key, acc) in &one.accumulators {
+            let other = batched.accumulators[key].observations();
+            let mine = acc.observations();
+            assert_eq!(mine.len(), other.len(), "{key}");
+            for (a, b) in mine.iter().zip(&other) {
+                assert_eq!((a.item, a.top1, a.top5), (b.item, b.top1, b.top5), "{key}");
+                for (x, y) in a.shares.iter().zip(&b.shares) {
+                    assert!((x - y).abs() < 1e-6, "{key}: {x} vs {y} at batch {batch}");
+                }
+            }
+        }
     }
 }
