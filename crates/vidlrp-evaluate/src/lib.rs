@@ -32,7 +32,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use vidlrp_core::{Backend, HostTensor, Sequential};
-use vidlrp_stats::Interval;
+use vidlrp_stats::{Interval, SplitMix};
 
 /// What went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -232,24 +232,6 @@ pub fn ranking(sums: &[f64], order: Order) -> Vec<usize> {
         by.then(a.cmp(&b))
     });
     idx
-}
-
-/// SplitMix64: the seeded stream of the random ranking and the uniform replacement.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    fn uniform(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 /// A uniformly random order of `n` regions (Fisher-Yates on a seeded SplitMix64 stream): the

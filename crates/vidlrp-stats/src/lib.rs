@@ -202,16 +202,32 @@ pub struct Interval {
     pub hi: f64,
 }
 
-/// SplitMix64, the resampling stream (seeded, platform-independent).
-struct SplitMix(u64);
+/// SplitMix64: the seeded, platform-independent stream of the bootstrap (and of other
+/// seeded draws in vidlrp, e.g. perturbation noise).
+///
+/// ```
+/// let mut a = vidlrp_stats::SplitMix(7);
+/// let mut b = vidlrp_stats::SplitMix(7);
+/// assert_eq!(a.next(), b.next());
+/// assert!((0.0..1.0).contains(&a.uniform()));
+/// ```
+#[derive(Debug, Clone)]
+pub struct SplitMix(pub u64);
 
 impl SplitMix {
-    fn next(&mut self) -> u64 {
+    /// The next 64 random bits.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)` (53 random bits).
+    pub fn uniform(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 

@@ -233,6 +233,9 @@ macro_rules! xy_chart {
             .x_label_formatter(&|v| {
                 if $log2x {
                     format!("{:.0}", v.exp2() - 1.0)
+                } else if (v - v.round()).abs() < 1e-9 {
+                    // Whole numbers (offsets, counts) without decimals.
+                    format!("{v:.0}")
                 } else {
                     format!("{v:.3}")
                 }
