@@ -68,7 +68,8 @@ enum Command {
     Evaluate(evaluate::Args),
     /// Run a data-set command on a cluster: a Slurm array job (one shard per task) and a merge.
     Submit(submit::Args),
-    /// Run the main job on built-in data: a seeded C3D and a synthetic clip, DTD and SA.
+    /// Run the main job on built-in data: the built-in trained C3D and its untrained twin, DTD
+    /// and SA on a held-out synthetic clip.
     Demo(demo::Args),
     /// Convert any C3D weight file (PyTorch, MMAction2, Caffe) to safetensors with port names.
     Convert(weights::ConvertArgs),
