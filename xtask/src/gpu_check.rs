@@ -26,6 +26,8 @@ use vidlrp_c3d::{init_weights, C3dSpec, Pool5, Rng};
 use vidlrp_core::{Backend, Composite, HostTensor, Target};
 use vidlrp_cpu::Cpu;
 use vidlrp_snippet::Preprocess;
+// Every agreement check's tolerance, of the largest |R| of the reference: conformance's own.
+use vidlrp_conformance::TOLERANCE;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -54,9 +56,6 @@ pub struct Args {
     #[arg(long, default_value = "npy")]
     format: String,
 }
-
-/// Tolerance of every agreement check: of the largest |R| of the reference.
-const TOLERANCE: f64 = 1e-4;
 
 struct Stage {
     name: &'static str,
@@ -114,13 +113,9 @@ fn environment(a: &Args) -> Stage {
     }
 }
 
-/// `max |a - b| / max |b|`.
+/// `max |a - b| / max |b|` ([`vidlrp_conformance::max_errors`]: a NaN difference is infinite).
 fn relative(a: &[f32], b: &[f32]) -> f64 {
-    let scale = b.iter().fold(0f64, |m, v| m.max(f64::from(v.abs())));
-    let err = a
-        .iter()
-        .zip(b)
-        .fold(0f64, |m, (x, y)| m.max(f64::from((x - y).abs())));
+    let (err, scale) = vidlrp_conformance::max_errors(a, b);
     if scale > 0.0 {
         err / scale
     } else {

@@ -315,8 +315,15 @@ pub fn run(a: Args) -> Result<()> {
                 }
             };
             explain_s += start.elapsed().as_secs_f64();
-            let logits = be.download(&net.forward(be, &xb)?)?;
-            let class = vidlrp_core::top_k(logits.data(), 1)[0].0;
+            // The explained class is the top-1 one; the explanations carry it. Only a run
+            // of the random baseline alone needs a forward pass for it.
+            let class = match explained.first() {
+                Some(e) => e.classes[0],
+                None => {
+                    let logits = be.download(&net.forward(be, &xb)?)?;
+                    vidlrp_core::top_k(logits.data(), 1)[0].0
+                }
+            };
             let seed = clip_seed(a.seed, &clip.name);
             let fill = vidlrp_evaluate::replacement(
                 clip.x.data(),

@@ -543,11 +543,16 @@ pub fn write(inp: &Inputs) -> Result<Value> {
          flipping, 16 removals); 95 % bootstrap intervals over clips."
             .into(),
     ));
+    // Each evaluation's summary, read once.
+    let evaluations: Vec<(&str, Value)> =
+        [("eval-regions", "8x8 regions"), ("eval-frames", "frames")]
+            .into_iter()
+            .filter_map(|(dir, what)| {
+                Some((what, read_json(&out.join(dir).join("summary.json")).ok()?))
+            })
+            .collect();
     let mut rows = Vec::new();
-    for (dir, what) in [("eval-regions", "8x8 regions"), ("eval-frames", "frames")] {
-        let Ok(summary) = read_json(&out.join(dir).join("summary.json")) else {
-            continue;
-        };
+    for (what, summary) in &evaluations {
         for r in summary["results"].as_array().into_iter().flatten() {
             let i = &r["interval"];
             rows.push(vec![
@@ -562,13 +567,12 @@ pub fn write(inp: &Inputs) -> Result<Value> {
             ]);
         }
     }
-    let aopc = |dir: &str, method: &str| -> Option<(f64, f64, f64)> {
-        let summary = read_json(&out.join(dir).join("summary.json")).ok()?;
+    // (AOPC, interval low, interval high) of `method` in one summary.
+    let aopc = |summary: &Value, method: &str| -> Option<(f64, f64, f64)> {
         let r = summary["results"]
             .as_array()?
             .iter()
-            .find(|r| r["method"] == method)?
-            .clone();
+            .find(|r| r["method"] == method)?;
         Some((
             r["aopc"].as_f64()?,
             r["interval"]["lo"].as_f64()?,
@@ -585,8 +589,8 @@ pub fn write(inp: &Inputs) -> Result<Value> {
         ],
         rows,
     ));
-    for (dir, what) in [("eval-regions", "8x8 regions"), ("eval-frames", "frames")] {
-        if let (Some(d), Some(sa)) = (aopc(dir, "dtd"), aopc(dir, "sa")) {
+    for (what, summary) in &evaluations {
+        if let (Some(d), Some(sa)) = (aopc(summary, "dtd"), aopc(summary, "sa")) {
             let verdict = if d.1 > sa.2 {
                 "DTD's AOPC is larger than SA's (the intervals do not overlap)"
             } else if d.2 < sa.1 {
