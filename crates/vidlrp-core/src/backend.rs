@@ -123,6 +123,16 @@ pub trait Backend: Send + Sync + 'static {
     fn unary(&self, x: &Self::Tensor, op: UnaryOp) -> Result<Self::Tensor>;
     /// `y = op(a, b)` elementwise; **Errors** if the shapes differ.
     fn binary(&self, a: &Self::Tensor, b: &Self::Tensor, op: BinaryOp) -> Result<Self::Tensor>;
+    /// [`Backend::binary`] consuming `a`: the same values, written into `a`'s memory where the
+    /// backend can (one buffer fewer alive at once). The default allocates as `binary` does.
+    fn binary_owned(
+        &self,
+        a: Self::Tensor,
+        b: &Self::Tensor,
+        op: BinaryOp,
+    ) -> Result<Self::Tensor> {
+        self.binary(&a, b, op)
+    }
 
     // ---- reductions ----
 

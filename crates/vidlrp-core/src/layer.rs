@@ -105,6 +105,13 @@ pub trait Layer<B: Backend>: Send + Sync {
     fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor>;
     /// Input relevance from the input `x` and output relevance `r` under `rule`.
     fn relevance(&self, be: &B, x: &B::Tensor, r: &B::Tensor, rule: &Rule) -> Result<B::Tensor>;
+    /// Whether [`Layer::relevance`] gives the same result, for every rule it accepts, when
+    /// handed the layer's output `y = f(x)` in place of its input `x` (ReLU: `x > 0` exactly
+    /// where `max(x, 0) > 0`). A network then keeps only the output of such a layer for the
+    /// relevance pass, not its input as well. `false` unless a layer says otherwise.
+    fn relevance_from_output(&self) -> bool {
+        false
+    }
     /// Number of trainable parameters.
     fn num_params(&self) -> usize {
         0
@@ -506,6 +513,10 @@ impl<B: Backend> Layer<B> for Relu {
     }
     fn relevance(&self, be: &B, x: &B::Tensor, r: &B::Tensor, rule: &Rule) -> Result<B::Tensor> {
         activation_relevance(be, &self.name, x, r, rule)
+    }
+    /// Pass ignores `x`; Gradient masks by `x > 0`, and `max(x, 0) > 0` exactly where `x > 0`.
+    fn relevance_from_output(&self) -> bool {
+        true
     }
 }
 

@@ -201,16 +201,30 @@ impl<B: Backend> Sequential<B> {
             .map(|c| self.rules(c))
             .collect::<Result<Vec<_>>>()?;
 
-        let mut acts = Vec::with_capacity(self.layers.len() + 1);
+        // acts[i] is layer i's input, or None where layer i computes its relevance from its
+        // output (acts[i + 1]) and its input was freed after the forward pass (a ReLU's input,
+        // the convolution's output: the largest tensors of a video network).
+        let mut acts: Vec<Option<B::Tensor>> = Vec::with_capacity(self.layers.len() + 1);
         let mut forward_s = Vec::with_capacity(self.layers.len());
-        acts.push(x.clone());
+        acts.push(Some(x.clone()));
         for layer in &self.layers {
             let start = Instant::now();
-            let next = layer.forward(be, acts.last().expect("non-empty"))?;
+            let input = acts
+                .last()
+                .and_then(Option::as_ref)
+                .expect("the last output is kept");
+            let next = layer.forward(be, input)?;
             forward_s.push(start.elapsed().as_secs_f64());
-            acts.push(next);
+            if layer.relevance_from_output() {
+                *acts.last_mut().expect("non-empty") = None;
+            }
+            acts.push(Some(next));
         }
-        let logits = be.download(acts.last().expect("non-empty"))?;
+        let acts_out = acts
+            .last()
+            .and_then(Option::as_ref)
+            .expect("the output is kept");
+        let logits = be.download(acts_out)?;
         logits.check_finite("the network's output (logits)")?;
 
         let classes: Vec<usize> = match target {
@@ -275,7 +289,9 @@ impl<B: Backend> Sequential<B> {
             let mut output_sum = be.sum_per_sample(&r)?;
             for (i, layer) in self.layers.iter().enumerate().rev() {
                 let start = Instant::now();
-                r = layer.relevance(be, &acts[i], &r, &rules[i])?;
+                let input = acts[i].as_ref().or(acts[i + 1].as_ref());
+                let input = input.expect("a layer's input or output is kept until its relevance");
+                r = layer.relevance(be, input, &r, &rules[i])?;
                 let relevance_s = start.elapsed().as_secs_f64();
                 if last {
                     acts.truncate(i + 1);

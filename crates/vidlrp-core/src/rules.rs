@@ -247,6 +247,10 @@ impl<B: Backend, A: Affine<B> + ?Sized> AffineOp<'_, B, A> {
     fn binary(&self, a: &B::Tensor, b: &B::Tensor, op: BinaryOp) -> Result<B::Tensor> {
         self.be.binary(a, b, op)
     }
+    /// `op(a, b)` into `a`'s memory ([`Backend::binary_owned`]).
+    fn owned(&self, a: B::Tensor, b: &B::Tensor, op: BinaryOp) -> Result<B::Tensor> {
+        self.be.binary_owned(a, b, op)
+    }
     /// `r / stab(z)` with the rules' stabiliser.
     fn stab_div(&self, r: &B::Tensor, z: &B::Tensor) -> Result<B::Tensor> {
         self.be.binary(r, z, BinaryOp::StabDiv(STABILIZER))
@@ -272,14 +276,14 @@ impl<B: Backend, A: Affine<B> + ?Sized> AffineOp<'_, B, A> {
             _ => None,
         };
         if let Some((xn, wb)) = neg {
-            z = self.binary(&z, &self.fwd(xn, wb, None)?, BinaryOp::Add)?;
+            z = self.owned(z, &self.fwd(xn, wb, None)?, BinaryOp::Add)?;
         }
         let s = self.stab_div(numerator, &z)?;
         drop(z);
-        let mut out = self.binary(&xs.pos, &self.tr(&s, wa)?, BinaryOp::Mul)?;
+        let mut out = self.owned(self.tr(&s, wa)?, &xs.pos, BinaryOp::Mul)?;
         if let Some((xn, wb)) = neg {
-            let neg = self.binary(xn, &self.tr(&s, wb)?, BinaryOp::Mul)?;
-            out = self.binary(&out, &neg, BinaryOp::Add)?;
+            let neg = self.owned(self.tr(&s, wb)?, xn, BinaryOp::Mul)?;
+            out = self.owned(out, &neg, BinaryOp::Add)?;
         }
         Ok(out)
     }
@@ -323,13 +327,15 @@ fn zbox<B: Backend, A: Affine<B> + ?Sized>(
     let hi = bound_tensor(be, shape, high, "high", name)?;
     let wp = op.unary(w, UnaryOp::Positive)?;
     let wn = op.unary(w, UnaryOp::Negative)?;
-    let z = op.binary(&op.fwd(x, w, None)?, &op.fwd(&lo, &wp, None)?, Sub)?;
-    let z = op.binary(&z, &op.fwd(&hi, &wn, None)?, Sub)?;
+    // Each step writes into its first operand's memory (`binary_owned`): at most two
+    // output-sized tensors besides `r` are alive at once (three before).
+    let z = op.owned(op.fwd(x, w, None)?, &op.fwd(&lo, &wp, None)?, Sub)?;
+    let z = op.owned(z, &op.fwd(&hi, &wn, None)?, Sub)?;
     let s = op.stab_div(r, &z)?;
     drop(z);
-    let out = op.binary(x, &op.tr(&s, w)?, Mul)?;
-    let out = op.binary(&out, &op.binary(&lo, &op.tr(&s, &wp)?, Mul)?, Sub)?;
-    op.binary(&out, &op.binary(&hi, &op.tr(&s, &wn)?, Mul)?, Sub)
+    let out = op.owned(op.tr(&s, w)?, x, Mul)?;
+    let out = op.owned(out, &op.owned(op.tr(&s, &wp)?, &lo, Mul)?, Sub)?;
+    op.owned(out, &op.owned(op.tr(&s, &wn)?, &hi, Mul)?, Sub)
 }
 
 /// epsilon: `R_i = sum_j x_i w_ij / (z_j + epsilon sign(z_j)) R_j`, bias included in `z_j`.

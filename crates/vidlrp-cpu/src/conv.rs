@@ -195,6 +195,12 @@ impl PackB for Im2colPacker<'_> {
             unsafe { job.run_avx512(kc, dst) };
             return;
         }
+        #[cfg(target_arch = "x86_64")]
+        if sw == 1 && std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            unsafe { job.run_avx2(kc, dst) };
+            return;
+        }
         job.run(kc, dst);
     }
 }
@@ -270,17 +276,12 @@ impl PackJob<'_> {
         }
     }
 
-    /// Stride 1 with AVX-512F: each segment of a sliver row is one masked load. What a segment
-    /// reads depends on a row only through its tap `(c, a, b, e)`: the lanes inside the input for
-    /// each column tap `e`, whether window row `(a, b)` is inside, and the input index of lane 0
-    /// are worked out once per segment, not once per row.
-    ///
-    /// # Safety
-    /// The CPU must support AVX-512F; `sw` must be 1.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    unsafe fn run_avx512(&self, kc: usize, dst: &mut [f32]) {
-        use std::arch::x86_64::*;
+    /// For stride 1, what a segment reads depends on a row only through its tap `(c, a, b,
+    /// e)`: the lanes inside the input for each column tap `e` (`masks[s kW + e]`), whether
+    /// window row `(a, b)` is inside (`inside[s kT kH + a kH + b]`), and the input index of lane
+    /// 0 (`lane0[s]`) are worked out once per segment, not once per row. Per row: its tap's index
+    /// offset, window row `a kH + b` and column tap `e`.
+    fn segment_tables(&self) -> SegmentTables {
         let [t_in, h_in, w_in] = self.input;
         let [kt, kh, kw] = self.kernel;
         let (n, nab) = (self.segments.len(), kt * kh);
@@ -302,26 +303,94 @@ impl PackJob<'_> {
             }
             lane0[s] = seg.base + t0 * h_in * w_in + h0 * w_in + w0 - seg.lo as isize;
         }
-        // Per row: its tap's index offset, window row (a, b) and column tap e.
-        let taps: Vec<(isize, usize, usize)> = self
+        let taps = self
             .rows
             .iter()
             .map(|&[tap, a, b, e]| (tap, a as usize * kh + b as usize, e as usize))
             .collect();
+        SegmentTables {
+            masks,
+            inside,
+            lane0,
+            taps,
+            nab,
+            kw,
+        }
+    }
+
+    /// Stride 1 with AVX-512F: each segment of a sliver row is one masked load.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; `sw` must be 1.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn run_avx512(&self, kc: usize, dst: &mut [f32]) {
+        use std::arch::x86_64::*;
+        let t = self.segment_tables();
         for (sliver, range) in dst.chunks_mut(kc * NR).zip(self.bounds.windows(2)) {
-            for (out, &(tap, ab, e)) in sliver.chunks_exact_mut(NR).zip(&taps) {
+            for (out, &(tap, ab, e)) in sliver.chunks_exact_mut(NR).zip(&t.taps) {
                 let mut v = _mm512_setzero_ps();
                 for s in range[0]..range[1] {
-                    if inside[s * nab + ab] {
+                    if t.inside[s * t.nab + ab] {
                         // Only the mask's lanes, all inside x, load.
-                        let base = self.x.as_ptr().wrapping_offset(lane0[s] + tap);
-                        v = _mm512_mask_loadu_ps(v, masks[s * kw + e], base);
+                        let base = self.x.as_ptr().wrapping_offset(t.lane0[s] + tap);
+                        v = _mm512_mask_loadu_ps(v, t.masks[s * t.kw + e], base);
                     }
                 }
                 _mm512_storeu_ps(out.as_mut_ptr(), v);
             }
         }
     }
+
+    /// Stride 1 with AVX2: each segment of a sliver row is two masked 8-lane loads (lanes the
+    /// mask leaves out read nothing), blended into the row.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2; `sw` must be 1.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn run_avx2(&self, kc: usize, dst: &mut [f32]) {
+        use std::arch::x86_64::*;
+        let t = self.segment_tables();
+        // A 16-lane mask as two vectors of all-ones / all-zeros 32-bit lanes.
+        let bits_lo = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+        let bits_hi = _mm256_slli_epi32::<8>(bits_lo);
+        let widen = |m: u16| {
+            let m = _mm256_set1_epi32(i32::from(m));
+            (
+                _mm256_cmpeq_epi32(_mm256_and_si256(m, bits_lo), bits_lo),
+                _mm256_cmpeq_epi32(_mm256_and_si256(m, bits_hi), bits_hi),
+            )
+        };
+        let wide: Vec<(__m256i, __m256i)> = t.masks.iter().map(|&m| widen(m)).collect();
+        for (sliver, range) in dst.chunks_mut(kc * NR).zip(self.bounds.windows(2)) {
+            for (out, &(tap, ab, e)) in sliver.chunks_exact_mut(NR).zip(&t.taps) {
+                let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+                for s in range[0]..range[1] {
+                    if t.inside[s * t.nab + ab] {
+                        let base = self.x.as_ptr().wrapping_offset(t.lane0[s] + tap);
+                        let (mlo, mhi) = wide[s * t.kw + e];
+                        // Segments cover disjoint lanes, so their masked loads (zero outside
+                        // the mask) add up to the row.
+                        lo = _mm256_or_ps(lo, _mm256_maskload_ps(base, mlo));
+                        hi = _mm256_or_ps(hi, _mm256_maskload_ps(base.wrapping_add(8), mhi));
+                    }
+                }
+                _mm256_storeu_ps(out.as_mut_ptr(), lo);
+                _mm256_storeu_ps(out.as_mut_ptr().add(8), hi);
+            }
+        }
+    }
+}
+
+/// What [`PackJob::segment_tables`] works out once per packed block.
+struct SegmentTables {
+    masks: Vec<u16>,
+    inside: Vec<bool>,
+    lane0: Vec<isize>,
+    taps: Vec<(isize, usize, usize)>,
+    nab: usize,
+    kw: usize,
 }
 
 /// Fills `col` (`K x (p1 - p0)`, row-major) with the im2col columns `p0..p1` of one sample.
@@ -570,6 +639,19 @@ pub(crate) fn conv_transposed_sample(
 /// col2im (conv5 of C3D at batch 1, 98 positions, does; conv4, 784, does not).
 pub(crate) const FLIPPED_MIN_POSITIONS: usize = 512;
 
+/// The fewest input channels (the flipped convolution's GEMM rows) for which the flipped
+/// convolution beats `w^T g` + col2im: 32 with the AVX-512 kernel; 128 with the AVX2 kernel,
+/// whose packing costs more per row (measured at C3D sizes: conv2's transpose onto 64 channels
+/// ran at 77 GFLOP/s flipped and 98 through col2im; conv3a's onto 128 at 106 and 110; conv4b's
+/// onto 512 at 101 and 76).
+fn flipped_min_rows() -> usize {
+    if crate::sgemm::avx2() {
+        128
+    } else {
+        32
+    }
+}
+
 /// For stride 1 and padding `p <= k - 1`, the transposed convolution is a convolution of the
 /// gradient with the flipped, transposed kernel ([`flipped_kernel`]) and padding `k - 1 - p`:
 /// `dx[i, t] = sum_{o, a} g[o, t + p - a] w[o, i, a]`. Returns that convolution's extents, or
@@ -587,7 +669,7 @@ pub(crate) fn flipped_dims(dims: &ConvDims, c_out: usize, n: usize) -> Option<Co
     } else {
         positions
     };
-    if dims.c_in < 32 || columns < FLIPPED_MIN_POSITIONS {
+    if dims.c_in < flipped_min_rows() || columns < FLIPPED_MIN_POSITIONS {
         return None;
     }
     let [kt, kh, kw] = g.kernel;

@@ -75,6 +75,27 @@ pub(crate) fn binary(a: &[f32], b: &[f32], op: BinaryOp) -> Vec<f32> {
     })
 }
 
+/// `a[i] = op(a[i], b[i])`: [`binary`] into `a`'s buffer (the same values).
+pub(crate) fn binary_in_place(a: &mut [f32], b: &[f32], op: BinaryOp) {
+    assert_eq!(a.len(), b.len(), "elementwise operands differ in length");
+    a.par_chunks_mut(CHUNK)
+        .zip(b.par_chunks(CHUNK))
+        .for_each(|(a, b)| {
+            #[inline(always)]
+            fn each(a: &mut [f32], b: &[f32], f: impl Fn(f32, f32) -> f32) {
+                for (x, &y) in a.iter_mut().zip(b) {
+                    *x = f(*x, y);
+                }
+            }
+            match op {
+                BinaryOp::Add => each(a, b, |x, y| BinaryOp::Add.apply(x, y)),
+                BinaryOp::Sub => each(a, b, |x, y| BinaryOp::Sub.apply(x, y)),
+                BinaryOp::Mul => each(a, b, |x, y| BinaryOp::Mul.apply(x, y)),
+                BinaryOp::StabDiv(eps) => each(a, b, |x, y| BinaryOp::StabDiv(eps).apply(x, y)),
+            }
+        });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +153,9 @@ mod tests {
                 bits(&want),
                 "{op:?}"
             );
+            let mut in_place = a.clone();
+            pool.install(|| binary_in_place(&mut in_place, &b, op));
+            assert_eq!(bits(&in_place), bits(&want), "{op:?} in place");
         }
     }
 }

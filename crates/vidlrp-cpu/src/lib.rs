@@ -1,9 +1,10 @@
 //! vidlrp-cpu: the pure-ndarray CPU [`Backend`] of vidlrp.
 //!
 //! Tensors are standard-layout `ndarray::ArrayD<f32>`. Convolutions run on [`sgemm`], a packed
-//! AVX-512 GEMM that gathers im2col columns straight from the input (tiled im2col +
-//! matrixmultiply on CPUs without AVX-512); stride-1 transposes run as convolutions with the
-//! flipped kernel, onto 1-3 input channels as direct register-blocked loops, mostly-zero
+//! GEMM (AVX-512F or AVX2+FMA register kernels) that gathers im2col columns straight from the
+//! input (tiled im2col + matrixmultiply on CPUs with neither); stride-1 transposes run as
+//! convolutions with the flipped kernel, onto 1-3 input channels (AVX-512F) as direct
+//! register-blocked loops, mostly-zero
 //! gradients as gathers over their nonzeros. Work is split over a private rayon pool of
 //! [`Cpu::threads`] threads; results are identical across runs for a fixed thread count.
 //! Tensors of any other layout are accepted (copied into standard layout first).
@@ -213,6 +214,24 @@ impl Backend for Cpu {
             a.shape(),
             self.run(|| elementwise::binary(slice(a), slice(b), op)),
         ))
+    }
+
+    fn binary_owned(&self, a: ArrayD<f32>, b: &ArrayD<f32>, op: BinaryOp) -> Result<ArrayD<f32>> {
+        if !a.is_standard_layout() {
+            return self.binary(&a, b, op);
+        }
+        standard!(b);
+        if a.shape() != b.shape() {
+            return Err(Error::shape(format!(
+                "elementwise {op:?}: shapes {:?} and {:?} differ",
+                a.shape(),
+                b.shape()
+            )));
+        }
+        let mut a = a;
+        let out = a.as_slice_mut().expect("standard layout");
+        self.run(|| elementwise::binary_in_place(out, slice(b), op));
+        Ok(a)
     }
 
     fn sum_per_sample(&self, x: &ArrayD<f32>) -> Result<Vec<f64>> {

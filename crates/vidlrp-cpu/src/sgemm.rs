@@ -3,9 +3,11 @@
 //!
 //! `C[M, N] (+)= A[M, K] B[K, N]`, blocked as in BLIS: `B` in `KC x NC` panels of `NR`-column
 //! slivers, `A` in `MC x KC` blocks of `MR`-row slivers, a `MR x NR` register micro-kernel
-//! (AVX-512F where the CPU has it, portable code otherwise). Each element of `C` sums its `K`
-//! products in the same order whatever the blocking of the other dimensions or the number of
-//! threads, so results are identical for every thread count.
+//! (AVX-512F where the CPU has it, else AVX2 with FMA, portable code otherwise). Each element of
+//! `C` sums its `K` products in the same order whatever the blocking of the other dimensions or
+//! the number of threads, so results are identical for every thread count; the AVX-512F and
+//! AVX2 kernels both accumulate `c += a b` with one fused multiply-add per product in `k` order,
+//! so they agree bit for bit.
 
 /// Rows of the micro-kernel.
 pub const MR: usize = 16;
@@ -133,17 +135,94 @@ mod avx512 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{MR, NR};
+    use std::arch::x86_64::*;
+
+    /// Rows `r0..r0 + R` of the `MR x NR` tile: `acc = sum_k a[k, r0 + i] b[k, :]` in two
+    /// 8-wide registers per row (`2 R` accumulators of the 16), written into the tile at `c`
+    /// (`ldc` per row; `a`, `b`, `c` already offset to row `r0`): `C = acc` if `first`, else
+    /// `C += acc`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `a` holds `kc * MR` floats from row `r0` on, `b`
+    /// `kc * NR`; `c` points at a writable `R x NR` tile with row stride `ldc`.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn rows<const R: usize>(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        first: bool,
+    ) {
+        for i in 0..R {
+            _mm_prefetch::<_MM_HINT_T0>(c.add(i * ldc).cast::<i8>());
+        }
+        let mut lo = [_mm256_setzero_ps(); R];
+        let mut hi = [_mm256_setzero_ps(); R];
+        let (mut a, mut b) = (a, b);
+        for _ in 0..kc {
+            let b0 = _mm256_loadu_ps(b);
+            let b1 = _mm256_loadu_ps(b.add(8));
+            for i in 0..R {
+                let ai = _mm256_broadcast_ss(&*a.add(i));
+                lo[i] = _mm256_fmadd_ps(ai, b0, lo[i]);
+                hi[i] = _mm256_fmadd_ps(ai, b1, hi[i]);
+            }
+            a = a.add(MR);
+            b = b.add(NR);
+        }
+        for i in 0..R {
+            let row = c.add(i * ldc);
+            let (l, h) = if first {
+                (lo[i], hi[i])
+            } else {
+                (
+                    _mm256_add_ps(_mm256_loadu_ps(row), lo[i]),
+                    _mm256_add_ps(_mm256_loadu_ps(row.add(8)), hi[i]),
+                )
+            };
+            _mm256_storeu_ps(row, l);
+            _mm256_storeu_ps(row.add(8), h);
+        }
+    }
+
+    /// The `MR x NR` (16 x 16) tile as three register blocks of 6, 5 and 5 rows, each
+    /// streaming the same `B` sliver from L1.
+    ///
+    /// # Safety
+    /// As [`super::avx512::kernel_into`], with AVX2 and FMA instead of AVX-512F.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn kernel_into(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        first: bool,
+    ) {
+        const _: () = assert!(MR == 16 && NR == 16);
+        rows::<6>(kc, a, b, c, ldc, first);
+        rows::<5>(kc, a.add(6), b, c.add(6 * ldc), ldc, first);
+        rows::<5>(kc, a.add(11), b, c.add(11 * ldc), ldc, first);
+    }
+}
+
 /// Which micro-kernel this CPU runs.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Kernel {
     Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
     #[cfg(target_arch = "x86_64")]
     Avx512,
 }
 
-/// Whether this CPU runs the register-blocked micro-kernel (AVX-512F), which is when the
-/// convolutions use this GEMM with implicit im2col packing. `VIDLRP_CPU_GEMM=matrixmultiply`
-/// turns it off (for comparisons).
+/// Whether this CPU runs a register-blocked micro-kernel (AVX-512F, or AVX2 with FMA), which is
+/// when the convolutions use this GEMM with implicit im2col packing.
+/// `VIDLRP_CPU_GEMM=matrixmultiply` turns it off (for comparisons).
 pub fn fast() -> bool {
     static FAST: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *FAST.get_or_init(|| {
@@ -157,7 +236,27 @@ fn detect() -> Kernel {
     if std::is_x86_feature_detected!("avx512f") {
         return Kernel::Avx512;
     }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        return Kernel::Avx2;
+    }
     Kernel::Portable
+}
+
+/// Whether this CPU has AVX-512F (the widest kernels of this backend).
+pub(crate) fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return matches!(detect(), Kernel::Avx512);
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Whether this CPU has AVX2 and FMA but not AVX-512F.
+pub(crate) fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return matches!(detect(), Kernel::Avx2);
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// Where `C` lives: row-major, `ldc` floats per row.
@@ -214,12 +313,17 @@ fn gemm_columns(
                         let as_ = &ap[is * kc * MR..(is + 1) * kc * MR];
                         let rows = MR.min(mc - is * MR);
                         #[cfg(target_arch = "x86_64")]
-                        if let (Kernel::Avx512, MR, NR) = (kernel, rows, cols) {
-                            // SAFETY: AVX-512F is present; the full tile lies in rows
-                            // ic + is MR .. + MR < m and columns of this caller's range.
+                        if (rows, cols) == (MR, NR) && kernel != Kernel::Portable {
+                            // SAFETY: detect() saw the kernel's features; the full tile lies in
+                            // rows ic + is MR .. + MR < m and columns of this caller's range.
                             unsafe {
                                 let dst = c.add((ic + is * MR) * ldc + jc + js * NR);
-                                avx512::kernel_into(kc, as_.as_ptr(), bs.as_ptr(), dst, ldc, first);
+                                let (a, b) = (as_.as_ptr(), bs.as_ptr());
+                                if kernel == Kernel::Avx512 {
+                                    avx512::kernel_into(kc, a, b, dst, ldc, first);
+                                } else {
+                                    avx2::kernel_into(kc, a, b, dst, ldc, first);
+                                }
                             }
                             continue;
                         }
@@ -231,6 +335,12 @@ fn gemm_columns(
                             Kernel::Avx512 => unsafe {
                                 let dst = acc.as_mut_ptr().cast::<f32>();
                                 avx512::kernel_into(kc, as_.as_ptr(), bs.as_ptr(), dst, NR, true);
+                            },
+                            #[cfg(target_arch = "x86_64")]
+                            // SAFETY: detect() saw AVX2 and FMA; as above.
+                            Kernel::Avx2 => unsafe {
+                                let dst = acc.as_mut_ptr().cast::<f32>();
+                                avx2::kernel_into(kc, as_.as_ptr(), bs.as_ptr(), dst, NR, true);
                             },
                         }
                         for (i, acc_row) in acc.iter().enumerate().take(rows) {
