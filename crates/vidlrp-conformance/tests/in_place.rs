@@ -1,6 +1,7 @@
 //! The memory savers of the relevance pass compute what they replace, bit for bit: a ReLU's
-//! relevance from its output instead of its input (the network then frees the input), and
-//! elementwise operations written into their first operand (`Backend::binary_owned`).
+//! relevance from its output instead of its input (the network then frees the input) and from
+//! an owned output relevance (`Layer::relevance_owned`), and elementwise operations written
+//! into their first operand (`Backend::binary_owned`).
 
 use proptest::prelude::*;
 use vidlrp_core::{Backend, BinaryOp, HostTensor, Layer, Relu, Rule, UnaryOp};
@@ -45,6 +46,11 @@ fn relu_from_output_matches<B: Backend>(be: &B, seed: u64) {
             .unwrap();
         let bits = |t: &HostTensor| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&from_input), bits(&from_output), "{rule:?}");
+        let r2 = be.unary(&r, UnaryOp::Scale(1.0)).unwrap();
+        let owned = be
+            .download(&relu.relevance_owned(be, &y, r2, &rule).unwrap())
+            .unwrap();
+        assert_eq!(bits(&from_input), bits(&owned), "{rule:?} owned");
     }
 }
 

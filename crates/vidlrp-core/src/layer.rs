@@ -105,6 +105,18 @@ pub trait Layer<B: Backend>: Send + Sync {
     fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor>;
     /// Input relevance from the input `x` and output relevance `r` under `rule`.
     fn relevance(&self, be: &B, x: &B::Tensor, r: &B::Tensor, rule: &Rule) -> Result<B::Tensor>;
+    /// [`Layer::relevance`] taking the output relevance by value, so a layer may return it or
+    /// write into it instead of allocating (ReLU under [`Rule::Pass`] returns `r` itself). The
+    /// same values as `relevance`; the default calls it.
+    fn relevance_owned(
+        &self,
+        be: &B,
+        x: &B::Tensor,
+        r: B::Tensor,
+        rule: &Rule,
+    ) -> Result<B::Tensor> {
+        self.relevance(be, x, &r, rule)
+    }
     /// Whether [`Layer::relevance`] gives the same result, for every rule it accepts, when
     /// handed the layer's output `y = f(x)` in place of its input `x` (ReLU: `x > 0` exactly
     /// where `max(x, 0) > 0`). A network then keeps only the output of such a layer for the
@@ -513,6 +525,18 @@ impl<B: Backend> Layer<B> for Relu {
     }
     fn relevance(&self, be: &B, x: &B::Tensor, r: &B::Tensor, rule: &Rule) -> Result<B::Tensor> {
         activation_relevance(be, &self.name, x, r, rule)
+    }
+    fn relevance_owned(
+        &self,
+        be: &B,
+        x: &B::Tensor,
+        r: B::Tensor,
+        rule: &Rule,
+    ) -> Result<B::Tensor> {
+        match rule {
+            Rule::Pass => Ok(r),
+            _ => activation_relevance(be, &self.name, x, &r, rule),
+        }
     }
     /// Pass ignores `x`; Gradient masks by `x > 0`, and `max(x, 0) > 0` exactly where `x > 0`.
     fn relevance_from_output(&self) -> bool {

@@ -291,7 +291,7 @@ impl<B: Backend> Sequential<B> {
                 let start = Instant::now();
                 let input = acts[i].as_ref().or(acts[i + 1].as_ref());
                 let input = input.expect("a layer's input or output is kept until its relevance");
-                r = layer.relevance(be, input, &r, &rules[i])?;
+                r = layer.relevance_owned(be, input, r, &rules[i])?;
                 let relevance_s = start.elapsed().as_secs_f64();
                 if last {
                     acts.truncate(i + 1);

@@ -451,7 +451,8 @@ pub fn pool_relevance<B: Backend>(
             let s = be.binary(r, &sums, BinaryOp::StabDiv(STABILIZER))?;
             drop(sums);
             let spread = be.sum_pool3d_transposed(&s, geometry, &be.shape(x))?;
-            be.binary(x, &spread, BinaryOp::Mul)
+            drop(s);
+            be.binary_owned(spread, x, BinaryOp::Mul)
         }
         other => Err(other.unsupported(name)),
     }
@@ -468,7 +469,7 @@ pub fn activation_relevance<B: Backend>(
 ) -> Result<B::Tensor> {
     match rule {
         Rule::Pass => Ok(r.clone()),
-        Rule::Gradient => be.binary(r, &be.unary(x, UnaryOp::StepPositive)?, BinaryOp::Mul),
+        Rule::Gradient => be.binary_owned(be.unary(x, UnaryOp::StepPositive)?, r, BinaryOp::Mul),
         other => Err(other.unsupported(name)),
     }
 }
