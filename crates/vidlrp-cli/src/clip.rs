@@ -137,7 +137,7 @@ impl ClipArgs {
         };
         let s = vidlrp_snippet::load_snippet(source.as_mut(), &spec, self.short, &preset)?;
         let shape = s.input.shape().to_vec();
-        let x = s.input.clone().reshape([&[1], &shape[..]].concat())?;
+        let x = s.batched_input();
         let about = json!({
             "source": {
                 "path": s.info.path, "kind": s.info.kind, "frames": s.info.frames, "fps": s.info.fps,

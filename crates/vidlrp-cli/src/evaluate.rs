@@ -205,14 +205,11 @@ fn clips(a: &Args, preset: &Preprocess) -> Result<(Vec<Clip>, Missed)> {
         let snippet = vidlrp_snippet::open(&path)
             .and_then(|mut src| vidlrp_snippet::load_snippet(src.as_mut(), &spec, a.short, preset));
         match snippet {
-            Ok(s) => {
-                let shape = s.input.shape().to_vec();
-                ok.push(Clip {
-                    item,
-                    name,
-                    x: s.input.reshape([&[1], &shape[..]].concat())?,
-                });
-            }
+            Ok(s) => ok.push(Clip {
+                item,
+                name,
+                x: s.into_batched_input(),
+            }),
             Err(e) => missed.push((name, e.to_string())),
         }
     }

@@ -389,23 +389,12 @@ fn read_inputs(item: &Item, points: &[(usize, usize)], opts: &RunOptions) -> Inp
                     offset,
                     step,
                 };
-                let snippet = match vidlrp_snippet::load_snippet(
-                    source.as_mut(),
-                    &spec,
-                    opts.short,
-                    &opts.preset,
-                ) {
-                    Err(e @ SnippetError::TooShort { .. }) => {
-                        return Err(Miss::Skipped(e.to_string()))
-                    }
-                    Err(e) => return Err(Miss::Failed(e.to_string())),
-                    Ok(s) => s,
-                };
-                let s = snippet.input.shape().to_vec();
-                snippet
-                    .input
-                    .reshape([&[1], &s[..]].concat())
-                    .map_err(failed)
+                match vidlrp_snippet::load_snippet(source.as_mut(), &spec, opts.short, &opts.preset)
+                {
+                    Err(e @ SnippetError::TooShort { .. }) => Err(Miss::Skipped(e.to_string())),
+                    Err(e) => Err(Miss::Failed(e.to_string())),
+                    Ok(s) => Ok(s.into_batched_input()),
+                }
             })
             .collect(),
     };

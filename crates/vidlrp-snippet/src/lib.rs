@@ -84,6 +84,25 @@ pub struct Snippet {
     pub info: SourceInfo,
 }
 
+impl Snippet {
+    /// The preprocessed input as a batch of one, `[1, 3, L, H, W]`: what a network takes.
+    pub fn batched_input(&self) -> HostTensor {
+        with_batch_axis(self.input.clone())
+    }
+
+    /// [`Snippet::batched_input`], consuming the snippet (no copy of the input).
+    pub fn into_batched_input(self) -> HostTensor {
+        with_batch_axis(self.input)
+    }
+}
+
+/// `t` with a leading axis of length 1.
+fn with_batch_axis(t: HostTensor) -> HostTensor {
+    let shape = [&[1], t.shape()].concat();
+    t.reshape(shape)
+        .expect("a leading axis of 1 keeps the number of elements")
+}
+
 /// Reads the frames of one snippet from `source` and preprocesses them.
 ///
 /// **Errors** if the source is too short under [`ShortPolicy::Skip`], or reading fails.
