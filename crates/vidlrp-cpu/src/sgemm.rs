@@ -543,6 +543,39 @@ mod tests {
         }
     }
 
+    /// The AVX2 and AVX-512 kernels sum the same fused products in the same order: the same
+    /// bits (checked on CPUs with both; elsewhere there is only one of them to run).
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn the_avx2_and_avx512_kernels_agree_bit_for_bit() {
+        if !std::is_x86_feature_detected!("avx512f") {
+            eprintln!("skipped: this CPU has no AVX-512F to compare the AVX2 kernel with");
+            return;
+        }
+        let (m, n, k) = (70, 300, 600);
+        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+        let run = |kernel| {
+            let mut c = vec![0.0f32; m * n];
+            let out = Output {
+                data: &mut c,
+                ldc: n,
+            };
+            gemm_with(
+                kernel,
+                m,
+                n,
+                k,
+                &a,
+                &RowMajor { data: &b, ld: n },
+                out,
+                false,
+            );
+            c.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        };
+        assert_eq!(run(Kernel::Avx2), run(Kernel::Avx512));
+    }
+
     #[test]
     fn results_do_not_depend_on_the_thread_count() {
         // Wide enough that 1, 2 and 3 threads cut the columns into 4, 8 and 12 blocks; narrow
