@@ -1,7 +1,7 @@
 //! The memory savers of the relevance pass compute what they replace, bit for bit: a ReLU's
 //! relevance from its output instead of its input (the network then frees the input) and from
 //! an owned output relevance (`Layer::relevance_owned`), and elementwise operations written
-//! into their first operand (`Backend::binary_owned`).
+//! into an operand (`Backend::binary_owned`, `Backend::binary_owned_rhs`).
 
 use proptest::prelude::*;
 use vidlrp_core::{Backend, BinaryOp, HostTensor, Layer, Relu, Rule, UnaryOp};
@@ -69,8 +69,16 @@ fn binary_owned_matches<B: Backend>(be: &B, seed: u64) {
         let a2 = be.unary(&a, UnaryOp::Scale(1.0)).unwrap();
         let got = be.download(&be.binary_owned(a2, &b, op).unwrap()).unwrap();
         assert_eq!(want.data(), got.data(), "{op:?}");
+        let b2 = be.unary(&b, UnaryOp::Scale(1.0)).unwrap();
+        let got = be
+            .download(&be.binary_owned_rhs(&a, b2, op).unwrap())
+            .unwrap();
+        assert_eq!(want.data(), got.data(), "{op:?} (rhs)");
     }
     let short = be.upload(&HostTensor::zeros(vec![3, 999])).unwrap();
+    assert!(be
+        .binary_owned_rhs(&a, short.clone(), BinaryOp::Add)
+        .is_err());
     assert!(be.binary_owned(a, &short, BinaryOp::Add).is_err());
 }
 

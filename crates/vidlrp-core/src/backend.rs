@@ -133,6 +133,16 @@ pub trait Backend: Send + Sync + 'static {
     ) -> Result<Self::Tensor> {
         self.binary(&a, b, op)
     }
+    /// [`Backend::binary`] consuming `b`: `op(a, b)` written into `b`'s memory where the
+    /// backend can (`r / stab(z)` over `z`). The default allocates as `binary` does.
+    fn binary_owned_rhs(
+        &self,
+        a: &Self::Tensor,
+        b: Self::Tensor,
+        op: BinaryOp,
+    ) -> Result<Self::Tensor> {
+        self.binary(a, &b, op)
+    }
 
     // ---- reductions ----
 

@@ -278,8 +278,10 @@ impl<B: Backend, A: Affine<B> + ?Sized> AffineOp<'_, B, A> {
         if let Some((xn, wb)) = neg {
             z = self.owned(z, &self.fwd(xn, wb, None)?, BinaryOp::Add)?;
         }
-        let s = self.stab_div(numerator, &z)?;
-        drop(z);
+        // s = R / stab(z), written over z.
+        let s = self
+            .be
+            .binary_owned_rhs(numerator, z, BinaryOp::StabDiv(STABILIZER))?;
         let mut out = self.owned(self.tr(&s, wa)?, &xs.pos, BinaryOp::Mul)?;
         if let Some((xn, wb)) = neg {
             let neg = self.owned(self.tr(&s, wb)?, xn, BinaryOp::Mul)?;
@@ -327,12 +329,11 @@ fn zbox<B: Backend, A: Affine<B> + ?Sized>(
     let hi = bound_tensor(be, shape, high, "high", name)?;
     let wp = op.unary(w, UnaryOp::Positive)?;
     let wn = op.unary(w, UnaryOp::Negative)?;
-    // Each step writes into its first operand's memory (`binary_owned`): at most two
-    // output-sized tensors besides `r` are alive at once (three before).
+    // Each step writes into an operand's memory (`binary_owned`, `binary_owned_rhs`): at most
+    // two output-sized tensors besides `r` are alive at once (three before).
     let z = op.owned(op.fwd(x, w, None)?, &op.fwd(&lo, &wp, None)?, Sub)?;
     let z = op.owned(z, &op.fwd(&hi, &wn, None)?, Sub)?;
-    let s = op.stab_div(r, &z)?;
-    drop(z);
+    let s = be.binary_owned_rhs(r, z, BinaryOp::StabDiv(STABILIZER))?;
     let out = op.owned(op.tr(&s, w)?, x, Mul)?;
     let out = op.owned(out, &op.owned(op.tr(&s, &wp)?, &lo, Mul)?, Sub)?;
     op.owned(out, &op.owned(op.tr(&s, &wn)?, &hi, Mul)?, Sub)
@@ -448,8 +449,7 @@ pub fn pool_relevance<B: Backend>(
         Rule::PoolWinnerTakeAll | Rule::Gradient => be.max_pool3d_transposed(x, r, geometry),
         Rule::PoolProportional => {
             let sums = be.sum_pool3d(x, geometry)?;
-            let s = be.binary(r, &sums, BinaryOp::StabDiv(STABILIZER))?;
-            drop(sums);
+            let s = be.binary_owned_rhs(r, sums, BinaryOp::StabDiv(STABILIZER))?;
             let spread = be.sum_pool3d_transposed(&s, geometry, &be.shape(x))?;
             drop(s);
             be.binary_owned(spread, x, BinaryOp::Mul)

@@ -96,6 +96,27 @@ pub(crate) fn binary_in_place(a: &mut [f32], b: &[f32], op: BinaryOp) {
         });
 }
 
+/// `b[i] = op(a[i], b[i])`: [`binary`] into `b`'s buffer (the same values).
+pub(crate) fn binary_in_place_rhs(a: &[f32], b: &mut [f32], op: BinaryOp) {
+    assert_eq!(a.len(), b.len(), "elementwise operands differ in length");
+    b.par_chunks_mut(CHUNK)
+        .zip(a.par_chunks(CHUNK))
+        .for_each(|(b, a)| {
+            #[inline(always)]
+            fn each(a: &[f32], b: &mut [f32], f: impl Fn(f32, f32) -> f32) {
+                for (&x, y) in a.iter().zip(b.iter_mut()) {
+                    *y = f(x, *y);
+                }
+            }
+            match op {
+                BinaryOp::Add => each(a, b, |x, y| BinaryOp::Add.apply(x, y)),
+                BinaryOp::Sub => each(a, b, |x, y| BinaryOp::Sub.apply(x, y)),
+                BinaryOp::Mul => each(a, b, |x, y| BinaryOp::Mul.apply(x, y)),
+                BinaryOp::StabDiv(eps) => each(a, b, |x, y| BinaryOp::StabDiv(eps).apply(x, y)),
+            }
+        });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +177,9 @@ mod tests {
             let mut in_place = a.clone();
             pool.install(|| binary_in_place(&mut in_place, &b, op));
             assert_eq!(bits(&in_place), bits(&want), "{op:?} in place");
+            let mut in_place_rhs = b.clone();
+            pool.install(|| binary_in_place_rhs(&a, &mut in_place_rhs, op));
+            assert_eq!(bits(&in_place_rhs), bits(&want), "{op:?} in place (rhs)");
         }
     }
 }

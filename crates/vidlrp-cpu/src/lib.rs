@@ -234,6 +234,29 @@ impl Backend for Cpu {
         Ok(a)
     }
 
+    fn binary_owned_rhs(
+        &self,
+        a: &ArrayD<f32>,
+        b: ArrayD<f32>,
+        op: BinaryOp,
+    ) -> Result<ArrayD<f32>> {
+        if !b.is_standard_layout() {
+            return self.binary(a, &b, op);
+        }
+        standard!(a);
+        if a.shape() != b.shape() {
+            return Err(Error::shape(format!(
+                "elementwise {op:?}: shapes {:?} and {:?} differ",
+                a.shape(),
+                b.shape()
+            )));
+        }
+        let mut b = b;
+        let out = b.as_slice_mut().expect("standard layout");
+        self.run(|| elementwise::binary_in_place_rhs(slice(a), out, op));
+        Ok(b)
+    }
+
     fn sum_per_sample(&self, x: &ArrayD<f32>) -> Result<Vec<f64>> {
         standard!(x);
         let n = x.shape().first().copied().unwrap_or(0);
