@@ -255,6 +255,11 @@ impl<B: Backend, A: Affine<B> + ?Sized> AffineOp<'_, B, A> {
     fn stab_div(&self, r: &B::Tensor, z: &B::Tensor) -> Result<B::Tensor> {
         self.be.binary(r, z, BinaryOp::StabDiv(STABILIZER))
     }
+    /// [`AffineOp::stab_div`] written over `z` ([`Backend::binary_owned_rhs`]).
+    fn stab_div_owned(&self, r: &B::Tensor, z: B::Tensor) -> Result<B::Tensor> {
+        self.be
+            .binary_owned_rhs(r, z, BinaryOp::StabDiv(STABILIZER))
+    }
     /// The bias mapped by `op`, if there is a bias.
     fn bias_map(&self, op: UnaryOp) -> Result<Option<B::Tensor>> {
         self.layer.bias().map(|b| self.unary(b, op)).transpose()
@@ -278,10 +283,7 @@ impl<B: Backend, A: Affine<B> + ?Sized> AffineOp<'_, B, A> {
         if let Some((xn, wb)) = neg {
             z = self.owned(z, &self.fwd(xn, wb, None)?, BinaryOp::Add)?;
         }
-        // s = R / stab(z), written over z.
-        let s = self
-            .be
-            .binary_owned_rhs(numerator, z, BinaryOp::StabDiv(STABILIZER))?;
+        let s = self.stab_div_owned(numerator, z)?;
         let mut out = self.owned(self.tr(&s, wa)?, &xs.pos, BinaryOp::Mul)?;
         if let Some((xn, wb)) = neg {
             let neg = self.owned(self.tr(&s, wb)?, xn, BinaryOp::Mul)?;
@@ -333,7 +335,7 @@ fn zbox<B: Backend, A: Affine<B> + ?Sized>(
     // two output-sized tensors besides `r` are alive at once (three before).
     let z = op.owned(op.fwd(x, w, None)?, &op.fwd(&lo, &wp, None)?, Sub)?;
     let z = op.owned(z, &op.fwd(&hi, &wn, None)?, Sub)?;
-    let s = be.binary_owned_rhs(r, z, BinaryOp::StabDiv(STABILIZER))?;
+    let s = op.stab_div_owned(r, z)?;
     let out = op.owned(op.tr(&s, w)?, x, Mul)?;
     let out = op.owned(out, &op.owned(op.tr(&s, &wp)?, &lo, Mul)?, Sub)?;
     op.owned(out, &op.owned(op.tr(&s, &wn)?, &hi, Mul)?, Sub)

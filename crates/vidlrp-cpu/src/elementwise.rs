@@ -75,44 +75,28 @@ pub(crate) fn binary(a: &[f32], b: &[f32], op: BinaryOp) -> Vec<f32> {
     })
 }
 
-/// `a[i] = op(a[i], b[i])`: [`binary`] into `a`'s buffer (the same values).
-pub(crate) fn binary_in_place(a: &mut [f32], b: &[f32], op: BinaryOp) {
-    assert_eq!(a.len(), b.len(), "elementwise operands differ in length");
-    a.par_chunks_mut(CHUNK)
-        .zip(b.par_chunks(CHUNK))
-        .for_each(|(a, b)| {
-            #[inline(always)]
-            fn each(a: &mut [f32], b: &[f32], f: impl Fn(f32, f32) -> f32) {
-                for (x, &y) in a.iter_mut().zip(b) {
-                    *x = f(*x, y);
-                }
-            }
-            match op {
-                BinaryOp::Add => each(a, b, |x, y| BinaryOp::Add.apply(x, y)),
-                BinaryOp::Sub => each(a, b, |x, y| BinaryOp::Sub.apply(x, y)),
-                BinaryOp::Mul => each(a, b, |x, y| BinaryOp::Mul.apply(x, y)),
-                BinaryOp::StabDiv(eps) => each(a, b, |x, y| BinaryOp::StabDiv(eps).apply(x, y)),
-            }
-        });
-}
-
-/// `b[i] = op(a[i], b[i])`: [`binary`] into `b`'s buffer (the same values).
-pub(crate) fn binary_in_place_rhs(a: &[f32], b: &mut [f32], op: BinaryOp) {
-    assert_eq!(a.len(), b.len(), "elementwise operands differ in length");
-    b.par_chunks_mut(CHUNK)
-        .zip(a.par_chunks(CHUNK))
-        .for_each(|(b, a)| {
-            #[inline(always)]
-            fn each(a: &[f32], b: &mut [f32], f: impl Fn(f32, f32) -> f32) {
-                for (&x, y) in a.iter().zip(b.iter_mut()) {
-                    *y = f(x, *y);
-                }
-            }
-            match op {
-                BinaryOp::Add => each(a, b, |x, y| BinaryOp::Add.apply(x, y)),
-                BinaryOp::Sub => each(a, b, |x, y| BinaryOp::Sub.apply(x, y)),
-                BinaryOp::Mul => each(a, b, |x, y| BinaryOp::Mul.apply(x, y)),
-                BinaryOp::StabDiv(eps) => each(a, b, |x, y| BinaryOp::StabDiv(eps).apply(x, y)),
+/// [`binary`] written into one operand's buffer (the same values): `out[i] = op(out[i],
+/// other[i])` if `OUT_FIRST`, else `out[i] = op(other[i], out[i])`.
+pub(crate) fn binary_in_place<const OUT_FIRST: bool>(out: &mut [f32], other: &[f32], op: BinaryOp) {
+    assert_eq!(
+        out.len(),
+        other.len(),
+        "elementwise operands differ in length"
+    );
+    #[inline(always)]
+    fn each<const OUT_FIRST: bool>(out: &mut [f32], other: &[f32], f: impl Fn(f32, f32) -> f32) {
+        for (o, &v) in out.iter_mut().zip(other) {
+            *o = if OUT_FIRST { f(*o, v) } else { f(v, *o) };
+        }
+    }
+    out.par_chunks_mut(CHUNK)
+        .zip(other.par_chunks(CHUNK))
+        .for_each(|(o, v)| match op {
+            BinaryOp::Add => each::<OUT_FIRST>(o, v, |x, y| BinaryOp::Add.apply(x, y)),
+            BinaryOp::Sub => each::<OUT_FIRST>(o, v, |x, y| BinaryOp::Sub.apply(x, y)),
+            BinaryOp::Mul => each::<OUT_FIRST>(o, v, |x, y| BinaryOp::Mul.apply(x, y)),
+            BinaryOp::StabDiv(eps) => {
+                each::<OUT_FIRST>(o, v, |x, y| BinaryOp::StabDiv(eps).apply(x, y));
             }
         });
 }
@@ -175,10 +159,10 @@ mod tests {
                 "{op:?}"
             );
             let mut in_place = a.clone();
-            pool.install(|| binary_in_place(&mut in_place, &b, op));
+            pool.install(|| binary_in_place::<true>(&mut in_place, &b, op));
             assert_eq!(bits(&in_place), bits(&want), "{op:?} in place");
             let mut in_place_rhs = b.clone();
-            pool.install(|| binary_in_place_rhs(&a, &mut in_place_rhs, op));
+            pool.install(|| binary_in_place::<false>(&mut in_place_rhs, &a, op));
             assert_eq!(bits(&in_place_rhs), bits(&want), "{op:?} in place (rhs)");
         }
     }

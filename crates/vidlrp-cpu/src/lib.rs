@@ -84,6 +84,46 @@ impl Cpu {
     fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         self.pool.install(f)
     }
+
+    /// `op(owned, other)` if `OWNED_FIRST`, else `op(other, owned)`, written into `owned`'s
+    /// buffer where it is in standard layout (else computed as [`Backend::binary`] does).
+    fn binary_into<const OWNED_FIRST: bool>(
+        &self,
+        owned: ArrayD<f32>,
+        other: &ArrayD<f32>,
+        op: BinaryOp,
+    ) -> Result<ArrayD<f32>> {
+        if !owned.is_standard_layout() {
+            return if OWNED_FIRST {
+                self.binary(&owned, other, op)
+            } else {
+                self.binary(other, &owned, op)
+            };
+        }
+        let other = standard(other);
+        let other: &ArrayD<f32> = &other;
+        if OWNED_FIRST {
+            same_shape(&owned, other, op)?;
+        } else {
+            same_shape(other, &owned, op)?;
+        }
+        let mut owned = owned;
+        let out = owned.as_slice_mut().expect("standard layout");
+        self.run(|| elementwise::binary_in_place::<OWNED_FIRST>(out, slice(other), op));
+        Ok(owned)
+    }
+}
+
+/// **Errors** unless the operands `a`, `b` of the elementwise `op` have one shape.
+fn same_shape(a: &ArrayD<f32>, b: &ArrayD<f32>, op: BinaryOp) -> Result<()> {
+    if a.shape() == b.shape() {
+        return Ok(());
+    }
+    Err(Error::shape(format!(
+        "elementwise {op:?}: shapes {:?} and {:?} differ",
+        a.shape(),
+        b.shape()
+    )))
 }
 
 /// Borrows `t` if it is in standard (row-major, contiguous) layout, else copies it into one:
@@ -203,13 +243,7 @@ impl Backend for Cpu {
 
     fn binary(&self, a: &ArrayD<f32>, b: &ArrayD<f32>, op: BinaryOp) -> Result<ArrayD<f32>> {
         standard!(a, b);
-        if a.shape() != b.shape() {
-            return Err(Error::shape(format!(
-                "elementwise {op:?}: shapes {:?} and {:?} differ",
-                a.shape(),
-                b.shape()
-            )));
-        }
+        same_shape(a, b, op)?;
         Ok(from_vec(
             a.shape(),
             self.run(|| elementwise::binary(slice(a), slice(b), op)),
@@ -217,21 +251,7 @@ impl Backend for Cpu {
     }
 
     fn binary_owned(&self, a: ArrayD<f32>, b: &ArrayD<f32>, op: BinaryOp) -> Result<ArrayD<f32>> {
-        if !a.is_standard_layout() {
-            return self.binary(&a, b, op);
-        }
-        standard!(b);
-        if a.shape() != b.shape() {
-            return Err(Error::shape(format!(
-                "elementwise {op:?}: shapes {:?} and {:?} differ",
-                a.shape(),
-                b.shape()
-            )));
-        }
-        let mut a = a;
-        let out = a.as_slice_mut().expect("standard layout");
-        self.run(|| elementwise::binary_in_place(out, slice(b), op));
-        Ok(a)
+        self.binary_into::<true>(a, b, op)
     }
 
     fn binary_owned_rhs(
@@ -240,21 +260,7 @@ impl Backend for Cpu {
         b: ArrayD<f32>,
         op: BinaryOp,
     ) -> Result<ArrayD<f32>> {
-        if !b.is_standard_layout() {
-            return self.binary(a, &b, op);
-        }
-        standard!(a);
-        if a.shape() != b.shape() {
-            return Err(Error::shape(format!(
-                "elementwise {op:?}: shapes {:?} and {:?} differ",
-                a.shape(),
-                b.shape()
-            )));
-        }
-        let mut b = b;
-        let out = b.as_slice_mut().expect("standard layout");
-        self.run(|| elementwise::binary_in_place_rhs(slice(a), out, op));
-        Ok(b)
+        self.binary_into::<false>(b, a, op)
     }
 
     fn sum_per_sample(&self, x: &ArrayD<f32>) -> Result<Vec<f64>> {

@@ -220,6 +220,30 @@ enum Kernel {
     Avx512,
 }
 
+#[cfg(target_arch = "x86_64")]
+impl Kernel {
+    /// The register micro-kernel of `self` (AVX-512F or AVX2; a portable `self` is a caller's
+    /// mistake and panics): `C = acc` or `C += acc` for the `MR x NR` tile at `c`.
+    ///
+    /// # Safety
+    /// As [`avx512::kernel_into`], with the CPU features of `self`.
+    unsafe fn simd_into(
+        self,
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        ldc: usize,
+        first: bool,
+    ) {
+        match self {
+            Kernel::Avx512 => avx512::kernel_into(kc, a, b, c, ldc, first),
+            Kernel::Avx2 => avx2::kernel_into(kc, a, b, c, ldc, first),
+            Kernel::Portable => unreachable!("the portable kernel has no register tile"),
+        }
+    }
+}
+
 /// Whether this CPU runs a register-blocked micro-kernel (AVX-512F, or AVX2 with FMA), which is
 /// when the convolutions use this GEMM with implicit im2col packing.
 /// `VIDLRP_CPU_GEMM=matrixmultiply` turns it off (for comparisons).
@@ -318,29 +342,18 @@ fn gemm_columns(
                             // rows ic + is MR .. + MR < m and columns of this caller's range.
                             unsafe {
                                 let dst = c.add((ic + is * MR) * ldc + jc + js * NR);
-                                let (a, b) = (as_.as_ptr(), bs.as_ptr());
-                                if kernel == Kernel::Avx512 {
-                                    avx512::kernel_into(kc, a, b, dst, ldc, first);
-                                } else {
-                                    avx2::kernel_into(kc, a, b, dst, ldc, first);
-                                }
+                                kernel.simd_into(kc, as_.as_ptr(), bs.as_ptr(), dst, ldc, first);
                             }
                             continue;
                         }
                         match kernel {
                             Kernel::Portable => kernel_portable(kc, as_, bs, &mut acc),
+                            // SAFETY: detect() saw the kernel's features; the slivers hold kc MR
+                            // and kc NR floats, acc is one MR x NR tile.
                             #[cfg(target_arch = "x86_64")]
-                            // SAFETY: detect() saw AVX-512F; the slivers hold kc MR and kc NR
-                            // floats.
-                            Kernel::Avx512 => unsafe {
+                            Kernel::Avx512 | Kernel::Avx2 => unsafe {
                                 let dst = acc.as_mut_ptr().cast::<f32>();
-                                avx512::kernel_into(kc, as_.as_ptr(), bs.as_ptr(), dst, NR, true);
-                            },
-                            #[cfg(target_arch = "x86_64")]
-                            // SAFETY: detect() saw AVX2 and FMA; as above.
-                            Kernel::Avx2 => unsafe {
-                                let dst = acc.as_mut_ptr().cast::<f32>();
-                                avx2::kernel_into(kc, as_.as_ptr(), bs.as_ptr(), dst, NR, true);
+                                kernel.simd_into(kc, as_.as_ptr(), bs.as_ptr(), dst, NR, true);
                             },
                         }
                         for (i, acc_row) in acc.iter().enumerate().take(rows) {
