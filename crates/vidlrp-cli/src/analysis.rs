@@ -63,6 +63,12 @@ pub struct DataArgs {
     /// larger batches run faster; memory grows with it; on CPUs 1 is as fast).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
+    /// With DTD-u and other methods, only one network is kept in memory: the videos are taken
+    /// in chunks of at most this many MiB of network inputs, each chunk explained by one
+    /// network, then by the other (the same results; an interrupted run recomputes at most
+    /// one chunk).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub chunk_mb: u64,
     #[command(flatten)]
     pub device: crate::device::DeviceArgs,
 }
@@ -185,6 +191,7 @@ fn analyse(command: &str, a: &DataArgs, conditions: Vec<Condition>) -> Result<()
         journal: Some(journal_path(&a.out)),
         resume: a.resume,
         batch: a.batch,
+        chunk_bytes: usize::try_from(a.chunk_mb << 20).unwrap_or(usize::MAX),
     };
     let started = std::time::Instant::now();
     let mut timing = (0.0, 0.0);

@@ -45,7 +45,16 @@ pub fn summary(e: &Explanation, composite: &Composite, labels: Option<&[String]>
     let layers: Vec<Value> = e
         .layers
         .iter()
-        .map(|l| json!({"layer": l.layer, "kind": l.kind, "rule": l.rule, "relevance_sum": l.input_sum}))
+        .map(|l| {
+            json!({
+                "layer": l.layer,
+                "kind": l.kind,
+                "rule": l.rule,
+                "relevance_sum": l.input_sum,
+                "forward_s": l.forward_s,
+                "relevance_s": l.relevance_s,
+            })
+        })
         .collect();
     json!({
         "method": composite.name,

@@ -493,6 +493,12 @@ fn a_killed_run_resumes_to_the_outputs_of_an_uninterrupted_one() {
             s(&w),
             "--steps",
             "0,1,2",
+            // DTD-u too, one video per chunk (its inputs are 7 MiB): each video is explained
+            // by one network, then by the other, and journaled after both.
+            "--methods",
+            "dtd,sa,dtd-u",
+            "--chunk-mb",
+            "1",
             "--bootstrap",
             "50",
             "--threads",

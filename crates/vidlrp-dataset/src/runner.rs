@@ -44,6 +44,18 @@ pub struct RunOptions {
     /// the backend gains from larger batches, at the cost of memory; records of runs with
     /// different batches are not byte-identical.
     pub batch: usize,
+    /// The most bytes of network inputs kept per chunk of videos when the conditions explain
+    /// two networks (DTD-u and any other method): only one network is resident at a time, a
+    /// chunk of videos is explained by one, then by the other ([`RunOptions::DEFAULT_CHUNK_BYTES`]).
+    /// Results do not depend on it; a larger chunk swaps networks less often, an interrupted
+    /// run recomputes at most one chunk.
+    pub chunk_bytes: usize,
+}
+
+impl RunOptions {
+    /// 64 MiB: 26 full-size C3D snippets (2.4 MB each), e.g. 3 videos of 7 step sizes. One
+    /// network swap per chunk costs a fraction of a second next to minutes of explaining.
+    pub const DEFAULT_CHUNK_BYTES: usize = 64 << 20;
 }
 
 /// The preset's name, and with a per-voxel mean the SHA-256 of its values (so shards with
@@ -129,31 +141,20 @@ pub fn run<B: Backend>(
     let weights = loaded.tensors;
     let spec = C3dSpec::from_weights(&weights)?;
     let (net, _) = vidlrp_c3d::build(be, weights, pool5, input)?;
-    let untrained = if conditions
-        .iter()
-        .any(|c| c.method == AnalysisMethod::DtdUntrained)
-    {
-        Some(vidlrp_c3d::build(be, init_weights(&spec, opts.seed), pool5, input)?.0)
-    } else {
-        None
-    };
     let preset_options = PresetOptions {
         low: opts.preset.low(),
         high: opts.preset.high(),
         ..PresetOptions::default()
     };
     let mut composites = BTreeMap::new();
-    let models = Models {
-        trained: &net,
-        untrained: untrained.as_ref(),
-    };
     for c in &conditions {
         let method = match c.method {
             AnalysisMethod::Explain(m) => m,
             AnalysisMethod::DtdUntrained => vidlrp_core::Method::Dtd,
         };
         let composite = Composite::preset(method, &preset_options)?;
-        models.of(c).rules(&composite)?;
+        // DTD-u's network has the trained one's architecture: the same rules fit both.
+        net.rules(&composite)?;
         composites.insert(c.key.clone(), composite);
     }
 
@@ -201,7 +202,34 @@ pub fn run<B: Backend>(
         .map(|c| (c.key.clone(), Accumulator::default()))
         .collect();
     let mut outcomes = Vec::with_capacity(total);
-    let plan = Plan::new(&conditions, &models);
+    let plan = Plan::new(&conditions);
+    let networks = plan.networks();
+    // With two networks (DTD-u's conditions), only one is resident at a time: a chunk of
+    // videos is explained by one network, then by the other, its inputs kept in between.
+    let chunk_videos = if networks.len() > 1 {
+        let input_bytes = plan.points.len() * input.iter().product::<usize>() * 4;
+        (opts.chunk_bytes / input_bytes.max(1)).max(1)
+    } else {
+        1
+    };
+    let mut resident = Some((NETWORK_TRAINED, net));
+    let build_network = |index: usize| -> Result<Sequential<B>> {
+        let weights = if index == NETWORK_UNTRAINED {
+            init_weights(&spec, opts.seed)
+        } else {
+            let now = crate::sha256_file(&opts.weights)?;
+            if now != config.weights_sha256 {
+                return Err(DatasetError::Records(format!(
+                    "{} changed during the run (SHA-256 {} at the start, {now} \
+                     now): the videos left would be explained by other weights",
+                    opts.weights.display(),
+                    config.weights_sha256
+                )));
+            }
+            vidlrp_c3d::load_weights(&opts.weights)?.tensors
+        };
+        Ok(vidlrp_c3d::build(be, weights, pool5, input)?.0)
+    };
     // The videos to compute, in item order: a reader thread decodes and preprocesses them one
     // video ahead of the network (`sync_channel(1)`: at most two videos' inputs wait).
     let todo: Vec<&Item> = mine
@@ -209,6 +237,20 @@ pub fn run<B: Backend>(
         .copied()
         .filter(|it| !resumed.contains_key(&it.index))
         .collect();
+    // Consecutive items with at most `chunk_videos` to compute each (items from the journal
+    // ride along, so records stay in item order).
+    let mut chunks: Vec<Vec<&Item>> = vec![Vec::new()];
+    let mut computing = 0;
+    for &item in &mine {
+        if !resumed.contains_key(&item.index) {
+            if computing == chunk_videos {
+                chunks.push(Vec::new());
+                computing = 0;
+            }
+            computing += 1;
+        }
+        chunks.last_mut().expect("non-empty").push(item);
+    }
     let (tx, rx) = std::sync::mpsc::sync_channel::<Inputs>(1);
     std::thread::scope(|scope| -> Result<()> {
         let points = &plan.points;
@@ -223,40 +265,57 @@ pub fn run<B: Backend>(
         let mut done = 0;
         let mut from_journal = 0;
         let (mut explain_s, mut wait_s) = (0.0, 0.0);
-        for item in mine {
-            let record = match resumed.remove(&item.index) {
-                Some(r) => {
-                    let keys: Vec<&str> = r.outcomes.iter().map(|o| o.condition.as_str()).collect();
-                    let expected: Vec<&str> = conditions.iter().map(|c| c.key.as_str()).collect();
-                    if keys != expected {
-                        return Err(DatasetError::Records(format!(
-                            "the journal's record of item {} does not hold the run's conditions",
-                            item.index
-                        )));
-                    }
-                    from_journal += 1;
-                    r
+        for chunk in chunks {
+            let computed: Vec<&Item> = chunk
+                .iter()
+                .copied()
+                .filter(|it| !resumed.contains_key(&it.index))
+                .collect();
+            let mut inputs: Vec<Inputs> = Vec::with_capacity(computed.len());
+            let mut results: Vec<Vec<Option<Observed>>> = computed
+                .iter()
+                .map(|_| conditions.iter().map(|_| None).collect())
+                .collect();
+            // The resident network first: one swap per chunk at most.
+            let mut order = networks.clone();
+            if let Some((index, _)) = &resident {
+                order.sort_by_key(|m| m != index);
+            }
+            for (phase, &network) in order.iter().enumerate() {
+                if computed.is_empty() {
+                    break;
                 }
-                None => {
-                    let waited = std::time::Instant::now();
-                    let inputs = rx.recv().map_err(|_| {
-                        DatasetError::Records("the video reader thread stopped".into())
-                    })?;
-                    wait_s += waited.elapsed().as_secs_f64();
-                    debug_assert_eq!(inputs.item, item.index);
-                    let r = observe_item(
+                if resident.as_ref().map(|r| r.0) != Some(network) {
+                    // Drop one network before building the other.
+                    resident = None;
+                    resident = Some((network, build_network(network)?));
+                }
+                let net = &resident.as_ref().expect("built above").1;
+                for (v, &item) in computed.iter().enumerate() {
+                    if phase == 0 {
+                        let waited = std::time::Instant::now();
+                        let read = rx.recv().map_err(|_| {
+                            DatasetError::Records("the video reader thread stopped".into())
+                        })?;
+                        wait_s += waited.elapsed().as_secs_f64();
+                        debug_assert_eq!(read.item, item.index);
+                        inputs.push(read);
+                    }
+                    observe_groups(
                         be,
                         item,
                         &conditions,
                         &plan,
-                        &models,
+                        (network, net),
                         &composites,
-                        inputs,
+                        &inputs[v],
                         opts.batch,
+                        &mut results[v],
                         &mut |d, s| {
+                            done += d;
                             explain_s += s;
                             progress(Progress {
-                                done: done + d,
+                                done,
                                 total,
                                 item,
                                 resumed: from_journal,
@@ -265,32 +324,56 @@ pub fn run<B: Backend>(
                             });
                         },
                     );
-                    if let Some(j) = journal.as_mut() {
-                        j.append(&r)?;
-                    }
-                    r
                 }
-            };
-            done += conditions.len();
-            progress(Progress {
-                done,
-                total,
-                item,
-                resumed: from_journal,
-                explain_s,
-                wait_s,
-            });
-            for (key, o) in record.observations {
-                accumulators
-                    .get_mut(&key)
-                    .ok_or_else(|| {
-                        DatasetError::Records(format!(
-                            "the journal names an unknown condition {key}"
-                        ))
-                    })?
-                    .push(o);
             }
-            outcomes.extend(record.outcomes);
+            let mut results = results.into_iter();
+            for item in chunk {
+                let record = match resumed.remove(&item.index) {
+                    Some(r) => {
+                        let keys: Vec<&str> =
+                            r.outcomes.iter().map(|o| o.condition.as_str()).collect();
+                        let expected: Vec<&str> =
+                            conditions.iter().map(|c| c.key.as_str()).collect();
+                        if keys != expected {
+                            return Err(DatasetError::Records(format!(
+                                "the journal's record of item {} does not hold the run's \
+                                 conditions",
+                                item.index
+                            )));
+                        }
+                        from_journal += 1;
+                        done += conditions.len();
+                        r
+                    }
+                    None => {
+                        let observed = results.next().expect("one result list per computed item");
+                        let r = item_record(item, &conditions, observed);
+                        if let Some(j) = journal.as_mut() {
+                            j.append(&r)?;
+                        }
+                        r
+                    }
+                };
+                progress(Progress {
+                    done,
+                    total,
+                    item,
+                    resumed: from_journal,
+                    explain_s,
+                    wait_s,
+                });
+                for (key, o) in record.observations {
+                    accumulators
+                        .get_mut(&key)
+                        .ok_or_else(|| {
+                            DatasetError::Records(format!(
+                                "the journal names an unknown condition {key}"
+                            ))
+                        })?
+                        .push(o);
+                }
+                outcomes.extend(record.outcomes);
+            }
         }
         Ok(())
     })?;
@@ -306,32 +389,21 @@ pub fn run<B: Backend>(
     })
 }
 
-/// The trained network and, for DTD-u, the re-initialised one.
-struct Models<'a, B: Backend> {
-    trained: &'a Sequential<B>,
-    untrained: Option<&'a Sequential<B>>,
-}
+/// [`Plan`]'s index of the trained network.
+const NETWORK_TRAINED: usize = 0;
+/// [`Plan`]'s index of DTD-u's re-initialised network.
+const NETWORK_UNTRAINED: usize = 1;
 
-impl<'a, B: Backend> Models<'a, B> {
-    /// The network condition `c` explains (0: trained, 1: untrained).
-    fn index(&self, c: &Condition) -> usize {
-        match c.method {
-            AnalysisMethod::DtdUntrained if self.untrained.is_some() => 1,
-            _ => 0,
-        }
-    }
-
-    fn get(&self, index: usize) -> &'a Sequential<B> {
-        match index {
-            1 => self.untrained.unwrap_or(self.trained),
-            _ => self.trained,
-        }
-    }
-
-    fn of(&self, c: &Condition) -> &'a Sequential<B> {
-        self.get(self.index(c))
+/// The network condition `c` explains.
+fn network_of(c: &Condition) -> usize {
+    match c.method {
+        AnalysisMethod::DtdUntrained => NETWORK_UNTRAINED,
+        AnalysisMethod::Explain(_) => NETWORK_TRAINED,
     }
 }
+
+/// One condition's result on one video.
+type Observed = std::result::Result<Observation, Miss>;
 
 /// How a run's conditions share work on each video: the distinct snippets `(offset, step)`
 /// to read, and the groups of conditions that explain the same network on the same snippet
@@ -344,7 +416,7 @@ struct Plan {
 }
 
 impl Plan {
-    fn new<B: Backend>(conditions: &[Condition], models: &Models<'_, B>) -> Self {
+    fn new(conditions: &[Condition]) -> Self {
         let mut points: Vec<(usize, usize)> = Vec::new();
         let mut groups: Vec<(usize, usize, Vec<usize>)> = Vec::new();
         for (i, c) in conditions.iter().enumerate() {
@@ -355,13 +427,19 @@ impl Plan {
                     points.len() - 1
                 }
             };
-            let m = models.index(c);
+            let m = network_of(c);
             match groups.iter_mut().find(|g| g.0 == p && g.1 == m) {
                 Some(g) => g.2.push(i),
                 None => groups.push((p, m, vec![i])),
             }
         }
         Self { points, groups }
+    }
+
+    /// The networks the groups explain, in index order.
+    fn networks(&self) -> Vec<usize> {
+        let set: BTreeSet<usize> = self.groups.iter().map(|g| g.1).collect();
+        set.into_iter().collect()
     }
 }
 
@@ -404,51 +482,47 @@ fn read_inputs(item: &Item, points: &[(usize, usize)], opts: &RunOptions) -> Inp
     }
 }
 
-/// Every condition on one video: its outcomes and observations, in condition order.
-/// `progress(d, s)` is called after each group of conditions, `d` conditions done, `s`
-/// seconds of explaining for the group.
+/// The conditions of one video that `network` (its [`Plan`] index and the network) explains,
+/// their results written into `results` (one slot per condition). `progress(d, s)` is called
+/// after each group of conditions: `d` more conditions done, `s` seconds of explaining.
 #[allow(clippy::too_many_arguments)]
-fn observe_item<B: Backend>(
+fn observe_groups<B: Backend>(
     be: &B,
     item: &Item,
     conditions: &[Condition],
     plan: &Plan,
-    models: &Models<'_, B>,
+    network: (usize, &Sequential<B>),
     composites: &BTreeMap<String, Composite>,
-    inputs: Inputs,
+    inputs: &Inputs,
     batch: usize,
+    results: &mut [Option<Observed>],
     progress: &mut dyn FnMut(usize, f64),
-) -> crate::ItemRecord {
-    let mut results: Vec<Option<std::result::Result<Observation, Miss>>> =
-        conditions.iter().map(|_| None).collect();
-    let mut d = 0;
+) {
     // Groups whose snippet could not be read get its miss; the others are explained in
-    // batches of up to `batch` snippets, one batch per network and list of methods.
-    // (network, methods) -> the groups explained with them.
-    type Signature = (usize, Vec<String>);
-    let mut buckets: Vec<(Signature, Vec<usize>)> = Vec::new();
+    // batches of up to `batch` snippets, one batch per list of methods.
+    // methods -> the groups explained with them.
+    let mut buckets: Vec<(Vec<String>, Vec<usize>)> = Vec::new();
     for (g, (point, model, members)) in plan.groups.iter().enumerate() {
+        if *model != network.0 {
+            continue;
+        }
         if let Err(m) = &inputs.snippets[*point] {
             for &i in members {
                 results[i] = Some(Err(m.clone()));
             }
-            d += members.len();
-            progress(d, 0.0);
+            progress(members.len(), 0.0);
             continue;
         }
-        let signature = (
-            *model,
-            members
-                .iter()
-                .map(|&i| conditions[i].method.to_string())
-                .collect(),
-        );
+        let signature: Vec<String> = members
+            .iter()
+            .map(|&i| conditions[i].method.to_string())
+            .collect();
         match buckets.iter_mut().find(|b| b.0 == signature) {
             Some(b) => b.1.push(g),
             None => buckets.push((signature, vec![g])),
         }
     }
-    for ((model, _), groups) in &buckets {
+    for (_, groups) in &buckets {
         for chunk in groups.chunks(batch.max(1)) {
             let start = std::time::Instant::now();
             let members = &plan.groups[chunk[0]].2;
@@ -463,7 +537,8 @@ fn observe_item<B: Backend>(
                     Err(_) => unreachable!("groups without input were handled above"),
                 })
                 .collect();
-            let explained = explain_batch(be, models.get(*model), &xs, &methods, item);
+            let explained = explain_batch(be, network.1, &xs, &methods, item);
+            let mut d = 0;
             for (&g, per_group) in chunk.iter().zip(explained) {
                 for (&i, r) in plan.groups[g].2.iter().zip(per_group) {
                     results[i] = Some(r);
@@ -473,6 +548,14 @@ fn observe_item<B: Backend>(
             progress(d, start.elapsed().as_secs_f64());
         }
     }
+}
+
+/// One video's record: every condition's outcome and observation, in condition order.
+fn item_record(
+    item: &Item,
+    conditions: &[Condition],
+    results: Vec<Option<Observed>>,
+) -> crate::ItemRecord {
     let mut record = crate::ItemRecord {
         item: item.index,
         outcomes: Vec::with_capacity(conditions.len()),

@@ -72,6 +72,7 @@ fn options(m: Manifest, shard: Shard) -> RunOptions {
         journal: None,
         resume: false,
         batch: 1,
+        chunk_bytes: RunOptions::DEFAULT_CHUNK_BYTES,
     }
 }
 
@@ -296,4 +297,51 @@ fn batching_a_videos_snippets_changes_no_outcome_and_shares_only_by_rounding() {
             }
         }
     }
+}
+
+/// With DTD-u and other methods only one network is resident: videos go in chunks, each
+/// explained by one network and then the other. The records do not depend on the chunk size,
+/// nor on resuming a journal written with another chunk size.
+#[test]
+fn chunks_of_any_size_give_the_same_records() {
+    let rows = [1, 3, 6, 0];
+    let d = fixture();
+    let whole = run_shard(&rows, Shard::WHOLE);
+    for chunk_bytes in [1, 3 << 20, 1 << 40] {
+        let opts = RunOptions {
+            chunk_bytes,
+            ..options(manifest(&rows), Shard::WHOLE)
+        };
+        let chunked = run(&backend(), "profile", &opts, conditions(), &mut |_| {}).unwrap();
+        assert_eq!(chunked, whole, "chunks of {chunk_bytes} bytes");
+    }
+    // A run in chunks of one video cut after its first two videos (its journal truncated as a
+    // kill would leave it), resumed with the default chunks.
+    let journal = d.join(format!("chunks-{}.journal.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&journal);
+    let first = RunOptions {
+        chunk_bytes: 1,
+        journal: Some(journal.clone()),
+        ..options(manifest(&rows), Shard::WHOLE)
+    };
+    run(&backend(), "profile", &first, conditions(), &mut |_| {}).unwrap();
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert_eq!(text.lines().count(), 5, "a header and one record per video");
+    let kept: String = text.lines().take(3).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&journal, kept).unwrap();
+    let rest = RunOptions {
+        journal: Some(journal.clone()),
+        resume: true,
+        ..options(manifest(&rows), Shard::WHOLE)
+    };
+    let mut resumed_items = 0;
+    let resumed = run(&backend(), "profile", &rest, conditions(), &mut |p| {
+        resumed_items = p.resumed;
+    })
+    .unwrap();
+    let lines = std::fs::read_to_string(&journal).unwrap().lines().count();
+    let _ = std::fs::remove_file(&journal);
+    assert_eq!(resumed_items, 2);
+    assert_eq!(lines, 5);
+    assert_eq!(resumed, whole);
 }
