@@ -25,8 +25,8 @@ use crate::report::{summary, timed_explain};
     offset + i * step and preprocessed with --preset.\n\
     The relevance has the input's shape (for sa: the squared gradient per channel).\n\
     One JSON object goes to stdout: class, logit, top-5, relevance sum, conservation\n\
-    (sum R / logit), per-layer relevance sums and wall time. Outputs appear only if the whole\n\
-    command succeeds.")]
+    (sum R / logit), per layer the relevance sum and the seconds of its forward and relevance\n\
+    steps (a profile), and wall time. Outputs appear only if the whole command succeeds.")]
 pub struct Args {
     /// C3D weights: safetensors, .npz, PyTorch .pt/.pth/.pickle (zip or legacy; port or
     /// MMAction2 names) or a Caffe model, recognised by content.
