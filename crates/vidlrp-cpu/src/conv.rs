@@ -342,8 +342,8 @@ impl PackJob<'_> {
         }
     }
 
-    /// Stride 1 with AVX2: each segment of a sliver row is two masked 8-lane loads (lanes the
-    /// mask leaves out read nothing), blended into the row.
+    /// Stride 1 with AVX2: each segment of a sliver row is two 8-lane loads masked to its
+    /// lanes, blended into the row.
     ///
     /// # Safety
     /// The CPU must support AVX2; `sw` must be 1.
@@ -363,17 +363,36 @@ impl PackJob<'_> {
             )
         };
         let wide: Vec<(__m256i, __m256i)> = t.masks.iter().map(|&m| widen(m)).collect();
+        let len = self.x.len();
         for (sliver, range) in dst.chunks_mut(kc * NR).zip(self.bounds.windows(2)) {
             for (out, &(tap, ab, e)) in sliver.chunks_exact_mut(NR).zip(&t.taps) {
                 let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
                 for s in range[0]..range[1] {
                     if t.inside[s * t.nab + ab] {
-                        let base = self.x.as_ptr().wrapping_offset(t.lane0[s] + tap);
+                        let at = t.lane0[s] + tap;
+                        let base = self.x.as_ptr().wrapping_offset(at);
                         let (mlo, mhi) = wide[s * t.kw + e];
-                        // Segments cover disjoint lanes, so their masked loads (zero outside
-                        // the mask) add up to the row.
-                        lo = _mm256_or_ps(lo, _mm256_maskload_ps(base, mlo));
-                        hi = _mm256_or_ps(hi, _mm256_maskload_ps(base.wrapping_add(8), mhi));
+                        // Segments cover disjoint lanes, so their loads, zero outside the mask,
+                        // add up to the row. Where all 16 lanes lie inside x, a plain load and
+                        // an AND with the mask (2x faster here than masked loads on AMD Zen);
+                        // at the ends of x, masked loads (lanes the mask leaves out read
+                        // nothing).
+                        let (vlo, vhi) = if at >= 0 && at as usize + NR <= len {
+                            (
+                                _mm256_and_ps(_mm256_loadu_ps(base), _mm256_castsi256_ps(mlo)),
+                                _mm256_and_ps(
+                                    _mm256_loadu_ps(base.add(8)),
+                                    _mm256_castsi256_ps(mhi),
+                                ),
+                            )
+                        } else {
+                            (
+                                _mm256_maskload_ps(base, mlo),
+                                _mm256_maskload_ps(base.wrapping_add(8), mhi),
+                            )
+                        };
+                        lo = _mm256_or_ps(lo, vlo);
+                        hi = _mm256_or_ps(hi, vhi);
                     }
                 }
                 _mm256_storeu_ps(out.as_mut_ptr(), lo);
@@ -640,17 +659,10 @@ pub(crate) fn conv_transposed_sample(
 pub(crate) const FLIPPED_MIN_POSITIONS: usize = 512;
 
 /// The fewest input channels (the flipped convolution's GEMM rows) for which the flipped
-/// convolution beats `w^T g` + col2im: 32 with the AVX-512 kernel; 128 with the AVX2 kernel,
-/// whose packing costs more per row (measured at C3D sizes: conv2's transpose onto 64 channels
-/// ran at 77 GFLOP/s flipped and 98 through col2im; conv3a's onto 128 at 106 and 110; conv4b's
-/// onto 512 at 101 and 76).
-fn flipped_min_rows() -> usize {
-    if crate::sgemm::avx2() {
-        128
-    } else {
-        32
-    }
-}
+/// convolution beats `w^T g` + col2im, with the AVX-512 and with the AVX2 kernel (measured at
+/// C3D sizes on AVX2: conv2's transpose onto 64 channels 0.20 s flipped, 0.27 s through
+/// col2im; conv3a's onto 128 equal; 64 onto 64 at 16x56x56 0.11 s and 0.18 s).
+const FLIPPED_MIN_ROWS: usize = 32;
 
 /// For stride 1 and padding `p <= k - 1`, the transposed convolution is a convolution of the
 /// gradient with the flipped, transposed kernel ([`flipped_kernel`]) and padding `k - 1 - p`:
@@ -669,7 +681,7 @@ pub(crate) fn flipped_dims(dims: &ConvDims, c_out: usize, n: usize) -> Option<Co
     } else {
         positions
     };
-    if dims.c_in < flipped_min_rows() || columns < FLIPPED_MIN_POSITIONS {
+    if dims.c_in < FLIPPED_MIN_ROWS || columns < FLIPPED_MIN_POSITIONS {
         return None;
     }
     let [kt, kh, kw] = g.kernel;
