@@ -275,13 +275,6 @@ pub(crate) fn avx512() -> bool {
     false
 }
 
-/// Whether this CPU has AVX2 and FMA but not AVX-512F.
-pub(crate) fn avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return matches!(detect(), Kernel::Avx2);
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
 
 /// Where `C` lives: row-major, `ldc` floats per row.
 pub struct Output<'a> {
