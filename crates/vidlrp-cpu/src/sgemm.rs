@@ -275,7 +275,6 @@ pub(crate) fn avx512() -> bool {
     false
 }
 
-
 /// Where `C` lives: row-major, `ldc` floats per row.
 pub struct Output<'a> {
     /// The values, row-major.

@@ -46,9 +46,9 @@ pub struct RunOptions {
     pub batch: usize,
     /// The most bytes of network inputs kept per chunk of videos when the conditions explain
     /// two networks (DTD-u and any other method): only one network is resident at a time, a
-    /// chunk of videos is explained by one, then by the other ([`RunOptions::DEFAULT_CHUNK_BYTES`]).
-    /// Results do not depend on it; a larger chunk swaps networks less often, an interrupted
-    /// run recomputes at most one chunk.
+    /// chunk of videos is explained by one, then by the other
+    /// ([`RunOptions::DEFAULT_CHUNK_BYTES`]). Results do not depend on it; a larger chunk
+    /// swaps networks less often, an interrupted run recomputes at most one chunk.
     pub chunk_bytes: usize,
 }
 
