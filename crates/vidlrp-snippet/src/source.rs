@@ -439,12 +439,15 @@ mod video {
                     continue;
                 }
                 last_index = Some(idx);
+                if indices[k] > idx {
+                    // Not wanted (a step skips it): decoded only to reach the next one.
+                    continue;
+                }
                 let (h, w, _) = frame.dim();
-                let data = frame
-                    .as_standard_layout()
-                    .iter()
-                    .copied()
-                    .collect::<Vec<u8>>();
+                let data = match frame.as_slice() {
+                    Some(bytes) => bytes.to_vec(),
+                    None => frame.iter().copied().collect(),
+                };
                 let rgb = RgbFrame {
                     width: w,
                     height: h,
