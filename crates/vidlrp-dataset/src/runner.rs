@@ -255,6 +255,7 @@ pub fn run<B: Backend>(
     std::thread::scope(|scope| -> Result<()> {
         let points = &plan.points;
         scope.spawn(move || {
+            yield_to_compute();
             for item in todo {
                 // The receiver hangs up when the run stops early: then stop reading too.
                 if tx.send(read_inputs(item, points, opts)).is_err() {
@@ -387,6 +388,20 @@ pub fn run<B: Backend>(
         accumulators,
         outcomes,
     })
+}
+
+/// Lowers the calling thread's scheduling priority to the lowest (Linux: nice 19 for this
+/// thread only), so a reader thread decodes in the time the network's threads leave and does
+/// not preempt them (a preempted worker holds up every join of a parallel layer). Elsewhere,
+/// or if the call fails, the priority stays as it is.
+fn yield_to_compute() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority only read their integer arguments; on Linux,
+    // PRIO_PROCESS with a thread id sets that thread's nice value.
+    unsafe {
+        let tid = libc::gettid();
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+    }
 }
 
 /// [`Plan`]'s index of the trained network.
