@@ -529,3 +529,39 @@ fn sparse_transposed_convolution_is_the_adjoint() {
         );
     }
 }
+
+/// Per-sample sums: the same bits for every thread count, and within f64 rounding of an exact
+/// (compensated) sum, on lengths around the 8-lane blocks and the 16384-value chunks.
+#[test]
+fn per_sample_sums_are_accurate_and_independent_of_threads() {
+    for &per in &[1usize, 7, 8, 9, 16383, 16384, 16391, 100_003] {
+        let n = 3;
+        let data: Vec<f32> = (0..n * per)
+            .map(|i| ((i * 7919 % 1013) as f32 - 500.0) * 1e-3)
+            .collect();
+        let x = HostTensor::new(vec![n, per], data.clone()).unwrap();
+        let sums: Vec<Vec<f64>> = [1, 2, 3]
+            .iter()
+            .map(|&t| {
+                let be = Cpu::new(t).unwrap();
+                be.sum_per_sample(&be.upload(&x).unwrap()).unwrap()
+            })
+            .collect();
+        assert_eq!(sums[0], sums[1], "{per} values: 1 vs 2 threads");
+        assert_eq!(sums[0], sums[2], "{per} values: 1 vs 3 threads");
+        for (s, chunk) in sums[0].iter().zip(data.chunks(per)) {
+            // Kahan summation as the reference.
+            let (mut total, mut carry) = (0.0f64, 0.0f64);
+            for &v in chunk {
+                let y = f64::from(v) - carry;
+                let t = total + y;
+                carry = (t - total) - y;
+                total = t;
+            }
+            assert!(
+                (s - total).abs() <= 1e-12 * (1.0 + total.abs()),
+                "{per}: {s} vs {total}"
+            );
+        }
+    }
+}
