@@ -31,6 +31,7 @@ mod gemm;
 mod pool;
 pub mod sgemm;
 mod sparse;
+mod winograd;
 
 use std::borrow::Cow;
 
@@ -48,6 +49,9 @@ use vidlrp_core::{
 pub struct Cpu {
     pool: rayon::ThreadPool,
     threads: usize,
+    /// Storage of the Winograd-transformed kernels, refilled by every such convolution (kept so
+    /// that refilling costs no page faults).
+    winograd_kernels: std::sync::Mutex<Vec<f32>>,
 }
 
 impl std::fmt::Debug for Cpu {
@@ -73,7 +77,19 @@ impl Cpu {
             .thread_name(|i| format!("vidlrp-cpu-{i}"))
             .build()
             .map_err(|e| Error::new(ErrorKind::Backend, format!("cannot start threads: {e}")))?;
-        Ok(Self { pool, threads })
+        Ok(Self {
+            pool,
+            threads,
+            winograd_kernels: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The Winograd kernel storage (a panic while it was held left nothing to protect: it is
+    /// refilled before every use).
+    fn winograd_kernels(&self) -> std::sync::MutexGuard<'_, Vec<f32>> {
+        self.winograd_kernels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Number of worker threads.
@@ -153,6 +169,21 @@ fn slice(t: &ArrayD<f32>) -> &[f32] {
 
 fn from_vec(shape: &[usize], data: Vec<f32>) -> ArrayD<f32> {
     ArrayD::from_shape_vec(IxDyn(shape), data).expect("length matches shape")
+}
+
+/// Whether every value is `>= 0` (stops at the first that is not).
+fn non_negative(v: &[f32]) -> bool {
+    v.par_iter().all(|&e| e >= 0.0)
+}
+
+/// Whether a convolution where [`winograd::applies`] may take that path: not when both operands
+/// are non-negative. Then every product is `>= 0` and direct summation gives each output to
+/// relative precision, which the `z+` rule needs: its `z` is divided by (`s = R / stab(z)`),
+/// and its `s` can span many orders of magnitude (`z = 0` gives `R / eps`), where Winograd's
+/// subtractions would spill one large value's rounding error into its tile's neighbours. Plain
+/// forward passes and gradients (mixed signs) take Winograd, as in the deep learning libraries.
+fn winograd_allowed(a: &[f32], b: &[f32]) -> bool {
+    !(non_negative(a) && non_negative(b))
 }
 
 /// The checked extents of one convolution (see [`operands::conv3d`]).
@@ -323,6 +354,13 @@ impl Backend for Cpu {
         let p = dims.positions();
         let mut out = vec![0.0f32; n * c_out * p];
         self.run(|| {
+            if winograd::applies(&dims, c_out) && winograd_allowed(slice(w), slice(x)) {
+                let b = bias.map(slice);
+                let mut u = self.winograd_kernels();
+                let (x, w) = (slice(x), slice(w));
+                winograd::conv(&mut u, &dims, n, c_out, x, w, false, b, &mut out);
+                return;
+            }
             let mut col = Vec::new();
             conv::conv_forward(&dims, n, slice(x), w2, bias.map(slice), &mut out, &mut col);
         });
@@ -426,6 +464,19 @@ impl Backend for Cpu {
                     sparse::conv_transposed_sparse_sample(&dims, gs, &lanes, ds);
                 }
             });
+            return Ok(from_vec(input_shape, dx));
+        }
+        let td = ConvDims {
+            c_in: c_out,
+            input: dims.output,
+            output: dims.input,
+            g: *g,
+        };
+        if winograd::applies(&td, dims.c_in) && self.run(|| winograd_allowed(slice(w), slice(gy))) {
+            let mut guard = self.winograd_kernels();
+            let u: &mut Vec<f32> = &mut guard;
+            let (gy, w) = (slice(gy), slice(w));
+            self.run(|| winograd::conv(u, &td, n, dims.c_in, gy, w, true, None, &mut dx));
             return Ok(from_vec(input_shape, dx));
         }
         if sgemm::fast() {

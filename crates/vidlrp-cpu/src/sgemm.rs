@@ -47,7 +47,13 @@ impl PackB for RowMajor<'_> {
             let row = &self.data[(k0 + k) * self.ld + j0..(k0 + k) * self.ld + j0 + nc];
             for (s, chunk) in row.chunks(NR).enumerate() {
                 let at = s * kc * NR + k * NR;
-                dst[at..at + chunk.len()].copy_from_slice(chunk);
+                if let Ok(full) = <&[f32; NR]>::try_from(chunk) {
+                    // A fixed-size copy: two vector moves rather than a memmove call.
+                    let d: &mut [f32; NR] = (&mut dst[at..at + NR]).try_into().expect("NR");
+                    *d = *full;
+                } else {
+                    dst[at..at + chunk.len()].copy_from_slice(chunk);
+                }
             }
         }
     }
@@ -283,6 +289,104 @@ pub struct Output<'a> {
     pub ldc: usize,
 }
 
+/// Where a GEMM's `A` comes from: a row-major matrix it packs per block, or a [`PackedA`]
+/// packed once for many GEMMs.
+#[derive(Clone, Copy)]
+enum ASource<'a> {
+    RowMajor { data: &'a [f32], lda: usize },
+    Packed(PackedA<'a>),
+}
+
+/// An `M x K` left operand packed once in the blocks [`gemm_packed_serial`] reads: for each
+/// depth block `pc` (`KC` rows of `K`) and row block `ic` (`MC` rows of `M`), the `MR`-row
+/// slivers of [`pack_a`], at offset `pc M' + ic kc` (`M'`: `M` rounded up to `MR`, rows past
+/// `M` zero). Lets one matrix serve many GEMMs without repacking (Winograd's 64 transformed
+/// kernels, each multiplied by every block of tiles).
+#[derive(Clone, Copy)]
+pub(crate) struct PackedA<'a> {
+    data: &'a [f32],
+    m: usize,
+    k: usize,
+}
+
+impl<'a> PackedA<'a> {
+    /// Floats an `m x k` operand takes.
+    pub(crate) fn len(m: usize, k: usize) -> usize {
+        m.div_ceil(MR) * MR * k
+    }
+
+    /// Where element `(i, kk)` of an `m x k` operand lives.
+    #[inline]
+    pub(crate) fn index(m: usize, k: usize, i: usize, kk: usize) -> usize {
+        let m_pad = m.div_ceil(MR) * MR;
+        let pc = kk / KC * KC;
+        let kc = KC.min(k - pc);
+        let ic = i / MC * MC;
+        let (s, r) = ((i - ic) / MR, (i - ic) % MR);
+        pc * m_pad + ic * kc + s * kc * MR + (kk - pc) * MR + r
+    }
+
+    /// The operand in `data` (at least [`PackedA::len`] floats, filled through
+    /// [`PackedA::index`]).
+    pub(crate) fn new(data: &'a [f32], m: usize, k: usize) -> Self {
+        assert!(data.len() >= Self::len(m, k), "packed operand too short");
+        PackedA { data, m, k }
+    }
+
+    /// The slivers of block (`pc`, `ic`), `kc` deep and `mc` rows.
+    fn block(self, pc: usize, kc: usize, ic: usize, mc: usize) -> &'a [f32] {
+        let m_pad = self.m.div_ceil(MR) * MR;
+        let at = pc * m_pad + ic * kc;
+        &self.data[at..at + mc.div_ceil(MR) * MR * kc]
+    }
+}
+
+/// Reusable packing space for [`gemm_packed_serial`].
+#[derive(Default)]
+pub(crate) struct Scratch {
+    b: Vec<f32>,
+}
+
+/// `C = A B` on the calling thread, `A` pre-packed, `B` (`K x n`) from its packer, `C` `[M, n]`
+/// with `ldc` floats per row. Each element sums its products in the same order as [`gemm`].
+pub(crate) fn gemm_packed_serial(
+    a: PackedA<'_>,
+    n: usize,
+    b: &dyn PackB,
+    c: Output<'_>,
+    scratch: &mut Scratch,
+) {
+    let (m, k) = (a.m, a.k);
+    assert!(
+        m == 0 || n == 0 || c.data.len() >= (m - 1) * c.ldc + n,
+        "gemm shapes"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for r in 0..m {
+            c.data[r * c.ldc..r * c.ldc + n].fill(0.0);
+        }
+        return;
+    }
+    let ptr = c.data.as_mut_ptr();
+    let a = ASource::Packed(a);
+    gemm_columns(
+        detect(),
+        m,
+        k,
+        a,
+        b,
+        0,
+        n,
+        ptr,
+        c.ldc,
+        false,
+        &mut scratch.b,
+    );
+}
+
 /// `C[.., j0..j1] (+)= A B[.., j0..j1]` for rows `0..m` of `a` (`lda` per row), single-threaded;
 /// `accumulate = false` overwrites `C`.
 #[allow(clippy::too_many_arguments)]
@@ -290,18 +394,25 @@ fn gemm_columns(
     kernel: Kernel,
     m: usize,
     k: usize,
-    a: &[f32],
-    lda: usize,
+    a: ASource<'_>,
     b: &dyn PackB,
     j0: usize,
     j1: usize,
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
+    bstore: &mut Vec<f32>,
 ) {
-    let mut bstore = vec![0.0f32; KC * NC.min((j1 - j0).div_ceil(NR) * NR) + 16];
-    let mut astore = vec![0.0f32; KC * MC.min(m.div_ceil(MR) * MR) + 16];
-    let bpack = aligned(&mut bstore);
+    let need = KC * NC.min((j1 - j0).div_ceil(NR) * NR) + 16;
+    if bstore.len() < need {
+        bstore.resize(need, 0.0);
+    }
+    let a_rows = match a {
+        ASource::RowMajor { .. } => MC.min(m.div_ceil(MR) * MR),
+        ASource::Packed(_) => 0,
+    };
+    let mut astore = vec![0.0f32; KC * a_rows + 16];
+    let bpack = aligned(bstore);
     let apack = aligned(&mut astore);
     let mut acc = [[0.0f32; NR]; MR];
     let mut jc = j0;
@@ -320,8 +431,14 @@ fn gemm_columns(
             let mut ic = 0;
             while ic < m {
                 let mc = MC.min(m - ic);
-                let ap = &mut apack[..mc.div_ceil(MR) * MR * kc];
-                pack_a(a, lda, ic, mc, pc, kc, ap);
+                let ap: &[f32] = match a {
+                    ASource::RowMajor { data, lda } => {
+                        let ap = &mut apack[..mc.div_ceil(MR) * MR * kc];
+                        pack_a(data, lda, ic, mc, pc, kc, ap);
+                        ap
+                    }
+                    ASource::Packed(p) => p.block(pc, kc, ic, mc),
+                };
                 for js in 0..nc.div_ceil(NR) {
                     let bs = &bp[js * kc * NR..(js + 1) * kc * NR];
                     let cols = NR.min(nc - js * NR);
@@ -446,14 +563,17 @@ fn gemm_with(
                         kernel,
                         i1 - i0,
                         k,
-                        &a[i0 * k..],
-                        k,
+                        ASource::RowMajor {
+                            data: &a[i0 * k..],
+                            lda: k,
+                        },
                         b,
                         0,
                         n,
                         c,
                         ldc,
                         accumulate,
+                        &mut Vec::new(),
                     );
                 });
             }
@@ -470,7 +590,20 @@ fn gemm_with(
         .max(1);
     let bounds = |t: usize| ((slivers * t / parts) * NR).min(n);
     if parts == 1 {
-        gemm_columns(kernel, m, k, a, k, b, 0, n, ptr.0, ldc, accumulate);
+        let a = ASource::RowMajor { data: a, lda: k };
+        gemm_columns(
+            kernel,
+            m,
+            k,
+            a,
+            b,
+            0,
+            n,
+            ptr.0,
+            ldc,
+            accumulate,
+            &mut Vec::new(),
+        );
         return;
     }
     rayon::scope(|s| {
@@ -478,7 +611,20 @@ fn gemm_with(
             let (j0, j1) = (bounds(t), bounds(t + 1));
             s.spawn(move |_| {
                 let p = ptr;
-                gemm_columns(kernel, m, k, a, k, b, j0, j1, p.0, ldc, accumulate);
+                let a = ASource::RowMajor { data: a, lda: k };
+                gemm_columns(
+                    kernel,
+                    m,
+                    k,
+                    a,
+                    b,
+                    j0,
+                    j1,
+                    p.0,
+                    ldc,
+                    accumulate,
+                    &mut Vec::new(),
+                );
             });
         }
     });

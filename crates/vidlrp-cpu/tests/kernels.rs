@@ -218,6 +218,81 @@ fn wide_transposed_convolutions_match_direct_loops() {
     }
 }
 
+/// 3x3x3 stride-1 convolutions with enough channels and positions for Winograd's F(2x2x2,
+/// 3x3x3) (odd extents, a batch of two), forward and transposed, against direct loops; and the
+/// invariant that operands that are both non-negative (the z+ rule's `z = W+ x` and its
+/// `W+^T s`) never take it: with inputs spanning twelve orders of magnitude, every output keeps
+/// the relative precision of direct summation, which Winograd's subtractions would lose.
+#[test]
+fn winograd_sized_convolutions_match_direct_loops() {
+    let c = ConvCase {
+        n: 2,
+        c_in: 24,
+        c_out: 40,
+        input: [5, 9, 14],
+        g: Conv3dGeometry {
+            kernel: [3; 3],
+            stride: [1; 3],
+            padding: [1; 3],
+        },
+        seed: 21,
+    };
+    let xs = [c.n, c.c_in, 5, 9, 14];
+    let ws = [c.c_out, c.c_in, 3, 3, 3];
+    let gs = [c.n, c.c_out, 5, 9, 14];
+    let (xv, wv) = (
+        values(xs.iter().product(), 22),
+        values(ws.iter().product(), 23),
+    );
+    let be = cpu();
+    let z = be
+        .conv3d(
+            &t(&be, &xs, xv.clone()),
+            &t(&be, &ws, wv.clone()),
+            None,
+            &c.g,
+        )
+        .unwrap();
+    close(z.as_slice().unwrap(), &naive_conv(&c, &xv, &wv), "conv3d");
+    let gv = values(gs.iter().product(), 24);
+    let dx = be_transposed(&gv, &gs, &wv, &ws, &c.g, &xs);
+    close(&dx, &naive_transposed(&c, &gv, &wv), "transposed");
+
+    // Non-negative operands: 1e6 at a few scattered elements (most windows miss them, many of
+    // their Winograd tiles do not), 1e-6 elsewhere.
+    let spiky = |v: Vec<f32>| -> Vec<f32> {
+        v.into_iter()
+            .enumerate()
+            .map(|(i, e)| if i % 4999 == 0 { 1e6 } else { 1e-6 * e.abs() })
+            .collect()
+    };
+    let wp: Vec<f32> = wv.iter().map(|v| v.abs()).collect();
+    let (xp, gp) = (spiky(xv), spiky(gv));
+    let relative = |got: &[f32], want: &[f64], what: &str| {
+        for (i, (&a, &b)) in got.iter().zip(want).enumerate() {
+            assert!(
+                (f64::from(a) - b).abs() <= 1e-5 * b.abs(),
+                "{what}[{i}]: {a} vs {b}"
+            );
+        }
+    };
+    let z = be
+        .conv3d(
+            &t(&be, &xs, xp.clone()),
+            &t(&be, &ws, wp.clone()),
+            None,
+            &c.g,
+        )
+        .unwrap();
+    relative(
+        z.as_slice().unwrap(),
+        &naive_conv(&c, &xp, &wp),
+        "z+ conv3d",
+    );
+    let dx = be_transposed(&gp, &gs, &wp, &ws, &c.g, &xs);
+    relative(&dx, &naive_transposed(&c, &gp, &wp), "z+ transposed");
+}
+
 fn be_transposed(
     gv: &[f32],
     gs: &[usize],

@@ -1,0 +1,720 @@
+//! 3x3x3 convolutions (stride 1, padding 1) by Winograd's minimal filtering `F(2x2x2, 3x3x3)`.
+//!
+//! Per axis, two outputs of a 3-tap correlation `y[o] = sum_a d[o + a] g[a]` come from four
+//! inputs as `y = A^T [(G g) ⊙ (B^T d)]` with
+//!
+//! ```text
+//!       | 1  0 -1  0 |        |  1    0    0  |
+//! B^T = | 0  1  1  0 |    G = | 1/2  1/2  1/2 |    A^T = | 1  1  1  0 |
+//!       | 0 -1  1  0 |        | 1/2 -1/2  1/2 |          | 0  1 -1 -1 |
+//!       | 0  1  0 -1 |        |  0    0    1  |
+//! ```
+//!
+//! and in 3-d the three transforms act along each axis. A `2 x 2 x 2` output tile then costs 64
+//! products per input-output channel pair instead of 216: for every one of the 64 transform
+//! points `ξ`, `M_ξ = U_ξ V_ξ` is a GEMM (`U_ξ`: `C_out x C_in` transformed kernels, `V_ξ`:
+//! `C_in x tiles` transformed input tiles), run on [`crate::sgemm`] with `U_ξ` packed once.
+//!
+//! The tiles are cut into blocks of [`BLOCK_TILES`] that the threads take whole: every output value is computed by one block, from its tile alone, with
+//! its `C_in` products summed in channel order, so results are identical for every thread count
+//! and batch composition.
+//!
+//! Accuracy: the transforms add and subtract neighbouring values (the 1/2 factors are exact),
+//! so the rounding error is bounded by a small multiple of `eps sum |d| |g|` over the 4x4x4
+//! input tile, not of `eps |y|`. That is the usual error of a sum with mixed signs, but not of a
+//! sum of non-negative products, which direct summation computes to relative precision; the
+//! backend keeps such sums (the `z+` rule's `z`, later divided by) on the im2col path.
+
+use crate::conv::ConvDims;
+use crate::sgemm::{gemm_packed_serial, Output, PackedA, RowMajor, Scratch, SendPtr};
+use rayon::prelude::*;
+
+/// Tiles per block. Each block multiplies all 64 `U_ξ` by its tiles, so fewer tiles read the
+/// kernels more often, more make the block's transformed data (`64 (C_in + C_out)` floats per
+/// tile) fall out of cache before the output transform reads it. Measured on C3D's layers (AMD
+/// EPYC, AVX2, 2 threads): 32 was fastest for conv2 and conv3 (2x the im2col GEMM for conv2;
+/// 16, 48 and 64 were slower).
+const BLOCK_TILES: usize = 32;
+
+/// The most floats of transformed kernels (`64 C_in C_out`): above, the kernels stream from
+/// memory for every block (C3D's conv4, 256-512 channels on 4x14x14, ran no faster than the
+/// im2col GEMM); 4M floats (16 MB) is half the L3 of the machine measured.
+const MAX_KERNEL_FLOATS: usize = 1 << 22;
+
+/// The fewest input and output channels: below, the 64 GEMMs are too thin to pay for the
+/// transforms (C3D's conv1 has 3 input channels).
+const MIN_CHANNELS: usize = 16;
+
+/// The fewest output positions per sample: smaller layers (C3D's conv5, 2x7x7) waste most of
+/// their edge tiles and cannot amortize the 64 transformed kernels.
+const MIN_POSITIONS: usize = 256;
+
+/// Whether `dims` (with `c_out` output channels) is a convolution this module computes: kernel
+/// 3x3x3, stride 1, padding 1, at least [`MIN_CHANNELS`] channels each side and
+/// [`MIN_POSITIONS`] positions, at most [`MAX_KERNEL_FLOATS`] transformed kernel values, on a
+/// CPU with the register GEMM kernels ([`crate::sgemm::fast`]).
+/// `VIDLRP_CPU_WINOGRAD=0` turns it off (for comparisons).
+pub(crate) fn applies(dims: &ConvDims, c_out: usize) -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let on = *ON.get_or_init(|| std::env::var("VIDLRP_CPU_WINOGRAD").map_or(true, |v| v != "0"));
+    on && dims.g.kernel == [3, 3, 3]
+        && dims.g.stride == [1, 1, 1]
+        && dims.g.padding == [1, 1, 1]
+        && dims.c_in >= MIN_CHANNELS
+        && c_out >= MIN_CHANNELS
+        && dims.positions() >= MIN_POSITIONS
+        && 64 * dims.c_in * c_out <= MAX_KERNEL_FLOATS
+        && crate::sgemm::fast()
+}
+
+/// `u = G g` along one axis, for [`LANES`] kernels at once.
+#[inline(always)]
+fn filter_lanes(g0: &Lanes, g1: &Lanes, g2: &Lanes) -> [Lanes; 4] {
+    let s = add(g0, g2);
+    let half = |v: Lanes| v.map(|e| 0.5 * e);
+    [*g0, half(add(&s, g1)), half(sub(&s, g1)), *g2]
+}
+
+/// The 64 transformed values `(G ⊗ G ⊗ G) g` of [`LANES`] 3x3x3 kernels `g[9a + 3b + c]`, at
+/// `ξ = 16 α + 4 β + γ`.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // the index names the transform axis
+fn transform_kernel(g: &[Lanes; 27]) -> [Lanes; 64] {
+    let mut w = [[[[0.0f32; LANES]; 4]; 3]; 3]; // [a][b][γ]
+    for a in 0..3 {
+        for b in 0..3 {
+            let at = 9 * a + 3 * b;
+            w[a][b] = filter_lanes(&g[at], &g[at + 1], &g[at + 2]);
+        }
+    }
+    let mut h = [[[[0.0f32; LANES]; 4]; 4]; 3]; // [a][β][γ]
+    for a in 0..3 {
+        for c in 0..4 {
+            let u = filter_lanes(&w[a][0][c], &w[a][1][c], &w[a][2][c]);
+            for (bt, v) in u.iter().enumerate() {
+                h[a][bt][c] = *v;
+            }
+        }
+    }
+    let mut out = [[0.0f32; LANES]; 64];
+    for bt in 0..4 {
+        for c in 0..4 {
+            let u = filter_lanes(&h[0][bt][c], &h[1][bt][c], &h[2][bt][c]);
+            for (al, v) in u.iter().enumerate() {
+                out[16 * al + 4 * bt + c] = *v;
+            }
+        }
+    }
+    out
+}
+
+/// The 64 transformed kernel matrices `U_ξ` (`C_out x C_in`), each packed for the GEMM, in
+/// storage the caller keeps between calls (64 (C_out C_in) floats: refilling it costs no page
+/// faults).
+struct Kernels<'a> {
+    data: &'a [f32],
+    c_out: usize,
+    c_in: usize,
+}
+
+impl<'a> Kernels<'a> {
+    /// From `w[o][i][27]` (`transposed = false`), or for the transposed convolution from the
+    /// kernel it transposes, `w[i][o][27]` read flipped: `U_ξ[o][i] = T(w[i][o][26 - a])`.
+    /// [`LANES`] output channels are transformed side by side (they are neighbours in the
+    /// packed layout).
+    fn new(
+        storage: &'a mut Vec<f32>,
+        w: &[f32],
+        c_out: usize,
+        c_in: usize,
+        transposed: bool,
+    ) -> Self {
+        let len = PackedA::len(c_out, c_in);
+        storage.resize(64 * len + 16, 0.0);
+        let skip = storage.as_ptr().align_offset(64).min(16);
+        let data = &mut storage[skip..skip + 64 * len];
+        let base = SendPtr(data.as_mut_ptr());
+        let base = &base;
+        let fill = |og: usize| {
+            let lanes = LANES.min(c_out - og);
+            for i in 0..c_in {
+                let mut g = [[0.0f32; LANES]; 27];
+                for (l, o) in (og..og + lanes).enumerate() {
+                    if transposed {
+                        let src = &w[(i * c_out + o) * 27..][..27];
+                        for (a, ga) in g.iter_mut().enumerate() {
+                            ga[l] = src[26 - a];
+                        }
+                    } else {
+                        let src = &w[(o * c_in + i) * 27..][..27];
+                        for (a, ga) in g.iter_mut().enumerate() {
+                            ga[l] = src[a];
+                        }
+                    }
+                }
+                let t = transform_kernel(&g);
+                // og is a multiple of LANES, a divisor of MR: its lanes are adjacent.
+                let at = PackedA::index(c_out, c_in, og, i);
+                for (xi, e) in t.iter().enumerate() {
+                    // SAFETY: each (o, i) has its own slot in each of the 64 matrices; the
+                    // lanes og..og + lanes are consecutive and inside `data`.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(e.as_ptr(), base.0.add(xi * len + at), lanes);
+                    }
+                }
+            }
+        };
+        let groups = c_out.div_ceil(LANES);
+        (0..groups).into_par_iter().for_each(|gi| {
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2.
+                unsafe { with_avx2(|| fill(gi * LANES)) };
+                return;
+            }
+            fill(gi * LANES);
+        });
+        Kernels { data, c_out, c_in }
+    }
+
+    /// `U_ξ`.
+    fn u(&self, xi: usize) -> PackedA<'_> {
+        let len = PackedA::len(self.c_out, self.c_in);
+        PackedA::new(&self.data[xi * len..(xi + 1) * len], self.c_out, self.c_in)
+    }
+}
+
+/// Runs `f` compiled with AVX2 where it is inlined.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+/// `out[n][C_out][P] = conv(x, w) (+ bias)` for a convolution where [`applies`] holds. `w` is
+/// `[C_out][C_in][27]`, or with `transposed` the kernel of the convolution whose transpose this
+/// is, `[C_in][C_out][27]`, read flipped (see [`Kernels::new`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv(
+    kernel_storage: &mut Vec<f32>,
+    dims: &ConvDims,
+    n: usize,
+    c_out: usize,
+    x: &[f32],
+    w: &[f32],
+    transposed: bool,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+) {
+    assert!(applies(dims, c_out), "Winograd convolution does not apply");
+    let c_in = dims.c_in;
+    let [t_n, h_n, w_n] = dims.input;
+    assert!(dims.output == dims.input && x.len() == n * dims.input_len());
+    assert!(w.len() == c_out * c_in * 27 && out.len() == n * c_out * dims.positions());
+    let kernels = Kernels::new(kernel_storage, w, c_out, c_in, transposed);
+    let grid = [t_n.div_ceil(2), h_n.div_ceil(2), w_n.div_ceil(2)];
+    let per_sample = grid.iter().product::<usize>();
+    let tiles = n * per_sample;
+    let block = BLOCK_TILES;
+    let job = Job {
+        c_in,
+        c_out,
+        extent: dims.input,
+        grid,
+        x,
+        kernels: &kernels,
+        bias,
+        out: SendPtr(out.as_mut_ptr()),
+    };
+    (0..tiles.div_ceil(block)).into_par_iter().for_each(|b| {
+        BLOCK_SCRATCH.with_borrow_mut(|(v, m, scratch)| {
+            job.run(b * block, tiles.min((b + 1) * block), v, m, scratch);
+        });
+    });
+}
+
+/// Tiles transformed side by side: one 8-wide vector per transform point.
+const LANES: usize = 8;
+
+type Lanes = [f32; LANES];
+
+#[inline(always)]
+fn add(a: &Lanes, b: &Lanes) -> Lanes {
+    std::array::from_fn(|l| a[l] + b[l])
+}
+
+#[inline(always)]
+fn sub(a: &Lanes, b: &Lanes) -> Lanes {
+    std::array::from_fn(|l| a[l] - b[l])
+}
+
+/// `v = B^T d` along one axis, for [`LANES`] tiles at once.
+#[inline(always)]
+fn input_lanes(d0: &Lanes, d1: &Lanes, d2: &Lanes, d3: &Lanes) -> [Lanes; 4] {
+    [sub(d0, d2), add(d1, d2), sub(d2, d1), sub(d1, d3)]
+}
+
+/// `y = A^T m` along one axis, for [`LANES`] tiles at once.
+#[inline(always)]
+fn output_lanes(m0: &Lanes, m1: &Lanes, m2: &Lanes, m3: &Lanes) -> [Lanes; 2] {
+    [add(&add(m0, m1), m2), sub(&sub(m1, m2), m3)]
+}
+
+/// A stretch of tiles of one block that lie side by side along `w` (same sample, `t` and `h`
+/// tile): `len` tiles from tile column `iw`, the first at position `j` of the block.
+#[derive(Clone, Copy)]
+struct Run {
+    j: usize,
+    sample: usize,
+    it: usize,
+    ih: usize,
+    iw: usize,
+    len: usize,
+}
+
+thread_local! {
+    /// Each worker's transformed inputs, products and GEMM packing space, kept between blocks
+    /// and calls (refilled, not reallocated).
+    static BLOCK_SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>, Scratch)> =
+        std::cell::RefCell::new((Vec::new(), Vec::new(), Scratch::default()));
+}
+
+/// What every block of tiles shares.
+struct Job<'a> {
+    c_in: usize,
+    c_out: usize,
+    extent: [usize; 3],
+    grid: [usize; 3],
+    x: &'a [f32],
+    kernels: &'a Kernels<'a>,
+    bias: Option<&'a [f32]>,
+    out: SendPtr,
+}
+
+impl Job<'_> {
+    /// Tiles `q0..q1` of the batch (tile `q`: sample `q / G`, then `t`, `h`, `w` tile in
+    /// row-major order) as runs along `w`.
+    fn runs(&self, q0: usize, q1: usize) -> Vec<Run> {
+        let [_, gh, gw] = self.grid;
+        let per_sample = self.grid.iter().product::<usize>();
+        let mut runs = Vec::new();
+        let mut q = q0;
+        while q < q1 {
+            let (sample, r) = (q / per_sample, q % per_sample);
+            let (it, ih, iw) = (r / (gh * gw), (r / gw) % gh, r % gw);
+            let len = (gw - iw).min(q1 - q);
+            runs.push(Run {
+                j: q - q0,
+                sample,
+                it,
+                ih,
+                iw,
+                len,
+            });
+            q += len;
+        }
+        runs
+    }
+
+    /// Tiles `q0..q1`: transform their inputs into `v` (`[C_in][64][nb]`: one channel's 64
+    /// transforms side by side, so the transforms touch one small region at a time), multiply
+    /// into `m` (`[C_out][64][nb]`), transform back into the output.
+    fn run(&self, q0: usize, q1: usize, v: &mut Vec<f32>, m: &mut Vec<f32>, scratch: &mut Scratch) {
+        let nb = q1 - q0;
+        // Rows of `nbp >= nb + LANES - 1` floats: a group of LANES tiles is loaded and stored whole, its
+        // lanes past a run's end landing in the next run's columns (written after) or in the
+        // padding columns (never read).
+        let nbp = (nb + LANES - 1).next_multiple_of(LANES);
+        v.resize(64 * self.c_in * nbp, 0.0);
+        m.resize(64 * self.c_out * nbp, 0.0);
+        let runs = self.runs(q0, q1);
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            unsafe { self.inputs_avx2(&runs, nbp, v) };
+        } else {
+            self.inputs(&runs, nbp, v);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        self.inputs(&runs, nbp, v);
+        for xi in 0..64 {
+            let b = RowMajor {
+                data: &v[xi * nbp..],
+                ld: 64 * nbp,
+            };
+            let c = Output {
+                data: &mut m[xi * nbp..],
+                ldc: 64 * nbp,
+            };
+            gemm_packed_serial(self.kernels.u(xi), nb, &b, c, scratch);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            unsafe { self.outputs_avx2(&runs, nbp, m) };
+            return;
+        }
+        self.outputs(&runs, nbp, m);
+    }
+
+    /// [`Job::inputs`] compiled for AVX2.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn inputs_avx2(&self, runs: &[Run], nb: usize, v: &mut [f32]) {
+        self.inputs(runs, nb, v);
+    }
+
+    /// [`Job::outputs`] compiled for AVX2.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn outputs_avx2(&self, runs: &[Run], nb: usize, m: &[f32]) {
+        self.outputs(runs, nb, m);
+    }
+
+    /// `V_ξ[i][j] = (B^T ⊗ B^T ⊗ B^T) d` of the 4x4x4 input window of every tile `j`, input
+    /// channel `i`, at `v[(64 i + ξ) nb + j]` (`nb`: the padded row length). The 16 input rows a run needs are copied into zero-padded lines first, so
+    /// [`LANES`] neighbouring windows are read without bounds checks.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // the indices name the transform axes
+    fn inputs(&self, runs: &[Run], nb: usize, v: &mut [f32]) {
+        let c_in = self.c_in;
+        let [t_n, h_n, w_n] = self.extent;
+        let plane = t_n * h_n * w_n;
+        // Padded index p = w + 1; a group reads p in 2 iw .. 2 iw + 2 LANES + 2.
+        let width = 2 * self.grid[2] + 2 * LANES + 2;
+        let mut lines = vec![0.0f32; 16 * width];
+        for run in runs {
+            for i in 0..c_in {
+                let src = &self.x[(run.sample * c_in + i) * plane..][..plane];
+                for a in 0..4 {
+                    for b in 0..4 {
+                        let line = &mut lines[(4 * a + b) * width..][..width];
+                        let (t, h) = (
+                            (2 * run.it + a).wrapping_sub(1),
+                            (2 * run.ih + b).wrapping_sub(1),
+                        );
+                        if t < t_n && h < h_n {
+                            line[1..1 + w_n].copy_from_slice(&src[(t * h_n + h) * w_n..][..w_n]);
+                        } else {
+                            line[1..1 + w_n].fill(0.0);
+                        }
+                    }
+                }
+                for g in (0..run.len).step_by(LANES) {
+                    let p0 = 2 * (run.iw + g);
+                    // x[ab][γ]: the w transform of row (a, b) of each window.
+                    let mut x = [[[0.0f32; LANES]; 4]; 16];
+                    for (r, xr) in x.iter_mut().enumerate() {
+                        let seg = &lines[r * width + p0..][..2 * LANES + 2];
+                        let even: [f32; LANES + 1] = std::array::from_fn(|l| seg[2 * l]);
+                        let odd: [f32; LANES + 1] = std::array::from_fn(|l| seg[2 * l + 1]);
+                        let d0: Lanes = std::array::from_fn(|l| even[l]);
+                        let d2: Lanes = std::array::from_fn(|l| even[l + 1]);
+                        let d1: Lanes = std::array::from_fn(|l| odd[l]);
+                        let d3: Lanes = std::array::from_fn(|l| odd[l + 1]);
+                        *xr = input_lanes(&d0, &d1, &d2, &d3);
+                    }
+                    // y[a][β][γ]: then along h.
+                    let mut y = [[[[0.0f32; LANES]; 4]; 4]; 4];
+                    for a in 0..4 {
+                        for c in 0..4 {
+                            let r = 4 * a;
+                            let u = input_lanes(&x[r][c], &x[r + 1][c], &x[r + 2][c], &x[r + 3][c]);
+                            for (bt, e) in u.iter().enumerate() {
+                                y[a][bt][c] = *e;
+                            }
+                        }
+                    }
+                    // Then along t, stored at ξ = 16 α + 4 β + γ.
+                    for bt in 0..4 {
+                        for c in 0..4 {
+                            let u =
+                                input_lanes(&y[0][bt][c], &y[1][bt][c], &y[2][bt][c], &y[3][bt][c]);
+                            for (al, e) in u.iter().enumerate() {
+                                let xi = 16 * al + 4 * bt + c;
+                                let dst = &mut v[(i * 64 + xi) * nb + run.j + g..][..LANES];
+                                *<&mut Lanes>::try_from(dst).expect("LANES") = *e;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `out = (A^T ⊗ A^T ⊗ A^T) M (+ bias)` for every tile and output channel, [`LANES`]
+    /// tiles at a time, `M_ξ[o][j]` at `m[(64 o + ξ) nb + j]`; positions past the extent (odd extents' last tiles) are dropped.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // the indices name the transform axes
+    fn outputs(&self, runs: &[Run], nb: usize, m: &[f32]) {
+        let c_out = self.c_out;
+        let [t_n, h_n, w_n] = self.extent;
+        let plane = t_n * h_n * w_n;
+        for run in runs {
+            for o in 0..c_out {
+                let bias = self.bias.map_or(0.0, |b| b[o]);
+                for g in (0..run.len).step_by(LANES) {
+                    let lanes = LANES.min(run.len - g);
+                    let mut p = [[0.0f32; LANES]; 64];
+                    for (xi, e) in p.iter_mut().enumerate() {
+                        let src = &m[(o * 64 + xi) * nb + run.j + g..][..LANES];
+                        *e = *<&Lanes>::try_from(src).expect("LANES");
+                    }
+                    // Along w, then h, then t.
+                    let mut x = [[[[0.0f32; LANES]; 2]; 4]; 4]; // [α][β][w]
+                    for al in 0..4 {
+                        for bt in 0..4 {
+                            let r = 16 * al + 4 * bt;
+                            x[al][bt] = output_lanes(&p[r], &p[r + 1], &p[r + 2], &p[r + 3]);
+                        }
+                    }
+                    let mut y = [[[[0.0f32; LANES]; 2]; 2]; 4]; // [α][h][w]
+                    for al in 0..4 {
+                        for w in 0..2 {
+                            let u = output_lanes(
+                                &x[al][0][w],
+                                &x[al][1][w],
+                                &x[al][2][w],
+                                &x[al][3][w],
+                            );
+                            y[al][0][w] = u[0];
+                            y[al][1][w] = u[1];
+                        }
+                    }
+                    let w0 = 2 * (run.iw + g);
+                    let count = (2 * lanes).min(w_n - w0);
+                    for h in 0..2 {
+                        let u = output_lanes(&y[0][h][0], &y[1][h][0], &y[2][h][0], &y[3][h][0]);
+                        let u1 = output_lanes(&y[0][h][1], &y[1][h][1], &y[2][h][1], &y[3][h][1]);
+                        for a in 0..2 {
+                            let (t, hh) = (2 * run.it + a, 2 * run.ih + h);
+                            if t >= t_n || hh >= h_n {
+                                continue;
+                            }
+                            let row: [f32; 2 * LANES] = std::array::from_fn(|k| {
+                                (if k % 2 == 0 {
+                                    u[a][k / 2]
+                                } else {
+                                    u1[a][k / 2]
+                                }) + bias
+                            });
+                            let at = (run.sample * c_out + o) * plane + (t * h_n + hh) * w_n + w0;
+                            // SAFETY: each output position belongs to one tile, each tile to one
+                            // block; `at..at + count` lies in `out` (count <= w_n - w0).
+                            unsafe {
+                                let dst = self.out.0.add(at);
+                                if count == 2 * LANES {
+                                    *dst.cast::<[f32; 2 * LANES]>() = row;
+                                } else {
+                                    std::ptr::copy_nonoverlapping(row.as_ptr(), dst, count);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vidlrp_core::Conv3dGeometry;
+
+    fn lcg(seed: u64, len: usize) -> Vec<f32> {
+        let mut s = seed;
+        (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Direct f64 correlation and the bound `sum |x| |w|` per output.
+    fn reference(
+        dims: &ConvDims,
+        n: usize,
+        c_out: usize,
+        x: &[f32],
+        w: &[f32],
+    ) -> (Vec<f64>, Vec<f64>) {
+        let [tn, hn, wn] = dims.input;
+        let c_in = dims.c_in;
+        let mut y = vec![0.0f64; n * c_out * tn * hn * wn];
+        let mut bound = y.clone();
+        for s in 0..n {
+            for o in 0..c_out {
+                for t in 0..tn {
+                    for h in 0..hn {
+                        for ww in 0..wn {
+                            let (mut acc, mut abs) = (0.0f64, 0.0f64);
+                            for i in 0..c_in {
+                                for a in 0..3 {
+                                    for b in 0..3 {
+                                        for c in 0..3 {
+                                            let (ti, hi, wi) = (t + a, h + b, ww + c);
+                                            if ti < 1 || hi < 1 || wi < 1 {
+                                                continue;
+                                            }
+                                            let (ti, hi, wi) = (ti - 1, hi - 1, wi - 1);
+                                            if ti >= tn || hi >= hn || wi >= wn {
+                                                continue;
+                                            }
+                                            let xv = x
+                                                [(((s * c_in + i) * tn + ti) * hn + hi) * wn + wi]
+                                                as f64;
+                                            let wv =
+                                                w[(o * c_in + i) * 27 + 9 * a + 3 * b + c] as f64;
+                                            acc += xv * wv;
+                                            abs += (xv * wv).abs();
+                                        }
+                                    }
+                                }
+                            }
+                            let at = (((s * c_out + o) * tn + t) * hn + h) * wn + ww;
+                            y[at] = acc;
+                            bound[at] = abs;
+                        }
+                    }
+                }
+            }
+        }
+        (y, bound)
+    }
+
+    fn dims(c_in: usize, input: [usize; 3]) -> ConvDims {
+        ConvDims {
+            c_in,
+            input,
+            output: input,
+            g: Conv3dGeometry {
+                kernel: [3; 3],
+                stride: [1; 3],
+                padding: [1; 3],
+            },
+        }
+    }
+
+    #[test]
+    fn agrees_with_direct_summation_on_odd_extents_and_batches() {
+        if !crate::sgemm::fast() {
+            return;
+        }
+        for (n, c_in, c_out, input) in [
+            (1, 16, 16, [4, 8, 8]),
+            (2, 17, 33, [5, 7, 9]),
+            (3, 24, 16, [3, 11, 8]),
+        ] {
+            let d = dims(c_in, input);
+            let x = lcg(1 + n as u64, n * d.input_len());
+            let w = lcg(7 + c_out as u64, c_out * c_in * 27);
+            let mut out = vec![f32::NAN; n * c_out * d.positions()];
+            conv(&mut Vec::new(), &d, n, c_out, &x, &w, false, None, &mut out);
+            let (y, bound) = reference(&d, n, c_out, &x, &w);
+            for ((&o, &r), &b) in out.iter().zip(&y).zip(&bound) {
+                // A few dozen roundings of terms no larger than the tile's |x| |w| sums.
+                assert!(
+                    (o as f64 - r).abs() <= 1e-5 * (b + 1.0),
+                    "{o} vs {r} (bound {b}) at n={n} c_in={c_in} c_out={c_out} {input:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_transposed_kernel_is_read_flipped() {
+        if !crate::sgemm::fast() {
+            return;
+        }
+        let (n, c_in, c_out, input) = (1, 16, 20, [4, 6, 11]);
+        let d = dims(c_in, input);
+        let x = lcg(3, n * d.input_len());
+        // The kernel of the convolution this one transposes: [c_in][c_out][27] from its view.
+        let wt = lcg(5, c_out * c_in * 27);
+        let mut w = vec![0.0f32; wt.len()];
+        for i in 0..c_in {
+            for o in 0..c_out {
+                for a in 0..27 {
+                    w[(o * c_in + i) * 27 + a] = wt[(i * c_out + o) * 27 + 26 - a];
+                }
+            }
+        }
+        let mut direct = vec![0.0f32; n * c_out * d.positions()];
+        let mut flipped = direct.clone();
+        conv(
+            &mut Vec::new(),
+            &d,
+            n,
+            c_out,
+            &x,
+            &w,
+            false,
+            None,
+            &mut direct,
+        );
+        conv(
+            &mut Vec::new(),
+            &d,
+            n,
+            c_out,
+            &x,
+            &wt,
+            true,
+            None,
+            &mut flipped,
+        );
+        assert_eq!(direct, flipped);
+    }
+
+    #[test]
+    fn results_do_not_depend_on_threads_or_batch_neighbours() {
+        if !crate::sgemm::fast() {
+            return;
+        }
+        let (c_in, c_out, input) = (16, 24, [6, 10, 12]);
+        let d = dims(c_in, input);
+        let x = lcg(11, 3 * d.input_len());
+        let w = lcg(13, c_out * c_in * 27);
+        let bias = lcg(17, c_out);
+        let run = |threads: usize, n: usize, x: &[f32]| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut out = vec![0.0f32; n * c_out * d.positions()];
+            pool.install(|| {
+                conv(
+                    &mut Vec::new(),
+                    &d,
+                    n,
+                    c_out,
+                    x,
+                    &w,
+                    false,
+                    Some(&bias),
+                    &mut out,
+                );
+            });
+            out
+        };
+        let batch = run(1, 3, &x);
+        assert_eq!(batch, run(2, 3, &x));
+        assert_eq!(batch, run(3, 3, &x));
+        let second = run(2, 1, &x[d.input_len()..2 * d.input_len()]);
+        let p = c_out * d.positions();
+        assert_eq!(&batch[p..2 * p], &second[..]);
+    }
+}
