@@ -354,7 +354,7 @@ impl Backend for Cpu {
         let p = dims.positions();
         let mut out = vec![0.0f32; n * c_out * p];
         self.run(|| {
-            if winograd::applies(&dims, c_out) && winograd_allowed(slice(w), slice(x)) {
+            if winograd::applies(&dims, c_out, n) && winograd_allowed(slice(w), slice(x)) {
                 let b = bias.map(slice);
                 let mut u = self.winograd_kernels();
                 let (x, w) = (slice(x), slice(w));
@@ -472,7 +472,9 @@ impl Backend for Cpu {
             output: dims.input,
             g: *g,
         };
-        if winograd::applies(&td, dims.c_in) && self.run(|| winograd_allowed(slice(w), slice(gy))) {
+        if winograd::applies(&td, dims.c_in, n)
+            && self.run(|| winograd_allowed(slice(w), slice(gy)))
+        {
             let mut guard = self.winograd_kernels();
             let u: &mut Vec<f32> = &mut guard;
             let (gy, w) = (slice(gy), slice(w));

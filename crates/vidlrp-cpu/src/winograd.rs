@@ -28,6 +28,7 @@
 use crate::conv::ConvDims;
 use crate::sgemm::{gemm_packed_serial, Output, PackedA, RowMajor, Scratch, SendPtr};
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// Tiles per block. Each block multiplies all 64 `U_ξ` by its tiles, so fewer tiles read the
 /// kernels more often, more make the block's transformed data (`64 (C_in + C_out)` floats per
@@ -36,10 +37,19 @@ use rayon::prelude::*;
 /// 16, 48 and 64 were slower).
 const BLOCK_TILES: usize = 32;
 
-/// The most floats of transformed kernels (`64 C_in C_out`): above, the kernels stream from
-/// memory for every block (C3D's conv4, 256-512 channels on 4x14x14, ran no faster than the
-/// im2col GEMM); 4M floats (16 MB) is half the L3 of the machine measured.
+/// The most floats of transformed kernels (`64 C_in C_out`) for the blocked schedule, and the
+/// most the backend keeps between calls: above, every block would stream the kernels from
+/// memory (C3D's conv4, 256-512 channels on 4x14x14, ran no faster than the im2col GEMM that
+/// way); 4M floats (16 MB) is half the L3 of the machine measured.
 const MAX_KERNEL_FLOATS: usize = 1 << 22;
+
+/// The most tiles for the whole-layer schedule ([`Job::whole`]), which takes layers with larger
+/// kernels: all tiles at once, each transformed kernel read once.
+const WHOLE_MAX_TILES: usize = 256;
+
+/// The most floats of transformed inputs and products (`64 (C_in + C_out)` per tile) of the
+/// whole-layer schedule (32 MB).
+const WHOLE_MAX_FLOATS: usize = 1 << 23;
 
 /// The fewest input and output channels: below, the 64 GEMMs are too thin to pay for the
 /// transforms (C3D's conv1 has 3 input channels).
@@ -49,22 +59,52 @@ const MIN_CHANNELS: usize = 16;
 /// their edge tiles and cannot amortize the 64 transformed kernels.
 const MIN_POSITIONS: usize = 256;
 
-/// Whether `dims` (with `c_out` output channels) is a convolution this module computes: kernel
-/// 3x3x3, stride 1, padding 1, at least [`MIN_CHANNELS`] channels each side and
-/// [`MIN_POSITIONS`] positions, at most [`MAX_KERNEL_FLOATS`] transformed kernel values, on a
-/// CPU with the register GEMM kernels ([`crate::sgemm::fast`]).
-/// `VIDLRP_CPU_WINOGRAD=0` turns it off (for comparisons).
-pub(crate) fn applies(dims: &ConvDims, c_out: usize) -> bool {
+/// How a convolution is scheduled: blocks of [`BLOCK_TILES`] tiles taken whole by the threads,
+/// or all tiles at once ([`Job::whole`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Schedule {
+    Blocks,
+    Whole,
+}
+
+/// The schedule for `n` samples of `dims` with `c_out` output channels, or `None` where this
+/// module does not compute it: kernel 3x3x3, stride 1, padding 1, at least [`MIN_CHANNELS`]
+/// channels each side and [`MIN_POSITIONS`] positions, on a CPU with the register GEMM kernels
+/// ([`crate::sgemm::fast`]); blocks where the transformed kernels take at most
+/// [`MAX_KERNEL_FLOATS`], else the whole layer where it has at most [`WHOLE_MAX_TILES`] tiles
+/// and [`WHOLE_MAX_FLOATS`] of transformed data. `VIDLRP_CPU_WINOGRAD=0` turns it off (for
+/// comparisons).
+fn schedule(dims: &ConvDims, c_out: usize, n: usize) -> Option<Schedule> {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let on = *ON.get_or_init(|| std::env::var("VIDLRP_CPU_WINOGRAD").map_or(true, |v| v != "0"));
-    on && dims.g.kernel == [3, 3, 3]
+    let fits = on
+        && dims.g.kernel == [3, 3, 3]
         && dims.g.stride == [1, 1, 1]
         && dims.g.padding == [1, 1, 1]
+        && dims.output == dims.input
         && dims.c_in >= MIN_CHANNELS
         && c_out >= MIN_CHANNELS
         && dims.positions() >= MIN_POSITIONS
-        && 64 * dims.c_in * c_out <= MAX_KERNEL_FLOATS
-        && crate::sgemm::fast()
+        && crate::sgemm::fast();
+    if !fits {
+        return None;
+    }
+    let tiles = n * dims.input.iter().map(|e| e.div_ceil(2)).product::<usize>();
+    if 64 * dims.c_in * c_out <= MAX_KERNEL_FLOATS {
+        Some(Schedule::Blocks)
+    } else if tiles <= WHOLE_MAX_TILES
+        && 64 * (dims.c_in + c_out) * padded(tiles) <= WHOLE_MAX_FLOATS
+    {
+        Some(Schedule::Whole)
+    } else {
+        None
+    }
+}
+
+/// Whether this module computes `n` samples of `dims` with `c_out` output channels (see
+/// [`schedule`]).
+pub(crate) fn applies(dims: &ConvDims, c_out: usize, n: usize) -> bool {
+    schedule(dims, c_out, n).is_some()
 }
 
 /// `u = G g` along one axis, for [`LANES`] kernels at once.
@@ -209,7 +249,7 @@ pub(crate) fn conv(
     bias: Option<&[f32]>,
     out: &mut [f32],
 ) {
-    assert!(applies(dims, c_out), "Winograd convolution does not apply");
+    let plan = schedule(dims, c_out, n).expect("Winograd convolution does not apply");
     let c_in = dims.c_in;
     let [t_n, h_n, w_n] = dims.input;
     assert!(dims.output == dims.input && x.len() == n * dims.input_len());
@@ -218,7 +258,6 @@ pub(crate) fn conv(
     let grid = [t_n.div_ceil(2), h_n.div_ceil(2), w_n.div_ceil(2)];
     let per_sample = grid.iter().product::<usize>();
     let tiles = n * per_sample;
-    let block = BLOCK_TILES;
     let job = Job {
         c_in,
         c_out,
@@ -229,11 +268,21 @@ pub(crate) fn conv(
         bias,
         out: SendPtr(out.as_mut_ptr()),
     };
-    (0..tiles.div_ceil(block)).into_par_iter().for_each(|b| {
-        BLOCK_SCRATCH.with_borrow_mut(|(v, m, scratch)| {
-            job.run(b * block, tiles.min((b + 1) * block), v, m, scratch);
-        });
-    });
+    match plan {
+        Schedule::Whole => job.whole(tiles),
+        Schedule::Blocks => {
+            let block = BLOCK_TILES;
+            (0..tiles.div_ceil(block)).into_par_iter().for_each(|b| {
+                BLOCK_SCRATCH.with_borrow_mut(|(v, m, scratch)| {
+                    job.run(b * block, tiles.min((b + 1) * block), v, m, scratch);
+                });
+            });
+        }
+    }
+    if kernel_storage.len() > MAX_KERNEL_FLOATS + 16 {
+        // Larger kernels are transient: keeping them would hold tens of MB for the run.
+        *kernel_storage = Vec::new();
+    }
 }
 
 /// Tiles transformed side by side: one 8-wide vector per transform point.
@@ -261,6 +310,21 @@ fn input_lanes(d0: &Lanes, d1: &Lanes, d2: &Lanes, d3: &Lanes) -> [Lanes; 4] {
 #[inline(always)]
 fn output_lanes(m0: &Lanes, m1: &Lanes, m2: &Lanes, m3: &Lanes) -> [Lanes; 2] {
     [add(&add(m0, m1), m2), sub(&sub(m1, m2), m3)]
+}
+
+/// Where the transformed values of channel `c`, point `ξ` start: `c ch + ξ xi`; tile `j`
+/// follows at `+ j`.
+#[derive(Clone, Copy)]
+struct Layout {
+    ch: usize,
+    xi: usize,
+}
+
+/// Row length for `nb` tiles: `>= nb + LANES - 1`, so a group of [`LANES`] tiles is loaded and
+/// stored whole, its lanes past a run's end landing in the next run's columns (written after it)
+/// or in padding (never read).
+fn padded(nb: usize) -> usize {
+    (nb + LANES - 1).next_multiple_of(LANES)
 }
 
 /// A stretch of tiles of one block that lie side by side along `w` (same sample, `t` and `h`
@@ -319,27 +383,21 @@ impl Job<'_> {
         runs
     }
 
-    /// Tiles `q0..q1`: transform their inputs into `v` (`[C_in][64][nb]`: one channel's 64
-    /// transforms side by side, so the transforms touch one small region at a time), multiply
-    /// into `m` (`[C_out][64][nb]`), transform back into the output.
+    /// Tiles `q0..q1` on the calling thread: transform their inputs into `v`
+    /// (`[C_in][64][nbp]`: one channel's 64 transforms side by side, so the transforms touch one
+    /// small region at a time), multiply into `m` (`[C_out][64][nbp]`), transform back into the
+    /// output.
     fn run(&self, q0: usize, q1: usize, v: &mut Vec<f32>, m: &mut Vec<f32>, scratch: &mut Scratch) {
         let nb = q1 - q0;
-        // Rows of `nbp >= nb + LANES - 1` floats: a group of LANES tiles is loaded and stored whole, its
-        // lanes past a run's end landing in the next run's columns (written after) or in the
-        // padding columns (never read).
-        let nbp = (nb + LANES - 1).next_multiple_of(LANES);
+        let nbp = padded(nb);
         v.resize(64 * self.c_in * nbp, 0.0);
         m.resize(64 * self.c_out * nbp, 0.0);
         let runs = self.runs(q0, q1);
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2.
-            unsafe { self.inputs_avx2(&runs, nbp, v) };
-        } else {
-            self.inputs(&runs, nbp, v);
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        self.inputs(&runs, nbp, v);
+        let lay = Layout {
+            ch: 64 * nbp,
+            xi: nbp,
+        };
+        self.inputs(&runs, lay, SendPtr(v.as_mut_ptr()), 0..self.c_in);
         for xi in 0..64 {
             let b = RowMajor {
                 data: &v[xi * nbp..],
@@ -351,41 +409,89 @@ impl Job<'_> {
             };
             gemm_packed_serial(self.kernels.u(xi), nb, &b, c, scratch);
         }
+        self.outputs(&runs, lay, m, 0..self.c_out);
+    }
+
+    /// All `tiles` at once, the work split over the transform points: inputs transformed in
+    /// parallel over channels into `[64][C_in][nbp]`, the 64 GEMMs in parallel (each `U_ξ` read
+    /// once), outputs in parallel over channels. For few tiles and large kernels (C3D's conv4:
+    /// 98 tiles, 17M transformed kernel values), where blocks would each stream all kernels.
+    fn whole(&self, tiles: usize) {
+        let nbp = padded(tiles);
+        let (c_in, c_out) = (self.c_in, self.c_out);
+        let mut v = vec![0.0f32; 64 * c_in * nbp];
+        let mut m = vec![0.0f32; 64 * c_out * nbp];
+        let runs = self.runs(0, tiles);
+        let vp = SendPtr(v.as_mut_ptr());
+        (0..c_in).into_par_iter().for_each(|i| {
+            self.inputs(
+                &runs,
+                Layout {
+                    ch: nbp,
+                    xi: c_in * nbp,
+                },
+                vp,
+                i..i + 1,
+            );
+        });
+        m.par_chunks_mut(c_out * nbp)
+            .enumerate()
+            .for_each(|(xi, mx)| {
+                let b = RowMajor {
+                    data: &v[xi * c_in * nbp..(xi + 1) * c_in * nbp],
+                    ld: nbp,
+                };
+                let c = Output { data: mx, ldc: nbp };
+                BLOCK_SCRATCH.with_borrow_mut(|(_, _, scratch)| {
+                    gemm_packed_serial(self.kernels.u(xi), tiles, &b, c, scratch);
+                });
+            });
+        let m = &m;
+        (0..c_out).into_par_iter().for_each(|o| {
+            self.outputs(
+                &runs,
+                Layout {
+                    ch: nbp,
+                    xi: c_out * nbp,
+                },
+                m,
+                o..o + 1,
+            );
+        });
+    }
+
+    /// [`Job::input_transforms`], compiled for AVX2 where the CPU has it.
+    fn inputs(&self, runs: &[Run], lay: Layout, v: SendPtr, channels: Range<usize>) {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2.
-            unsafe { self.outputs_avx2(&runs, nbp, m) };
+            unsafe { with_avx2(|| self.input_transforms(runs, lay, v, channels)) };
             return;
         }
-        self.outputs(&runs, nbp, m);
+        self.input_transforms(runs, lay, v, channels);
     }
 
-    /// [`Job::inputs`] compiled for AVX2.
+    /// [`Job::output_transforms`], compiled for AVX2 where the CPU has it.
+    fn outputs(&self, runs: &[Run], lay: Layout, m: &[f32], channels: Range<usize>) {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            unsafe { with_avx2(|| self.output_transforms(runs, lay, m, channels)) };
+            return;
+        }
+        self.output_transforms(runs, lay, m, channels);
+    }
+
+    /// `V_ξ[i][j] = (B^T ⊗ B^T ⊗ B^T) d` of the 4x4x4 input window of every tile `j` and input
+    /// channel `i` in `channels`, written at `v + i lay.ch + ξ lay.xi + j`. The 16 input rows a
+    /// run needs are copied into zero-padded lines first, so [`LANES`] neighbouring windows are
+    /// read without bounds checks.
     ///
-    /// # Safety
-    /// The CPU must support AVX2.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn inputs_avx2(&self, runs: &[Run], nb: usize, v: &mut [f32]) {
-        self.inputs(runs, nb, v);
-    }
-
-    /// [`Job::outputs`] compiled for AVX2.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn outputs_avx2(&self, runs: &[Run], nb: usize, m: &[f32]) {
-        self.outputs(runs, nb, m);
-    }
-
-    /// `V_ξ[i][j] = (B^T ⊗ B^T ⊗ B^T) d` of the 4x4x4 input window of every tile `j`, input
-    /// channel `i`, at `v[(64 i + ξ) nb + j]` (`nb`: the padded row length). The 16 input rows a run needs are copied into zero-padded lines first, so
-    /// [`LANES`] neighbouring windows are read without bounds checks.
+    /// `v` must have room for every channel's rows of [`padded`] length; callers running this
+    /// in parallel give each call its own channels (the rows it writes).
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // the indices name the transform axes
-    fn inputs(&self, runs: &[Run], nb: usize, v: &mut [f32]) {
+    fn input_transforms(&self, runs: &[Run], lay: Layout, v: SendPtr, channels: Range<usize>) {
         let c_in = self.c_in;
         let [t_n, h_n, w_n] = self.extent;
         let plane = t_n * h_n * w_n;
@@ -393,7 +499,7 @@ impl Job<'_> {
         let width = 2 * self.grid[2] + 2 * LANES + 2;
         let mut lines = vec![0.0f32; 16 * width];
         for run in runs {
-            for i in 0..c_in {
+            for i in channels.clone() {
                 let src = &self.x[(run.sample * c_in + i) * plane..][..plane];
                 for a in 0..4 {
                     for b in 0..4 {
@@ -441,8 +547,10 @@ impl Job<'_> {
                                 input_lanes(&y[0][bt][c], &y[1][bt][c], &y[2][bt][c], &y[3][bt][c]);
                             for (al, e) in u.iter().enumerate() {
                                 let xi = 16 * al + 4 * bt + c;
-                                let dst = &mut v[(i * 64 + xi) * nb + run.j + g..][..LANES];
-                                *<&mut Lanes>::try_from(dst).expect("LANES") = *e;
+                                let at = i * lay.ch + xi * lay.xi + run.j + g;
+                                // SAFETY: `at + LANES` stays inside row (i, ξ), padded for
+                                // whole groups; this call alone writes channel i's rows.
+                                unsafe { v.0.add(at).cast::<Lanes>().write_unaligned(*e) };
                             }
                         }
                     }
@@ -451,22 +559,23 @@ impl Job<'_> {
         }
     }
 
-    /// `out = (A^T ⊗ A^T ⊗ A^T) M (+ bias)` for every tile and output channel, [`LANES`]
-    /// tiles at a time, `M_ξ[o][j]` at `m[(64 o + ξ) nb + j]`; positions past the extent (odd extents' last tiles) are dropped.
+    /// `out = (A^T ⊗ A^T ⊗ A^T) M (+ bias)` for every tile and output channel `o` in
+    /// `channels`, [`LANES`] tiles at a time, `M_ξ[o][j]` at `m[o lay.ch + ξ lay.xi + j]`;
+    /// positions past the extent (odd extents' last tiles) are dropped.
     #[inline(always)]
     #[allow(clippy::needless_range_loop)] // the indices name the transform axes
-    fn outputs(&self, runs: &[Run], nb: usize, m: &[f32]) {
+    fn output_transforms(&self, runs: &[Run], lay: Layout, m: &[f32], channels: Range<usize>) {
         let c_out = self.c_out;
         let [t_n, h_n, w_n] = self.extent;
         let plane = t_n * h_n * w_n;
         for run in runs {
-            for o in 0..c_out {
+            for o in channels.clone() {
                 let bias = self.bias.map_or(0.0, |b| b[o]);
                 for g in (0..run.len).step_by(LANES) {
                     let lanes = LANES.min(run.len - g);
                     let mut p = [[0.0f32; LANES]; 64];
                     for (xi, e) in p.iter_mut().enumerate() {
-                        let src = &m[(o * 64 + xi) * nb + run.j + g..][..LANES];
+                        let src = &m[o * lay.ch + xi * lay.xi + run.j + g..][..LANES];
                         *e = *<&Lanes>::try_from(src).expect("LANES");
                     }
                     // Along w, then h, then t.
@@ -631,6 +740,36 @@ mod tests {
                     "{o} vs {r} (bound {b}) at n={n} c_in={c_in} c_out={c_out} {input:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn the_whole_layer_schedule_agrees_with_direct_summation() {
+        if !crate::sgemm::fast() {
+            return;
+        }
+        // 64 * 264^2 transformed kernel values: too many for blocks; 56 tiles.
+        let (n, c_in, c_out, input) = (1, 264, 264, [3, 7, 13]);
+        let d = dims(c_in, input);
+        assert_eq!(schedule(&d, c_out, n), Some(Schedule::Whole));
+        let x = lcg(31, n * d.input_len());
+        let w = lcg(37, c_out * c_in * 27);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut out = vec![f32::NAN; n * c_out * d.positions()];
+            let mut u = Vec::new();
+            pool.install(|| conv(&mut u, &d, n, c_out, &x, &w, false, None, &mut out));
+            assert!(u.is_empty(), "large transformed kernels are not kept");
+            out
+        };
+        let out = run(2);
+        assert_eq!(out, run(3));
+        let (y, bound) = reference(&d, n, c_out, &x, &w);
+        for ((&o, &r), &b) in out.iter().zip(&y).zip(&bound) {
+            assert!((o as f64 - r).abs() <= 1e-5 * (b + 1.0), "{o} vs {r}");
         }
     }
 
