@@ -4,8 +4,8 @@
 //! GEMM (AVX-512F or AVX2+FMA register kernels) that gathers im2col columns straight from the
 //! input (tiled im2col + matrixmultiply on CPUs with neither); 3x3x3 stride-1 convolutions with
 //! mixed-sign operands by Winograd's `F(2x2x2, 3x3x3)` on the same GEMM (sums of non-negative
-//! products, the `z+` rule's, by direct summation, for relative precision); stride-1 transposes run as
-//! convolutions with the flipped kernel, onto 1-3 input channels (AVX-512F) as direct
+//! products, the `z+` rule's, by direct summation, for relative precision); stride-1 transposes
+//! run as convolutions with the flipped kernel, onto 1-3 input channels (AVX-512F) as direct
 //! register-blocked loops, mostly-zero
 //! gradients as gathers over their nonzeros. Work is split over a private rayon pool of
 //! [`Cpu::threads`] threads; results are identical across runs for a fixed thread count.

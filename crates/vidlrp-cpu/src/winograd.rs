@@ -15,7 +15,9 @@
 //! points `ξ`, `M_ξ = U_ξ V_ξ` is a GEMM (`U_ξ`: `C_out x C_in` transformed kernels, `V_ξ`:
 //! `C_in x tiles` transformed input tiles), run on [`crate::sgemm`] with `U_ξ` packed once.
 //!
-//! The tiles are cut into blocks of [`BLOCK_TILES`] that the threads take whole: every output value is computed by one block, from its tile alone, with
+//! The tiles are cut into blocks of [`BLOCK_TILES`] that the threads take whole; layers with few
+//! tiles and large kernels (C3D's conv4) run all tiles at once, the 64 GEMMs split over the
+//! threads ([`Job::whole`]). Either way every output value is computed from its tile alone, with
 //! its `C_in` products summed in channel order, so results are identical for every thread count
 //! and batch composition.
 //!
