@@ -335,8 +335,8 @@ impl<'a> PackedA<'a> {
 
     /// The slivers of block (`pc`, `ic`), `kc` deep and `mc` rows.
     fn block(self, pc: usize, kc: usize, ic: usize, mc: usize) -> &'a [f32] {
-        let m_pad = self.m.div_ceil(MR) * MR;
-        let at = pc * m_pad + ic * kc;
+        // The block starts with its first element: row ic, depth pc.
+        let at = Self::index(self.m, self.k, ic, pc);
         &self.data[at..at + mc.div_ceil(MR) * MR * kc]
     }
 }
@@ -353,21 +353,11 @@ pub(crate) fn gemm_packed_serial(
     a: PackedA<'_>,
     n: usize,
     b: &dyn PackB,
-    c: Output<'_>,
+    mut c: Output<'_>,
     scratch: &mut Scratch,
 ) {
     let (m, k) = (a.m, a.k);
-    assert!(
-        m == 0 || n == 0 || c.data.len() >= (m - 1) * c.ldc + n,
-        "gemm shapes"
-    );
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        for r in 0..m {
-            c.data[r * c.ldc..r * c.ldc + n].fill(0.0);
-        }
+    if handled_empty(m, n, k, &mut c, false) {
         return;
     }
     let ptr = c.data.as_mut_ptr();
@@ -385,6 +375,28 @@ pub(crate) fn gemm_packed_serial(
         false,
         &mut scratch.b,
     );
+}
+
+/// Checks that `C` holds `m x n` values and handles the products with nothing to multiply:
+/// `true` when `m`, `n` or `k` is 0 (then `C = 0` for `k = 0` unless `accumulate`), `false`
+/// when the caller has a GEMM to run.
+fn handled_empty(m: usize, n: usize, k: usize, c: &mut Output<'_>, accumulate: bool) -> bool {
+    assert!(
+        m == 0 || n == 0 || c.data.len() >= (m - 1) * c.ldc + n,
+        "gemm shapes"
+    );
+    if m == 0 || n == 0 {
+        return true;
+    }
+    if k == 0 {
+        if !accumulate {
+            for r in 0..m {
+                c.data[r * c.ldc..r * c.ldc + n].fill(0.0);
+            }
+        }
+        return true;
+    }
+    false
 }
 
 /// `C[.., j0..j1] (+)= A B[.., j0..j1]` for rows `0..m` of `a` (`lda` per row), single-threaded;
@@ -524,22 +536,11 @@ fn gemm_with(
     k: usize,
     a: &[f32],
     b: &dyn PackB,
-    c: Output<'_>,
+    mut c: Output<'_>,
     accumulate: bool,
 ) {
-    assert!(
-        a.len() >= m * k && (m == 0 || c.data.len() >= (m - 1) * c.ldc + n),
-        "gemm shapes"
-    );
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            for r in 0..m {
-                c.data[r * c.ldc..r * c.ldc + n].fill(0.0);
-            }
-        }
+    assert!(a.len() >= m * k, "gemm shapes");
+    if handled_empty(m, n, k, &mut c, accumulate) {
         return;
     }
     let threads = rayon::current_num_threads().max(1);

@@ -150,6 +150,70 @@ fn transform_kernel(g: &[Lanes; 27]) -> [Lanes; 64] {
     out
 }
 
+/// One group of [`LANES`] output channels of [`Kernels::new`]: their transformed kernels for
+/// every input channel, written into the 64 packed matrices at `base` (`len` floats each).
+struct KernelGroup<'a> {
+    w: &'a [f32],
+    c_out: usize,
+    c_in: usize,
+    transposed: bool,
+    og: usize,
+    base: SendPtr,
+    len: usize,
+}
+
+impl KernelGroup<'_> {
+    /// [`KernelGroup::fill`] compiled with AVX2.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn fill_avx2(&self) {
+        self.fill();
+    }
+
+    #[inline(always)]
+    fn fill(&self) {
+        let KernelGroup {
+            w,
+            c_out,
+            c_in,
+            transposed,
+            og,
+            base,
+            len,
+        } = *self;
+        let lanes = LANES.min(c_out - og);
+        for i in 0..c_in {
+            let mut g = [[0.0f32; LANES]; 27];
+            for (l, o) in (og..og + lanes).enumerate() {
+                if transposed {
+                    let src = &w[(i * c_out + o) * 27..][..27];
+                    for (a, ga) in g.iter_mut().enumerate() {
+                        ga[l] = src[26 - a];
+                    }
+                } else {
+                    let src = &w[(o * c_in + i) * 27..][..27];
+                    for (a, ga) in g.iter_mut().enumerate() {
+                        ga[l] = src[a];
+                    }
+                }
+            }
+            let t = transform_kernel(&g);
+            // og is a multiple of LANES, a divisor of MR: its lanes are adjacent.
+            let at = PackedA::index(c_out, c_in, og, i);
+            for (xi, e) in t.iter().enumerate() {
+                // SAFETY: each (o, i) has its own slot in each of the 64 matrices; the
+                // lanes og..og + lanes are consecutive and inside `data`.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(e.as_ptr(), base.0.add(xi * len + at), lanes);
+                }
+            }
+        }
+    }
+}
+
 /// The 64 transformed kernel matrices `U_ξ` (`C_out x C_in`), each packed for the GEMM, in
 /// storage the caller keeps between calls (64 (C_out C_in) floats: refilling it costs no page
 /// faults).
@@ -176,45 +240,24 @@ impl<'a> Kernels<'a> {
         let skip = storage.as_ptr().align_offset(64).min(16);
         let data = &mut storage[skip..skip + 64 * len];
         let base = SendPtr(data.as_mut_ptr());
-        let base = &base;
-        let fill = |og: usize| {
-            let lanes = LANES.min(c_out - og);
-            for i in 0..c_in {
-                let mut g = [[0.0f32; LANES]; 27];
-                for (l, o) in (og..og + lanes).enumerate() {
-                    if transposed {
-                        let src = &w[(i * c_out + o) * 27..][..27];
-                        for (a, ga) in g.iter_mut().enumerate() {
-                            ga[l] = src[26 - a];
-                        }
-                    } else {
-                        let src = &w[(o * c_in + i) * 27..][..27];
-                        for (a, ga) in g.iter_mut().enumerate() {
-                            ga[l] = src[a];
-                        }
-                    }
-                }
-                let t = transform_kernel(&g);
-                // og is a multiple of LANES, a divisor of MR: its lanes are adjacent.
-                let at = PackedA::index(c_out, c_in, og, i);
-                for (xi, e) in t.iter().enumerate() {
-                    // SAFETY: each (o, i) has its own slot in each of the 64 matrices; the
-                    // lanes og..og + lanes are consecutive and inside `data`.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(e.as_ptr(), base.0.add(xi * len + at), lanes);
-                    }
-                }
-            }
-        };
         let groups = c_out.div_ceil(LANES);
         (0..groups).into_par_iter().for_each(|gi| {
+            let job = KernelGroup {
+                w,
+                c_out,
+                c_in,
+                transposed,
+                og: gi * LANES,
+                base,
+                len,
+            };
             #[cfg(target_arch = "x86_64")]
             if std::is_x86_feature_detected!("avx2") {
                 // SAFETY: the CPU has AVX2.
-                unsafe { with_avx2(|| fill(gi * LANES)) };
+                unsafe { job.fill_avx2() };
                 return;
             }
-            fill(gi * LANES);
+            job.fill();
         });
         Kernels { data, c_out, c_in }
     }
@@ -224,16 +267,6 @@ impl<'a> Kernels<'a> {
         let len = PackedA::len(self.c_out, self.c_in);
         PackedA::new(&self.data[xi * len..(xi + 1) * len], self.c_out, self.c_in)
     }
-}
-
-/// Runs `f` compiled with AVX2 where it is inlined.
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
-    f()
 }
 
 /// `out[n][C_out][P] = conv(x, w) (+ bias)` for a convolution where [`applies`] holds. `w` is
@@ -425,16 +458,18 @@ impl Job<'_> {
         let mut m = vec![0.0f32; 64 * c_out * nbp];
         let runs = self.runs(0, tiles);
         let vp = SendPtr(v.as_mut_ptr());
+        let (v_lay, m_lay) = (
+            Layout {
+                ch: nbp,
+                xi: c_in * nbp,
+            },
+            Layout {
+                ch: nbp,
+                xi: c_out * nbp,
+            },
+        );
         (0..c_in).into_par_iter().for_each(|i| {
-            self.inputs(
-                &runs,
-                Layout {
-                    ch: nbp,
-                    xi: c_in * nbp,
-                },
-                vp,
-                i..i + 1,
-            );
+            self.inputs(&runs, v_lay, vp, i..i + 1);
         });
         m.par_chunks_mut(c_out * nbp)
             .enumerate()
@@ -450,37 +485,50 @@ impl Job<'_> {
             });
         let m = &m;
         (0..c_out).into_par_iter().for_each(|o| {
-            self.outputs(
-                &runs,
-                Layout {
-                    ch: nbp,
-                    xi: c_out * nbp,
-                },
-                m,
-                o..o + 1,
-            );
+            self.outputs(&runs, m_lay, m, o..o + 1);
         });
     }
 
-    /// [`Job::input_transforms`], compiled for AVX2 where the CPU has it.
+    /// [`Job::input_transforms`], compiled with AVX2 where the CPU has it.
     fn inputs(&self, runs: &[Run], lay: Layout, v: SendPtr, channels: Range<usize>) {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2.
-            unsafe { with_avx2(|| self.input_transforms(runs, lay, v, channels)) };
+            unsafe { self.inputs_avx2(runs, lay, v, channels) };
             return;
         }
         self.input_transforms(runs, lay, v, channels);
     }
 
-    /// [`Job::output_transforms`], compiled for AVX2 where the CPU has it.
+    /// [`Job::input_transforms`] compiled with AVX2 (a named function: the `#[inline(always)]`
+    /// body is inlined into it, which a closure would not guarantee).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn inputs_avx2(&self, runs: &[Run], lay: Layout, v: SendPtr, channels: Range<usize>) {
+        self.input_transforms(runs, lay, v, channels);
+    }
+
+    /// [`Job::output_transforms`], compiled with AVX2 where the CPU has it.
     fn outputs(&self, runs: &[Run], lay: Layout, m: &[f32], channels: Range<usize>) {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2.
-            unsafe { with_avx2(|| self.output_transforms(runs, lay, m, channels)) };
+            unsafe { self.outputs_avx2(runs, lay, m, channels) };
             return;
         }
+        self.output_transforms(runs, lay, m, channels);
+    }
+
+    /// [`Job::output_transforms`] compiled with AVX2.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn outputs_avx2(&self, runs: &[Run], lay: Layout, m: &[f32], channels: Range<usize>) {
         self.output_transforms(runs, lay, m, channels);
     }
 
