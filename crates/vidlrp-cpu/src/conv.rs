@@ -655,11 +655,31 @@ pub(crate) fn conv_transposed_sample(
     let (k, p) = (dims.rows(), dims.positions());
     let tile = dims.tile_cols();
     let wt = w.t();
+    // The register-blocked GEMM, for many positions (conv1 of C3D: few input channels), takes
+    // `w^T` row-major (`K x C_out`, a copy); with few positions and large kernels (conv5 at
+    // batch 1: 98 positions, 7M weights) copying and packing `w^T` costs more than it gains.
+    let fast = match g.as_slice() {
+        Some(gs) if crate::sgemm::fast() && p >= FLIPPED_MIN_POSITIONS => {
+            Some((wt.as_standard_layout().into_owned(), gs))
+        }
+        _ => None,
+    };
     let mut p0 = 0;
     while p0 < p {
         let p1 = (p0 + tile).min(p);
         col.resize(k * (p1 - p0), 0.0);
-        {
+        if let Some((wt, gs)) = &fast {
+            let c = crate::sgemm::Output {
+                data: &mut col[..],
+                ldc: p1 - p0,
+            };
+            let b = crate::sgemm::RowMajor {
+                data: &gs[p0..],
+                ld: p,
+            };
+            let a = wt.as_slice().expect("standard layout");
+            crate::sgemm::gemm(k, p1 - p0, g.nrows(), a, &b, c, false);
+        } else {
             let cv = ArrayViewMut2::from_shape((k, p1 - p0), &mut col[..]).expect("tile shape");
             par_gemm(1.0, wt, g.slice(ndarray::s![.., p0..p1]), 0.0, cv);
         }

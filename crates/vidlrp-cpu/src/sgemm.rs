@@ -59,21 +59,45 @@ impl PackB for RowMajor<'_> {
     }
 }
 
+/// The row groups of an `MR`-row sliver of packed `A`, `(first row, rows)`: each group is
+/// stored `k`-major on its own (`h` consecutive floats per `k`), so a micro-kernel that computes
+/// one group at a time (AVX2: `2 h` accumulators) reads consecutive floats of it.
+const GROUPS: [(usize, usize); 3] = [(0, 6), (6, 5), (11, 5)];
+
+/// Where row `i < MR` at depth `k` lives in a `kc`-deep sliver of packed `A`: in the group
+/// `(r0, h)` of [`GROUPS`] holding `i`, at `r0 kc + k h + (i - r0)`.
+#[inline]
+fn sliver_offset(kc: usize, k: usize, i: usize) -> usize {
+    const _: () = assert!(GROUPS[1].0 == GROUPS[0].1 && GROUPS[2].0 + GROUPS[2].1 == MR);
+    let (r0, h) = if i < GROUPS[1].0 {
+        GROUPS[0]
+    } else if i < GROUPS[2].0 {
+        GROUPS[1]
+    } else {
+        GROUPS[2]
+    };
+    r0 * kc + k * h + (i - r0)
+}
+
 /// Packs rows `i0..i0 + mc`, depth `k0..k0 + kc` of row-major `a` (`lda` per row) into
-/// `MR`-row slivers: `dst[s * kc * MR + k * MR + i]`, zero-padded.
+/// `MR`-row slivers of `kc MR` floats, row `r` of sliver `s` at [`sliver_offset`],
+/// zero-padded.
 fn pack_a(a: &[f32], lda: usize, i0: usize, mc: usize, k0: usize, kc: usize, dst: &mut [f32]) {
     for s in 0..mc.div_ceil(MR) {
         let sliver = &mut dst[s * kc * MR..(s + 1) * kc * MR];
-        for i in 0..MR {
-            let r = s * MR + i;
-            if r < mc {
-                let row = &a[(i0 + r) * lda + k0..(i0 + r) * lda + k0 + kc];
-                for (k, &v) in row.iter().enumerate() {
-                    sliver[k * MR + i] = v;
-                }
-            } else {
-                for k in 0..kc {
-                    sliver[k * MR + i] = 0.0;
+        for (r0, h) in GROUPS {
+            let group = &mut sliver[r0 * kc..(r0 + h) * kc];
+            for i in 0..h {
+                let r = s * MR + r0 + i;
+                if r < mc {
+                    let row = &a[(i0 + r) * lda + k0..(i0 + r) * lda + k0 + kc];
+                    for (k, &v) in row.iter().enumerate() {
+                        group[k * h + i] = v;
+                    }
+                } else {
+                    for k in 0..kc {
+                        group[k * h + i] = 0.0;
+                    }
                 }
             }
         }
@@ -86,7 +110,7 @@ fn kernel_portable(kc: usize, a: &[f32], b: &[f32], acc: &mut [[f32; NR]; MR]) {
     for k in 0..kc {
         let bk = &b[k * NR..(k + 1) * NR];
         for i in 0..MR {
-            let ai = a[k * MR + i];
+            let ai = a[sliver_offset(kc, k, i)];
             for j in 0..NR {
                 acc[i][j] += ai * bk[j];
             }
@@ -119,14 +143,21 @@ mod avx512 {
         for i in 0..MR {
             _mm_prefetch::<_MM_HINT_T0>(c.add(i * ldc).cast::<i8>());
         }
+        const _: () = assert!(MR == 16 && NR == 16);
         let mut acc = [_mm512_setzero_ps(); MR];
-        let (mut a, mut b) = (a, b);
+        // The sliver's three row groups (super::GROUPS: rows 0..6, 6..11, 11..16).
+        let (mut a0, mut a1, mut a2, mut b) = (a, a.add(6 * kc), a.add(11 * kc), b);
         for _ in 0..kc {
             let bv = _mm512_loadu_ps(b);
             for (i, ci) in acc.iter_mut().enumerate() {
-                *ci = _mm512_fmadd_ps(_mm512_set1_ps(*a.add(i)), bv, *ci);
+                let ai = match i {
+                    0..6 => *a0.add(i),
+                    6..11 => *a1.add(i - 6),
+                    _ => *a2.add(i - 11),
+                };
+                *ci = _mm512_fmadd_ps(_mm512_set1_ps(ai), bv, *ci);
             }
-            a = a.add(MR);
+            (a0, a1, a2) = (a0.add(6), a1.add(5), a2.add(5));
             b = b.add(NR);
         }
         for (i, ci) in acc.iter().enumerate() {
@@ -146,14 +177,14 @@ mod avx2 {
     use super::{MR, NR};
     use std::arch::x86_64::*;
 
-    /// Rows `r0..r0 + R` of the `MR x NR` tile: `acc = sum_k a[k, r0 + i] b[k, :]` in two
+    /// One row group `r0..r0 + R` of the `MR x NR` tile: `acc = sum_k a[k, i] b[k, :]` in two
     /// 8-wide registers per row (`2 R` accumulators of the 16), written into the tile at `c`
-    /// (`ldc` per row; `a`, `b`, `c` already offset to row `r0`): `C = acc` if `first`, else
-    /// `C += acc`.
+    /// (`ldc` per row; `a` is the group, `R` floats per `k`; `c` already offset to row `r0`):
+    /// `C = acc` if `first`, else `C += acc`.
     ///
     /// # Safety
-    /// The CPU must support AVX2 and FMA; `a` holds `kc * MR` floats from row `r0` on, `b`
-    /// `kc * NR`; `c` points at a writable `R x NR` tile with row stride `ldc`.
+    /// The CPU must support AVX2 and FMA; `a` holds `kc * R` floats, `b` `kc * NR`; `c` points
+    /// at a writable `R x NR` tile with row stride `ldc`.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn rows<const R: usize>(
         kc: usize,
@@ -177,7 +208,7 @@ mod avx2 {
                 lo[i] = _mm256_fmadd_ps(ai, b0, lo[i]);
                 hi[i] = _mm256_fmadd_ps(ai, b1, hi[i]);
             }
-            a = a.add(MR);
+            a = a.add(R);
             b = b.add(NR);
         }
         for i in 0..R {
@@ -195,8 +226,8 @@ mod avx2 {
         }
     }
 
-    /// The `MR x NR` (16 x 16) tile as three register blocks of 6, 5 and 5 rows, each
-    /// streaming the same `B` sliver from L1.
+    /// The `MR x NR` (16 x 16) tile as three register blocks, the sliver's row groups of 6, 5
+    /// and 5 rows (super::GROUPS), each streaming the same `B` sliver from L1.
     ///
     /// # Safety
     /// As [`super::avx512::kernel_into`], with AVX2 and FMA instead of AVX-512F.
@@ -211,8 +242,8 @@ mod avx2 {
     ) {
         const _: () = assert!(MR == 16 && NR == 16);
         rows::<6>(kc, a, b, c, ldc, first);
-        rows::<5>(kc, a.add(6), b, c.add(6 * ldc), ldc, first);
-        rows::<5>(kc, a.add(11), b, c.add(11 * ldc), ldc, first);
+        rows::<5>(kc, a.add(6 * kc), b, c.add(6 * ldc), ldc, first);
+        rows::<5>(kc, a.add(11 * kc), b, c.add(11 * ldc), ldc, first);
     }
 }
 
@@ -323,7 +354,7 @@ impl<'a> PackedA<'a> {
         let kc = KC.min(k - pc);
         let ic = i / MC * MC;
         let (s, r) = ((i - ic) / MR, (i - ic) % MR);
-        pc * m_pad + ic * kc + s * kc * MR + (kk - pc) * MR + r
+        pc * m_pad + ic * kc + s * kc * MR + sliver_offset(kc, kk - pc, r)
     }
 
     /// The operand in `data` (at least [`PackedA::len`] floats, filled through
@@ -506,6 +537,37 @@ fn aligned(v: &mut [f32]) -> &mut [f32] {
     &mut v[skip..]
 }
 
+thread_local! {
+    /// Storage for [`pack_a_shared`], kept between GEMMs of the calling thread (taken out while
+    /// in use, so a nested GEMM on the same thread gets its own).
+    static PACKED_A: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Packs row-major `a` (`m x k`) into `store` as one [`PackedA`], the depth blocks split over
+/// the current rayon pool's threads.
+fn pack_a_shared<'s>(a: &[f32], m: usize, k: usize, store: &'s mut Vec<f32>) -> PackedA<'s> {
+    use rayon::prelude::*;
+    let len = PackedA::len(m, k);
+    if store.len() < len {
+        store.resize(len, 0.0);
+    }
+    let m_pad = m.div_ceil(MR) * MR;
+    // Depth block pc occupies [pc m', (pc + kc) m'), its row blocks ic at pc m' + ic kc.
+    store[..len]
+        .par_chunks_mut(KC * m_pad)
+        .enumerate()
+        .for_each(|(b, dst)| {
+            let (pc, kc) = (b * KC, dst.len() / m_pad);
+            let mut ic = 0;
+            while ic < m {
+                let mc = MC.min(m - ic);
+                pack_a(a, k, ic, mc, pc, kc, &mut dst[ic * kc..]);
+                ic += mc;
+            }
+        });
+    PackedA::new(&store[..len], m, k)
+}
+
 /// A pointer into one live output buffer that may cross to the rayon workers; users must give
 /// each worker a disjoint region of it (here: column ranges of `C`).
 #[derive(Clone, Copy)]
@@ -590,6 +652,35 @@ fn gemm_with(
         .max((4 * threads).min(n / BLOCK_MIN_COLS))
         .max(1);
     let bounds = |t: usize| ((slivers * t / parts) * NR).min(n);
+    if parts > 1 || n > NC {
+        // More than one column panel: every panel would pack all of A again (each thread
+        // its own copy); pack it once, the threads sharing the work, and share it.
+        let mut store = PACKED_A.with_borrow_mut(std::mem::take);
+        let packed = pack_a_shared(a, m, k, &mut store);
+        rayon::scope(|s| {
+            for t in 0..parts {
+                let (j0, j1) = (bounds(t), bounds(t + 1));
+                s.spawn(move |_| {
+                    let p = ptr;
+                    gemm_columns(
+                        kernel,
+                        m,
+                        k,
+                        ASource::Packed(packed),
+                        b,
+                        j0,
+                        j1,
+                        p.0,
+                        ldc,
+                        accumulate,
+                        &mut Vec::new(),
+                    );
+                });
+            }
+        });
+        PACKED_A.set(store);
+        return;
+    }
     if parts == 1 {
         let a = ASource::RowMajor { data: a, lda: k };
         gemm_columns(
@@ -658,6 +749,8 @@ mod tests {
             (7, 17, 3),
             (13, 100, 300),
             (130, 70, 520),
+            // Several row blocks (MC) and depth blocks (KC), A packed once for both threads.
+            (200, 700, 300),
             (6, 16, 256),
             (5, 3200, 9),
         ] {

@@ -201,13 +201,15 @@ impl KernelGroup<'_> {
                 }
             }
             let t = transform_kernel(&g);
-            // og is a multiple of LANES, a divisor of MR: its lanes are adjacent.
-            let at = PackedA::index(c_out, c_in, og, i);
+            // The lanes' places in each packed matrix (the packing's row groups need not keep
+            // them adjacent).
+            let at: [usize; LANES] =
+                std::array::from_fn(|l| PackedA::index(c_out, c_in, (og + l).min(c_out - 1), i));
             for (xi, e) in t.iter().enumerate() {
-                // SAFETY: each (o, i) has its own slot in each of the 64 matrices; the
-                // lanes og..og + lanes are consecutive and inside `data`.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(e.as_ptr(), base.0.add(xi * len + at), lanes);
+                for (l, &v) in e.iter().enumerate().take(lanes) {
+                    // SAFETY: each (o, i) has its own slot in each of the 64 matrices, inside
+                    // `data`.
+                    unsafe { *base.0.add(xi * len + at[l]) = v };
                 }
             }
         }
@@ -226,8 +228,7 @@ struct Kernels<'a> {
 impl<'a> Kernels<'a> {
     /// From `w[o][i][27]` (`transposed = false`), or for the transposed convolution from the
     /// kernel it transposes, `w[i][o][27]` read flipped: `U_ξ[o][i] = T(w[i][o][26 - a])`.
-    /// [`LANES`] output channels are transformed side by side (they are neighbours in the
-    /// packed layout).
+    /// [`LANES`] output channels are transformed side by side.
     fn new(
         storage: &'a mut Vec<f32>,
         w: &[f32],
