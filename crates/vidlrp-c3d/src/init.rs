@@ -47,17 +47,33 @@ impl Rng {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
-    /// Fills `out` with independent standard normal values times `std` (Box-Muller).
+    /// Fills `out` with independent standard normal values times `std` (Box-Muller):
+    /// `r = sqrt(-2 ln(1 - u1)) std`, `(r cos(2 pi u2), r sin(2 pi u2))` from each pair of
+    /// uniforms `u1, u2` drawn in turn. The uniforms are drawn in order; the transform runs on
+    /// the current rayon pool's threads (the same values for any thread count).
     pub fn fill_normal(&mut self, out: &mut [f32], std: f64) {
-        for pair in out.chunks_mut(2) {
-            let u1 = 1.0 - self.uniform();
-            let u2 = self.uniform();
-            let r = (-2.0 * u1.ln()).sqrt() * std;
-            let a = std::f64::consts::TAU * u2;
-            pair[0] = (r * a.cos()) as f32;
-            if pair.len() > 1 {
-                pair[1] = (r * a.sin()) as f32;
+        use rayon::prelude::*;
+        /// Pairs of uniforms drawn ahead of one parallel transform.
+        const PAIRS: usize = 1 << 16;
+        let mut uniforms = Vec::with_capacity(PAIRS.min(out.len().div_ceil(2)));
+        for chunk in out.chunks_mut(2 * PAIRS) {
+            uniforms.clear();
+            for _ in 0..chunk.len().div_ceil(2) {
+                let u1 = 1.0 - self.uniform();
+                uniforms.push((u1, self.uniform()));
             }
+            chunk
+                .par_chunks_mut(2)
+                .zip(uniforms.par_iter())
+                .with_min_len(1024)
+                .for_each(|(pair, &(u1, u2))| {
+                    let r = (-2.0 * u1.ln()).sqrt() * std;
+                    let a = std::f64::consts::TAU * u2;
+                    pair[0] = (r * a.cos()) as f32;
+                    if pair.len() > 1 {
+                        pair[1] = (r * a.sin()) as f32;
+                    }
+                });
         }
     }
 }
@@ -128,6 +144,28 @@ mod tests {
         let mut b = vec![0.0f32; 100_000];
         Rng::new(7).fill_normal(&mut b, 1.0);
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn parallel_normals_are_the_sequential_box_muller_stream() {
+        // Longer than two chunks of drawn pairs, odd (the last pair is cut).
+        let n = 4 * (1 << 16) + 3;
+        let mut got = vec![0.0f32; n];
+        let mut rng = Rng::new(11);
+        rng.fill_normal(&mut got, 0.5);
+        let mut seq = Rng::new(11);
+        let mut want = Vec::with_capacity(n + 1);
+        while want.len() < n {
+            let u1 = 1.0 - seq.uniform();
+            let u2 = seq.uniform();
+            let r = (-2.0 * u1.ln()).sqrt() * 0.5;
+            let a = std::f64::consts::TAU * u2;
+            want.extend([(r * a.cos()) as f32, (r * a.sin()) as f32]);
+        }
+        want.truncate(n);
+        assert_eq!(got, want);
+        // Both generators drew the same number of uniforms.
+        assert_eq!(rng.next_u64(), seq.next_u64());
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub const MR: usize = 16;
 /// Columns of the micro-kernel.
 pub const NR: usize = 16;
 /// Depth of one packed block.
-const KC: usize = 256;
+pub(crate) const KC: usize = 256;
 /// Rows of `A` per packed block.
 const MC: usize = 192;
 /// Columns of `B` per packed panel.
@@ -372,10 +372,26 @@ impl<'a> PackedA<'a> {
     }
 }
 
-/// Reusable packing space for [`gemm_packed_serial`].
+/// Reusable packing space of one thread's GEMMs (packed `B` panels, `A` blocks): allocated
+/// and zeroed once, not per GEMM.
 #[derive(Default)]
 pub(crate) struct Scratch {
+    a: Vec<f32>,
     b: Vec<f32>,
+}
+
+thread_local! {
+    /// The [`Scratch`] of [`gemm`]'s parts on each thread (taken out while in use, so a nested
+    /// GEMM on the same thread gets its own).
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// Runs `f` with this thread's [`Scratch`].
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    let mut scratch = SCRATCH.with_borrow_mut(std::mem::take);
+    let r = f(&mut scratch);
+    SCRATCH.set(scratch);
+    r
 }
 
 /// `C = A B` on the calling thread, `A` pre-packed, `B` (`K x n`) from its packer, `C` `[M, n]`
@@ -393,19 +409,7 @@ pub(crate) fn gemm_packed_serial(
     }
     let ptr = c.data.as_mut_ptr();
     let a = ASource::Packed(a);
-    gemm_columns(
-        detect(),
-        m,
-        k,
-        a,
-        b,
-        0,
-        n,
-        ptr,
-        c.ldc,
-        false,
-        &mut scratch.b,
-    );
+    gemm_columns(detect(), m, k, a, b, 0, n, ptr, c.ldc, false, scratch);
 }
 
 /// Checks that `C` holds `m x n` values and handles the products with nothing to multiply:
@@ -444,19 +448,21 @@ fn gemm_columns(
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
-    bstore: &mut Vec<f32>,
+    scratch: &mut Scratch,
 ) {
     let need = KC * NC.min((j1 - j0).div_ceil(NR) * NR) + 16;
-    if bstore.len() < need {
-        bstore.resize(need, 0.0);
+    if scratch.b.len() < need {
+        scratch.b.resize(need, 0.0);
     }
     let a_rows = match a {
         ASource::RowMajor { .. } => MC.min(m.div_ceil(MR) * MR),
         ASource::Packed(_) => 0,
     };
-    let mut astore = vec![0.0f32; KC * a_rows + 16];
-    let bpack = aligned(bstore);
-    let apack = aligned(&mut astore);
+    if scratch.a.len() < KC * a_rows + 16 {
+        scratch.a.resize(KC * a_rows + 16, 0.0);
+    }
+    let bpack = aligned(&mut scratch.b);
+    let apack = aligned(&mut scratch.a);
     let mut acc = [[0.0f32; NR]; MR];
     let mut jc = j0;
     while jc < j1 {
@@ -622,22 +628,24 @@ fn gemm_with(
                     let p = ptr;
                     // SAFETY: rows i0..i1 < m of C; each part writes only its own rows.
                     let c = unsafe { p.0.add(i0 * ldc) };
-                    gemm_columns(
-                        kernel,
-                        i1 - i0,
-                        k,
-                        ASource::RowMajor {
-                            data: &a[i0 * k..],
-                            lda: k,
-                        },
-                        b,
-                        0,
-                        n,
-                        c,
-                        ldc,
-                        accumulate,
-                        &mut Vec::new(),
-                    );
+                    with_scratch(|scratch| {
+                        gemm_columns(
+                            kernel,
+                            i1 - i0,
+                            k,
+                            ASource::RowMajor {
+                                data: &a[i0 * k..],
+                                lda: k,
+                            },
+                            b,
+                            0,
+                            n,
+                            c,
+                            ldc,
+                            accumulate,
+                            scratch,
+                        );
+                    });
                 });
             }
         });
@@ -645,8 +653,9 @@ fn gemm_with(
     }
     // Column blocks of whole slivers, at least 4 slivers each.
     let slivers = n.div_ceil(NR);
-    // Up to four blocks per thread where they stay wide (each block packs A for itself), so a
-    // thread slowed by something else on the machine leaves blocks to the others.
+    // Up to four blocks per thread where they stay wide (each block packs B for itself, A is
+    // packed once for all), so a thread slowed by something else on the machine leaves blocks
+    // to the others.
     let parts = threads
         .min(slivers.div_ceil(4))
         .max((4 * threads).min(n / BLOCK_MIN_COLS))
@@ -662,19 +671,21 @@ fn gemm_with(
                 let (j0, j1) = (bounds(t), bounds(t + 1));
                 s.spawn(move |_| {
                     let p = ptr;
-                    gemm_columns(
-                        kernel,
-                        m,
-                        k,
-                        ASource::Packed(packed),
-                        b,
-                        j0,
-                        j1,
-                        p.0,
-                        ldc,
-                        accumulate,
-                        &mut Vec::new(),
-                    );
+                    with_scratch(|scratch| {
+                        gemm_columns(
+                            kernel,
+                            m,
+                            k,
+                            ASource::Packed(packed),
+                            b,
+                            j0,
+                            j1,
+                            p.0,
+                            ldc,
+                            accumulate,
+                            scratch,
+                        );
+                    });
                 });
             }
         });
@@ -683,19 +694,9 @@ fn gemm_with(
     }
     if parts == 1 {
         let a = ASource::RowMajor { data: a, lda: k };
-        gemm_columns(
-            kernel,
-            m,
-            k,
-            a,
-            b,
-            0,
-            n,
-            ptr.0,
-            ldc,
-            accumulate,
-            &mut Vec::new(),
-        );
+        with_scratch(|scratch| {
+            gemm_columns(kernel, m, k, a, b, 0, n, ptr.0, ldc, accumulate, scratch);
+        });
         return;
     }
     rayon::scope(|s| {
@@ -704,19 +705,9 @@ fn gemm_with(
             s.spawn(move |_| {
                 let p = ptr;
                 let a = ASource::RowMajor { data: a, lda: k };
-                gemm_columns(
-                    kernel,
-                    m,
-                    k,
-                    a,
-                    b,
-                    j0,
-                    j1,
-                    p.0,
-                    ldc,
-                    accumulate,
-                    &mut Vec::new(),
-                );
+                with_scratch(|scratch| {
+                    gemm_columns(kernel, m, k, a, b, j0, j1, p.0, ldc, accumulate, scratch);
+                });
             });
         }
     });
