@@ -543,11 +543,14 @@ fn aligned(v: &mut [f32]) -> &mut [f32] {
     &mut v[skip..]
 }
 
-thread_local! {
-    /// Storage for [`pack_a_shared`], kept between GEMMs of the calling thread (taken out while
-    /// in use, so a nested GEMM on the same thread gets its own).
-    static PACKED_A: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
+/// Storage for [`pack_a_shared`], kept between GEMMs up to [`KEEP_PACKED_A`] floats (taken
+/// out while in use: a concurrent or nested GEMM allocates its own).
+static PACKED_A: std::sync::Mutex<Vec<f32>> = std::sync::Mutex::new(Vec::new());
+
+/// The largest packed `A` kept for the next GEMM (2M floats, 8 MB: C3D's conv3 kernels); a
+/// larger one goes back to the allocator, so it does not add to the peak memory of what
+/// follows.
+const KEEP_PACKED_A: usize = 2 << 20;
 
 /// Packs row-major `a` (`m x k`) into `store` as one [`PackedA`], the depth blocks split over
 /// the current rayon pool's threads.
@@ -661,10 +664,13 @@ fn gemm_with(
         .max((4 * threads).min(n / BLOCK_MIN_COLS))
         .max(1);
     let bounds = |t: usize| ((slivers * t / parts) * NR).min(n);
-    if parts > 1 || n > NC {
-        // More than one column panel: every panel would pack all of A again (each thread
+    if parts > 2 || n > NC {
+        // Three or more column panels: every panel would pack all of A again (each thread
         // its own copy); pack it once, the threads sharing the work, and share it.
-        let mut store = PACKED_A.with_borrow_mut(std::mem::take);
+        let mut store = PACKED_A
+            .try_lock()
+            .map(|mut kept| std::mem::take(&mut *kept))
+            .unwrap_or_default();
         let packed = pack_a_shared(a, m, k, &mut store);
         rayon::scope(|s| {
             for t in 0..parts {
@@ -689,7 +695,11 @@ fn gemm_with(
                 });
             }
         });
-        PACKED_A.set(store);
+        if store.len() <= KEEP_PACKED_A {
+            if let Ok(mut kept) = PACKED_A.try_lock() {
+                *kept = store;
+            }
+        }
         return;
     }
     if parts == 1 {
