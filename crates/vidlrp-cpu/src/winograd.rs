@@ -201,15 +201,30 @@ impl KernelGroup<'_> {
                 }
             }
             let t = transform_kernel(&g);
-            // The lanes' places in each packed matrix (the packing's row groups need not keep
-            // them adjacent).
-            let at: [usize; LANES] =
-                std::array::from_fn(|l| PackedA::index(c_out, c_in, (og + l).min(c_out - 1), i));
+            // The lanes' places in each packed matrix: runs of consecutive places (a row group
+            // of the packing holds several lanes side by side).
+            let mut runs = [(0usize, 0usize, 0usize); LANES];
+            let mut count = 0;
+            for l in 0..lanes {
+                let at = PackedA::index(c_out, c_in, og + l, i);
+                if count > 0 && runs[count - 1].2 + runs[count - 1].1 == at {
+                    runs[count - 1].1 += 1;
+                } else {
+                    runs[count] = (l, 1, at);
+                    count += 1;
+                }
+            }
             for (xi, e) in t.iter().enumerate() {
-                for (l, &v) in e.iter().enumerate().take(lanes) {
+                for &(l, n, at) in &runs[..count] {
                     // SAFETY: each (o, i) has its own slot in each of the 64 matrices, inside
-                    // `data`.
-                    unsafe { *base.0.add(xi * len + at[l]) = v };
+                    // `data`; a run's places are consecutive.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            e.as_ptr().add(l),
+                            base.0.add(xi * len + at),
+                            n,
+                        );
+                    }
                 }
             }
         }
