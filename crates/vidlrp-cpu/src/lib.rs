@@ -7,7 +7,8 @@
 //! products, the `z+` rule's, by direct summation, for relative precision); stride-1 transposes
 //! run as convolutions with the flipped kernel, onto 1-3 input channels (AVX-512F) as direct
 //! register-blocked loops, mostly-zero
-//! gradients as gathers over their nonzeros. Work is split over a private rayon pool of
+//! gradients as gathers over their nonzeros; inputs whose channel planes are constants (z^B's
+//! bounds) as one sum per pattern of kernel taps inside the input. Work is split over a private rayon pool of
 //! [`Cpu::threads`] threads; results are identical across runs for a fixed thread count.
 //! Tensors of any other layout are accepted (copied into standard layout first).
 //!
