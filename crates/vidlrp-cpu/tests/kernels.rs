@@ -196,16 +196,8 @@ fn wide_transposed_convolutions_match_direct_loops() {
         let wv = values(ws.iter().product(), 12);
         // Forward: rows wider than a 16-column sliver pack straight from the input.
         let xv = values(xs.iter().product(), 14);
-        let be = cpu();
-        let z = be
-            .conv3d(
-                &t(&be, &xs, xv.clone()),
-                &t(&be, &ws, wv.clone()),
-                None,
-                &c.g,
-            )
-            .unwrap();
-        close(z.as_slice().unwrap(), &naive_conv(&c, &xv, &wv), "conv3d");
+        let z = be_conv(&xv, &xs, &wv, &ws, &c.g);
+        close(&z, &naive_conv(&c, &xv, &wv), "conv3d");
         for density in [1, 9] {
             let gv: Vec<f32> = values(gs.iter().product(), 13)
                 .into_iter()
@@ -244,16 +236,8 @@ fn winograd_sized_convolutions_match_direct_loops() {
         values(xs.iter().product(), 22),
         values(ws.iter().product(), 23),
     );
-    let be = cpu();
-    let z = be
-        .conv3d(
-            &t(&be, &xs, xv.clone()),
-            &t(&be, &ws, wv.clone()),
-            None,
-            &c.g,
-        )
-        .unwrap();
-    close(z.as_slice().unwrap(), &naive_conv(&c, &xv, &wv), "conv3d");
+    let z = be_conv(&xv, &xs, &wv, &ws, &c.g);
+    close(&z, &naive_conv(&c, &xv, &wv), "conv3d");
     let gv = values(gs.iter().product(), 24);
     let dx = be_transposed(&gv, &gs, &wv, &ws, &c.g, &xs);
     close(&dx, &naive_transposed(&c, &gv, &wv), "transposed");
@@ -276,21 +260,19 @@ fn winograd_sized_convolutions_match_direct_loops() {
             );
         }
     };
-    let z = be
-        .conv3d(
-            &t(&be, &xs, xp.clone()),
-            &t(&be, &ws, wp.clone()),
-            None,
-            &c.g,
-        )
-        .unwrap();
-    relative(
-        z.as_slice().unwrap(),
-        &naive_conv(&c, &xp, &wp),
-        "z+ conv3d",
-    );
+    let z = be_conv(&xp, &xs, &wp, &ws, &c.g);
+    relative(&z, &naive_conv(&c, &xp, &wp), "z+ conv3d");
     let dx = be_transposed(&gp, &gs, &wp, &ws, &c.g, &xs);
     relative(&dx, &naive_transposed(&c, &gp, &wp), "z+ transposed");
+}
+
+/// `conv3d` of `xv` (shape `xs`) with `wv` (shape `ws`) on the CPU backend, without bias.
+fn be_conv(xv: &[f32], xs: &[usize], wv: &[f32], ws: &[usize], g: &Conv3dGeometry) -> Vec<f32> {
+    let be = cpu();
+    let z = be
+        .conv3d(&t(&be, xs, xv.to_vec()), &t(&be, ws, wv.to_vec()), None, g)
+        .unwrap();
+    z.iter().copied().collect()
 }
 
 fn be_transposed(
