@@ -8,18 +8,22 @@
 //!   are too short;
 //! - [`preset`]: the `caffe` and `port` presets ([`Preprocess`]: resize, crop, channel order,
 //!   mean, and the z^B bounds they imply);
-//! - [`preprocess`](mod@preprocess): the presets applied to frames.
+//! - [`preprocess`](mod@preprocess): the presets applied to frames;
+//! - [`encode`]: frames to H.264 `.mp4` ([`write_video`], feature `video`), the same bytes on
+//!   every run and CPU, through our own RGB to YUV 4:2:0 conversion ([`rgb_to_yuv420`]).
 
+pub mod encode;
 pub mod preprocess;
 pub mod preset;
 pub mod sampling;
 pub mod source;
 
+#[cfg(feature = "video")]
+pub use encode::write_video;
+pub use encode::{rgb_to_yuv420, Yuv420};
 pub use preprocess::{preprocess, resize_bilinear};
 pub use preset::{ChannelOrder, Preprocess, UnknownPreset};
 pub use sampling::{ShortPolicy, SnippetSpec};
-#[cfg(feature = "video")]
-pub use source::write_video;
 pub use source::{open, FrameSource, Prefetched, RgbFrame, SourceInfo};
 
 use std::path::PathBuf;

@@ -43,7 +43,7 @@ pub trait FrameSource {
     fn decoded_frames(&self) -> usize;
 }
 
-fn invalid(path: &Path, message: impl Into<String>) -> SnippetError {
+pub(crate) fn invalid(path: &Path, message: impl Into<String>) -> SnippetError {
     SnippetError::Invalid {
         path: path.to_path_buf(),
         message: message.into(),
@@ -459,62 +459,6 @@ mod video {
                 }
             }
             Ok(out)
-        }
-    }
-}
-
-/// Writes frames as an H.264 `.mp4` at `fps` frames per second with a keyframe every
-/// `keyframe_interval` frames (sizes must be even). Written atomically.
-#[cfg(feature = "video")]
-pub fn write_video(
-    path: &Path,
-    frames: &[RgbFrame],
-    fps: usize,
-    keyframe_interval: u64,
-) -> Result<()> {
-    use video_rs::encode::{Encoder, Settings};
-    use video_rs::time::Time;
-    let Some(first) = frames.first() else {
-        return Err(invalid(path, "no frames to write"));
-    };
-    let (w, h) = (first.width, first.height);
-    if w % 2 == 1 || h % 2 == 1 || frames.iter().any(|f| (f.width, f.height) != (w, h)) {
-        return Err(invalid(
-            path,
-            format!("video frames must all be {w}x{h} with even sizes"),
-        ));
-    }
-    video_rs::init().map_err(|e| invalid(path, format!("cannot initialise FFmpeg: {e}")))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}.mp4", std::process::id()));
-    // The mp4 muxer trims the last frame (video-rs leaves packet durations unset), so the last
-    // frame is written twice: every given frame stays decodable.
-    let last = frames.last().expect("non-empty");
-    let result = (|| -> std::result::Result<(), video_rs::Error> {
-        let settings =
-            Settings::preset_h264_yuv420p(w, h, false).with_keyframe_interval(keyframe_interval);
-        let mut encoder = Encoder::new(tmp.as_path(), settings)?;
-        let duration = Time::from_nth_of_a_second(fps);
-        let mut position = Time::zero();
-        for f in frames.iter().chain(std::iter::once(last)) {
-            let arr =
-                ndarray::Array3::from_shape_vec((h, w, 3), f.data.clone()).expect("frame size");
-            encoder.encode(&arr, position)?;
-            position = position.aligned_with(duration).add();
-        }
-        encoder.finish()
-    })();
-    match result
-        .map_err(|e| e.to_string())
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string()))
-    {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(invalid(path, format!("cannot write video: {e}")))
         }
     }
 }

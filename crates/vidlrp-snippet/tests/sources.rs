@@ -336,8 +336,8 @@ fn our_video_writer_round_trips_every_frame() {
     let frames: Vec<RgbFrame> = (0..20).map(|i| coded_frame(i, 64, 48)).collect();
     write_video(&p, &frames, 25, 8).unwrap();
     let mut src = open(&p).unwrap();
-    // The count is the frames that decode (the header counts one more packet, the repeated
-    // last frame the edit list leaves out): every index below it can be read.
+    // Every frame is written once, with its duration, so the last one is not trimmed: the
+    // count is the frames given, and every index below it can be read.
     assert_eq!(src.info().frames, 20);
     let got = src.read(&(0..20).collect::<Vec<_>>()).unwrap();
     assert_eq!(
