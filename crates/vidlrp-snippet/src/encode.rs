@@ -154,7 +154,7 @@ mod video {
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
         let tmp = path.with_file_name(format!(".{name}.tmp-{}.mp4", std::process::id()));
-        let result = encode(&tmp, frames, fps, keyframe_interval)
+        let result = encode(&tmp, frames, (w, h), fps, keyframe_interval)
             .map_err(|e| e.to_string())
             .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string()));
         result.map_err(|e| {
@@ -166,6 +166,7 @@ mod video {
     fn encode(
         path: &Path,
         frames: &[RgbFrame],
+        (width, height): (usize, usize),
         fps: usize,
         keyframe_interval: u64,
     ) -> std::result::Result<(), ffmpeg::Error> {
@@ -183,8 +184,8 @@ mod video {
         let mut context = ffmpeg::codec::context::Context::new_with_codec(codec)
             .encoder()
             .video()?;
-        context.set_width(first_dim(frames).0 as u32);
-        context.set_height(first_dim(frames).1 as u32);
+        context.set_width(width as u32);
+        context.set_height(height as u32);
         context.set_format(Pixel::YUV420P);
         context.set_time_base(time_base);
         context.set_frame_rate(Some(ffmpeg::Rational::new(fps_i32, 1)));
@@ -256,13 +257,9 @@ mod video {
         output.write_trailer()
     }
 
-    fn first_dim(frames: &[RgbFrame]) -> (usize, usize) {
-        (frames[0].width, frames[0].height)
-    }
-
     /// An FFmpeg frame holding `yuv`, every byte of its buffer written: the planes' row
     /// padding and the rows FFmpeg allocates below the picture are zero.
-    pub(crate) fn yuv_frame(yuv: &Yuv420) -> AvFrame {
+    fn yuv_frame(yuv: &Yuv420) -> AvFrame {
         let mut frame = AvFrame::new(Pixel::YUV420P, yuv.width as u32, yuv.height as u32);
         for i in 0..frame.planes() {
             zero_buffer(&mut frame, i);
@@ -298,7 +295,7 @@ mod video {
 
     /// Every byte of the buffers behind a frame's planes (for tests).
     #[cfg(test)]
-    pub(crate) fn buffer_bytes(frame: &AvFrame) -> Vec<u8> {
+    fn buffer_bytes(frame: &AvFrame) -> Vec<u8> {
         let mut out = Vec::new();
         // SAFETY: as in `zero_buffer`; read only.
         unsafe {

@@ -150,6 +150,13 @@ fn max_abs(a: &[u8], b: &[u8]) -> u8 {
     a.iter().zip(b).map(|(&x, &y)| x.abs_diff(y)).max().unwrap()
 }
 
+/// Writes the frames one after another as raw RGB bytes (the ffmpeg tool's `rawvideo` input).
+fn write_raw(path: &Path, frames: &[RgbFrame]) -> PathBuf {
+    let bytes: Vec<u8> = frames.iter().flat_map(|f| f.data.iter().copied()).collect();
+    std::fs::write(path, bytes).unwrap();
+    path.to_path_buf()
+}
+
 /// Runs the ffmpeg command-line tool on raw RGB frames of `size` at 25 fps.
 fn ffmpeg(raw: &Path, size: &str, args: &[&str], out: &Path) {
     let status = Command::new("ffmpeg")
@@ -202,15 +209,7 @@ fn our_yuv_conversion_agrees_with_swscale() {
         }
     }
     let frames: Vec<RgbFrame> = flat.iter().cloned().chain(scene(16, w, h)).collect();
-    let raw = d.join("frames.rgb");
-    std::fs::write(
-        &raw,
-        frames
-            .iter()
-            .flat_map(|f| f.data.clone())
-            .collect::<Vec<u8>>(),
-    )
-    .unwrap();
+    let raw = write_raw(&d.join("frames.rgb"), &frames);
     let out = d.join("ref.yuv");
     let exact = "accurate_rnd+full_chroma_int+bitexact";
     let args = ["-sws_flags", exact, "-pix_fmt", "yuv420p", "-f", "rawvideo"];
@@ -249,15 +248,7 @@ fn our_mp4_decodes_like_an_independent_encode_of_the_same_frames() {
     let d = tmp("independent");
     let (w, h) = (64, 48);
     let frames = scene(24, w, h);
-    let raw = d.join("scene.rgb");
-    std::fs::write(
-        &raw,
-        frames
-            .iter()
-            .flat_map(|f| f.data.clone())
-            .collect::<Vec<u8>>(),
-    )
-    .unwrap();
+    let raw = write_raw(&d.join("scene.rgb"), &frames);
     let theirs = d.join("theirs.mp4");
     let args = [
         "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "8", "-threads", "1",
