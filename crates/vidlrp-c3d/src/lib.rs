@@ -41,9 +41,7 @@ pub use weights::{
 use std::fmt;
 use std::str::FromStr;
 
-use vidlrp_core::{
-    Backend, Conv3d, Flatten, HostTensor, Linear, MaxPool3d, Pool3dGeometry, Relu, Sequential,
-};
+use vidlrp_core::{Backend, HostTensor, LayerSpec, Pool3dGeometry, Sequential};
 pub use vidlrp_io::TensorMap;
 
 /// The eight convolutions in order.
@@ -196,6 +194,33 @@ impl C3dSpec {
             Pool5::Port,
         )
         .expect("the published C3D is valid")
+    }
+
+    /// C3D at `width` times the published widths (each rounded, at least 1: `width = 1` is
+    /// 64 .. 512 channels and fc 4096), for `classes` classes and a `[T, H, W]` input.
+    ///
+    /// **Errors** if `width` is not in `(0, 4]`, `classes` is 0, or the input is too small.
+    ///
+    /// ```
+    /// use vidlrp_c3d::{C3dSpec, Pool5};
+    /// let s = C3dSpec::scaled(0.125, 4, [16, 112, 112], Pool5::Port).unwrap();
+    /// assert_eq!((s.conv_widths[0], s.fc_widths[0]), (8, 512));
+    /// ```
+    pub fn scaled(width: f64, classes: usize, input: [usize; 3], pool5: Pool5) -> Result<Self> {
+        if !(width > 0.0 && width <= 4.0) {
+            return Err(C3dError::Weights(format!(
+                "the width must be in (0, 4], got {width}"
+            )));
+        }
+        let scale = |c: usize| ((c as f64 * width).round() as usize).max(1);
+        let full = Self::full();
+        Self::with_widths(
+            full.conv_widths.map(scale),
+            full.fc_widths.map(scale),
+            classes,
+            input,
+            pool5,
+        )
     }
 
     /// A network of the given widths whose fc6 fits a `[T, H, W]` input under `pool5`.
@@ -377,47 +402,69 @@ impl C3dSpec {
     }
 }
 
+/// The model description of the C3D `spec` under `pool5`: `conv1` .. `conv5b` (stride 1,
+/// padding `k / 2` keeping the extent), each followed by a ReLU (`relu1` ..) and, after
+/// `conv1`, `conv2`, `conv3b`, `conv4b`, `conv5b`, by its pooling; `flatten`; `fc6`, `fc7`
+/// with ReLUs; `fc8` (logits). The one topology of C3D: [`build`] and the trainer run it.
+///
+/// ```
+/// use vidlrp_c3d::{layers, C3dSpec, Pool5};
+/// let names: Vec<String> = layers(&C3dSpec::full(), Pool5::Port)
+///     .iter()
+///     .map(|l| l.name().to_string())
+///     .collect();
+/// assert_eq!(names[..3], ["conv1", "relu1", "pool1"]);
+/// assert_eq!(names.last().unwrap(), "fc8");
+/// ```
+pub fn layers(spec: &C3dSpec, pool5: Pool5) -> Vec<LayerSpec> {
+    let mut out = Vec::new();
+    let mut relu = 0;
+    let mut push_relu = |out: &mut Vec<LayerSpec>| {
+        relu += 1;
+        out.push(LayerSpec::Relu {
+            name: format!("relu{relu}"),
+        });
+    };
+    for (name, k) in CONV_NAMES.iter().zip(spec.kernels) {
+        out.push(LayerSpec::Conv3d {
+            name: (*name).into(),
+            stride: [1; 3],
+            padding: [k[0] / 2, k[1] / 2, k[2] / 2],
+        });
+        push_relu(&mut out);
+        if let Some((pool, geometry)) = pooling_after(name, pool5) {
+            out.push(LayerSpec::MaxPool3d {
+                name: pool.into(),
+                geometry,
+            });
+        }
+    }
+    out.push(LayerSpec::Flatten {
+        name: "flatten".into(),
+    });
+    for name in FC_NAMES {
+        out.push(LayerSpec::Linear { name: name.into() });
+        if name != "fc8" {
+            push_relu(&mut out);
+        }
+    }
+    out
+}
+
 /// Builds a C3D [`Sequential`] on `be` from a weight map, checked against an input of shape
-/// `[C, T, H, W]`. The weights are consumed (no second copy is kept).
+/// `[C, T, H, W]`: [`layers`] run by [`Sequential::from_description`]. The weights are
+/// consumed (no second copy is kept).
 ///
 /// **Errors** on missing, unexpected, misshapen or non-finite weights, and on an input that
 /// does not fit.
 pub fn build<B: Backend>(
     be: &B,
-    mut weights: TensorMap,
+    weights: TensorMap,
     pool5: Pool5,
     input: [usize; 4],
 ) -> Result<(Sequential<B>, C3dSpec)> {
     let spec = C3dSpec::from_weights(&weights)?;
     spec.check_input(input, pool5)?;
-    let mut take = |name: String| weights.remove(&name).expect("checked by from_weights");
-    let mut net = Sequential::new(Vec::new());
-    let mut relu = 0;
-    for (i, name) in CONV_NAMES.iter().enumerate() {
-        let k = spec.kernels[i];
-        let (w, b) = (take(format!("{name}.weight")), take(format!("{name}.bias")));
-        net.push(Conv3d::from_host(
-            be,
-            *name,
-            w,
-            Some(b),
-            [1; 3],
-            [k[0] / 2, k[1] / 2, k[2] / 2],
-        )?);
-        relu += 1;
-        net.push(Relu::new(format!("relu{relu}")));
-        if let Some((_, pool)) = POOL_AFTER.iter().find(|(c, _)| c == name) {
-            net.push(MaxPool3d::new(*pool, pool_geometry(pool, pool5)));
-        }
-    }
-    net.push(Flatten::new("flatten"));
-    for name in FC_NAMES {
-        let (w, b) = (take(format!("{name}.weight")), take(format!("{name}.bias")));
-        net.push(Linear::from_host(be, name, w, Some(b))?);
-        if name != "fc8" {
-            relu += 1;
-            net.push(Relu::new(format!("relu{relu}")));
-        }
-    }
+    let net = Sequential::from_description(be, &layers(&spec, pool5), weights)?;
     Ok((net, spec))
 }

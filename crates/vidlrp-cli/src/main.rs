@@ -14,6 +14,7 @@ mod reproduce;
 mod reproduce_report;
 mod sheet;
 mod submit;
+mod synth;
 mod train;
 mod weights;
 
@@ -76,9 +77,9 @@ enum Command {
     /// Show a weight file's format, origin, tensors, architecture and implied defaults.
     Inspect(weights::InspectArgs),
     /// Write a synthetic data set where motion decides the class (the reproduction's data).
-    Synth(train::SynthArgs),
+    Synth(synth::Args),
     /// Train a C3D-shaped model on random snippets of a data set.
-    Train(train::TrainArgs),
+    Train(train::Args),
     /// The paper's experiment end to end: synthetic data, training, analyses, REPORT.md.
     Reproduce(reproduce::Args),
 }
@@ -109,8 +110,8 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Demo(a) => demo::run(a),
         Command::Convert(a) => weights::convert(a),
         Command::Inspect(a) => weights::inspect(a),
-        Command::Synth(a) => train::synth(a),
-        Command::Train(a) => train::train(a),
+        Command::Synth(a) => synth::run(a),
+        Command::Train(a) => train::run(a),
         Command::Reproduce(a) => reproduce::run(a),
     }
 }

@@ -38,6 +38,7 @@
 
 pub mod backend;
 pub mod composite;
+mod description;
 mod error;
 mod geometry;
 mod layer;
@@ -48,6 +49,7 @@ mod tensor;
 
 pub use backend::{Backend, BinaryOp, UnaryOp};
 pub use composite::{Composite, Finish, Method, PoolRule, PresetOptions, Seed, PRESETS};
+pub use description::LayerSpec;
 pub use error::{Error, ErrorKind, Result};
 pub use geometry::{Conv3dGeometry, Pool3dGeometry};
 pub use layer::{Conv3d, Flatten, Layer, LayerKind, Linear, MaxPool3d, Relu, Role};

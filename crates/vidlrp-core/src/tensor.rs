@@ -59,6 +59,35 @@ impl HostTensor {
         Self::new(shape, self.data)
     }
 
+    /// The tensors stacked along a new leading axis: `[N, ...]` from `N` tensors of one shape
+    /// `[...]` (a batch of clips).
+    ///
+    /// **Errors** with [`ErrorKind::Shape`] if `items` is empty or the shapes differ.
+    ///
+    /// ```
+    /// use vidlrp_core::HostTensor;
+    /// let a = HostTensor::new(vec![2], vec![1.0, 2.0]).unwrap();
+    /// let b = HostTensor::new(vec![2], vec![3.0, 4.0]).unwrap();
+    /// let s = HostTensor::stack(&[a, b]).unwrap();
+    /// assert_eq!((s.shape(), s.data()), (&[2, 2][..], &[1.0, 2.0, 3.0, 4.0][..]));
+    /// ```
+    pub fn stack(items: &[HostTensor]) -> Result<Self> {
+        let first = items
+            .first()
+            .ok_or_else(|| Error::shape("cannot stack no tensors"))?;
+        if let Some(t) = items.iter().find(|t| t.shape != first.shape) {
+            return Err(Error::shape(format!(
+                "cannot stack tensors of shapes {:?} and {:?}",
+                first.shape, t.shape
+            )));
+        }
+        let mut data = Vec::with_capacity(first.len() * items.len());
+        for t in items {
+            data.extend_from_slice(&t.data);
+        }
+        Self::new([&[items.len()], &first.shape[..]].concat(), data)
+    }
+
     /// Number of elements.
     pub fn len(&self) -> usize {
         self.data.len()

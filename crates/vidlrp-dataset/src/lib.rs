@@ -24,7 +24,7 @@ mod shard;
 
 pub use condition::{AnalysisMethod, Condition};
 pub use journal::{ItemRecord, Journal};
-pub use manifest::{read_labels, Item, Manifest};
+pub use manifest::{labels_for, read_labels, Item, Manifest};
 pub use records::{merge, Outcome, Records, RunConfig, Status, RECORDS_FORMAT};
 pub use report::{summarize, Summary};
 pub use runner::{run, Progress, RunOptions};

@@ -46,6 +46,22 @@ pub fn read_labels(path: &Path) -> Result<Vec<String>> {
     Ok(text.lines().map(|l| l.trim().to_string()).collect())
 }
 
+/// The class names of the data set of `manifest`: read from `explicit`, else from
+/// `labels.txt` next to the manifest if there is one, else `None`.
+///
+/// **Errors** if the file to read cannot be read.
+pub fn labels_for(manifest: &Path, explicit: Option<&Path>) -> Result<Option<Vec<String>>> {
+    let beside = manifest
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("labels.txt");
+    match explicit {
+        Some(p) => read_labels(p).map(Some),
+        None if beside.is_file() => read_labels(&beside).map(Some),
+        None => Ok(None),
+    }
+}
+
 impl Manifest {
     /// Reads a manifest: CSV rows `path,label` (label: a class index, or a class name found
     /// in `labels`, case-insensitive; may be empty), paths relative to the manifest's
@@ -123,5 +139,19 @@ impl Manifest {
             sha256,
             items,
         })
+    }
+
+    /// Every row as `(resolved path, label)`: a manifest of labelled videos, for training.
+    ///
+    /// **Errors** naming the first row without a label.
+    pub fn labelled(&self) -> Result<Vec<(PathBuf, usize)>> {
+        self.items
+            .iter()
+            .map(|i| {
+                i.label
+                    .map(|l| (i.resolved.clone(), l))
+                    .ok_or_else(|| invalid(&self.path, format!("{} has no label", i.path)))
+            })
+            .collect()
     }
 }

@@ -71,7 +71,9 @@ pub fn remove_staged() {
     }
 }
 
-/// A hidden sibling of `target` unique to this process: `.name.vidlrp-<tag>-<pid>-<k>`.
+/// A hidden sibling of `target` unique to this process: `.vidlrp-<tag>-<pid>-<k>.name`
+/// (ending in the target's name, so writers that go by the extension, such as image
+/// encoders, write the right format).
 fn sibling(target: &Path, tag: &str) -> Result<PathBuf> {
     let name = target
         .file_name()
@@ -82,9 +84,9 @@ fn sibling(target: &Path, tag: &str) -> Result<PathBuf> {
         .unwrap_or(Path::new("."));
     let k = COUNTER.fetch_add(1, Ordering::Relaxed);
     Ok(dir.join(format!(
-        ".{}.vidlrp-{tag}-{}-{k}",
-        name.to_string_lossy(),
-        std::process::id()
+        ".vidlrp-{tag}-{}-{k}.{}",
+        std::process::id(),
+        name.to_string_lossy()
     )))
 }
 

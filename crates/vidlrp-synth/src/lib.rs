@@ -45,6 +45,18 @@ pub enum VideoFormat {
     Npy,
 }
 
+impl std::str::FromStr for VideoFormat {
+    type Err = String;
+    /// `mp4` or `npy`.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "mp4" => Ok(VideoFormat::Mp4),
+            "npy" => Ok(VideoFormat::Npy),
+            f => Err(format!("unknown video format {f:?} (expected mp4 or npy)")),
+        }
+    }
+}
+
 /// What to generate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SynthSpec {
@@ -83,7 +95,7 @@ pub enum SynthError {
     /// A parameter is out of range.
     #[error("{0}")]
     Invalid(String),
-    /// Writing failed.
+    /// Reading or writing a file failed.
     #[error("{path}: {cause}")]
     Io {
         /// The file.
@@ -152,7 +164,7 @@ impl SynthSpec {
 }
 
 /// One generated video's description.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VideoInfo {
     /// File name inside the data set directory.
     pub path: String,
@@ -161,11 +173,11 @@ pub struct VideoInfo {
     /// Frames of title card at the start (0: none).
     pub title_frames: usize,
     /// `train`, `val` or `test`.
-    pub split: &'static str,
+    pub split: String,
 }
 
 /// What [`write()`] produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     /// Videos in the training split.
     pub train: usize,
@@ -522,7 +534,7 @@ pub fn write(
             path: name,
             label,
             title_frames: title,
-            split,
+            split: split.to_string(),
         })
     };
     let mut videos = Vec::with_capacity(spec.videos);
@@ -556,8 +568,86 @@ pub fn write(
         test: count("test"),
         videos,
     };
-    let json = serde_json::json!({ "spec": spec, "classes": &CLASS_NAMES[..spec.classes], "summary": &summary });
-    std::fs::write(dir.join("synth.json"), format!("{json:#}\n"))
-        .map_err(io(&dir.join("synth.json")))?;
-    Ok(summary)
+    let description = Description {
+        format: DESCRIPTION_FORMAT,
+        spec: spec.clone(),
+        classes: CLASS_NAMES[..spec.classes]
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        summary,
+    };
+    let json = serde_json::to_string_pretty(&description).expect("a description serialises");
+    let path = dir.join(DESCRIPTION_FILE);
+    std::fs::write(&path, format!("{json}\n")).map_err(io(&path))?;
+    Ok(description.summary)
+}
+
+/// The file in a data set's directory that describes it ([`Description`]).
+pub const DESCRIPTION_FILE: &str = "synth.json";
+/// The version of [`Description`]'s layout.
+pub const DESCRIPTION_FORMAT: u32 = 1;
+
+/// A synthetic data set's description, `synth.json`: the spec that regenerates it, the class
+/// names and every video.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Description {
+    /// [`DESCRIPTION_FORMAT`] (files written before it was recorded read as format 1).
+    #[serde(default = "format_one")]
+    pub format: u32,
+    /// What was generated.
+    pub spec: SynthSpec,
+    /// The class names, in label order.
+    pub classes: Vec<String>,
+    /// The splits and every video.
+    pub summary: Summary,
+}
+
+fn format_one() -> u32 {
+    1
+}
+
+impl Description {
+    /// The description of the data set in `dir`, if `dir` holds one.
+    ///
+    /// **Errors** if `dir/synth.json` exists but cannot be read as a description.
+    pub fn find(dir: &Path) -> Result<Option<Self>> {
+        if dir.join(DESCRIPTION_FILE).is_file() {
+            Self::read(dir).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// The spec as the model metadata value under [`SPEC_KEY`]: compact JSON, keys sorted.
+    pub fn spec_metadata(&self) -> String {
+        serde_json::to_value(&self.spec)
+            .expect("a spec serialises")
+            .to_string()
+    }
+
+    /// Reads `dir/synth.json`.
+    ///
+    /// **Errors** if it cannot be read, is not a description, or is of another format.
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join(DESCRIPTION_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|cause| SynthError::Io {
+            path: path.clone(),
+            cause,
+        })?;
+        let d: Self = serde_json::from_str(&text).map_err(|e| {
+            SynthError::Invalid(format!(
+                "{}: not a synthetic data set's description: {e}",
+                path.display()
+            ))
+        })?;
+        if d.format != DESCRIPTION_FORMAT {
+            return Err(SynthError::Invalid(format!(
+                "{}: description format {} (this build reads {DESCRIPTION_FORMAT})",
+                path.display(),
+                d.format
+            )));
+        }
+        Ok(d)
+    }
 }

@@ -214,3 +214,52 @@ impl StepSchedule {
         self.base * self.gamma.powi(decays)
     }
 }
+
+/// The optimisers a training run can choose, by name: `adam` ([`Adam`]) or `sgd` ([`Sgd`]
+/// with momentum 0.9 and weight decay 5e-4, as the paper's C3D was trained).
+///
+/// ```
+/// use vidlrp_train::OptimizerKind;
+/// let k: OptimizerKind = "sgd".parse().unwrap();
+/// assert_eq!((k, k.to_string()), (OptimizerKind::Sgd, "sgd".to_string()));
+/// assert!("rmsprop".parse::<OptimizerKind>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// [`Adam`] with PyTorch's defaults.
+    #[default]
+    Adam,
+    /// [`Sgd`], momentum 0.9, weight decay 5e-4.
+    Sgd,
+}
+
+impl OptimizerKind {
+    /// A fresh optimiser of this kind at learning rate `lr`.
+    pub fn build(self, lr: f32) -> Box<dyn Optimizer> {
+        match self {
+            OptimizerKind::Adam => Box::new(Adam::new(lr)),
+            OptimizerKind::Sgd => Box::new(Sgd::new(lr, 0.9, 5e-4)),
+        }
+    }
+}
+
+impl std::str::FromStr for OptimizerKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "adam" => Ok(OptimizerKind::Adam),
+            "sgd" => Ok(OptimizerKind::Sgd),
+            o => Err(format!("unknown optimizer {o:?} (expected adam or sgd)")),
+        }
+    }
+}
+
+impl std::fmt::Display for OptimizerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OptimizerKind::Adam => "adam",
+            OptimizerKind::Sgd => "sgd",
+        })
+    }
+}

@@ -78,9 +78,25 @@ fn both(
     draw_png: impl Fn(&DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<()>,
     draw_svg: impl Fn(&DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) -> Result<()>,
 ) -> Result<Vec<PathBuf>> {
+    both_at(
+        &stem.with_extension("png"),
+        &stem.with_extension("svg"),
+        size,
+        draw_png,
+        draw_svg,
+    )
+}
+
+/// Writes the PNG (`png` must end in `.png`) and the SVG of a figure drawn by `draw`.
+fn both_at(
+    png: &Path,
+    svg: &Path,
+    size: (u32, u32),
+    draw_png: impl Fn(&DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<()>,
+    draw_svg: impl Fn(&DrawingArea<SVGBackend<'_>, plotters::coord::Shift>) -> Result<()>,
+) -> Result<Vec<PathBuf>> {
     font()?;
-    let png = stem.with_extension("png");
-    let svg = stem.with_extension("svg");
+    let (png, svg) = (png.to_path_buf(), svg.to_path_buf());
     {
         let root = BitMapBackend::new(&png, size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(&png, e))?;
@@ -280,6 +296,26 @@ pub fn xy_figure(
 ) -> Result<Vec<PathBuf>> {
     both(
         stem,
+        (640, 440),
+        |root| xy_chart!(root, title, xdesc, ydesc, series, log2x),
+        |root| xy_chart!(root, title, xdesc, ydesc, series, log2x),
+    )
+}
+
+/// [`xy_figure`] written at the paths `png` (ending in `.png`) and `svg`: e.g. staged
+/// outputs.
+///
+/// **Errors** if a file cannot be written.
+pub fn xy_figure_at(
+    [png, svg]: [&Path; 2],
+    title: &str,
+    [xdesc, ydesc]: [&str; 2],
+    series: &[Series],
+    log2x: bool,
+) -> Result<Vec<PathBuf>> {
+    both_at(
+        png,
+        svg,
         (640, 440),
         |root| xy_chart!(root, title, xdesc, ydesc, series, log2x),
         |root| xy_chart!(root, title, xdesc, ydesc, series, log2x),

@@ -1,0 +1,114 @@
+//! [`TrainLog`]: the record of a training run, `OUT.log.json` of `vidlrp train`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{EpochRecord, Result, TestRecord, TrainConfig, TrainError};
+
+/// The version of [`TrainLog`]'s layout.
+pub const TRAIN_LOG_FORMAT: u32 = 1;
+
+/// What a training run was and did: the data, the C3D it trained, the config, every epoch
+/// and the test. Serialised as `OUT.log.json`, read back by the reproduction's report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainLog {
+    /// [`TRAIN_LOG_FORMAT`].
+    pub format: u32,
+    /// The training manifest.
+    pub manifest: PathBuf,
+    /// The validation manifest.
+    pub val: Option<PathBuf>,
+    /// The test manifest.
+    pub test_manifest: Option<PathBuf>,
+    /// Number of classes.
+    pub classes: usize,
+    /// Width relative to C3D.
+    pub width: f64,
+    /// Output channels of conv1 .. conv5b.
+    pub conv_widths: [usize; 8],
+    /// Outputs of fc6 and fc7.
+    pub fc_widths: [usize; 2],
+    /// Number of parameters.
+    pub parameters: usize,
+    /// How it was trained.
+    pub config: TrainConfig,
+    /// Every epoch so far.
+    pub epochs: Vec<EpochRecord>,
+    /// The test, once done.
+    pub test: Option<TestRecord>,
+}
+
+impl TrainLog {
+    /// The log of a run of `config` on `spec` (C3D at `width`), before its first epoch.
+    /// `manifest`, `val` and `test` are the data's manifests.
+    pub fn c3d(
+        manifest: &Path,
+        val: Option<&Path>,
+        test: Option<&Path>,
+        spec: &vidlrp_c3d::C3dSpec,
+        width: f64,
+        config: &TrainConfig,
+    ) -> Self {
+        Self {
+            format: TRAIN_LOG_FORMAT,
+            manifest: manifest.to_path_buf(),
+            val: val.map(Path::to_path_buf),
+            test_manifest: test.map(Path::to_path_buf),
+            classes: spec.classes,
+            width,
+            conv_widths: spec.conv_widths,
+            fc_widths: spec.fc_widths,
+            parameters: spec.num_params(),
+            config: config.clone(),
+            epochs: Vec::new(),
+            test: None,
+        }
+    }
+
+    /// The training curves per epoch, `(label, [(epoch, value)])`: training loss, training
+    /// accuracy, validation top-1 and top-5.
+    pub fn curves(&self) -> Vec<(&'static str, Vec<(f64, f64)>)> {
+        let series = |y: fn(&EpochRecord) -> f64| {
+            self.epochs.iter().map(|e| (e.epoch as f64, y(e))).collect()
+        };
+        vec![
+            ("training loss", series(|e| e.loss)),
+            ("training accuracy", series(|e| e.train_accuracy)),
+            ("validation top-1", series(|e| e.val_top1)),
+            ("validation top-5", series(|e| e.val_top5)),
+        ]
+    }
+
+    /// Reads a log written by [`TrainLog::write`].
+    ///
+    /// **Errors** if the file cannot be read, is not a log, or is of another format.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| TrainError::Invalid(format!("{}: {e}", path.display())))?;
+        let log: Self = serde_json::from_str(&text).map_err(|e| {
+            TrainError::Invalid(format!("{}: not a training log: {e}", path.display()))
+        })?;
+        if log.format != TRAIN_LOG_FORMAT {
+            return Err(TrainError::Invalid(format!(
+                "{}: training log format {} (this build reads {TRAIN_LOG_FORMAT})",
+                path.display(),
+                log.format
+            )));
+        }
+        Ok(log)
+    }
+
+    /// Writes the log as pretty JSON, atomically.
+    ///
+    /// **Errors** on write failures.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self).expect("a log serialises");
+        vidlrp_io::atomic_write(path, |w| {
+            use std::io::Write;
+            w.write_all(text.as_bytes())?;
+            w.write_all(b"\n")
+        })?;
+        Ok(())
+    }
+}
