@@ -254,6 +254,7 @@ pub fn run(a: Args) -> Result<()> {
             ])
             .args(["--bootstrap", "0", "--seed", "0", "--device", &a.device])
             .args(["--threads", &threads.to_string()])
+            .arg("--json")
             .arg("--out")
             .arg(&out),
     )?;

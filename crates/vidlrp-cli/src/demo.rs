@@ -194,7 +194,9 @@ pub fn run(a: Args) -> Result<()> {
         vidlrp_io::write_npy(&dir.join("clip.npy"), &x4)?;
         let preset = &setup.preset;
         let bwr = vidlrp_viz::Palette::new("bwr").map_err(anyhow::Error::msg)?;
-        let mut rows = vec![("input".to_string(), vidlrp_viz::input_frames(&x4, preset)?)];
+        let true_class = setup.about["true_class"].as_u64().map(|c| c as usize);
+        let input_row = crate::report::input_label(true_class, setup.labels.as_deref());
+        let mut rows = vec![(input_row, vidlrp_viz::input_frames(&x4, preset)?)];
         let mut models = vec![("", setup.weights.clone())];
         if let Some(u) = &setup.untrained {
             models.push(("-u", u.clone()));
@@ -221,7 +223,7 @@ pub fn run(a: Args) -> Result<()> {
                     format!("{} untrained", name.to_uppercase())
                 };
                 rows.push((
-                    row,
+                    crate::report::row_label(&row, &e, setup.labels.as_deref()),
                     vidlrp_viz::heatmaps(&r4, vidlrp_viz::Norm::Symmetric, &bwr)?,
                 ));
                 if name == "dtd" && suffix.is_empty() {
@@ -293,6 +295,7 @@ pub fn run(a: Args) -> Result<()> {
         })?;
         outputs.publish()?;
         eprintln!("  wrote {}", a.out.display());
+        out["summary"] = json!(a.out.join("summary.json"));
         crate::emit(&out);
         Ok(())
     })

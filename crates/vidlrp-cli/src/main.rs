@@ -14,6 +14,7 @@ mod reproduce;
 mod reproduce_report;
 mod sheet;
 mod submit;
+mod summary;
 mod synth;
 mod train;
 mod weights;
@@ -47,6 +48,10 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Print the command's full JSON summary on stdout (one object) instead of a short
+    /// human summary; data-set commands keep the full summary in OUT/summary.json either way.
+    #[arg(long, global = true)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -86,12 +91,25 @@ enum Command {
 
 /// While set, commands do not print their JSON summaries (`reproduce` runs its stages so).
 static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// `--json`: summaries are printed as JSON.
+static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Prints a command's summary line on stdout (unless a running `reproduce` has made
-/// commands quiet).
-pub fn emit(line: &dyn std::fmt::Display) {
-    if !QUIET.load(std::sync::atomic::Ordering::Relaxed) {
-        println!("{line}");
+/// Whether `--json` was given.
+pub fn json_output() -> bool {
+    JSON.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Prints a command's summary on stdout: with `--json` the whole object on one line, else a
+/// short human summary ([`summary::human`]); nothing while a running `reproduce` has made
+/// commands quiet.
+pub fn emit(summary: &serde_json::Value) {
+    if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    if json_output() {
+        println!("{summary}");
+    } else {
+        print!("{}", summary::human(summary));
     }
 }
 
@@ -139,6 +157,7 @@ fn main() -> ExitCode {
         std::process::exit(130);
     });
     let cli = Cli::parse();
+    JSON.store(cli.json, std::sync::atomic::Ordering::Relaxed);
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -20,6 +20,28 @@ pub fn timed_explain<B: Backend>(
     Ok((e, start.elapsed().as_secs_f64()))
 }
 
+/// A contact-sheet row label for the explanation of the first sample by `method`: the
+/// method, the explained class (with its name if `labels` has one) and its logit, one per
+/// line, as the paper's Fig. 1 names them.
+pub fn row_label(method: &str, e: &Explanation, labels: Option<&[String]>) -> String {
+    let c = e.classes[0];
+    let name = labels
+        .and_then(|l| l.get(c))
+        .map_or(String::new(), |n| format!(" {n}"));
+    format!("{method}\nclass {c}{name}\nlogit {:.2}", e.scores[0])
+}
+
+/// The label of a sheet's input row: `input`, and the true class where known.
+pub fn input_label(true_class: Option<usize>, labels: Option<&[String]>) -> String {
+    match true_class {
+        None => "input".into(),
+        Some(c) => match labels.and_then(|l| l.get(c)) {
+            Some(n) => format!("input\ntrue: {c} {n}"),
+            None => format!("input\ntrue: {c}"),
+        },
+    }
+}
+
 /// The JSON summary of an explanation: per sample the class, label, logit, top-5, relevance
 /// sum and conservation `sum R / f_c(x)`; per layer the rule and relevance sums.
 pub fn summary(e: &Explanation, composite: &Composite, labels: Option<&[String]>) -> Value {

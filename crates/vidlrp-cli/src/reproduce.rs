@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use serde_json::{json, Value};
+use serde_json::json;
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  \
@@ -250,7 +250,7 @@ pub fn run(a: Args) -> Result<()> {
         vidlrp_c3d::C3dSpec::from_weights(&w.tensors)?
     };
     let preset = format!("caffe@{}", plan.input_size);
-    let (offset, clip_video) = sheet_clip(out)?;
+    let (offset, clip_video, true_class) = sheet_clip(out)?;
     let sheet = |weights: String, target: &str| -> Vec<String> {
         [
             vec![
@@ -265,6 +265,10 @@ pub fn run(a: Args) -> Result<()> {
                 preset.clone(),
                 s("--methods"),
                 s("dtd,sa"),
+                s("--labels"),
+                p("data/labels.txt"),
+                s("--true-class"),
+                s(true_class),
                 s("--out"),
                 p(target),
             ],
@@ -441,21 +445,11 @@ fn run_stage(index: usize, total: usize, stage: &Stage, runs: &mut Vec<StageRun>
 
 /// The clip of the example sheets: the first test video, from the first frame after its title
 /// card (if any).
-fn sheet_clip(out: &Path) -> Result<(usize, String)> {
-    let synth: Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("data/synth.json")).context("data/synth.json")?,
-    )?;
-    let Some(v) = synth["summary"]["videos"]
-        .as_array()
-        .and_then(|v| v.iter().find(|v| v["split"] == "test"))
-    else {
+fn sheet_clip(out: &Path) -> Result<(usize, String, usize)> {
+    let synth = vidlrp_synth::Description::read(&out.join("data"))?;
+    let Some(v) = synth.summary.videos.iter().find(|v| v.split == "test") else {
         bail!("the data set has no test video");
     };
-    let path = out
-        .join("data")
-        .join(v["path"].as_str().unwrap_or_default());
-    Ok((
-        v["title_frames"].as_u64().unwrap_or(0) as usize,
-        path.display().to_string(),
-    ))
+    let path = out.join("data").join(&v.path);
+    Ok((v.title_frames, path.display().to_string(), v.label))
 }

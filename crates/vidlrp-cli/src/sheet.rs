@@ -11,14 +11,18 @@ use vidlrp_io::Outputs;
 
 use crate::clip::{labels, ClipArgs, PictureArgs};
 use crate::methods::RuleArgs;
-use crate::report::{frame_shares, summary, timed_explain};
+use crate::report::{frame_shares, input_label, row_label, summary, timed_explain};
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  \
     vidlrp sheet --weights c3d.safetensors --video match.mp4 --offset 64 --out sheet.png\n  \
     vidlrp sheet --weights c3d.safetensors --video frames/ --methods dtd,sa,epsilon-plus --cmap coldnhot --out sheet.png\n  \
     vidlrp sheet --weights c3d.safetensors --input clip.npy --preset port --out sheet.png\n\n\
-    Prints a JSON object with each method's class, logit, conservation and frame shares.")]
+    vidlrp sheet --weights m.safetensors --video v.mp4 --labels labels.txt --true-class 3 --out sheet.png
+
+    Each heatmap row is labelled with the method, the explained class (named with --labels)
+    and its logit; the input row with the true class if --true-class is given. Prints each
+    method's class, logit, conservation and frame shares (--json: all of it).")]
 pub struct Args {
     /// C3D weights: safetensors, .npz, PyTorch .pt/.pth/.pickle or a Caffe model.
     #[arg(long)]
@@ -37,6 +41,12 @@ pub struct Args {
     /// Class to explain (default: top-1).
     #[arg(long)]
     class: Option<usize>,
+    /// Class names, one per line (e.g. the Sports-1M labels.txt), to name the classes.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// The clip's true class (index), shown on the input row.
+    #[arg(long)]
+    true_class: Option<usize>,
     /// pool5 variant: port or caffe. Default: the weights' origin's.
     #[arg(long)]
     pool5: Option<Pool5>,
@@ -55,6 +65,12 @@ pub fn run(a: Args) -> Result<()> {
         .iter()
         .map(|&m| a.rules.composite(m, &preset).map(|c| c.0))
         .collect::<Result<Vec<_>>>()?;
+    let names = a
+        .labels
+        .as_deref()
+        .map(vidlrp_dataset::read_labels)
+        .transpose()?;
+    let names = names.as_deref();
     let mut outputs = Outputs::new();
     let staged = outputs.file(&a.out)?;
     let clip = a.clip.load(preset.clone())?;
@@ -80,20 +96,20 @@ pub fn run(a: Args) -> Result<()> {
             .iter()
             .map(|f| vidlrp_viz::upscale(f, zoom))
             .collect();
-        let mut rows = vec![("input".to_string(), frames)];
+        let mut rows = vec![(input_label(a.true_class, names), frames)];
         let mut results = serde_json::Map::new();
         let target = a.class.map_or(Target::TopOne, Target::Class);
         for c in &composites {
             let (e, wall) = timed_explain(be, &net, &clip.x, &target, c)?;
             let r4 = e.relevance.clone().reshape(s[1..].to_vec())?;
             let heat = vidlrp_viz::heatmaps(&r4, a.pictures.norm, &palette)?;
-            let mut j = summary(&e, c, None);
+            let mut j = summary(&e, c, names);
             let o = j.as_object_mut().expect("object");
             o.insert("frame_shares".into(), json!(frame_shares(&e.relevance)?));
             o.insert("wall_time_s".into(), json!(wall));
             results.insert(c.name.clone(), j);
             rows.push((
-                c.name.to_uppercase(),
+                row_label(&c.name.to_uppercase(), &e, names),
                 heat.iter().map(|h| vidlrp_viz::upscale(h, zoom)).collect(),
             ));
         }

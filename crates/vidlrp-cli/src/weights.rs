@@ -126,9 +126,6 @@ pub fn convert(a: ConvertArgs) -> Result<()> {
 pub struct InspectArgs {
     /// The weight file.
     weights: PathBuf,
-    /// Print one JSON object instead of text.
-    #[arg(long)]
-    json: bool,
 }
 
 /// Square frame sizes `S` (and the frame count) for which fc6 fits a `T x S x S` input.
@@ -184,7 +181,7 @@ pub fn inspect(a: InspectArgs) -> Result<()> {
         "input": input.map(|(t, lo, hi)| json!({"frames": t, "size_min": lo, "size_max": hi, "channels": spec.in_channels})),
         "defaults": {"pool5": m.pool5.to_string(), "preset": preset.to_string()},
     });
-    if a.json {
+    if crate::json_output() {
         println!("{j}");
         return Ok(());
     }

@@ -216,6 +216,7 @@ fn init_writes_loadable_seeded_models() {
     for p in [&a, &b] {
         let o = Command::new(env!("CARGO_BIN_EXE_vidlrp"))
             .args(args(p))
+            .arg("--json")
             .output()
             .unwrap();
         let j = stdout_json(&o);
@@ -381,6 +382,41 @@ fn every_command_has_help_with_examples() {
         let text = String::from_utf8_lossy(&o.stdout);
         assert!(text.contains("Examples:"), "{cmd:?} help lacks examples");
     }
+}
+
+#[test]
+fn a_terminal_sees_a_short_summary_and_where_the_files_are() {
+    let d = tmp("demo-human");
+    let o = common::vidlrp_human(&["demo", "--out", s(&d)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        !text.trim_start().starts_with('{'),
+        "JSON without --json:\n{text}"
+    );
+    assert!(
+        text.len() < 2000,
+        "{} bytes on the terminal:\n{text}",
+        text.len()
+    );
+    let summary = d.join("summary.json");
+    assert!(
+        text.contains(&format!("summary: {}", summary.display())),
+        "{text}"
+    );
+    let full: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert!(full["methods"]["dtd"]["frame_shares"].is_array());
+    // --json anywhere after the command: the whole summary on stdout.
+    let o = common::vidlrp_human(&["demo", "--out", s(&d), "--json"]);
+    let j = stdout_json(&o);
+    let full: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    for m in ["dtd", "sa"] {
+        assert_eq!(
+            j["methods"][m]["frame_shares"], full["methods"][m]["frame_shares"],
+            "{m}: stdout and summary.json differ"
+        );
+    }
+    std::fs::remove_dir_all(&d).unwrap();
 }
 
 #[test]

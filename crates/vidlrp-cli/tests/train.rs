@@ -107,7 +107,7 @@ fn synth_then_train_writes_a_model_every_command_loads() {
     assert_eq!(log["epochs"][0]["snippets"], 8);
 
     // The trained model is a C3D every command loads.
-    let i = ok(vidlrp(&["inspect", s(&a), "--json"]));
+    let i = ok(vidlrp(&["inspect", s(&a)]));
     let i: serde_json::Value = serde_json::from_slice(&i.stdout).unwrap();
     assert_eq!(i["architecture"]["classes"], 2);
     assert_eq!(i["architecture"]["conv_widths"][0], 4);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{blob, field_bytes, field_varint, ok, s, small_model, tmp, vidlrp};
+use common::{blob, field_bytes, field_varint, ok, s, small_model, tmp, vidlrp, vidlrp_human};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -125,14 +125,14 @@ fn convert_keeps_the_origin_and_inspect_reports_it() {
         vidlrp_io::read_npy(&d.join("a.npy")).unwrap(),
         vidlrp_io::read_npy(&d.join("b.npy")).unwrap()
     );
-    let i = json(&ok(vidlrp(&["inspect", s(&conv), "--json"])));
+    let i = json(&ok(vidlrp(&["inspect", s(&conv)])));
     assert_eq!(i["origin"], "caffe");
     assert_eq!(i["defaults"]["pool5"], "caffe");
     assert_eq!(i["architecture"]["classes"], 4);
     assert_eq!(i["architecture"]["conv_widths"][1], 3);
     assert_eq!(i["input"]["frames"], 16);
     assert_eq!(i["input"]["size_min"], 48);
-    let text = ok(vidlrp(&["inspect", s(&fixture("legacy.pickle"))]));
+    let text = ok(vidlrp_human(&["inspect", s(&fixture("legacy.pickle"))]));
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("format:   pytorch-legacy"), "{text}");
     assert!(text.contains("--pool5 port"), "{text}");

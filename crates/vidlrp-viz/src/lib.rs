@@ -163,7 +163,9 @@ pub fn overlay(frame: &RgbImage, heat: &RgbImage, alpha: f32) -> RgbImage {
 
 /// A grid of labelled rows of equally sized frames, each column labelled `t=<index>`.
 ///
-/// `rows` are `(label, frames)`; `columns` the label of each column (e.g. source frame indices).
+/// `rows` are `(label, frames)`, a label of one or more lines (`\n`: e.g. the method, then the
+/// explained class and its logit), centred on its row; `columns` the label of each column
+/// (e.g. source frame indices).
 pub fn contact_sheet(
     rows: &[(String, Vec<RgbImage>)],
     columns: &[String],
@@ -180,10 +182,12 @@ pub fn contact_sheet(
     let gap = 2;
     let label_w = rows
         .iter()
-        .map(|r| text_width(&r.0, scale))
+        .flat_map(|r| r.0.lines())
+        .map(|l| text_width(l, scale))
         .max()
         .unwrap_or(0)
         + 8;
+    let line_h = 9 * scale;
     let header = 7 * scale + 8;
     let width = label_w + cols * (fw + gap);
     let height = header + rows.len() as u32 * (fh + gap);
@@ -194,14 +198,11 @@ pub fn contact_sheet(
     }
     for (i, (label, frames)) in rows.iter().enumerate() {
         let y0 = header + i as u32 * (fh + gap);
-        draw_text(
-            &mut img,
-            4,
-            y0 + fh / 2 - 7 * scale / 2,
-            label,
-            scale,
-            [0, 0, 0],
-        );
+        let lines = label.lines().count() as u32;
+        let top = (y0 + fh / 2).saturating_sub((lines * line_h).saturating_sub(2 * scale) / 2);
+        for (k, line) in label.lines().enumerate() {
+            draw_text(&mut img, 4, top + k as u32 * line_h, line, scale, [0, 0, 0]);
+        }
         for (j, f) in frames.iter().enumerate() {
             if (f.width(), f.height()) != (fw, fh) {
                 return Err(VizError::Argument(

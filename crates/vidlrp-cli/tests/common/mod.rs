@@ -5,16 +5,28 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// Runs the built `vidlrp` binary.
+/// Runs the built `vidlrp` binary with `--json` (after the command's name), so a command's
+/// stdout is its one JSON summary.
 pub fn vidlrp(args: &[&str]) -> Output {
     vidlrp_env(args, &[])
 }
 
-/// Runs the built `vidlrp` binary with extra environment variables.
+/// [`vidlrp`] with extra environment variables.
 pub fn vidlrp_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let (command, rest) = args.split_first().expect("a command");
+    Command::new(env!("CARGO_BIN_EXE_vidlrp"))
+        .arg(command)
+        .arg("--json")
+        .args(rest)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run vidlrp")
+}
+
+/// Runs the built `vidlrp` binary as a person does, without `--json`.
+pub fn vidlrp_human(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vidlrp"))
         .args(args)
-        .envs(env.iter().copied())
         .output()
         .expect("run vidlrp")
 }
