@@ -12,8 +12,7 @@ const LIST: usize = 8;
 fn inline(v: &Value) -> Option<String> {
     match v {
         Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        Value::Bool(_) | Value::Number(_) => scalar(v),
+        Value::String(_) | Value::Bool(_) | Value::Number(_) => scalar(v),
         Value::Array(items) if items.is_empty() => Some("none".into()),
         Value::Array(items) => {
             let shown: Option<Vec<String>> = items.iter().take(LIST).map(scalar).collect();

@@ -161,7 +161,7 @@ pub fn run(a: Args) -> Result<()> {
             &data,
             &vidlrp_c3d::layers(&spec, Pool5::Port),
             // He-normal on inputs of unit scale (see vidlrp_train::INPUT_SCALE).
-            init_weights(&spec, a.seed),
+            || init_weights(&spec, a.seed),
             CheckpointAt {
                 path: &checkpoint,
                 resume: a.resume,

@@ -20,7 +20,8 @@ use crate::{
 pub const INPUT_SCALE: f32 = 1.0 / 64.0;
 
 /// Parameters trained on inputs times [`INPUT_SCALE`] as a model that takes the preset's
-/// pixels: `first_layer.weight` times the scale (`conv(s x, w) = conv(x, s w)`).
+/// pixels: `first_layer.weight` times the scale (`conv(s x, w) = conv(x, s w)`), where
+/// `first_layer` is the first layer with parameters.
 pub fn fold_input_scale(mut w: TensorMap, first_layer: &str) -> TensorMap {
     if let Some(c1) = w.get_mut(&format!("{first_layer}.weight")) {
         c1.data_mut().iter_mut().for_each(|v| *v *= INPUT_SCALE);
@@ -448,7 +449,8 @@ impl<B: Backend> Session<'_, B> {
     }
 }
 
-/// Trains the network of `layers` from the parameters `init` on `data` under `config`.
+/// Trains the network of `layers` on `data` under `config`, from the parameters `init()`
+/// (called only when the run does not resume from its checkpoint).
 ///
 /// Each epoch `e` (0-based) draws from `Rng::new(seed ^ e * 0x9e37_79b9)`: the order of
 /// the snippets ([`epoch_order`]), then per snippet its crop rows, crop columns and offset;
@@ -465,7 +467,7 @@ pub fn fit<B: Backend>(
     config: &TrainConfig,
     data: &TrainData,
     layers: &[LayerSpec],
-    init: TensorMap,
+    init: impl FnOnce() -> TensorMap,
     checkpoint: CheckpointAt<'_>,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Trained> {
@@ -486,7 +488,7 @@ pub fn fit<B: Backend>(
         read_checkpoint(checkpoint.path, config.seed, opt.as_mut())?
     } else {
         Restored {
-            weights: init,
+            weights: init(),
             next_epoch: 0,
             log: Vec::new(),
         }
@@ -526,7 +528,12 @@ pub fn fit<B: Backend>(
         }
         None => None,
     };
-    let first_layer = layers.first().map_or("", LayerSpec::name);
+    // Positive scaling passes unchanged through ReLUs, pooling and reshapes to the first
+    // layer with parameters.
+    let first_layer = layers
+        .iter()
+        .find(|l| l.is_affine())
+        .map_or("", LayerSpec::name);
     Ok(Trained {
         weights: fold_input_scale(run.net.into_weights(), first_layer),
         epochs: log,

@@ -124,7 +124,7 @@ fn any_description_trains_and_a_resumed_run_ends_where_an_uninterrupted_one_does
             &config(epochs),
             &data,
             &description(),
-            weights(),
+            weights,
             CheckpointAt { path: ck, resume },
             &mut |p| {
                 if matches!(p, Progress::EpochDone(_)) {
@@ -157,7 +157,7 @@ fn any_description_trains_and_a_resumed_run_ends_where_an_uninterrupted_one_does
         &other,
         &data,
         &description(),
-        weights(),
+        weights,
         CheckpointAt {
             path: &d.join("b.ck"),
             resume: true,
