@@ -453,7 +453,7 @@ impl<B: Backend> Session<'_, B> {
 /// (called only when the run does not resume from its checkpoint).
 ///
 /// Each epoch `e` (0-based) draws from `Rng::new(seed ^ e * 0x9e37_79b9)`: the order of
-/// the snippets ([`epoch_order`]), then per snippet its crop rows, crop columns and offset;
+/// the snippets (a Fisher–Yates shuffle), then per snippet its crop rows, crop columns and offset;
 /// batch `b`'s dropout is seeded `seed ^ (e << 32) ^ b`. The inputs are the preset's pixels
 /// times [`INPUT_SCALE`]. After each epoch the validation videos are scored and the
 /// checkpoint written; with `checkpoint.resume` a run continues from it and ends with the
