@@ -5,9 +5,10 @@
 // Links the global allocator into every bench binary.
 extern crate vidlrp_alloc;
 
-use vidlrp_c3d::{init_weights, C3dSpec, Pool5, Rng};
+use vidlrp_c3d::{init_weights, C3dSpec, Pool5};
 use vidlrp_core::{HostTensor, Sequential};
 use vidlrp_cpu::Cpu;
+use vidlrp_rng::Rng;
 use vidlrp_snippet::Preprocess;
 
 /// Uniform values in `[lo, hi)` of the given shape, seeded.

@@ -9,9 +9,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
-use vidlrp_c3d::{init_weights, C3dSpec, Pool5, Rng};
+use vidlrp_c3d::{init_weights, C3dSpec, Pool5};
 use vidlrp_core::{Backend, Composite, HostTensor, Target};
 use vidlrp_cpu::Cpu;
+use vidlrp_rng::Rng;
 use vidlrp_snippet::Preprocess;
 
 #[derive(clap::Args)]

@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use anyhow::Result;
 use serde_json::{json, Value};
-use vidlrp_c3d::{init_weights, C3dSpec, Pool5, Rng};
+use vidlrp_c3d::{init_weights, C3dSpec, Pool5};
 use vidlrp_core::HostTensor;
 use vidlrp_cpu::Cpu;
+use vidlrp_rng::Rng;
 use vidlrp_train::{softmax_cross_entropy, Sgd, TrainNet};
 
 #[derive(clap::Args)]

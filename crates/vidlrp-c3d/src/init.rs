@@ -1,82 +1,11 @@
 //! The seeded He-normal initialiser of the untrained baseline (DTD-u).
 //!
-//! The random stream is this crate's own (SplitMix64 seeding xoshiro256++, Box-Muller normals),
-//! so a seed gives the same weights on every platform and with every dependency version.
+//! The random stream is [`vidlrp_rng::Rng`] (SplitMix64 seeding xoshiro256++, Box-Muller
+//! normals), so a seed gives the same weights on every platform and with every dependency version.
 
 use crate::{C3dSpec, TensorMap, CONV_NAMES, FC_NAMES};
 use vidlrp_core::HostTensor;
-
-/// A small, fast, seedable random number generator (xoshiro256++).
-#[derive(Debug, Clone)]
-pub struct Rng {
-    s: [u64; 4],
-}
-
-impl Rng {
-    /// A generator seeded through SplitMix64.
-    pub fn new(seed: u64) -> Self {
-        let mut z = seed;
-        let mut next = || {
-            z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut x = z;
-            x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            x ^ (x >> 31)
-        };
-        Self {
-            s: [next(), next(), next(), next()],
-        }
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        let s = &mut self.s;
-        let result = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
-        let t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = s[3].rotate_left(45);
-        result
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
-
-    /// Fills `out` with independent standard normal values times `std` (Box-Muller):
-    /// `r = sqrt(-2 ln(1 - u1)) std`, `(r cos(2 pi u2), r sin(2 pi u2))` from each pair of
-    /// uniforms `u1, u2` drawn in turn. The uniforms are drawn in order; the transform runs on
-    /// the current rayon pool's threads (the same values for any thread count).
-    pub fn fill_normal(&mut self, out: &mut [f32], std: f64) {
-        use rayon::prelude::*;
-        /// Pairs of uniforms drawn ahead of one parallel transform.
-        const PAIRS: usize = 1 << 16;
-        let mut uniforms = Vec::with_capacity(PAIRS.min(out.len().div_ceil(2)));
-        for chunk in out.chunks_mut(2 * PAIRS) {
-            uniforms.clear();
-            for _ in 0..chunk.len().div_ceil(2) {
-                let u1 = 1.0 - self.uniform();
-                uniforms.push((u1, self.uniform()));
-            }
-            chunk
-                .par_chunks_mut(2)
-                .zip(uniforms.par_iter())
-                .with_min_len(1024)
-                .for_each(|(pair, &(u1, u2))| {
-                    let r = (-2.0 * u1.ln()).sqrt() * std;
-                    let a = std::f64::consts::TAU * u2;
-                    pair[0] = (r * a.cos()) as f32;
-                    if pair.len() > 1 {
-                        pair[1] = (r * a.sin()) as f32;
-                    }
-                });
-        }
-    }
-}
+use vidlrp_rng::{Rng, GOLDEN_GAMMA};
 
 /// Seeded He-normal weights for a network of `spec`:
 /// `w ~ N(0, 2 / fan_in)` with `fan_in = C_in kT kH kW` (or `D_in`), biases `~ N(0, 0.01^2)`.
@@ -87,7 +16,7 @@ pub fn init_weights(spec: &C3dSpec, seed: u64) -> TensorMap {
     let mut c_in = spec.in_channels;
     let mut layer = 0u64;
     let mut add = |name: &str, wshape: Vec<usize>, fan_in: usize, out: &mut TensorMap| {
-        let mut rng = Rng::new(seed ^ (0xc3d0_0000 + layer).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut rng = Rng::new(seed ^ (0xc3d0_0000 + layer).wrapping_mul(GOLDEN_GAMMA));
         layer += 1;
         let n: usize = wshape.iter().product();
         let mut w = vec![0.0f32; n];

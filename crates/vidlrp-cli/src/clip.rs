@@ -129,13 +129,12 @@ impl ClipArgs {
             .video
             .as_ref()
             .expect("clap requires --input or --video");
-        let mut source = vidlrp_snippet::open(path)?;
         let spec = SnippetSpec {
             length: self.length,
             offset: self.offset,
             step: self.step,
         };
-        let s = vidlrp_snippet::load_snippet(source.as_mut(), &spec, self.short, &preset)?;
+        let s = vidlrp_snippet::read_snippet(path, &spec, self.short, &preset)?;
         let shape = s.input.shape().to_vec();
         let x = s.batched_input();
         let about = json!({

@@ -4,9 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use serde_json::json;
-use vidlrp_c3d::{init_weights, C3dSpec, Pool5, Rng, TensorMap};
+use vidlrp_c3d::{init_weights, C3dSpec, Pool5, TensorMap};
 use vidlrp_core::{Backend, Composite, HostTensor, Target};
 use vidlrp_io::Outputs;
+use vidlrp_rng::Rng;
 use vidlrp_snippet::Preprocess;
 use vidlrp_synth::SynthSpec;
 

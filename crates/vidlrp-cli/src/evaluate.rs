@@ -202,9 +202,7 @@ fn clips(a: &Args, preset: &Preprocess) -> Result<(Vec<Clip>, Missed)> {
     };
     let (mut ok, mut missed) = (Vec::new(), Vec::new());
     for (item, name, path) in paths {
-        let snippet = vidlrp_snippet::open(&path)
-            .and_then(|mut src| vidlrp_snippet::load_snippet(src.as_mut(), &spec, a.short, preset));
-        match snippet {
+        match vidlrp_snippet::read_snippet(&path, &spec, a.short, preset) {
             Ok(s) => ok.push(Clip {
                 item,
                 name,

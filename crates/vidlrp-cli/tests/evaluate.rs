@@ -8,15 +8,7 @@ use vidlrp_core::HostTensor;
 /// A random clip in the caffe preset's range, `(1, 3, 16, 112, 112)`.
 fn clip(dir: &std::path::Path) -> std::path::PathBuf {
     let n = 3 * 16 * 112 * 112;
-    let mut state = 12345u64;
-    let data = (0..n)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 40) as f32 / (1u64 << 24) as f32 * 255.0 - 100.0
-        })
-        .collect();
+    let data = vidlrp_rng::uniform_values(n, 12345, -100.0, 155.0);
     let p = dir.join("clip.npy");
     vidlrp_io::write_npy(
         &p,

@@ -6,8 +6,8 @@
 //! more than 4096 positions per sample, the sparse 16- and 64-lane gathers, the direct
 //! few-channel transpose, C3D's pooling fast path).
 
-use vidlrp_c3d::Rng;
 use vidlrp_core::{Backend, BinaryOp, Conv3dGeometry, HostTensor, Pool3dGeometry, UnaryOp};
+use vidlrp_rng::Rng;
 
 use crate::agreement::Agreement;
 

@@ -1,7 +1,8 @@
 //! Seeded random C3D-shaped models and inputs.
 
-use vidlrp_c3d::{init_weights, C3dSpec, Pool5, Rng, TensorMap};
+use vidlrp_c3d::{init_weights, C3dSpec, Pool5, TensorMap};
 use vidlrp_core::HostTensor;
+use vidlrp_rng::Rng;
 
 /// A small random C3D: widths, input extent and pool5 variant drawn from `seed`.
 #[derive(Debug, Clone)]

@@ -60,7 +60,7 @@ impl HostTensor {
     }
 
     /// The tensors stacked along a new leading axis: `[N, ...]` from `N` tensors of one shape
-    /// `[...]` (a batch of clips).
+    /// `[...]` (a batch of clips); `items` may hold the tensors or references to them.
     ///
     /// **Errors** with [`ErrorKind::Shape`] if `items` is empty or the shapes differ.
     ///
@@ -71,11 +71,12 @@ impl HostTensor {
     /// let s = HostTensor::stack(&[a, b]).unwrap();
     /// assert_eq!((s.shape(), s.data()), (&[2, 2][..], &[1.0, 2.0, 3.0, 4.0][..]));
     /// ```
-    pub fn stack(items: &[HostTensor]) -> Result<Self> {
+    pub fn stack<T: std::borrow::Borrow<HostTensor>>(items: &[T]) -> Result<Self> {
         let first = items
             .first()
-            .ok_or_else(|| Error::shape("cannot stack no tensors"))?;
-        if let Some(t) = items.iter().find(|t| t.shape != first.shape) {
+            .ok_or_else(|| Error::shape("cannot stack no tensors"))?
+            .borrow();
+        if let Some(t) = items.iter().map(T::borrow).find(|t| t.shape != first.shape) {
             return Err(Error::shape(format!(
                 "cannot stack tensors of shapes {:?} and {:?}",
                 first.shape, t.shape
@@ -83,7 +84,7 @@ impl HostTensor {
         }
         let mut data = Vec::with_capacity(first.len() * items.len());
         for t in items {
-            data.extend_from_slice(&t.data);
+            data.extend_from_slice(&t.borrow().data);
         }
         Self::new([&[items.len()], &first.shape[..]].concat(), data)
     }

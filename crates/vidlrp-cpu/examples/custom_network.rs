@@ -43,21 +43,12 @@ impl<B: Backend> Layer<B> for Dropout {
     }
 }
 
-/// Deterministic pseudo-random values in `[lo, hi)`.
-fn values(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            lo + (hi - lo) * ((s >> 40) as f32 / (1u64 << 24) as f32)
-        })
-        .collect()
-}
-
 fn tensor(shape: &[usize], seed: u64, lo: f32, hi: f32) -> HostTensor {
-    HostTensor::new(shape.to_vec(), values(shape.iter().product(), seed, lo, hi)).unwrap()
+    HostTensor::new(
+        shape.to_vec(),
+        vidlrp_rng::uniform_values(shape.iter().product(), seed, lo, hi),
+    )
+    .unwrap()
 }
 
 fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {

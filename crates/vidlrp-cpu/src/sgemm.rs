@@ -585,6 +585,14 @@ pub(crate) struct SendPtr(pub(crate) *mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
+impl SendPtr {
+    /// The pointer (a method, so that a closure captures the whole `SendPtr`, which is `Sync`,
+    /// not its raw pointer field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// `C (+)= A B` with `A` `[M, K]` row-major, `B` given by its packer, `C` `[M, N]` (`ldc`),
 /// the columns (rows where `N < M`) split over the current rayon pool's threads.
 pub fn gemm(
@@ -624,33 +632,14 @@ fn gemm_with(
         let blocks = m.div_ceil(MR);
         let parts = threads.min(blocks);
         let bounds = |t: usize| ((blocks * t / parts) * MR).min(m);
-        rayon::scope(|s| {
-            for t in 0..parts {
-                let (i0, i1) = (bounds(t), bounds(t + 1));
-                s.spawn(move |_| {
-                    let p = ptr;
-                    // SAFETY: rows i0..i1 < m of C; each part writes only its own rows.
-                    let c = unsafe { p.0.add(i0 * ldc) };
-                    with_scratch(|scratch| {
-                        gemm_columns(
-                            kernel,
-                            i1 - i0,
-                            k,
-                            ASource::RowMajor {
-                                data: &a[i0 * k..],
-                                lda: k,
-                            },
-                            b,
-                            0,
-                            n,
-                            c,
-                            ldc,
-                            accumulate,
-                            scratch,
-                        );
-                    });
-                });
-            }
+        for_each_part(parts, bounds, |i0, i1, scratch| {
+            // SAFETY: rows i0..i1 < m of C; each part writes only its own rows.
+            let c = unsafe { ptr.get().add(i0 * ldc) };
+            let a = ASource::RowMajor {
+                data: &a[i0 * k..],
+                lda: k,
+            };
+            gemm_columns(kernel, i1 - i0, k, a, b, 0, n, c, ldc, accumulate, scratch);
         });
         return;
     }
@@ -672,28 +661,21 @@ fn gemm_with(
             .map(|mut kept| std::mem::take(&mut *kept))
             .unwrap_or_default();
         let packed = pack_a_shared(a, m, k, &mut store);
-        rayon::scope(|s| {
-            for t in 0..parts {
-                let (j0, j1) = (bounds(t), bounds(t + 1));
-                s.spawn(move |_| {
-                    let p = ptr;
-                    with_scratch(|scratch| {
-                        gemm_columns(
-                            kernel,
-                            m,
-                            k,
-                            ASource::Packed(packed),
-                            b,
-                            j0,
-                            j1,
-                            p.0,
-                            ldc,
-                            accumulate,
-                            scratch,
-                        );
-                    });
-                });
-            }
+        for_each_part(parts, bounds, |j0, j1, scratch| {
+            let a = ASource::Packed(packed);
+            gemm_columns(
+                kernel,
+                m,
+                k,
+                a,
+                b,
+                j0,
+                j1,
+                ptr.get(),
+                ldc,
+                accumulate,
+                scratch,
+            );
         });
         if store.len() <= KEEP_PACKED_A {
             if let Ok(mut kept) = PACKED_A.try_lock() {
@@ -702,23 +684,41 @@ fn gemm_with(
         }
         return;
     }
-    if parts == 1 {
+    for_each_part(parts, bounds, |j0, j1, scratch| {
         let a = ASource::RowMajor { data: a, lda: k };
-        with_scratch(|scratch| {
-            gemm_columns(kernel, m, k, a, b, 0, n, ptr.0, ldc, accumulate, scratch);
-        });
+        gemm_columns(
+            kernel,
+            m,
+            k,
+            a,
+            b,
+            j0,
+            j1,
+            ptr.get(),
+            ldc,
+            accumulate,
+            scratch,
+        );
+    });
+}
+
+/// Runs `work(lo, hi, scratch)` on each of the `parts` ranges `[bounds(t), bounds(t + 1))`,
+/// one rayon task per range (on the calling thread when there is one), each with its
+/// thread's packing scratch.
+fn for_each_part(
+    parts: usize,
+    bounds: impl Fn(usize) -> usize,
+    work: impl Fn(usize, usize, &mut Scratch) + Sync,
+) {
+    if parts == 1 {
+        with_scratch(|scratch| work(bounds(0), bounds(1), scratch));
         return;
     }
+    let work = &work;
+    let ranges: Vec<(usize, usize)> = (0..parts).map(|t| (bounds(t), bounds(t + 1))).collect();
     rayon::scope(|s| {
-        for t in 0..parts {
-            let (j0, j1) = (bounds(t), bounds(t + 1));
-            s.spawn(move |_| {
-                let p = ptr;
-                let a = ASource::RowMajor { data: a, lda: k };
-                with_scratch(|scratch| {
-                    gemm_columns(kernel, m, k, a, b, j0, j1, p.0, ldc, accumulate, scratch);
-                });
-            });
+        for (lo, hi) in ranges {
+            s.spawn(move |_| with_scratch(|scratch| work(lo, hi, scratch)));
         }
     });
 }

@@ -706,16 +706,8 @@ mod tests {
     use super::*;
     use vidlrp_core::Conv3dGeometry;
 
-    fn lcg(seed: u64, len: usize) -> Vec<f32> {
-        let mut s = seed;
-        (0..len)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
+    fn uniform(seed: u64, len: usize) -> Vec<f32> {
+        vidlrp_rng::uniform_values(len, seed, -1.0, 1.0)
     }
 
     /// Direct f64 correlation and the bound `sum |x| |w|` per output.
@@ -794,8 +786,8 @@ mod tests {
             (3, 24, 16, [3, 11, 8]),
         ] {
             let d = dims(c_in, input);
-            let x = lcg(1 + n as u64, n * d.input_len());
-            let w = lcg(7 + c_out as u64, c_out * c_in * 27);
+            let x = uniform(1 + n as u64, n * d.input_len());
+            let w = uniform(7 + c_out as u64, c_out * c_in * 27);
             let mut out = vec![f32::NAN; n * c_out * d.positions()];
             conv(&mut Vec::new(), &d, n, c_out, &x, &w, false, None, &mut out);
             let (y, bound) = reference(&d, n, c_out, &x, &w);
@@ -818,8 +810,8 @@ mod tests {
         let (n, c_in, c_out, input) = (1, 264, 264, [3, 7, 13]);
         let d = dims(c_in, input);
         assert_eq!(schedule(&d, c_out, n), Some(Schedule::Whole));
-        let x = lcg(31, n * d.input_len());
-        let w = lcg(37, c_out * c_in * 27);
+        let x = uniform(31, n * d.input_len());
+        let w = uniform(37, c_out * c_in * 27);
         let run = |threads: usize| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
@@ -846,9 +838,9 @@ mod tests {
         }
         let (n, c_in, c_out, input) = (1, 16, 20, [4, 6, 11]);
         let d = dims(c_in, input);
-        let x = lcg(3, n * d.input_len());
+        let x = uniform(3, n * d.input_len());
         // The kernel of the convolution this one transposes: [c_in][c_out][27] from its view.
-        let wt = lcg(5, c_out * c_in * 27);
+        let wt = uniform(5, c_out * c_in * 27);
         let mut w = vec![0.0f32; wt.len()];
         for i in 0..c_in {
             for o in 0..c_out {
@@ -891,9 +883,9 @@ mod tests {
         }
         let (c_in, c_out, input) = (16, 24, [6, 10, 12]);
         let d = dims(c_in, input);
-        let x = lcg(11, 3 * d.input_len());
-        let w = lcg(13, c_out * c_in * 27);
-        let bias = lcg(17, c_out);
+        let x = uniform(11, 3 * d.input_len());
+        let w = uniform(13, c_out * c_in * 27);
+        let bias = uniform(17, c_out);
         let run = |threads: usize, n: usize, x: &[f32]| {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)

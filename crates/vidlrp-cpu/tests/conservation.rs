@@ -13,18 +13,6 @@ fn host(shape: &[usize], data: Vec<f32>) -> HostTensor {
     HostTensor::new(shape.to_vec(), data).unwrap()
 }
 
-fn uniform(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            lo + (hi - lo) * ((s >> 40) as f32 / (1u64 << 24) as f32)
-        })
-        .collect()
-}
-
 fn sum(t: &ArrayD<f32>) -> f64 {
     t.iter().map(|&v| f64::from(v)).sum()
 }
@@ -65,15 +53,15 @@ proptest! {
         let be = Cpu::new(2).unwrap();
         let pad = [k[0] / 2, k[1] / 2, k[2] / 2];
         let ws = [c_out, c_in, k[0], k[1], k[2]];
-        let w = host(&ws, uniform(ws.iter().product(), seed, -1.0, 1.0));
-        let b = host(&[c_out], uniform(c_out, seed ^ 9, -0.5, 0.5));
+        let w = host(&ws, vidlrp_rng::uniform_values(ws.iter().product(), seed, -1.0, 1.0));
+        let b = host(&[c_out], vidlrp_rng::uniform_values(c_out, seed ^ 9, -0.5, 0.5));
         let layer = Conv3d::new(&be, "conv", &w, Some(&b), [stride; 3], pad).unwrap();
         let xs = [2, c_in, ext[0], ext[1], ext[2]];
         // Non-negative inputs with some exact zeros (as after a ReLU).
-        let xv: Vec<f32> = uniform(xs.iter().product(), seed ^ 3, -zero_frac, 1.0).into_iter().map(|v| v.max(0.0)).collect();
+        let xv: Vec<f32> = vidlrp_rng::uniform_values(xs.iter().product(), seed ^ 3, -zero_frac, 1.0).into_iter().map(|v| v.max(0.0)).collect();
         let x = be.upload(&host(&xs, xv)).unwrap();
         let out = layer.forward(&be, &x).unwrap();
-        let r = be.upload(&host(out.shape(), uniform(out.len(), seed ^ 5, 0.0, 1.0))).unwrap();
+        let r = be.upload(&host(out.shape(), vidlrp_rng::uniform_values(out.len(), seed ^ 5, 0.0, 1.0))).unwrap();
         let w_t = be.upload(&w).unwrap();
 
         let rz = layer.relevance(&be, &x, &r, &Rule::ZPlus { positive_bias: false }).unwrap();
@@ -101,8 +89,8 @@ proptest! {
         let spread = |v: &[f32]| v.iter().flat_map(|&b| std::iter::repeat_n(b, vox)).collect::<Vec<f32>>();
         let rv = layer.relevance(&be, &x, &r, &Rule::ZBox { low: spread(&low), high: spread(&high) }).unwrap();
         prop_assert_eq!(&rv, &rb);
-        let low_v: Vec<f32> = uniform(per_sample, seed ^ 11, -1.5, -0.5);
-        let high_v: Vec<f32> = uniform(per_sample, seed ^ 12, 1.0, 2.0);
+        let low_v: Vec<f32> = vidlrp_rng::uniform_values(per_sample, seed ^ 11, -1.5, -0.5);
+        let high_v: Vec<f32> = vidlrp_rng::uniform_values(per_sample, seed ^ 12, 1.0, 2.0);
         let rv = layer.relevance(&be, &x, &r, &Rule::ZBox { low: low_v.clone(), high: high_v.clone() }).unwrap();
         let lo = be.upload(&host(&xs, low_v.repeat(2))).unwrap();
         let hi = be.upload(&host(&xs, high_v.repeat(2))).unwrap();
@@ -116,10 +104,10 @@ proptest! {
     #[test]
     fn linear_zplus_conserves(d_in in 1usize..40, d_out in 1usize..20, n in 1usize..3, seed in any::<u64>()) {
         let be = Cpu::new(2).unwrap();
-        let w = host(&[d_out, d_in], uniform(d_in * d_out, seed, -1.0, 1.0));
+        let w = host(&[d_out, d_in], vidlrp_rng::uniform_values(d_in * d_out, seed, -1.0, 1.0));
         let layer = Linear::new(&be, "fc", &w, None).unwrap();
-        let x = be.upload(&host(&[n, d_in], uniform(n * d_in, seed ^ 1, -0.3, 1.0).into_iter().map(|v| v.max(0.0)).collect())).unwrap();
-        let r = be.upload(&host(&[n, d_out], uniform(n * d_out, seed ^ 2, 0.0, 2.0))).unwrap();
+        let x = be.upload(&host(&[n, d_in], vidlrp_rng::uniform_values(n * d_in, seed ^ 1, -0.3, 1.0).into_iter().map(|v| v.max(0.0)).collect())).unwrap();
+        let r = be.upload(&host(&[n, d_out], vidlrp_rng::uniform_values(n * d_out, seed ^ 2, 0.0, 2.0))).unwrap();
         let rz = layer.relevance(&be, &x, &r, &Rule::ZPlus { positive_bias: false }).unwrap();
         let z = be.linear(&x, &be.unary(&be.upload(&w).unwrap(), UnaryOp::Positive).unwrap(), None).unwrap();
         assert_conserves(&rz, kept(&r, &z), &r, "linear z+");
@@ -136,9 +124,9 @@ proptest! {
         prop_assume!(g.output_extent(input).is_ok());
         let pool = MaxPool3d::new("pool", g);
         let xs = [1, ch, input[0], input[1], input[2]];
-        let x = be.upload(&host(&xs, uniform(xs.iter().product(), seed, -0.5, 1.0).into_iter().map(|v| v.max(0.0)).collect())).unwrap();
+        let x = be.upload(&host(&xs, vidlrp_rng::uniform_values(xs.iter().product(), seed, -0.5, 1.0).into_iter().map(|v| v.max(0.0)).collect())).unwrap();
         let y = <MaxPool3d as Layer<Cpu>>::forward(&pool, &be, &x).unwrap();
-        let r = be.upload(&host(y.shape(), uniform(y.len(), seed ^ 4, 0.0, 1.0))).unwrap();
+        let r = be.upload(&host(y.shape(), vidlrp_rng::uniform_values(y.len(), seed ^ 4, 0.0, 1.0))).unwrap();
         let rp = pool.relevance(&be, &x, &r, &Rule::PoolProportional).unwrap();
         let sums = be.sum_pool3d(&x, &g).unwrap();
         assert_conserves(&rp, kept(&r, &sums), &r, "proportional pooling");

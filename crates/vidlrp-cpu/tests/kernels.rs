@@ -14,25 +14,8 @@ fn t(be: &Cpu, shape: &[usize], data: Vec<f32>) -> ArrayD<f32> {
         .unwrap()
 }
 
-/// A tiny SplitMix64 stream for test data.
-struct Mix(u64);
-
-impl Mix {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut rng = Mix(seed);
-    (0..n).map(|_| (rng.uniform() * 2.0 - 1.0) as f32).collect()
+    vidlrp_rng::uniform_values(n, seed, -1.0, 1.0)
 }
 
 fn close(a: &[f32], b: &[f64], what: &str) {
@@ -306,7 +289,7 @@ fn c3d_pooling_windows_match_the_definition_exactly() {
         let input = [5usize, 7, 38];
         let shape = [2, 3, input[0], input[1], input[2]];
         let len: usize = shape.iter().product();
-        let mut rng = Mix(kernel[0] as u64);
+        let mut rng = vidlrp_rng::SplitMix64(kernel[0] as u64);
         // Few distinct values (many ties), signed zeros and some NaNs.
         let xv: Vec<f32> = (0..len)
             .map(|_| match rng.next_u64() % 16 {
@@ -458,7 +441,7 @@ proptest! {
         let shape = [1, ch, input[0], input[1], input[2]];
         let len: usize = shape.iter().product();
         // Distinct integers, so a +0.5 nudge never changes a window's winner but its own.
-        let mut rng = Mix(seed);
+        let mut rng = vidlrp_rng::SplitMix64(seed);
         let mut xv: Vec<f32> = (0..len).map(|i| i as f32).collect();
         for i in (1..len).rev() {
             xv.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);

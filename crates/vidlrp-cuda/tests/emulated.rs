@@ -9,15 +9,7 @@ use vidlrp_cpu::Cpu;
 use vidlrp_cuda::Emulated;
 
 fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
+    vidlrp_rng::uniform_values(n, seed, -1.0, 1.0)
 }
 
 fn host(shape: &[usize], seed: u64) -> HostTensor {

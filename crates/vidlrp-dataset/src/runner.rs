@@ -679,11 +679,9 @@ fn explain_batch<B: Backend>(
         return alone();
     }
     let one = xs[0].shape()[1..].to_vec();
-    let mut data = Vec::with_capacity(xs.len() * xs[0].len());
-    for x in xs {
-        data.extend_from_slice(x.data());
-    }
-    let batched = HostTensor::new([&[xs.len()], &one[..]].concat(), data)
+    // `[N, 1, C, T, H, W]` stacked, then the unit axis dropped.
+    let batched = HostTensor::stack(xs)
+        .and_then(|x| x.reshape([&[xs.len()], &one[..]].concat()))
         .and_then(|x| be.upload_owned(x))
         .and_then(|x| model.explain_each(be, &x, &Target::TopOne, group));
     let Ok(es) = batched else {

@@ -32,7 +32,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use vidlrp_core::{Backend, HostTensor, Sequential};
-use vidlrp_stats::{Interval, SplitMix};
+use vidlrp_rng::SplitMix64;
+use vidlrp_stats::Interval;
 
 /// What went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -237,10 +238,10 @@ pub fn ranking(sums: &[f64], order: Order) -> Vec<usize> {
 /// A uniformly random order of `n` regions (Fisher-Yates on a seeded SplitMix64 stream): the
 /// same seed gives the same order everywhere.
 pub fn random_ranking(n: usize, seed: u64) -> Vec<usize> {
-    let mut rng = SplitMix(seed);
+    let mut rng = SplitMix64(seed);
     let mut idx: Vec<usize> = (0..n).collect();
     for i in (1..n).rev() {
-        let j = (rng.next() % (i as u64 + 1)) as usize;
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
         idx.swap(i, j);
     }
     idx
@@ -320,7 +321,7 @@ pub fn replacement(
                     high.len()
                 ));
             }
-            let mut rng = SplitMix(seed);
+            let mut rng = SplitMix64(seed);
             (0..x.len())
                 .map(|i| {
                     let ch = i / plane;

@@ -107,6 +107,19 @@ fn with_batch_axis(t: HostTensor) -> HostTensor {
         .expect("a leading axis of 1 keeps the number of elements")
 }
 
+/// Opens the video, image folder or `.npy` at `path` ([`open`]) and reads one snippet of it
+/// ([`load_snippet`]); [`Snippet::into_batched_input`] makes it a network's input.
+///
+/// **Errors** if the file cannot be opened or decoded, or as [`load_snippet`].
+pub fn read_snippet(
+    path: &std::path::Path,
+    spec: &SnippetSpec,
+    policy: ShortPolicy,
+    preset: &Preprocess,
+) -> Result<Snippet> {
+    load_snippet(open(path)?.as_mut(), spec, policy, preset)
+}
+
 /// Reads the frames of one snippet from `source` and preprocesses them.
 ///
 /// **Errors** if the source is too short under [`ShortPolicy::Skip`], or reading fails.

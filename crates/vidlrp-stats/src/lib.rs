@@ -11,6 +11,7 @@
 use ndarray::{Array1, Array2};
 use ndarray_linalg::LeastSquaresSvd;
 use serde::{Deserialize, Serialize};
+use vidlrp_rng::SplitMix64;
 
 /// Errors of the statistics.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -202,35 +203,6 @@ pub struct Interval {
     pub hi: f64,
 }
 
-/// SplitMix64: the seeded, platform-independent stream of the bootstrap (and of other
-/// seeded draws in vidlrp, e.g. perturbation noise).
-///
-/// ```
-/// let mut a = vidlrp_stats::SplitMix(7);
-/// let mut b = vidlrp_stats::SplitMix(7);
-/// assert_eq!(a.next(), b.next());
-/// assert!((0.0..1.0).contains(&a.uniform()));
-/// ```
-#[derive(Debug, Clone)]
-pub struct SplitMix(pub u64);
-
-impl SplitMix {
-    /// The next 64 random bits.
-    #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)` (53 random bits).
-    pub fn uniform(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// Percentile bootstrap over videos: `resamples` times, draw `n` share vectors with replacement
 /// (seeded), compute `stat` of their mean; the interval holds the central `level` of the values.
 ///
@@ -248,13 +220,13 @@ pub fn bootstrap(
         ));
     }
     stat(&mean_shares(vectors)?)?;
-    let mut rng = SplitMix(seed);
+    let mut rng = SplitMix64(seed);
     let n = vectors.len();
     let mut values = Vec::with_capacity(resamples);
     let mut pick: Vec<&[f64]> = Vec::with_capacity(n);
     for _ in 0..resamples {
         pick.clear();
-        pick.extend((0..n).map(|_| vectors[(rng.next() % n as u64) as usize]));
+        pick.extend((0..n).map(|_| vectors[(rng.next_u64() % n as u64) as usize]));
         values.push(stat(&mean_shares(&pick)?)?);
     }
     values.sort_by(f64::total_cmp);
@@ -425,11 +397,9 @@ mod tests {
     use super::*;
     use approx::assert_abs_diff_eq;
 
-    fn lcg(seed: u64, n: usize) -> Vec<f64> {
-        let mut r = SplitMix(seed);
-        (0..n)
-            .map(|_| (r.next() >> 11) as f64 / (1u64 << 53) as f64)
-            .collect()
+    fn uniforms(seed: u64, n: usize) -> Vec<f64> {
+        let mut r = SplitMix64(seed);
+        (0..n).map(|_| r.uniform()).collect()
     }
 
     /// With symmetric `tau` (sum tau = sum tau^3 = 0) the normal equations decouple:
@@ -437,7 +407,7 @@ mod tests {
     #[test]
     fn fits_match_closed_forms() {
         for (seed, t) in [(1u64, 16usize), (2, 7), (3, 3), (4, 32)] {
-            let r = lcg(seed, t);
+            let r = uniforms(seed, t);
             let tau = tau(t);
             let s = |p: i32| tau.iter().map(|x| x.powi(p)).sum::<f64>();
             let sr = |p: i32| tau.iter().zip(&r).map(|(x, y)| x.powi(p) * y).sum::<f64>();
@@ -460,7 +430,7 @@ mod tests {
         let t = tau(16);
         let (a, b) = (0.03, 0.012);
         let mut acc = Accumulator::default();
-        for (i, noise) in (0..200).map(|i| (i, lcg(100 + i as u64, 16))) {
+        for (i, noise) in (0..200).map(|i| (i, uniforms(100 + i as u64, 16))) {
             let raw: Vec<f64> = t
                 .iter()
                 .zip(&noise)
@@ -490,7 +460,7 @@ mod tests {
     fn shards_merge_to_exactly_the_unsharded_statistics() {
         let obs: Vec<Observation> = (0..37)
             .map(|i| {
-                let raw = lcg(i as u64, 16);
+                let raw = uniforms(i as u64, 16);
                 let total: f64 = raw.iter().sum();
                 Observation {
                     item: i,

@@ -17,7 +17,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use vidlrp_c3d::Rng;
+use vidlrp_rng::Rng;
 use vidlrp_snippet::RgbFrame;
 
 /// The classes in label order; a data set of `K` classes uses the first `K`.
@@ -240,7 +240,7 @@ impl Scene {
     fn new(spec: &SynthSpec, index: usize, label: usize, frames: usize) -> Self {
         let mut d = Draw(Rng::new(
             spec.seed
-                .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                .wrapping_mul(vidlrp_rng::GOLDEN_GAMMA)
                 .wrapping_add(index as u64),
         ));
         let (w, h) = (spec.width as f64, spec.height as f64);

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use vidlrp_c3d::Rng;
 use vidlrp_core::HostTensor;
+use vidlrp_rng::Rng;
 use vidlrp_snippet::{FrameSource, Prefetched, Preprocess, ShortPolicy, SnippetError, SnippetSpec};
 
 use crate::Result;

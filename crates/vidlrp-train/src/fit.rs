@@ -4,8 +4,9 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use vidlrp_c3d::{Rng, TensorMap};
+use vidlrp_c3d::TensorMap;
 use vidlrp_core::{Backend, HostTensor, LayerSpec};
+use vidlrp_rng::Rng;
 use vidlrp_snippet::Preprocess;
 
 use crate::data::{Cutter, FrameCache, LabelledVideo, TrainData};

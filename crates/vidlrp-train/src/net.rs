@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use vidlrp_c3d::{C3dSpec, Pool5, Rng, TensorMap};
+use vidlrp_c3d::{C3dSpec, Pool5, TensorMap};
 use vidlrp_core::UnaryOp;
 use vidlrp_core::{Backend, BinaryOp, Conv3dGeometry, HostTensor, LayerSpec, Pool3dGeometry};
+use vidlrp_rng::Rng;
 
 use crate::{Result, TrainError};
 

@@ -4,8 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use vidlrp_c3d::{Rng, TensorMap};
+use vidlrp_c3d::TensorMap;
 use vidlrp_core::{HostTensor, LayerSpec, Pool3dGeometry};
+use vidlrp_rng::Rng;
 use vidlrp_train::{fit, CheckpointAt, LabelledVideo, Progress, TrainConfig, TrainData, TrainNet};
 
 fn tmp(name: &str) -> PathBuf {
