@@ -111,12 +111,12 @@ fn sgemm_gflops(threads: usize) -> Result<f64> {
     for _ in 0..3 {
         let start = Instant::now();
         pool.install(|| {
-            let out = vidlrp_cpu::sgemm::Output {
+            let out = vidlrp_cpu::gemm::Output {
                 data: &mut c,
                 ldc: n,
             };
-            let packer = vidlrp_cpu::sgemm::RowMajor { data: &b, ld: n };
-            vidlrp_cpu::sgemm::gemm(n, n, n, &a, &packer, out, false);
+            let packer = vidlrp_cpu::gemm::RowMajor { data: &b, ld: n };
+            vidlrp_cpu::gemm::gemm(n, n, n, &a, &packer, out, false);
         });
         best = best.max(flops / start.elapsed().as_secs_f64() / 1e9);
         let start = Instant::now();

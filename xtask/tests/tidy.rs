@@ -61,30 +61,84 @@ fn core_depends_on_no_ndarray_cuda_io_or_video_crate_by_default() {
     }
 }
 
+/// Which workspace crates each crate may depend on (normal dependencies). A crate not listed,
+/// or a dependency not allowed, fails: a new edge in the graph is a decision made here, in
+/// review, not by accident. ARCHITECTURE.md's code map describes each edge.
+const ALLOWED: &[(&str, &[&str])] = &[
+    ("vidlrp-alloc", &[]),
+    ("vidlrp-core", &[]),
+    ("vidlrp-rng", &[]),
+    ("vidlrp-cpu", &["vidlrp-core"]),
+    ("vidlrp-cuda", &["vidlrp-core"]),
+    ("vidlrp-reference", &["vidlrp-core"]),
+    ("vidlrp-io", &["vidlrp-core"]),
+    ("vidlrp-snippet", &["vidlrp-core"]),
+    ("vidlrp-stats", &["vidlrp-rng"]),
+    ("vidlrp-checkpoint", &["vidlrp-core", "vidlrp-io"]),
+    (
+        "vidlrp-viz",
+        &["vidlrp-core", "vidlrp-io", "vidlrp-snippet"],
+    ),
+    (
+        "vidlrp-c3d",
+        &[
+            "vidlrp-checkpoint",
+            "vidlrp-core",
+            "vidlrp-io",
+            "vidlrp-rng",
+        ],
+    ),
+    (
+        "vidlrp-conformance",
+        &["vidlrp-c3d", "vidlrp-core", "vidlrp-io", "vidlrp-rng"],
+    ),
+    (
+        "vidlrp-evaluate",
+        &["vidlrp-core", "vidlrp-rng", "vidlrp-stats"],
+    ),
+    (
+        "vidlrp-synth",
+        &["vidlrp-core", "vidlrp-io", "vidlrp-rng", "vidlrp-snippet"],
+    ),
+    (
+        "vidlrp-dataset",
+        &[
+            "vidlrp-c3d",
+            "vidlrp-core",
+            "vidlrp-io",
+            "vidlrp-snippet",
+            "vidlrp-stats",
+            "vidlrp-viz",
+        ],
+    ),
+    (
+        "vidlrp-train",
+        &[
+            "vidlrp-c3d",
+            "vidlrp-core",
+            "vidlrp-io",
+            "vidlrp-rng",
+            "vidlrp-snippet",
+            "vidlrp-stats",
+        ],
+    ),
+];
+
 #[test]
 fn dependencies_point_the_right_way() {
-    let forbidden: &[(&str, &[&str])] = &[
-        (
-            "vidlrp-stats",
-            &["vidlrp-core", "vidlrp-io", "vidlrp-c3d", "vidlrp-snippet"],
-        ),
-        ("vidlrp-snippet", &["vidlrp-c3d", "vidlrp-io", "vidlrp-cpu"]),
-        ("vidlrp-viz", &["vidlrp-c3d", "vidlrp-cpu", "vidlrp-stats"]),
-        (
-            "vidlrp-c3d",
-            &["vidlrp-snippet", "vidlrp-cpu", "vidlrp-viz"],
-        ),
-        ("vidlrp-cpu", &["vidlrp-c3d", "vidlrp-io"]),
-        (
-            "vidlrp-reference",
-            &["vidlrp-cpu", "vidlrp-c3d", "vidlrp-io"],
-        ),
-        ("vidlrp-cuda", &["vidlrp-cpu", "vidlrp-c3d", "vidlrp-io"]),
-    ];
-    for (krate, never) in forbidden {
-        let deps = dependencies(krate);
-        for n in *never {
-            assert!(!deps.contains(*n), "{krate} must not depend on {n}");
+    for krate in library_crates() {
+        let allowed = ALLOWED
+            .iter()
+            .find(|(k, _)| *k == krate)
+            .unwrap_or_else(|| panic!("{krate} is not in tidy's ALLOWED list of dependencies"))
+            .1;
+        for dep in dependencies(&krate) {
+            if dep.starts_with("vidlrp-") {
+                assert!(
+                    allowed.contains(&dep.as_str()),
+                    "{krate} may not depend on {dep} (tidy's ALLOWED list)"
+                );
+            }
         }
     }
     for krate in library_crates() {
@@ -216,6 +270,205 @@ fn the_architecture_document_names_every_crate() {
         assert!(
             doc.contains(&format!("crates/{krate}")),
             "ARCHITECTURE.md lacks crates/{krate}"
+        );
+    }
+}
+
+/// The line ranges `(first, last, name)` (1-based) of the functions in `text` that are not
+/// inside a `#[cfg(test)]` module, found by rustfmt's layout: a function ends at the first line
+/// that is its indentation followed by `}`.
+fn functions(text: &str) -> Vec<(usize, usize, String)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i];
+        if line.trim() == "#[cfg(test)]" {
+            // Skip the test module (or item) that follows, to its closing brace.
+            let indent = lines
+                .get(i + 1)
+                .map_or(0, |l| l.len() - l.trim_start().len());
+            let close = format!("{}}}", " ".repeat(indent));
+            i += 1;
+            while i < lines.len() && lines[i] != close {
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        let code = line.trim_start();
+        let after_vis = code
+            .strip_prefix("pub(crate) ")
+            .or_else(|| code.strip_prefix("pub(super) "))
+            .or_else(|| code.strip_prefix("pub "))
+            .unwrap_or(code);
+        let after_mods = after_vis
+            .trim_start_matches("const ")
+            .trim_start_matches("unsafe ")
+            .trim_start_matches("async ");
+        if let Some(rest) = after_mods.strip_prefix("fn ") {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            let mut j = i;
+            while j < lines.len() && !lines[j].ends_with('{') && !lines[j].ends_with(';') {
+                j += 1;
+            }
+            if j < lines.len() && lines[j].ends_with('{') && !lines[j].ends_with("{}") {
+                let indent = line.len() - code.len();
+                let close = format!("{}}}", " ".repeat(indent));
+                let mut k = j + 1;
+                while k < lines.len() && lines[k] != close {
+                    k += 1;
+                }
+                out.push((i + 1, k + 1, name));
+                i = k + 1;
+                continue;
+            }
+            i = j + 1;
+            continue;
+        }
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn the_function_finder_sees_functions_and_skips_tests() {
+    let text = "fn a() {\n    1\n}\n\npub(crate) fn b(\n    x: u8,\n) -> u8 {\n    x\n}\n\
+                #[cfg(test)]\nmod tests {\n    fn c() {\n    }\n}\n";
+    let found = functions(text);
+    assert_eq!(
+        found,
+        vec![(1, 3, "a".to_string()), (5, 9, "b".to_string())]
+    );
+}
+
+/// The most lines of one function in a library crate (tests excluded): longer ones do several
+/// things, and a reader should see each as a named step.
+const MAX_FUNCTION_LINES: usize = 150;
+
+#[test]
+fn no_library_function_is_over_150_lines() {
+    for krate in library_crates() {
+        let mut files = Vec::new();
+        rust_files(&root().join("crates").join(&krate).join("src"), &mut files);
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            for (first, last, name) in functions(&text) {
+                let n = last - first + 1;
+                assert!(
+                    n <= MAX_FUNCTION_LINES,
+                    "{}:{first}: fn {name} has {n} lines (at most {MAX_FUNCTION_LINES})",
+                    f.display()
+                );
+            }
+        }
+    }
+}
+
+/// The most lines of one file of the CLI crate: the CLI maps arguments to library calls, and a
+/// longer file is a library hiding in the binary.
+const MAX_CLI_FILE_LINES: usize = 400;
+
+/// CLI files still over [`MAX_CLI_FILE_LINES`], each with the most lines it may have until it
+/// is split (issue #27: the evaluation runner and the typed report move into the libraries).
+/// The list may only shrink: an entry that fits, or a file that grows, fails.
+const CLI_FILES_OVER: &[(&str, usize)] = &[
+    ("evaluate.rs", 701),
+    ("reproduce.rs", 455),
+    ("reproduce_report.rs", 840),
+];
+
+#[test]
+fn cli_files_stay_short() {
+    let mut files = Vec::new();
+    rust_files(&root().join("crates/vidlrp-cli/src"), &mut files);
+    for f in files {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        let n = std::fs::read_to_string(&f).unwrap().lines().count();
+        match CLI_FILES_OVER.iter().find(|(k, _)| *k == name) {
+            Some(&(_, most)) => {
+                assert!(
+                    n <= most,
+                    "{}: {n} lines, more than its {most}",
+                    f.display()
+                );
+                assert!(
+                    n > MAX_CLI_FILE_LINES,
+                    "{}: {n} lines fit now; take it off CLI_FILES_OVER",
+                    f.display()
+                );
+            }
+            None => assert!(
+                n <= MAX_CLI_FILE_LINES,
+                "{}: {n} lines (at most {MAX_CLI_FILE_LINES}); move the work into a library",
+                f.display()
+            ),
+        }
+    }
+}
+
+#[test]
+fn no_public_library_signature_takes_or_returns_untyped_json() {
+    for krate in library_crates() {
+        let mut files = Vec::new();
+        rust_files(&root().join("crates").join(&krate).join("src"), &mut files);
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            let text = match text.find("#[cfg(test)]\nmod ") {
+                Some(at) => &text[..at],
+                None => &text[..],
+            };
+            for (at, _) in text.match_indices("pub fn ") {
+                let signature = &text[at..];
+                let end = signature.find(['{', ';']).unwrap_or(signature.len());
+                let signature = &signature[..end];
+                assert!(
+                    !signature.contains("Value"),
+                    "{}: a public function takes or returns untyped JSON: {}",
+                    f.display(),
+                    signature.split_whitespace().collect::<Vec<_>>().join(" ")
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_command_is_in_the_cli_readme() {
+    let main = std::fs::read_to_string(root().join("crates/vidlrp-cli/src/main.rs")).unwrap();
+    let readme = std::fs::read_to_string(root().join("crates/vidlrp-cli/README.md")).unwrap();
+    let body = &main[main
+        .find("enum Command {")
+        .expect("main.rs has enum Command")..];
+    let body = &body[..body.find("\n}").unwrap()];
+    let mut commands = Vec::new();
+    for line in body.lines() {
+        let code = line.trim();
+        // Variants: `Name(args::Type),` (doc comments and attributes skipped).
+        if let Some((name, _)) = code.split_once('(') {
+            if name.chars().next().is_some_and(char::is_uppercase) && !code.starts_with("#[") {
+                let mut kebab = String::new();
+                for (i, c) in name.chars().enumerate() {
+                    if c.is_uppercase() && i > 0 {
+                        kebab.push('-');
+                    }
+                    kebab.push(c.to_ascii_lowercase());
+                }
+                commands.push(kebab);
+            }
+        }
+    }
+    assert!(
+        commands.len() >= 10,
+        "found only {commands:?} in enum Command"
+    );
+    for c in commands {
+        assert!(
+            readme.contains(&format!("`{c}`")),
+            "crates/vidlrp-cli/README.md does not list the command `{c}`"
         );
     }
 }

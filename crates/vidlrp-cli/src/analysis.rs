@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use serde_json::{json, Value};
+use serde_json::json;
 use vidlrp_c3d::Pool5;
 use vidlrp_dataset::{AnalysisMethod, Condition, Manifest, Records, RunOptions, Shard};
 use vidlrp_io::Outputs;
@@ -331,23 +331,20 @@ fn default_offsets() -> Vec<usize> {
 }
 
 /// The summary lines for stderr.
-fn report(summary: &Value) {
-    for c in summary["conditions"].as_array().into_iter().flatten() {
-        let e = &c["effects"];
+fn report(summary: &vidlrp_dataset::Summary) {
+    let f = |v: Option<f64>, digits: usize| v.map_or("-".into(), |v| format!("{v:.digits$}"));
+    for c in &summary.conditions {
+        let e = c.effects.as_ref();
         eprintln!(
             "  {:<12} n={:<4} border a={:<10} lookahead b'={:<10} top-5={}",
-            c["key"].as_str().unwrap_or("?"),
-            c["n"],
-            e["border"]
-                .as_f64()
-                .map_or("-".into(), |v| format!("{v:.5}")),
-            e["lookahead"]
-                .as_f64()
-                .map_or("-".into(), |v| format!("{v:.5}")),
-            c["top5"].as_f64().map_or("-".into(), |v| format!("{v:.3}")),
+            c.key,
+            c.n,
+            f(e.map(|e| e.border), 5),
+            f(e.map(|e| e.lookahead), 5),
+            f(c.top5, 3),
         );
     }
-    for w in summary["warnings"].as_array().into_iter().flatten() {
-        eprintln!("  warning: {}", w.as_str().unwrap_or(""));
+    for w in &summary.warnings {
+        eprintln!("  warning: {w}");
     }
 }

@@ -8,6 +8,9 @@ use anyhow::{Context, Result};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
+use vidlrp_core::Method;
+use vidlrp_dataset::{AnalysisMethod, ConditionSummary, Summary};
+
 use crate::reproduce::StageRun;
 
 /// What the report is made from.
@@ -63,12 +66,24 @@ struct Estimate {
 }
 
 impl Estimate {
-    fn of(effects: &Value, key: &str) -> Option<Self> {
-        Some(Self {
-            value: effects[key].as_f64()?,
-            lo: effects[format!("{key}_ci")]["lo"].as_f64(),
-            hi: effects[format!("{key}_ci")]["hi"].as_f64(),
-        })
+    fn new(value: f64, ci: Option<vidlrp_stats::Interval>) -> Self {
+        Self {
+            value,
+            lo: ci.map(|i| i.lo),
+            hi: ci.map(|i| i.hi),
+        }
+    }
+
+    /// The border strength `a` of a condition, with its interval.
+    fn border(c: &ConditionSummary) -> Option<Self> {
+        let e = c.effects.as_ref()?;
+        Some(Self::new(e.border, e.border_ci))
+    }
+
+    /// The lookahead strength `b'` of a condition, with its interval.
+    fn lookahead(c: &ConditionSummary) -> Option<Self> {
+        let e = c.effects.as_ref()?;
+        Some(Self::new(e.lookahead, e.lookahead_ci))
     }
 
     /// `> 0` with the whole interval above 0 holds, the whole interval below does not.
@@ -98,14 +113,6 @@ fn read_json(path: &Path) -> Result<Value> {
     serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
 }
 
-/// The conditions of a summary, by key.
-fn conditions(summary: &Value) -> Vec<&Value> {
-    summary["conditions"]
-        .as_array()
-        .map(|c| c.iter().collect())
-        .unwrap_or_default()
-}
-
 fn pct(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{:.1} %", 100.0 * v))
 }
@@ -113,11 +120,11 @@ fn pct(v: Option<f64>) -> String {
 /// Writes REPORT.md and report.html; returns the claims as JSON.
 pub fn write(inp: &Inputs) -> Result<Value> {
     let out = &inp.out;
-    let synth = read_json(&out.join("data/synth.json"))?;
-    let log = read_json(&out.join("model/model.log.json"))?;
-    let profile = read_json(&out.join("profile/summary.json"))?;
-    let steps = read_json(&out.join("steps/summary.json"))?;
-    let offsets = read_json(&out.join("offsets/summary.json"))?;
+    let synth = vidlrp_synth::Description::read(&out.join("data"))?;
+    let log = vidlrp_train::TrainLog::read(&out.join("model/model.log.json"))?;
+    let profile = Summary::read(&out.join("profile"))?;
+    let steps = Summary::read(&out.join("steps"))?;
+    let offsets = Summary::read(&out.join("offsets"))?;
     let plan = &inp.plan;
     let (chance1, chance5) = inp.chance;
 
@@ -143,14 +150,12 @@ pub fn write(inp: &Inputs) -> Result<Value> {
     )));
 
     // --- The claims -------------------------------------------------------------------
-    let by_key = |s: &Value, k: &str| conditions(s).into_iter().find(|c| c["key"] == k).cloned();
-    let effect =
-        |s: &Value, k: &str, e: &str| by_key(s, k).and_then(|c| Estimate::of(&c["effects"], e));
+    let border = |s: &Summary, k: &str| s.condition(k).and_then(Estimate::border);
     let mut claims: Vec<(String, String, Verdict)> = Vec::new();
     // 1. Border a > 0 for trained DTD and SA.
     {
-        let d = effect(&profile, "dtd", "border");
-        let s = effect(&profile, "sa", "border");
+        let d = border(&profile, "dtd");
+        let s = border(&profile, "sa");
         let verdict = match (d, s) {
             (Some(d), Some(s)) => match (d.sign(true), s.sign(true)) {
                 (Verdict::Holds, Verdict::Holds) => Verdict::Holds,
@@ -171,7 +176,7 @@ pub fn write(inp: &Inputs) -> Result<Value> {
     }
     // 2. a < 0 for DTD-u.
     {
-        let u = effect(&profile, "dtd-u", "border");
+        let u = border(&profile, "dtd-u");
         claims.push((
             "No border effect without training: a < 0 for DTD-u".into(),
             format!("DTD-u a = {}", u.map_or("-".into(), Estimate::show)),
@@ -179,23 +184,10 @@ pub fn write(inp: &Inputs) -> Result<Value> {
         ));
     }
     // 3. The border effect shrinks as the step grows.
-    let of_method = |s: &Value, m: &str| -> Vec<Value> {
-        conditions(s)
-            .into_iter()
-            .filter(|c| c["method"] == m)
-            .cloned()
-            .collect()
-    };
-    let step_rows: Vec<(usize, Estimate, Option<f64>, Option<f64>)> = of_method(&steps, "dtd")
-        .iter()
-        .filter_map(|c| {
-            Some((
-                c["step"].as_u64()? as usize,
-                Estimate::of(&c["effects"], "border")?,
-                c["top1"].as_f64(),
-                c["top5"].as_f64(),
-            ))
-        })
+    let dtd = AnalysisMethod::Explain(Method::Dtd);
+    let step_rows: Vec<(usize, Estimate, Option<f64>, Option<f64>)> = steps
+        .of_method(dtd)
+        .filter_map(|c| Some((c.step, Estimate::border(c)?, c.top1, c.top5)))
         .collect();
     {
         let moving: Vec<&(usize, Estimate, Option<f64>, Option<f64>)> =
@@ -234,14 +226,9 @@ pub fn write(inp: &Inputs) -> Result<Value> {
         ));
     }
     // 4. Lookahead highest at the first offsets.
-    let offset_rows: Vec<(usize, Estimate)> = of_method(&offsets, "dtd")
-        .iter()
-        .filter_map(|c| {
-            Some((
-                c["offset"].as_u64()? as usize,
-                Estimate::of(&c["effects"], "lookahead")?,
-            ))
-        })
+    let offset_rows: Vec<(usize, Estimate)> = offsets
+        .of_method(dtd)
+        .filter_map(|c| Some((c.offset, Estimate::lookahead(c)?)))
         .collect();
     {
         let best = offset_rows
@@ -303,7 +290,9 @@ pub fn write(inp: &Inputs) -> Result<Value> {
                 pct(best.and_then(|b| b.2)),
                 pct(train.and_then(|t| t.3)),
                 pct(train.and_then(|t| t.2)),
-                by_key(&steps, "dtd step=1").map_or(Value::Null, |c| c["n"].clone())
+                steps
+                    .condition("dtd step=1")
+                    .map_or("?".into(), |c| c.n.to_string())
             ),
             verdict,
         ));
@@ -338,13 +327,9 @@ pub fn write(inp: &Inputs) -> Result<Value> {
     ));
 
     // --- Data set and training ------------------------------------------------------------
-    let spec = &synth["spec"];
-    let summary = &synth["summary"];
-    let titles = summary["videos"].as_array().map_or(0, |v| {
-        v.iter()
-            .filter(|v| v["title_frames"].as_u64() > Some(0))
-            .count()
-    });
+    let spec = &synth.spec;
+    let summary = &synth.summary;
+    let titles = summary.videos.iter().filter(|v| v.title_frames > 0).count();
     doc.push(Block::Heading(2, "Data set".into()));
     doc.push(Block::Para(format!(
         "`vidlrp synth`: {} classes ({}), {} videos of {}x{} pixels at {} fps: {} for training \
@@ -355,59 +340,49 @@ pub fn write(inp: &Inputs) -> Result<Value> {
          whatever its class, so no single frame tells the classes apart (tested). {} videos \
          ({:.0} % asked) open with a static title card of 8-32 frames, the uninformative \
          opening the paper suspects in Sports-1M.",
-        spec["classes"],
-        synth["classes"]
-            .as_array()
-            .map(|c| c
-                .iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(", "))
-            .unwrap_or_default(),
-        spec["videos"],
-        spec["width"],
-        spec["height"],
-        spec["fps"],
-        summary["train"],
-        summary["val"],
-        spec["frames"],
-        summary["test"],
-        spec["test_frames"],
-        spec["distractors"],
+        spec.classes,
+        synth.classes.join(", "),
+        spec.videos,
+        spec.width,
+        spec.height,
+        spec.fps,
+        summary.train,
+        summary.val,
+        spec.frames,
+        summary.test,
+        spec.test_frames.unwrap_or(spec.frames),
+        spec.distractors,
         titles,
-        100.0 * spec["title_share"].as_f64().unwrap_or(0.0),
+        100.0 * spec.title_share,
     )));
     doc.push(Block::Heading(2, "Training".into()));
-    let epochs = log["epochs"].as_array().cloned().unwrap_or_default();
-    let last = epochs.last().cloned().unwrap_or(Value::Null);
-    let test = &log["test"];
+    let c = &log.config;
+    let last = log.epochs.last();
     doc.push(Block::Para(format!(
-        "`vidlrp train`: C3D's architecture at width {} (conv widths {}, fc {}; {} parameters), \
-         input 16x{}x{} (the caffe preset scaled: `{}`), {} epochs of {} random snippet(s) per \
-         training video (random offset, step 1, random crop), batch {}, {} at learning rate {}, \
-         dropout {}. Final training loss {:.3}, training accuracy {}; validation top-1 {}.",
-        log["width"],
-        log["conv_widths"],
-        log["fc_widths"],
-        log["parameters"],
-        log["size"],
-        log["size"],
-        format_args!("caffe@{}", log["size"]),
-        log["epochs"].as_array().map_or(0, Vec::len),
-        log["snippets_per_video"],
-        log["batch"],
-        log["optimizer"].as_str().unwrap_or("?"),
-        log["lr"]
-            .as_f64()
-            .map_or("?".into(), |v| format!("{}", v as f32)),
-        log["dropout"]
-            .as_f64()
-            .map_or("?".into(), |v| format!("{}", v as f32)),
-        last["loss"].as_f64().unwrap_or(f64::NAN),
-        pct(last["train_accuracy"].as_f64()),
-        pct(last["val_top1"].as_f64()),
+        "`vidlrp train`: C3D's architecture at width {} (conv widths {:?}, fc {:?}; {} \
+         parameters), input 16x{}x{} (the caffe preset scaled: `caffe@{}`), {} epochs of {} \
+         random snippet(s) per training video (random offset, step 1, random crop), batch {}, \
+         {} at learning rate {}, dropout {}. Final training loss {:.3}, training accuracy {}; \
+         validation top-1 {}.",
+        log.width,
+        log.conv_widths,
+        log.fc_widths,
+        log.parameters,
+        c.size,
+        c.size,
+        c.size,
+        log.epochs.len(),
+        c.snippets_per_video,
+        c.batch,
+        c.optimizer,
+        c.lr,
+        c.dropout,
+        last.map_or(f64::NAN, |e| e.loss),
+        pct(last.map(|e| e.train_accuracy)),
+        pct(last.map(|e| e.val_top1)),
     )));
-    let t1 = test["top1"].as_f64();
+    let test = log.test.as_ref();
+    let (t1, t5) = (test.map(|t| t.top1), test.map(|t| t.top5));
     doc.push(Block::Table(
         vec![
             "held-out test videos".into(),
@@ -416,17 +391,18 @@ pub fn write(inp: &Inputs) -> Result<Value> {
         ],
         vec![
             vec![
-                format!("this model ({} videos, centre snippets)", test["videos"]),
+                format!(
+                    "this model ({} videos, centre snippets)",
+                    test.map_or("?".into(), |t| t.videos.to_string())
+                ),
                 pct(t1),
-                pct(test["top5"].as_f64()),
+                pct(t5),
             ],
             vec!["chance".into(), pct(Some(chance1)), pct(Some(chance5))],
             vec![
                 "ratio to chance".into(),
                 t1.map_or("-".into(), |t| format!("{:.2}x", t / chance1)),
-                test["top5"]
-                    .as_f64()
-                    .map_or("-".into(), |t| format!("{:.2}x", t / chance5)),
+                t5.map_or("-".into(), |t| format!("{:.2}x", t / chance5)),
             ],
         ],
     ));
@@ -449,17 +425,16 @@ pub fn write(inp: &Inputs) -> Result<Value> {
         ],
         ["dtd", "sa", "dtd-u"]
             .iter()
-            .filter_map(|k| by_key(&profile, k))
+            .filter_map(|k| profile.condition(k))
             .map(|c| {
-                let e = &c["effects"];
                 vec![
-                    match c["key"].as_str() {
-                        Some("dtd-u") => "DTD-u".to_string(),
-                        k => k.unwrap_or("?").to_uppercase(),
+                    match c.key.as_str() {
+                        "dtd-u" => "DTD-u".to_string(),
+                        k => k.to_uppercase(),
                     },
-                    c["n"].to_string(),
-                    Estimate::of(e, "border").map_or("-".into(), Estimate::show),
-                    Estimate::of(e, "lookahead").map_or("-".into(), Estimate::show),
+                    c.n.to_string(),
+                    Estimate::border(c).map_or("-".into(), Estimate::show),
+                    Estimate::lookahead(c).map_or("-".into(), Estimate::show),
                 ]
             })
             .collect(),
@@ -480,18 +455,18 @@ pub fn write(inp: &Inputs) -> Result<Value> {
             "top-1".into(),
             "top-5".into(),
         ],
-        of_method(&steps, "dtd")
-            .iter()
+        steps
+            .of_method(dtd)
             .map(|c| {
-                let sa = by_key(&steps, &format!("sa step={}", c["step"]));
+                let sa = steps.condition(&format!("sa step={}", c.step));
                 vec![
-                    c["step"].to_string(),
-                    c["n"].to_string(),
-                    Estimate::of(&c["effects"], "border").map_or("-".into(), Estimate::show),
-                    sa.and_then(|c| Estimate::of(&c["effects"], "border"))
+                    c.step.to_string(),
+                    c.n.to_string(),
+                    Estimate::border(c).map_or("-".into(), Estimate::show),
+                    sa.and_then(Estimate::border)
                         .map_or("-".into(), Estimate::show),
-                    pct(c["top1"].as_f64()),
-                    pct(c["top5"].as_f64()),
+                    pct(c.top1),
+                    pct(c.top5),
                 ]
             })
             .collect(),

@@ -182,6 +182,18 @@ fn up<B: Backend>(be: &B, t: &HostTensor) -> B::Tensor {
     be.upload(t).expect("upload")
 }
 
+/// `out.push(compare_tensors(label, op on reference, op on other))`, `$be` naming the backend
+/// in `$op`.
+macro_rules! agree {
+    ($out:expr, $label:expr, $reference:expr, $other:expr, |$be:ident| $op:expr) => {
+        $out.push(compare_tensors(
+            $label,
+            on($reference, |$be| $op),
+            on($other, |$be| $op),
+        ))
+    };
+}
+
 /// Every op of `other` against `reference` on the random problems of `seed`: conv3d with
 /// bias, its transpose on a dense and on a mostly-zero gradient, linear and its transpose,
 /// max/sum pooling and their transposes, and the elementwise maps.
@@ -198,14 +210,11 @@ pub fn compare_ops<A: Backend, B: Backend>(reference: &A, other: &B, seed: u64) 
     let x = uniform(&mut rng, &xs, -1.0, 1.0);
     let w = uniform(&mut rng, &ws, -1.0, 1.0);
     let b = uniform(&mut rng, &ws[..1], -0.5, 0.5);
-    out.push(compare_tensors(
-        tag("conv3d"),
-        on(reference, |be| {
-            be.conv3d(&up(be, &x), &up(be, &w), Some(&up(be, &b)), &g)
-        }),
-        on(other, |be| {
-            be.conv3d(&up(be, &x), &up(be, &w), Some(&up(be, &b)), &g)
-        }),
+    agree!(out, tag("conv3d"), reference, other, |be| be.conv3d(
+        &up(be, &x),
+        &up(be, &w),
+        Some(&up(be, &b)),
+        &g
     ));
     if let Ok(o) = g.output_extent([xs[2], xs[3], xs[4]]) {
         let gs = [xs[0], ws[0], o[0], o[1], o[2]];
@@ -213,32 +222,20 @@ pub fn compare_ops<A: Backend, B: Backend>(reference: &A, other: &B, seed: u64) 
             ("conv3d_transposed dense", uniform(&mut rng, &gs, -1.0, 1.0)),
             ("conv3d_transposed 1 in 8", thinned(&mut rng, &gs, 8)),
         ] {
-            out.push(compare_tensors(
-                tag(what),
-                on(reference, |be| {
-                    be.conv3d_transposed(&up(be, &gy), &up(be, &w), &g, &xs)
-                }),
-                on(other, |be| {
-                    be.conv3d_transposed(&up(be, &gy), &up(be, &w), &g, &xs)
-                }),
+            agree!(out, tag(what), reference, other, |be| be.conv3d_transposed(
+                &up(be, &gy),
+                &up(be, &w),
+                &g,
+                &xs
             ));
         }
         // Parameter gradients (training): the weight gradient and the bias gradient.
         let gy = uniform(&mut rng, &gs, -1.0, 1.0);
-        out.push(compare_tensors(
-            tag("conv3d_weight_gradient"),
-            on(reference, |be| {
-                be.conv3d_weight_gradient(&up(be, &x), &up(be, &gy), &g, &ws)
-            }),
-            on(other, |be| {
-                be.conv3d_weight_gradient(&up(be, &x), &up(be, &gy), &g, &ws)
-            }),
-        ));
-        out.push(compare_tensors(
-            tag("sum_channels"),
-            on(reference, |be| be.sum_channels(&up(be, &gy))),
-            on(other, |be| be.sum_channels(&up(be, &gy))),
-        ));
+        agree!(out, tag("conv3d_weight_gradient"), reference, other, |be| {
+            be.conv3d_weight_gradient(&up(be, &x), &up(be, &gy), &g, &ws)
+        });
+        agree!(out, tag("sum_channels"), reference, other, |be| be
+            .sum_channels(&up(be, &gy)));
     }
     // Dense layers: batch 1..12 (the in-place small-batch path and the GEMM).
     let n = 1 + (rng.next_u64() % 12) as usize;
@@ -251,36 +248,28 @@ pub fn compare_ops<A: Backend, B: Backend>(reference: &A, other: &B, seed: u64) 
     let bl = uniform(&mut rng, &[d_out], -1.0, 1.0);
     let gl = uniform(&mut rng, &[n, d_out], -1.0, 1.0);
     let dense = format!("ops {seed} / linear [{n}, {d_in}] -> {d_out}");
-    out.push(compare_tensors(
-        dense.clone(),
-        on(reference, |be| {
-            be.linear(&up(be, &xl), &up(be, &wl), Some(&up(be, &bl)))
-        }),
-        on(other, |be| {
-            be.linear(&up(be, &xl), &up(be, &wl), Some(&up(be, &bl)))
-        }),
+    agree!(out, dense.clone(), reference, other, |be| be.linear(
+        &up(be, &xl),
+        &up(be, &wl),
+        Some(&up(be, &bl))
     ));
-    out.push(compare_tensors(
-        format!("{dense} transposed"),
-        on(reference, |be| {
-            be.linear_transposed(&up(be, &gl), &up(be, &wl))
-        }),
-        on(other, |be| be.linear_transposed(&up(be, &gl), &up(be, &wl))),
-    ));
-    out.push(compare_tensors(
+    agree!(out, format!("{dense} transposed"), reference, other, |be| {
+        be.linear_transposed(&up(be, &gl), &up(be, &wl))
+    });
+    agree!(
+        out,
         format!("{dense} weight gradient"),
-        on(reference, |be| {
-            be.linear_weight_gradient(&up(be, &xl), &up(be, &gl))
-        }),
-        on(other, |be| {
-            be.linear_weight_gradient(&up(be, &xl), &up(be, &gl))
-        }),
-    ));
-    out.push(compare_tensors(
+        reference,
+        other,
+        |be| be.linear_weight_gradient(&up(be, &xl), &up(be, &gl))
+    );
+    agree!(
+        out,
         format!("{dense} bias gradient"),
-        on(reference, |be| be.sum_channels(&up(be, &gl))),
-        on(other, |be| be.sum_channels(&up(be, &gl))),
-    ));
+        reference,
+        other,
+        |be| be.sum_channels(&up(be, &gl))
+    );
     // Pooling, with ties (values rounded to 1/4) so the first maximum matters.
     let (ps, pg) = random_pool(seed);
     let mut xp = uniform(&mut rng, &ps, -1.0, 1.0);
@@ -290,32 +279,16 @@ pub fn compare_ops<A: Backend, B: Backend>(reference: &A, other: &B, seed: u64) 
     let ptag = |op: &str| format!("ops {seed} / {op} x{ps:?} {pg:?}");
     if let Ok(o) = pg.output_extent([ps[2], ps[3], ps[4]]) {
         let gp = uniform(&mut rng, &[ps[0], ps[1], o[0], o[1], o[2]], 0.0, 1.0);
-        out.push(compare_tensors(
-            ptag("max_pool3d"),
-            on(reference, |be| be.max_pool3d(&up(be, &xp), &pg)),
-            on(other, |be| be.max_pool3d(&up(be, &xp), &pg)),
-        ));
-        out.push(compare_tensors(
-            ptag("max_pool3d_transposed"),
-            on(reference, |be| {
-                be.max_pool3d_transposed(&up(be, &xp), &up(be, &gp), &pg)
-            }),
-            on(other, |be| {
-                be.max_pool3d_transposed(&up(be, &xp), &up(be, &gp), &pg)
-            }),
-        ));
-        out.push(compare_tensors(
-            ptag("sum_pool3d"),
-            on(reference, |be| be.sum_pool3d(&up(be, &xp), &pg)),
-            on(other, |be| be.sum_pool3d(&up(be, &xp), &pg)),
-        ));
-        out.push(compare_tensors(
-            ptag("sum_pool3d_transposed"),
-            on(reference, |be| {
-                be.sum_pool3d_transposed(&up(be, &gp), &pg, &ps)
-            }),
-            on(other, |be| be.sum_pool3d_transposed(&up(be, &gp), &pg, &ps)),
-        ));
+        agree!(out, ptag("max_pool3d"), reference, other, |be| be
+            .max_pool3d(&up(be, &xp), &pg));
+        agree!(out, ptag("max_pool3d_transposed"), reference, other, |be| {
+            be.max_pool3d_transposed(&up(be, &xp), &up(be, &gp), &pg)
+        });
+        agree!(out, ptag("sum_pool3d"), reference, other, |be| be
+            .sum_pool3d(&up(be, &xp), &pg));
+        agree!(out, ptag("sum_pool3d_transposed"), reference, other, |be| {
+            be.sum_pool3d_transposed(&up(be, &gp), &pg, &ps)
+        });
     }
     // Elementwise maps, with exact zeros.
     let mut xe = uniform(&mut rng, &[3, 1000], -2.0, 2.0);
@@ -332,11 +305,13 @@ pub fn compare_ops<A: Backend, B: Backend>(reference: &A, other: &B, seed: u64) 
         UnaryOp::AddPositive(0.25),
         UnaryOp::AddNegative(0.25),
     ] {
-        out.push(compare_tensors(
+        agree!(
+            out,
             format!("ops {seed} / unary {op:?}"),
-            on(reference, |be| be.unary(&up(be, &xe), op)),
-            on(other, |be| be.unary(&up(be, &xe), op)),
-        ));
+            reference,
+            other,
+            |be| be.unary(&up(be, &xe), op)
+        );
     }
     for op in [
         BinaryOp::Add,
@@ -344,11 +319,13 @@ pub fn compare_ops<A: Backend, B: Backend>(reference: &A, other: &B, seed: u64) 
         BinaryOp::Mul,
         BinaryOp::StabDiv(1e-6),
     ] {
-        out.push(compare_tensors(
+        agree!(
+            out,
             format!("ops {seed} / binary {op:?}"),
-            on(reference, |be| be.binary(&up(be, &ye), &up(be, &xe), op)),
-            on(other, |be| be.binary(&up(be, &ye), &up(be, &xe), op)),
-        ));
+            reference,
+            other,
+            |be| be.binary(&up(be, &ye), &up(be, &xe), op)
+        );
     }
     out
 }

@@ -1,6 +1,6 @@
 //! vidlrp-cpu: the pure-ndarray CPU [`Backend`] of vidlrp.
 //!
-//! Tensors are standard-layout `ndarray::ArrayD<f32>`. Convolutions run on [`sgemm`], a packed
+//! Tensors are standard-layout `ndarray::ArrayD<f32>`. Convolutions run on [`gemm`], a packed
 //! GEMM (AVX-512F or AVX2+FMA register kernels) that gathers im2col columns straight from the
 //! input (tiled im2col + matrixmultiply on CPUs with neither); 3x3x3 stride-1 convolutions with
 //! mixed-sign operands by Winograd's `F(2x2x2, 3x3x3)` on the same GEMM (sums of non-negative
@@ -27,20 +27,15 @@
 //! assert_eq!(z[[0, 0, 0, 0, 0]], 8.0); // a corner sees 2 x 2 x 2
 //! ```
 
-mod constant;
 mod conv;
-mod direct;
 mod elementwise;
-mod gemm;
+pub mod gemm;
 mod pool;
-pub mod sgemm;
-mod sparse;
-mod winograd;
 
 use std::borrow::Cow;
 
-use conv::ConvDims;
-use gemm::par_gemm;
+use conv::{ConvDims, Direction};
+use gemm::dense::par_gemm;
 use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, IxDyn};
 use pool::PoolDims;
 use rayon::prelude::*;
@@ -86,14 +81,6 @@ impl Cpu {
             threads,
             winograd_kernels: std::sync::Mutex::new(Vec::new()),
         })
-    }
-
-    /// The Winograd kernel storage (a panic while it was held left nothing to protect: it is
-    /// refilled before every use).
-    fn winograd_kernels(&self) -> std::sync::MutexGuard<'_, Vec<f32>> {
-        self.winograd_kernels
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Number of worker threads.
@@ -173,21 +160,6 @@ fn slice(t: &ArrayD<f32>) -> &[f32] {
 
 fn from_vec(shape: &[usize], data: Vec<f32>) -> ArrayD<f32> {
     ArrayD::from_shape_vec(IxDyn(shape), data).expect("length matches shape")
-}
-
-/// Whether every value is `>= 0` (stops at the first that is not).
-fn non_negative(v: &[f32]) -> bool {
-    v.par_iter().all(|&e| e >= 0.0)
-}
-
-/// Whether a convolution where [`winograd::applies`] may take that path: not when both operands
-/// are non-negative. Then every product is `>= 0` and direct summation gives each output to
-/// relative precision, which the `z+` rule needs: its `z` is divided by (`s = R / stab(z)`),
-/// and its `s` can span many orders of magnitude (`z = 0` gives `R / eps`), where Winograd's
-/// subtractions would spill one large value's rounding error into its tile's neighbours. Plain
-/// forward passes and gradients (mixed signs) take Winograd, as in the deep learning libraries.
-fn winograd_allowed(a: &[f32], b: &[f32]) -> bool {
-    !(non_negative(a) && non_negative(b))
 }
 
 /// The checked extents of one convolution (see [`operands::conv3d`]).
@@ -354,34 +326,23 @@ impl Backend for Cpu {
         let dims = conv_dims(x.shape(), w.shape(), g)?;
         let (n, c_out) = (x.shape()[0], w.shape()[0]);
         operands::bias("conv3d", bias.map(ndarray::ArrayBase::shape), c_out)?;
-        let w2 = ArrayView2::from_shape((c_out, dims.rows()), slice(w)).expect("weight shape");
-        let p = dims.positions();
-        let mut out = vec![0.0f32; n * c_out * p];
+        let mut out = vec![0.0f32; n * c_out * dims.positions()];
+        let (x, w, b) = (slice(x), slice(w), bias.map(slice));
         self.run(|| {
-            if winograd::applies(&dims, c_out, n) && winograd_allowed(slice(w), slice(x)) {
-                let b = bias.map(slice);
-                let mut u = self.winograd_kernels();
-                let (x, w) = (slice(x), slice(w));
-                winograd::conv(&mut u, &dims, n, c_out, x, w, false, b, &mut out);
-                return;
-            }
-            if sgemm::fast() {
-                // Constant channel planes (z^B's bounds): one sum per tap pattern, the same
-                // values as the GEMM below.
-                let plane = dims.input.iter().product::<usize>();
-                let consts: Option<Vec<Vec<f32>>> = slice(x)
-                    .chunks(dims.input_len())
-                    .map(|xs| constant::planes(xs, dims.c_in, plane))
-                    .collect();
-                if let Some(consts) = consts.filter(|_| slice(w).iter().all(|v| v.is_finite())) {
-                    for (cs, os) in consts.iter().zip(out.chunks_mut(c_out * p)) {
-                        constant::conv_sample(&dims, cs, slice(w), bias.map(slice), os);
-                    }
-                    return;
-                }
-            }
-            let mut col = Vec::new();
-            conv::conv_forward(&dims, n, slice(x), w2, bias.map(slice), &mut out, &mut col);
+            let path = conv::choose(Direction::Forward, &dims, n, c_out, x, w);
+            let u = &self.winograd_kernels;
+            conv::run(
+                &path,
+                Direction::Forward,
+                &dims,
+                n,
+                c_out,
+                x,
+                w,
+                b,
+                u,
+                &mut out,
+            );
         });
         let [to, ho, wo] = dims.output;
         Ok(from_vec(&[n, c_out, to, ho, wo], out))
@@ -399,7 +360,9 @@ impl Backend for Cpu {
         let dims = conv_dims(x.shape(), weight_shape, g)?;
         let (n, c_out) = (x.shape()[0], weight_shape[0]);
         let mut dw = vec![0.0f32; c_out * dims.rows()];
-        self.run(|| conv::conv_weight_gradient(&dims, n, c_out, slice(x), slice(gy), &mut dw));
+        self.run(|| {
+            conv::im2col::conv_weight_gradient(&dims, n, c_out, slice(x), slice(gy), &mut dw);
+        });
         Ok(from_vec(weight_shape, dw))
     }
 
@@ -454,74 +417,23 @@ impl Backend for Cpu {
         let dims = conv_dims(input_shape, w.shape(), g)?;
         operands::conv3d_gradient(input_shape, w.shape(), gy.shape(), dims.output)?;
         let (n, c_out) = (input_shape[0], w.shape()[0]);
-        let p = dims.positions();
         let mut dx = vec![0.0f32; n * dims.input_len()];
-        if direct::applies(&dims) {
-            self.run(|| {
-                for (gs, ds) in slice(gy)
-                    .chunks(c_out * p)
-                    .zip(dx.chunks_mut(dims.input_len()))
-                {
-                    direct::conv_transposed_direct_sample(&dims, c_out, gs, slice(w), ds);
-                }
-            });
-            return Ok(from_vec(input_shape, dx));
-        }
-        // The count is a pass over the gradient: only made where the sparse path could apply.
-        let sparse = p >= sparse::SPARSE_MIN_POSITIONS && {
-            let nonzero = self.run(|| slice(gy).par_iter().filter(|&&v| v != 0.0).count());
-            (nonzero as f64) < sparse::sparse_density() * gy.len() as f64
-        };
-        if sparse {
-            let kvol = g.kernel.iter().product::<usize>();
-            self.run(|| {
-                let lanes = sparse::LaneKernel::new(slice(w), c_out, dims.c_in, kvol);
-                for (gs, ds) in slice(gy)
-                    .chunks(c_out * p)
-                    .zip(dx.chunks_mut(dims.input_len()))
-                {
-                    sparse::conv_transposed_sparse_sample(&dims, gs, &lanes, ds);
-                }
-            });
-            return Ok(from_vec(input_shape, dx));
-        }
-        let td = ConvDims {
-            c_in: c_out,
-            input: dims.output,
-            output: dims.input,
-            g: *g,
-        };
-        if winograd::applies(&td, dims.c_in, n)
-            && self.run(|| winograd_allowed(slice(w), slice(gy)))
-        {
-            let mut guard = self.winograd_kernels();
-            let u: &mut Vec<f32> = &mut guard;
-            let (gy, w) = (slice(gy), slice(w));
-            self.run(|| winograd::conv(u, &td, n, dims.c_in, gy, w, true, None, &mut dx));
-            return Ok(from_vec(input_shape, dx));
-        }
-        if sgemm::fast() {
-            if let Some(fd) = conv::flipped_dims(&dims, c_out, n) {
-                self.run(|| {
-                    let wf = conv::flipped_kernel(slice(w), c_out, dims.c_in, fd.rows() / c_out);
-                    let wf2 =
-                        ArrayView2::from_shape((dims.c_in, fd.rows()), &wf[..]).expect("shape");
-                    let mut col = Vec::new();
-                    conv::conv_forward(&fd, n, slice(gy), wf2, None, &mut dx, &mut col);
-                });
-                return Ok(from_vec(input_shape, dx));
-            }
-        }
-        let w2 = ArrayView2::from_shape((c_out, dims.rows()), slice(w)).expect("weight shape");
+        let (gy, w) = (slice(gy), slice(w));
         self.run(|| {
-            let mut col = Vec::new();
-            for (gs, ds) in slice(gy)
-                .chunks(c_out * p)
-                .zip(dx.chunks_mut(dims.input_len()))
-            {
-                let gv = ArrayView2::from_shape((c_out, p), gs).expect("gradient shape");
-                conv::conv_transposed_sample(&dims, gv, w2, ds, &mut col);
-            }
+            let path = conv::choose(Direction::Transposed, &dims, n, c_out, gy, w);
+            let u = &self.winograd_kernels;
+            conv::run(
+                &path,
+                Direction::Transposed,
+                &dims,
+                n,
+                c_out,
+                gy,
+                w,
+                None,
+                u,
+                &mut dx,
+            );
         });
         Ok(from_vec(input_shape, dx))
     }
@@ -549,8 +461,8 @@ impl Backend for Cpu {
             None => vec![0.0; n * d_out],
         };
         self.run(|| {
-            if n <= gemm::SMALL_BATCH {
-                gemm::small_batch_linear(slice(x), slice(w), &mut out, n, d_in);
+            if n <= gemm::dense::SMALL_BATCH {
+                gemm::dense::small_batch_linear(slice(x), slice(w), &mut out, n, d_in);
             } else {
                 let ov = ArrayViewMut2::from_shape((n, d_out), &mut out[..]).expect("shape");
                 par_gemm(1.0, xv, wv.t(), 1.0, ov);
@@ -566,8 +478,8 @@ impl Backend for Cpu {
         let wv = ArrayView2::from_shape((d_out, d_in), slice(w)).expect("shape");
         let mut out = vec![0.0f32; n * d_in];
         self.run(|| {
-            if n <= gemm::SMALL_BATCH {
-                gemm::small_batch_linear_transposed(slice(g), slice(w), &mut out, n, d_in);
+            if n <= gemm::dense::SMALL_BATCH {
+                gemm::dense::small_batch_linear_transposed(slice(g), slice(w), &mut out, n, d_in);
             } else {
                 let ov = ArrayViewMut2::from_shape((n, d_in), &mut out[..]).expect("shape");
                 par_gemm(1.0, gv, wv, 0.0, ov);

@@ -25,7 +25,37 @@ pub enum AnalysisMethod {
     DtdUntrained,
 }
 
+/// The network a condition explains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Network {
+    /// The model under analysis (the run's weights).
+    Trained,
+    /// A seeded He-normal re-initialisation of its architecture (DTD-u's baseline).
+    Untrained,
+}
+
 impl AnalysisMethod {
+    /// The network this method explains.
+    ///
+    /// ```
+    /// use vidlrp_dataset::{AnalysisMethod, Network};
+    /// assert_eq!(AnalysisMethod::DtdUntrained.network(), Network::Untrained);
+    /// ```
+    pub fn network(self) -> Network {
+        match self {
+            AnalysisMethod::DtdUntrained => Network::Untrained,
+            AnalysisMethod::Explain(_) => Network::Trained,
+        }
+    }
+
+    /// The method of [`vidlrp_core`] that explains the network: DTD-u is DTD.
+    pub fn method(self) -> vidlrp_core::Method {
+        match self {
+            AnalysisMethod::Explain(m) => m,
+            AnalysisMethod::DtdUntrained => vidlrp_core::Method::Dtd,
+        }
+    }
+
     /// The method's name (`dtd`, `sa`, `dtd-u`, ...).
     pub fn name(self) -> &'static str {
         match self {

@@ -43,17 +43,21 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
 }
 
 impl Journal {
-    /// Opens the journal at `path` for the run described by `run` (any JSON naming the
-    /// command, options, conditions and shard). With `resume`, an existing journal of the same
+    /// Opens the journal at `path` for the run described by `run` (anything serializable
+    /// naming the command, options, conditions and shard; its JSON, keys sorted, heads the
+    /// journal). With `resume`, an existing journal of the same
     /// run is continued and its finished videos returned; without, or if there is none, a new
     /// journal is started.
     ///
     /// **Errors** if resuming a journal written by another run, or on I/O errors.
     pub fn open(
         path: &Path,
-        run: &serde_json::Value,
+        run: &impl serde::Serialize,
         resume: bool,
     ) -> Result<(Self, Vec<ItemRecord>)> {
+        let run = serde_json::to_value(run).map_err(|e| {
+            DatasetError::Records(format!("the run cannot be described as JSON: {e}"))
+        })?;
         let header = serde_json::json!({"journal": JOURNAL_FORMAT, "run": run}).to_string();
         if resume && path.exists() {
             let mut file = OpenOptions::new()

@@ -22,11 +22,11 @@ mod report;
 mod runner;
 mod shard;
 
-pub use condition::{AnalysisMethod, Condition};
+pub use condition::{AnalysisMethod, Condition, Network};
 pub use journal::{ItemRecord, Journal};
 pub use manifest::{labels_for, read_labels, Item, Manifest};
 pub use records::{merge, Outcome, Records, RunConfig, Status, RECORDS_FORMAT};
-pub use report::{summarize, Summary};
+pub use report::{summarize, ConditionSummary, Missed, Summary, SUMMARY_FORMAT};
 pub use runner::{run, Progress, RunOptions};
 pub use shard::Shard;
 

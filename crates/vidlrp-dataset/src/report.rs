@@ -3,14 +3,97 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use vidlrp_stats::Effects;
 use vidlrp_viz::plots::{share_figure, xy_figure, Series, SharePanel};
 
-use crate::{AnalysisMethod, Condition, DatasetError, Records, Result, Status};
+use crate::{AnalysisMethod, Condition, DatasetError, Records, Result, RunConfig, Shard, Status};
 
-/// The JSON summary of a run (as written to `summary.json`).
-pub type Summary = Value;
+/// The format of `summary.json` this build writes and reads.
+pub const SUMMARY_FORMAT: u32 = 1;
+
+/// The summary of a data-set run, as written to `summary.json` by [`summarize`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// [`SUMMARY_FORMAT`].
+    pub format: u32,
+    /// The command that ran (`profile`, `sweep-steps`, `sweep-offsets`).
+    pub command: String,
+    /// The run's options.
+    pub config: RunConfig,
+    /// Videos in the manifest.
+    pub manifest_items: usize,
+    /// The shards the summary covers.
+    pub shards: Vec<Shard>,
+    /// One entry per condition, in run order.
+    pub conditions: Vec<ConditionSummary>,
+    /// What a reader should know: conditions without effects, skipped and failed videos.
+    pub warnings: Vec<String>,
+}
+
+/// One condition's results over the run's videos.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConditionSummary {
+    /// The condition's key (`dtd step=2`).
+    pub key: String,
+    /// The explanation method.
+    pub method: AnalysisMethod,
+    /// First source frame of the snippet.
+    pub offset: usize,
+    /// Source frames between snippet frames.
+    pub step: usize,
+    /// Videos analysed.
+    pub n: usize,
+    /// Border and lookahead strengths with bootstrap intervals (`None` where too few videos).
+    pub effects: Option<Effects>,
+    /// Top-1 accuracy over the labelled videos (`None` without labels).
+    pub top1: Option<f64>,
+    /// Top-5 accuracy over the labelled videos.
+    pub top5: Option<f64>,
+    /// Top-1 hits and labelled videos.
+    pub hits_top1: (usize, usize),
+    /// Top-5 hits and labelled videos.
+    pub hits_top5: (usize, usize),
+    /// Videos too short for the snippet.
+    pub skipped: Vec<Missed>,
+    /// Videos that could not be read or explained.
+    pub failed: Vec<Missed>,
+}
+
+/// A video that gave no observation, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Missed {
+    /// Its manifest index.
+    pub item: usize,
+    /// Its path as in the manifest.
+    pub path: String,
+    /// Why.
+    pub reason: Option<String>,
+}
+
+impl vidlrp_io::Versioned for Summary {
+    const FORMAT: u32 = SUMMARY_FORMAT;
+    const WHAT: &'static str = "data-set summary";
+}
+
+impl Summary {
+    /// Reads `dir/summary.json`.
+    ///
+    /// **Errors** if it is missing, of another format, or not a summary.
+    pub fn read(dir: &Path) -> Result<Self> {
+        Ok(vidlrp_io::read_versioned(&dir.join("summary.json"))?)
+    }
+
+    /// The condition with this key.
+    pub fn condition(&self, key: &str) -> Option<&ConditionSummary> {
+        self.conditions.iter().find(|c| c.key == key)
+    }
+
+    /// The conditions of one method, in run order.
+    pub fn of_method(&self, method: AnalysisMethod) -> impl Iterator<Item = &ConditionSummary> {
+        self.conditions.iter().filter(move |c| c.method == method)
+    }
+}
 
 fn write_text(dir: &Path, name: &str, text: &str) -> Result<()> {
     vidlrp_io::atomic_write(&dir.join(name), |w| {
@@ -42,11 +125,15 @@ pub fn summarize(dir: &Path, rec: &Records) -> Result<Summary> {
     let mut effects = BTreeMap::new();
     for c in &rec.conditions {
         let acc = &rec.accumulators[&c.key];
-        let listed = |status: Status| -> Vec<Value> {
+        let listed = |status: Status| -> Vec<Missed> {
             rec.outcomes
                 .iter()
                 .filter(|o| o.condition == c.key && o.status == status)
-                .map(|o| json!({"item": o.item, "path": o.path, "reason": o.reason}))
+                .map(|o| Missed {
+                    item: o.item,
+                    path: o.path.clone(),
+                    reason: o.reason.clone(),
+                })
                 .collect()
         };
         let (skipped, failed) = (listed(Status::Skipped), listed(Status::Failed));
@@ -65,15 +152,23 @@ pub fn summarize(dir: &Path, rec: &Records) -> Result<Summary> {
                 failed.len()
             ));
         }
-        conditions.push(json!({
-            "key": c.key, "method": c.method, "offset": c.offset, "step": c.step,
-            "n": acc.count(), "effects": e, "top1": acc.accuracy(1), "top5": acc.accuracy(5),
-            "hits_top1": acc.hits(1), "hits_top5": acc.hits(5),
-            "skipped": skipped, "failed": failed,
-        }));
-        if let Some(e) = e {
-            effects.insert(c.key.clone(), e);
+        if let Some(e) = &e {
+            effects.insert(c.key.clone(), e.clone());
         }
+        conditions.push(ConditionSummary {
+            key: c.key.clone(),
+            method: c.method,
+            offset: c.offset,
+            step: c.step,
+            n: acc.count(),
+            effects: e,
+            top1: acc.accuracy(1),
+            top5: acc.accuracy(5),
+            hits_top1: acc.hits(1),
+            hits_top5: acc.hits(5),
+            skipped,
+            failed,
+        });
     }
     if effects.is_empty() {
         return Err(DatasetError::Empty(format!(
@@ -81,49 +176,44 @@ pub fn summarize(dir: &Path, rec: &Records) -> Result<Summary> {
             warnings.join("; ")
         )));
     }
-    let summary = json!({
-        "command": rec.command, "config": rec.config, "manifest_items": rec.manifest_items,
-        "shards": rec.shards, "conditions": conditions, "warnings": warnings,
-    });
+    let summary = Summary {
+        format: SUMMARY_FORMAT,
+        command: rec.command.clone(),
+        config: rec.config.clone(),
+        manifest_items: rec.manifest_items,
+        shards: rec.shards.clone(),
+        conditions,
+        warnings,
+    };
     rec.write(&dir.join("records.json"))?;
-    let pretty =
-        serde_json::to_string_pretty(&summary).map_err(|e| DatasetError::Records(e.to_string()))?;
-    write_text(dir, "summary.json", &(pretty + "\n"))?;
-    write_text(
-        dir,
-        "conditions.csv",
-        &conditions_table(rec, &conditions, &effects),
-    )?;
+    vidlrp_io::write_json(&dir.join("summary.json"), &summary)?;
+    write_text(dir, "conditions.csv", &conditions_table(&summary))?;
     write_text(dir, "shares.csv", &shares_table(rec, &effects))?;
     figures(dir, rec, &effects)?;
     Ok(summary)
 }
 
-fn conditions_table(
-    rec: &Records,
-    summaries: &[Value],
-    effects: &BTreeMap<String, Effects>,
-) -> String {
+fn conditions_table(summary: &Summary) -> String {
     let mut table = String::from("condition,method,offset,step,n,border,border_lo,border_hi,lookahead,lookahead_lo,lookahead_hi,top1,top5,skipped,failed\n");
-    for (c, s) in rec.conditions.iter().zip(summaries) {
-        let e = effects.get(&c.key);
+    for c in &summary.conditions {
+        let e = c.effects.as_ref();
         let f = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v}"));
         let row = [
             c.key.clone(),
             c.method.to_string(),
             c.offset.to_string(),
             c.step.to_string(),
-            s["n"].to_string(),
+            c.n.to_string(),
             f(e.map(|e| e.border)),
             f(e.and_then(|e| e.border_ci).map(|i| i.lo)),
             f(e.and_then(|e| e.border_ci).map(|i| i.hi)),
             f(e.map(|e| e.lookahead)),
             f(e.and_then(|e| e.lookahead_ci).map(|i| i.lo)),
             f(e.and_then(|e| e.lookahead_ci).map(|i| i.hi)),
-            f(s["top1"].as_f64()),
-            f(s["top5"].as_f64()),
-            s["skipped"].as_array().map_or(0, Vec::len).to_string(),
-            s["failed"].as_array().map_or(0, Vec::len).to_string(),
+            f(c.top1),
+            f(c.top5),
+            c.skipped.len().to_string(),
+            c.failed.len().to_string(),
         ];
         table += &row.join(",");
         table.push('\n');

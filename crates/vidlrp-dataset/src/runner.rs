@@ -9,8 +9,8 @@ use vidlrp_snippet::{Preprocess, ShortPolicy, SnippetError, SnippetSpec};
 use vidlrp_stats::{Accumulator, Observation};
 
 use crate::{
-    AnalysisMethod, Condition, DatasetError, Item, Manifest, Outcome, Records, Result, RunConfig,
-    Shard, Status, RECORDS_FORMAT,
+    Condition, DatasetError, Item, Manifest, Network, Outcome, Records, Result, RunConfig, Shard,
+    Status, RECORDS_FORMAT,
 };
 
 /// The options of a data-set run.
@@ -118,77 +118,18 @@ pub fn run<B: Backend>(
     conditions: Vec<Condition>,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Records> {
-    if conditions.is_empty() {
-        return Err(DatasetError::Empty(
-            "nothing to measure: the list of conditions is empty".into(),
-        ));
-    }
-    let keys: BTreeSet<&str> = conditions.iter().map(|c| c.key.as_str()).collect();
-    if keys.len() != conditions.len() {
-        return Err(DatasetError::Records("two conditions share a key".into()));
-    }
-    if opts.length == 0 {
-        return Err(DatasetError::Empty(
-            "snippets need at least one frame".into(),
-        ));
-    }
+    check_conditions(&conditions, opts)?;
     let [h, w] = opts.preset.input_size();
     let input = [3, opts.length, h, w];
     let weights_sha256 = crate::sha256_file(&opts.weights)?;
     let loaded = vidlrp_c3d::load_weights(&opts.weights)?;
     let origin = loaded.origin;
     let pool5 = opts.pool5.unwrap_or(origin.pool5());
-    let weights = loaded.tensors;
-    let spec = C3dSpec::from_weights(&weights)?;
-    let (net, _) = vidlrp_c3d::build(be, weights, pool5, input)?;
-    let preset_options = PresetOptions {
-        low: opts.preset.low(),
-        high: opts.preset.high(),
-        ..PresetOptions::default()
-    };
-    let mut composites = BTreeMap::new();
-    for c in &conditions {
-        let method = match c.method {
-            AnalysisMethod::Explain(m) => m,
-            AnalysisMethod::DtdUntrained => vidlrp_core::Method::Dtd,
-        };
-        let composite = Composite::preset(method, &preset_options)?;
-        // DTD-u's network has the trained one's architecture: the same rules fit both.
-        net.rules(&composite)?;
-        composites.insert(c.key.clone(), composite);
-    }
-
-    let config = RunConfig {
-        manifest: opts.manifest.path.clone(),
-        manifest_sha256: opts.manifest.sha256.clone(),
-        weights: opts.weights.clone(),
-        weights_sha256,
-        preset: preset_id(&opts.preset),
-        pool5: pool5.to_string(),
-        origin: origin.to_string(),
-        length: opts.length,
-        short: match opts.short {
-            ShortPolicy::Skip => "skip".into(),
-            ShortPolicy::Clamp => "clamp".into(),
-        },
-        bootstrap: opts.bootstrap,
-        seed: opts.seed,
-    };
-    let (mut journal, resumed) = match &opts.journal {
-        Some(path) => {
-            // The batch size is part of the run: it changes shares by float rounding, and a
-            // resumed run must give the bytes of an uninterrupted one.
-            let run = serde_json::json!({
-                "command": command, "config": config.comparable(), "conditions": conditions,
-                "shard": opts.shard, "batch": opts.batch,
-            });
-            let (j, done) = crate::Journal::open(path, &run, opts.resume)?;
-            (Some(j), done)
-        }
-        None => (None, Vec::new()),
-    };
-    let mut resumed: BTreeMap<usize, crate::ItemRecord> =
-        resumed.into_iter().map(|r| (r.item, r)).collect();
+    let spec = C3dSpec::from_weights(&loaded.tensors)?;
+    let (net, _) = vidlrp_c3d::build(be, loaded.tensors, pool5, input)?;
+    let composites = composites(&net, &conditions, opts)?;
+    let config = run_config(opts, weights_sha256, pool5, origin);
+    let (mut journal, mut resumed) = open_journal(command, opts, &config, &conditions)?;
 
     let mine: Vec<&Item> = opts
         .manifest
@@ -204,31 +145,15 @@ pub fn run<B: Backend>(
     let mut outcomes = Vec::with_capacity(total);
     let plan = Plan::new(&conditions);
     let networks = plan.networks();
-    // With two networks (DTD-u's conditions), only one is resident at a time: a chunk of
-    // videos is explained by one network, then by the other, its inputs kept in between.
-    let chunk_videos = if networks.len() > 1 {
-        let input_bytes = plan.points.len() * input.iter().product::<usize>() * 4;
-        (opts.chunk_bytes / input_bytes.max(1)).max(1)
-    } else {
-        1
-    };
-    let mut resident = Some((NETWORK_TRAINED, net));
-    let build_network = |index: usize| -> Result<Sequential<B>> {
-        let weights = if index == NETWORK_UNTRAINED {
-            init_weights(&spec, opts.seed)
-        } else {
-            let now = crate::sha256_file(&opts.weights)?;
-            if now != config.weights_sha256 {
-                return Err(DatasetError::Records(format!(
-                    "{} changed during the run (SHA-256 {} at the start, {now} \
-                     now): the videos left would be explained by other weights",
-                    opts.weights.display(),
-                    config.weights_sha256
-                )));
-            }
-            vidlrp_c3d::load_weights(&opts.weights)?.tensors
-        };
-        Ok(vidlrp_c3d::build(be, weights, pool5, input)?.0)
+    let chunk_videos = plan.videos_per_chunk(input, opts.chunk_bytes);
+    let mut resident = Some((Network::Trained, net));
+    let builder = NetworkBuilder {
+        be,
+        opts,
+        spec,
+        weights_sha256: &config.weights_sha256,
+        pool5,
+        input,
     };
     // The videos to compute, in item order: a reader thread decodes and preprocesses them one
     // video ahead of the network (`sync_channel(1)`: at most two videos' inputs wait).
@@ -237,21 +162,9 @@ pub fn run<B: Backend>(
         .copied()
         .filter(|it| !resumed.contains_key(&it.index))
         .collect();
-    // Consecutive items with at most `chunk_videos` to compute each (items from the journal
-    // ride along, so records stay in item order).
-    let mut chunks: Vec<Vec<&Item>> = vec![Vec::new()];
-    let mut computing = 0;
-    for &item in &mine {
-        if !resumed.contains_key(&item.index) {
-            if computing == chunk_videos {
-                chunks.push(Vec::new());
-                computing = 0;
-            }
-            computing += 1;
-        }
-        chunks.last_mut().expect("non-empty").push(item);
-    }
+    let chunks = chunk_items(&mine, &resumed, chunk_videos);
     let (tx, rx) = std::sync::mpsc::sync_channel::<Inputs>(1);
+    let mut tally = Tally::default();
     std::thread::scope(|scope| -> Result<()> {
         let points = &plan.points;
         scope.spawn(move || {
@@ -263,9 +176,6 @@ pub fn run<B: Backend>(
                 }
             }
         });
-        let mut done = 0;
-        let mut from_journal = 0;
-        let (mut explain_s, mut wait_s) = (0.0, 0.0);
         for chunk in chunks {
             let computed: Vec<&Item> = chunk
                 .iter()
@@ -279,8 +189,8 @@ pub fn run<B: Backend>(
                 .collect();
             // The resident network first: one swap per chunk at most.
             let mut order = networks.clone();
-            if let Some((index, _)) = &resident {
-                order.sort_by_key(|m| m != index);
+            if let Some((network, _)) = &resident {
+                order.sort_by_key(|m| m != network);
             }
             for (phase, &network) in order.iter().enumerate() {
                 if computed.is_empty() {
@@ -289,19 +199,18 @@ pub fn run<B: Backend>(
                 if resident.as_ref().map(|r| r.0) != Some(network) {
                     // Drop one network before building the other.
                     resident = None;
-                    resident = Some((network, build_network(network)?));
+                    resident = Some((network, builder.build(network)?));
                 }
                 let net = &resident.as_ref().expect("built above").1;
                 for (v, &item) in computed.iter().enumerate() {
                     if phase == 0 {
-                        let waited = std::time::Instant::now();
-                        let read = rx.recv().map_err(|_| {
-                            DatasetError::Records("the video reader thread stopped".into())
-                        })?;
-                        wait_s += waited.elapsed().as_secs_f64();
-                        debug_assert_eq!(read.item, item.index);
-                        inputs.push(read);
+                        inputs.push(receive(&rx, item, &mut tally)?);
                     }
+                    let mut on_group = |d: usize, s: f64| {
+                        tally.done += d;
+                        tally.explain_s += s;
+                        progress(tally.at(total, item));
+                    };
                     observe_groups(
                         be,
                         item,
@@ -312,18 +221,7 @@ pub fn run<B: Backend>(
                         &inputs[v],
                         opts.batch,
                         &mut results[v],
-                        &mut |d, s| {
-                            done += d;
-                            explain_s += s;
-                            progress(Progress {
-                                done,
-                                total,
-                                item,
-                                resumed: from_journal,
-                                explain_s,
-                                wait_s,
-                            });
-                        },
+                        &mut on_group,
                     );
                 }
             }
@@ -331,19 +229,9 @@ pub fn run<B: Backend>(
             for item in chunk {
                 let record = match resumed.remove(&item.index) {
                     Some(r) => {
-                        let keys: Vec<&str> =
-                            r.outcomes.iter().map(|o| o.condition.as_str()).collect();
-                        let expected: Vec<&str> =
-                            conditions.iter().map(|c| c.key.as_str()).collect();
-                        if keys != expected {
-                            return Err(DatasetError::Records(format!(
-                                "the journal's record of item {} does not hold the run's \
-                                 conditions",
-                                item.index
-                            )));
-                        }
-                        from_journal += 1;
-                        done += conditions.len();
+                        check_resumed(&r, &conditions, item)?;
+                        tally.from_journal += 1;
+                        tally.done += conditions.len();
                         r
                     }
                     None => {
@@ -355,25 +243,8 @@ pub fn run<B: Backend>(
                         r
                     }
                 };
-                progress(Progress {
-                    done,
-                    total,
-                    item,
-                    resumed: from_journal,
-                    explain_s,
-                    wait_s,
-                });
-                for (key, o) in record.observations {
-                    accumulators
-                        .get_mut(&key)
-                        .ok_or_else(|| {
-                            DatasetError::Records(format!(
-                                "the journal names an unknown condition {key}"
-                            ))
-                        })?
-                        .push(o);
-                }
-                outcomes.extend(record.outcomes);
+                progress(tally.at(total, item));
+                accumulate(&mut accumulators, &mut outcomes, record)?;
             }
         }
         Ok(())
@@ -390,6 +261,232 @@ pub fn run<B: Backend>(
     })
 }
 
+/// **Errors** if there are no conditions, two share a key, or snippets would have no frame.
+fn check_conditions(conditions: &[Condition], opts: &RunOptions) -> Result<()> {
+    if conditions.is_empty() {
+        return Err(DatasetError::Empty(
+            "nothing to measure: the list of conditions is empty".into(),
+        ));
+    }
+    let keys: BTreeSet<&str> = conditions.iter().map(|c| c.key.as_str()).collect();
+    if keys.len() != conditions.len() {
+        return Err(DatasetError::Records("two conditions share a key".into()));
+    }
+    if opts.length == 0 {
+        return Err(DatasetError::Empty(
+            "snippets need at least one frame".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Each condition's composite (method presets with the preset's z^B bounds), keyed by the
+/// condition's key.
+///
+/// **Errors** if a method's rules do not fit `net` (DTD-u's network has the trained one's
+/// architecture: the same rules fit both).
+fn composites<B: Backend>(
+    net: &Sequential<B>,
+    conditions: &[Condition],
+    opts: &RunOptions,
+) -> Result<BTreeMap<String, Composite>> {
+    let preset_options = PresetOptions {
+        low: opts.preset.low(),
+        high: opts.preset.high(),
+        ..PresetOptions::default()
+    };
+    let mut composites = BTreeMap::new();
+    for c in conditions {
+        let composite = Composite::preset(c.method.method(), &preset_options)?;
+        net.rules(&composite)?;
+        composites.insert(c.key.clone(), composite);
+    }
+    Ok(composites)
+}
+
+/// The run's options as recorded with its results.
+fn run_config(
+    opts: &RunOptions,
+    weights_sha256: String,
+    pool5: Pool5,
+    origin: vidlrp_c3d::Origin,
+) -> RunConfig {
+    RunConfig {
+        manifest: opts.manifest.path.clone(),
+        manifest_sha256: opts.manifest.sha256.clone(),
+        weights: opts.weights.clone(),
+        weights_sha256,
+        preset: preset_id(&opts.preset),
+        pool5: pool5.to_string(),
+        origin: origin.to_string(),
+        length: opts.length,
+        short: match opts.short {
+            ShortPolicy::Skip => "skip".into(),
+            ShortPolicy::Clamp => "clamp".into(),
+        },
+        bootstrap: opts.bootstrap,
+        seed: opts.seed,
+    }
+}
+
+/// The journal of the options (if any) and, resuming, the records it already holds by item.
+fn open_journal(
+    command: &str,
+    opts: &RunOptions,
+    config: &RunConfig,
+    conditions: &[Condition],
+) -> Result<(Option<crate::Journal>, BTreeMap<usize, crate::ItemRecord>)> {
+    let Some(path) = &opts.journal else {
+        return Ok((None, BTreeMap::new()));
+    };
+    // The batch size is part of the run: it changes shares by float rounding, and a resumed
+    // run must give the bytes of an uninterrupted one.
+    #[derive(serde::Serialize)]
+    struct JournalRun<'a> {
+        command: &'a str,
+        config: RunConfig,
+        conditions: &'a [Condition],
+        shard: Shard,
+        batch: usize,
+    }
+    let run = JournalRun {
+        command,
+        config: config.comparable(),
+        conditions,
+        shard: opts.shard,
+        batch: opts.batch,
+    };
+    let (journal, done) = crate::Journal::open(path, &run, opts.resume)?;
+    let done = done.into_iter().map(|r| (r.item, r)).collect();
+    Ok((Some(journal), done))
+}
+
+/// Consecutive items with at most `per_chunk` to compute each (items from the journal ride
+/// along, so records stay in item order).
+fn chunk_items<'a>(
+    items: &[&'a Item],
+    resumed: &BTreeMap<usize, crate::ItemRecord>,
+    per_chunk: usize,
+) -> Vec<Vec<&'a Item>> {
+    let mut chunks: Vec<Vec<&Item>> = vec![Vec::new()];
+    let mut computing = 0;
+    for &item in items {
+        if !resumed.contains_key(&item.index) {
+            if computing == per_chunk {
+                chunks.push(Vec::new());
+                computing = 0;
+            }
+            computing += 1;
+        }
+        chunks.last_mut().expect("non-empty").push(item);
+    }
+    chunks
+}
+
+/// Builds the networks a run swaps in: the trained one from its weight file (checked to be
+/// unchanged since the run began), the untrained one from the run's seed.
+struct NetworkBuilder<'a, B: Backend> {
+    be: &'a B,
+    opts: &'a RunOptions,
+    spec: C3dSpec,
+    weights_sha256: &'a str,
+    pool5: Pool5,
+    input: [usize; 4],
+}
+
+impl<B: Backend> NetworkBuilder<'_, B> {
+    /// **Errors** if the weight file changed during the run or cannot be read.
+    fn build(&self, network: Network) -> Result<Sequential<B>> {
+        let opts = self.opts;
+        let weights = match network {
+            Network::Untrained => init_weights(&self.spec, opts.seed),
+            Network::Trained => {
+                let now = crate::sha256_file(&opts.weights)?;
+                if now != self.weights_sha256 {
+                    return Err(DatasetError::Records(format!(
+                        "{} changed during the run (SHA-256 {} at the start, {now} \
+                         now): the videos left would be explained by other weights",
+                        opts.weights.display(),
+                        self.weights_sha256
+                    )));
+                }
+                vidlrp_c3d::load_weights(&opts.weights)?.tensors
+            }
+        };
+        Ok(vidlrp_c3d::build(self.be, weights, self.pool5, self.input)?.0)
+    }
+}
+
+/// The counts and times a run reports in its [`Progress`].
+#[derive(Debug, Default)]
+struct Tally {
+    done: usize,
+    from_journal: usize,
+    explain_s: f64,
+    wait_s: f64,
+}
+
+impl Tally {
+    fn at<'a>(&self, total: usize, item: &'a Item) -> Progress<'a> {
+        Progress {
+            done: self.done,
+            total,
+            item,
+            resumed: self.from_journal,
+            explain_s: self.explain_s,
+            wait_s: self.wait_s,
+        }
+    }
+}
+
+/// The reader thread's inputs of `item` (the next it sends), the wait added to `tally`.
+fn receive(
+    rx: &std::sync::mpsc::Receiver<Inputs>,
+    item: &Item,
+    tally: &mut Tally,
+) -> Result<Inputs> {
+    let waited = std::time::Instant::now();
+    let read = rx
+        .recv()
+        .map_err(|_| DatasetError::Records("the video reader thread stopped".into()))?;
+    tally.wait_s += waited.elapsed().as_secs_f64();
+    debug_assert_eq!(read.item, item.index);
+    Ok(read)
+}
+
+/// **Errors** if the journal's record of `item` does not hold the run's conditions, in order.
+fn check_resumed(r: &crate::ItemRecord, conditions: &[Condition], item: &Item) -> Result<()> {
+    let keys: Vec<&str> = r.outcomes.iter().map(|o| o.condition.as_str()).collect();
+    let expected: Vec<&str> = conditions.iter().map(|c| c.key.as_str()).collect();
+    if keys != expected {
+        return Err(DatasetError::Records(format!(
+            "the journal's record of item {} does not hold the run's conditions",
+            item.index
+        )));
+    }
+    Ok(())
+}
+
+/// Adds one video's record to the run's accumulators and outcomes.
+///
+/// **Errors** if it names a condition the run does not have.
+fn accumulate(
+    accumulators: &mut BTreeMap<String, Accumulator>,
+    outcomes: &mut Vec<Outcome>,
+    record: crate::ItemRecord,
+) -> Result<()> {
+    for (key, o) in record.observations {
+        accumulators
+            .get_mut(&key)
+            .ok_or_else(|| {
+                DatasetError::Records(format!("the journal names an unknown condition {key}"))
+            })?
+            .push(o);
+    }
+    outcomes.extend(record.outcomes);
+    Ok(())
+}
+
 /// Lowers the calling thread's scheduling priority to the lowest (Linux: nice 19 for this
 /// thread only), so a reader thread decodes in the time the network's threads leave and does
 /// not preempt them (a preempted worker holds up every join of a parallel layer). Elsewhere,
@@ -404,19 +501,6 @@ fn yield_to_compute() {
     }
 }
 
-/// [`Plan`]'s index of the trained network.
-const NETWORK_TRAINED: usize = 0;
-/// [`Plan`]'s index of DTD-u's re-initialised network.
-const NETWORK_UNTRAINED: usize = 1;
-
-/// The network condition `c` explains.
-fn network_of(c: &Condition) -> usize {
-    match c.method {
-        AnalysisMethod::DtdUntrained => NETWORK_UNTRAINED,
-        AnalysisMethod::Explain(_) => NETWORK_TRAINED,
-    }
-}
-
 /// One condition's result on one video.
 type Observed = std::result::Result<Observation, Miss>;
 
@@ -427,13 +511,13 @@ struct Plan {
     /// Distinct `(offset, step)` in order of first use.
     points: Vec<(usize, usize)>,
     /// Per group: the index into `points`, the network, and the conditions (in run order).
-    groups: Vec<(usize, usize, Vec<usize>)>,
+    groups: Vec<(usize, Network, Vec<usize>)>,
 }
 
 impl Plan {
     fn new(conditions: &[Condition]) -> Self {
         let mut points: Vec<(usize, usize)> = Vec::new();
-        let mut groups: Vec<(usize, usize, Vec<usize>)> = Vec::new();
+        let mut groups: Vec<(usize, Network, Vec<usize>)> = Vec::new();
         for (i, c) in conditions.iter().enumerate() {
             let p = match points.iter().position(|&p| p == (c.offset, c.step)) {
                 Some(p) => p,
@@ -442,7 +526,7 @@ impl Plan {
                     points.len() - 1
                 }
             };
-            let m = network_of(c);
+            let m = c.method.network();
             match groups.iter_mut().find(|g| g.0 == p && g.1 == m) {
                 Some(g) => g.2.push(i),
                 None => groups.push((p, m, vec![i])),
@@ -451,9 +535,21 @@ impl Plan {
         Self { points, groups }
     }
 
-    /// The networks the groups explain, in index order.
-    fn networks(&self) -> Vec<usize> {
-        let set: BTreeSet<usize> = self.groups.iter().map(|g| g.1).collect();
+    /// Videos per chunk: with two networks (DTD-u's conditions) only one is resident at a
+    /// time, a chunk of videos is explained by one network, then by the other, its inputs
+    /// (at most `chunk_bytes` of them) kept in between; with one network, 1.
+    fn videos_per_chunk(&self, input: [usize; 4], chunk_bytes: usize) -> usize {
+        if self.networks().len() > 1 {
+            let input_bytes = self.points.len() * input.iter().product::<usize>() * 4;
+            (chunk_bytes / input_bytes.max(1)).max(1)
+        } else {
+            1
+        }
+    }
+
+    /// The networks the groups explain, the trained one first.
+    fn networks(&self) -> Vec<Network> {
+        let set: BTreeSet<Network> = self.groups.iter().map(|g| g.1).collect();
         set.into_iter().collect()
     }
 }
@@ -497,7 +593,7 @@ fn read_inputs(item: &Item, points: &[(usize, usize)], opts: &RunOptions) -> Inp
     }
 }
 
-/// The conditions of one video that `network` (its [`Plan`] index and the network) explains,
+/// The conditions of one video that `network` (which one, and its layers) explains,
 /// their results written into `results` (one slot per condition). `progress(d, s)` is called
 /// after each group of conditions: `d` more conditions done, `s` seconds of explaining.
 #[allow(clippy::too_many_arguments)]
@@ -506,7 +602,7 @@ fn observe_groups<B: Backend>(
     item: &Item,
     conditions: &[Condition],
     plan: &Plan,
-    network: (usize, &Sequential<B>),
+    network: (Network, &Sequential<B>),
     composites: &BTreeMap<String, Composite>,
     inputs: &Inputs,
     batch: usize,

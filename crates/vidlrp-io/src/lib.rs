@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 
 use vidlrp_core::HostTensor;
 
+mod json;
 mod publish;
+pub use json::{read_versioned, write_json, Versioned};
 pub use publish::{remove_staged, Outputs};
 
 /// Named tensors of a weight file, sorted by name.

@@ -111,6 +111,13 @@ pub enum SynthError {
 /// Result alias of this crate.
 pub type Result<T, E = SynthError> = std::result::Result<T, E>;
 
+impl vidlrp_io::Versioned for Description {
+    const FORMAT: u32 = DESCRIPTION_FORMAT;
+    const WHAT: &'static str = "synthetic data set's description";
+    /// `synth.json` before it named its format.
+    const UNVERSIONED: Option<u32> = Some(1);
+}
+
 impl SynthSpec {
     /// The frames of a video of `split` (`train`, `val` or `test`).
     pub fn frames_of(&self, split: &str) -> usize {
@@ -630,24 +637,9 @@ impl Description {
     ///
     /// **Errors** if it cannot be read, is not a description, or is of another format.
     pub fn read(dir: &Path) -> Result<Self> {
-        let path = dir.join(DESCRIPTION_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|cause| SynthError::Io {
-            path: path.clone(),
-            cause,
-        })?;
-        let d: Self = serde_json::from_str(&text).map_err(|e| {
-            SynthError::Invalid(format!(
-                "{}: not a synthetic data set's description: {e}",
-                path.display()
-            ))
-        })?;
-        if d.format != DESCRIPTION_FORMAT {
-            return Err(SynthError::Invalid(format!(
-                "{}: description format {} (this build reads {DESCRIPTION_FORMAT})",
-                path.display(),
-                d.format
-            )));
-        }
-        Ok(d)
+        vidlrp_io::read_versioned(&dir.join(DESCRIPTION_FILE)).map_err(|e| match e {
+            vidlrp_io::IoError::Io { path, cause } => SynthError::Io { path, cause },
+            other => SynthError::Invalid(other.to_string()),
+        })
     }
 }

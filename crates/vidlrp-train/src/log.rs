@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{EpochRecord, Result, TestRecord, TrainConfig, TrainError};
+use crate::{EpochRecord, Result, TestRecord, TrainConfig};
 
 /// The version of [`TrainLog`]'s layout.
 pub const TRAIN_LOG_FORMAT: u32 = 1;
@@ -37,6 +37,11 @@ pub struct TrainLog {
     pub epochs: Vec<EpochRecord>,
     /// The test, once done.
     pub test: Option<TestRecord>,
+}
+
+impl vidlrp_io::Versioned for TrainLog {
+    const FORMAT: u32 = TRAIN_LOG_FORMAT;
+    const WHAT: &'static str = "training log";
 }
 
 impl TrainLog {
@@ -84,31 +89,13 @@ impl TrainLog {
     ///
     /// **Errors** if the file cannot be read, is not a log, or is of another format.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| TrainError::Invalid(format!("{}: {e}", path.display())))?;
-        let log: Self = serde_json::from_str(&text).map_err(|e| {
-            TrainError::Invalid(format!("{}: not a training log: {e}", path.display()))
-        })?;
-        if log.format != TRAIN_LOG_FORMAT {
-            return Err(TrainError::Invalid(format!(
-                "{}: training log format {} (this build reads {TRAIN_LOG_FORMAT})",
-                path.display(),
-                log.format
-            )));
-        }
-        Ok(log)
+        Ok(vidlrp_io::read_versioned(path)?)
     }
 
     /// Writes the log as pretty JSON, atomically.
     ///
     /// **Errors** on write failures.
     pub fn write(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self).expect("a log serialises");
-        vidlrp_io::atomic_write(path, |w| {
-            use std::io::Write;
-            w.write_all(text.as_bytes())?;
-            w.write_all(b"\n")
-        })?;
-        Ok(())
+        Ok(vidlrp_io::write_json(path, self)?)
     }
 }

@@ -11,7 +11,7 @@
 //! at `+0`), so the results are identical, bit for bit.
 
 use crate::conv::ConvDims;
-use crate::sgemm::KC;
+use crate::gemm::KC;
 use rayon::prelude::*;
 
 /// The constant of each channel plane of one sample (`c_in` planes of `plane` values), or
@@ -217,10 +217,18 @@ mod tests {
                     }
                 }
             }
-            if crate::sgemm::fast() {
+            if crate::gemm::fast() {
                 let mut gemm = vec![0.0f32; n * c_out * p];
                 let wv = ArrayView2::from_shape((c_out, k), &w[..]).unwrap();
-                crate::conv::conv_forward(&dims, n, &x, wv, bias, &mut gemm, &mut Vec::new());
+                crate::conv::im2col::conv_forward(
+                    &dims,
+                    n,
+                    &x,
+                    wv,
+                    bias,
+                    &mut gemm,
+                    &mut Vec::new(),
+                );
                 let bits = |v: &[f32]| v.iter().map(|e| e.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&got), bits(&gemm), "{dims:?}");
             }

@@ -13,7 +13,7 @@
 //! and in 3-d the three transforms act along each axis. A `2 x 2 x 2` output tile then costs 64
 //! products per input-output channel pair instead of 216: for every one of the 64 transform
 //! points `ξ`, `M_ξ = U_ξ V_ξ` is a GEMM (`U_ξ`: `C_out x C_in` transformed kernels, `V_ξ`:
-//! `C_in x tiles` transformed input tiles), run on [`crate::sgemm`] with `U_ξ` packed once.
+//! `C_in x tiles` transformed input tiles), run on [`crate::gemm`] with `U_ξ` packed once.
 //!
 //! The tiles are cut into blocks of [`BLOCK_TILES`] that the threads take whole; layers with few
 //! tiles and large kernels (C3D's conv4) run all tiles at once, the 64 GEMMs split over the
@@ -28,7 +28,7 @@
 //! backend keeps such sums (the `z+` rule's `z`, later divided by) on the im2col path.
 
 use crate::conv::ConvDims;
-use crate::sgemm::{gemm_packed_serial, Output, PackedA, RowMajor, Scratch, SendPtr};
+use crate::gemm::{gemm_packed_serial, Output, PackedA, RowMajor, Scratch, SendPtr};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -72,7 +72,7 @@ enum Schedule {
 /// The schedule for `n` samples of `dims` with `c_out` output channels, or `None` where this
 /// module does not compute it: kernel 3x3x3, stride 1, padding 1, at least [`MIN_CHANNELS`]
 /// channels each side and [`MIN_POSITIONS`] positions, on a CPU with the register GEMM kernels
-/// ([`crate::sgemm::fast`]); blocks where the transformed kernels take at most
+/// ([`crate::gemm::fast`]); blocks where the transformed kernels take at most
 /// [`MAX_KERNEL_FLOATS`], else the whole layer where it has at most [`WHOLE_MAX_TILES`] tiles
 /// and [`WHOLE_MAX_FLOATS`] of transformed data. `VIDLRP_CPU_WINOGRAD=0` turns it off (for
 /// comparisons).
@@ -87,7 +87,7 @@ fn schedule(dims: &ConvDims, c_out: usize, n: usize) -> Option<Schedule> {
         && dims.c_in >= MIN_CHANNELS
         && c_out >= MIN_CHANNELS
         && dims.positions() >= MIN_POSITIONS
-        && crate::sgemm::fast();
+        && crate::gemm::fast();
     if !fits {
         return None;
     }
@@ -777,7 +777,7 @@ mod tests {
 
     #[test]
     fn agrees_with_direct_summation_on_odd_extents_and_batches() {
-        if !crate::sgemm::fast() {
+        if !crate::gemm::fast() {
             return;
         }
         for (n, c_in, c_out, input) in [
@@ -803,7 +803,7 @@ mod tests {
 
     #[test]
     fn the_whole_layer_schedule_agrees_with_direct_summation() {
-        if !crate::sgemm::fast() {
+        if !crate::gemm::fast() {
             return;
         }
         // 64 * 264^2 transformed kernel values: too many for blocks; 56 tiles.
@@ -833,7 +833,7 @@ mod tests {
 
     #[test]
     fn the_transposed_kernel_is_read_flipped() {
-        if !crate::sgemm::fast() {
+        if !crate::gemm::fast() {
             return;
         }
         let (n, c_in, c_out, input) = (1, 16, 20, [4, 6, 11]);
@@ -878,7 +878,7 @@ mod tests {
 
     #[test]
     fn results_do_not_depend_on_threads_or_batch_neighbours() {
-        if !crate::sgemm::fast() {
+        if !crate::gemm::fast() {
             return;
         }
         let (c_in, c_out, input) = (16, 24, [6, 10, 12]);

@@ -8,8 +8,8 @@
 //! value of `dx` is written once and sums its terms in a fixed order (offsets, then channels
 //! `o`), whatever the number of threads.
 
-use crate::conv::{frame_slab, ConvDims};
-use crate::sgemm::SendPtr;
+use crate::conv::{im2col::frame_slab, ConvDims};
+use crate::gemm::SendPtr;
 use rayon::prelude::*;
 
 /// Below this fraction of nonzero gradient values (and with at least [`SPARSE_MIN_POSITIONS`]

@@ -4,8 +4,8 @@
 //! position; it is built a tile of columns at a time, so its memory stays near
 //! [`TILE_FLOATS`] whatever the layer size (C3D's conv2 would need 350 MB untiled).
 
-use crate::gemm::par_gemm;
-use crate::sgemm::{PackB, NR};
+use crate::gemm::dense::par_gemm;
+use crate::gemm::{PackB, NR};
 use ndarray::{ArrayView2, ArrayViewMut2};
 use rayon::prelude::*;
 use vidlrp_core::Conv3dGeometry;
@@ -525,16 +525,16 @@ pub(crate) fn conv_forward(
 ) {
     let (k, p, m) = (dims.rows(), dims.positions(), w.nrows());
     if let (true, Some(ws)) = (
-        crate::sgemm::fast() && n > 1 && p < SPAN_MAX_POSITIONS,
+        crate::gemm::fast() && n > 1 && p < SPAN_MAX_POSITIONS,
         w.as_slice(),
     ) {
         let mut wide = vec![0.0f32; m * n * p];
         let packer = Im2colPacker { dims, x };
-        let c = crate::sgemm::Output {
+        let c = crate::gemm::Output {
             data: &mut wide,
             ldc: n * p,
         };
-        crate::sgemm::gemm(m, n * p, k, ws, &packer, c, false);
+        crate::gemm::gemm(m, n * p, k, ws, &packer, c, false);
         out.par_chunks_mut(p).enumerate().for_each(|(r, o)| {
             let (sample, row) = (r / m, r % m);
             let src = &wide[row * n * p + sample * p..][..p];
@@ -561,11 +561,11 @@ fn conv_forward_sample(
     col: &mut Vec<f32>,
 ) {
     let (k, p) = (dims.rows(), dims.positions());
-    match (crate::sgemm::fast(), w.as_slice(), out.as_slice_mut()) {
+    match (crate::gemm::fast(), w.as_slice(), out.as_slice_mut()) {
         (true, Some(ws), Some(os)) => {
             let packer = Im2colPacker { dims, x };
-            let c = crate::sgemm::Output { data: os, ldc: p };
-            crate::sgemm::gemm(w.nrows(), p, k, ws, &packer, c, false);
+            let c = crate::gemm::Output { data: os, ldc: p };
+            crate::gemm::gemm(w.nrows(), p, k, ws, &packer, c, false);
         }
         _ => {
             let tile = dims.tile_cols();
@@ -659,7 +659,7 @@ pub(crate) fn conv_transposed_sample(
     // `w^T` row-major (`K x C_out`, a copy); with few positions and large kernels (conv5 at
     // batch 1: 98 positions, 7M weights) copying and packing `w^T` costs more than it gains.
     let fast = match g.as_slice() {
-        Some(gs) if crate::sgemm::fast() && p >= FLIPPED_MIN_POSITIONS => {
+        Some(gs) if crate::gemm::fast() && p >= FLIPPED_MIN_POSITIONS => {
             Some((wt.as_standard_layout().into_owned(), gs))
         }
         _ => None,
@@ -669,16 +669,16 @@ pub(crate) fn conv_transposed_sample(
         let p1 = (p0 + tile).min(p);
         col.resize(k * (p1 - p0), 0.0);
         if let Some((wt, gs)) = &fast {
-            let c = crate::sgemm::Output {
+            let c = crate::gemm::Output {
                 data: &mut col[..],
                 ldc: p1 - p0,
             };
-            let b = crate::sgemm::RowMajor {
+            let b = crate::gemm::RowMajor {
                 data: &gs[p0..],
                 ld: p,
             };
             let a = wt.as_slice().expect("standard layout");
-            crate::sgemm::gemm(k, p1 - p0, g.nrows(), a, &b, c, false);
+            crate::gemm::gemm(k, p1 - p0, g.nrows(), a, &b, c, false);
         } else {
             let cv = ArrayViewMut2::from_shape((k, p1 - p0), &mut col[..]).expect("tile shape");
             par_gemm(1.0, wt, g.slice(ndarray::s![.., p0..p1]), 0.0, cv);

@@ -10,7 +10,7 @@
 //! task and sums its terms in the order `o, a, b, d`, whatever the number of threads.
 
 use crate::conv::ConvDims;
-use crate::sgemm::SendPtr;
+use crate::gemm::SendPtr;
 use rayon::prelude::*;
 
 /// The most input channels this path takes.
@@ -20,14 +20,14 @@ pub(crate) const MAX_CHANNELS: usize = 3;
 const VECS: usize = 7;
 
 /// Whether the direct path computes this transposed convolution: stride 1, 1 to
-/// [`MAX_CHANNELS`] input channels, and the AVX-512 kernels on ([`crate::sgemm::fast`] on a CPU
+/// [`MAX_CHANNELS`] input channels, and the AVX-512 kernels on ([`crate::gemm::fast`] on a CPU
 /// with AVX-512F). An AVX2 port of this kernel (3 x 3 eight-lane accumulators) ran 3x slower
 /// than `w^T g` + col2im on an AMD EPYC without AVX-512, so AVX2 CPUs take that path.
 pub(crate) fn applies(dims: &ConvDims) -> bool {
     (1..=MAX_CHANNELS).contains(&dims.c_in)
         && dims.g.stride == [1, 1, 1]
-        && crate::sgemm::fast()
-        && crate::sgemm::avx512()
+        && crate::gemm::fast()
+        && crate::gemm::avx512()
 }
 
 /// `dx = conv^T(g)` for one sample (`dx` overwritten); `g` is `[C_out][P]`, `w`

@@ -1,0 +1,325 @@
+//! The CPU's convolutions and the one place that chooses how each runs: [`choose`] maps a
+//! convolution (its direction, extents and operands) to a [`Path`], [`run`] runs it. The table
+//! of ARCHITECTURE.md ("CPU convolution routing") is this function's, row by row.
+//!
+//! Every path computes the same sums; where two paths could both apply, the first in
+//! [`choose`]'s order wins, so a convolution always takes the same path for the same input.
+
+pub(crate) mod constant;
+pub(crate) mod direct;
+pub(crate) mod im2col;
+pub(crate) mod sparse;
+pub(crate) mod winograd;
+
+pub(crate) use im2col::ConvDims;
+
+use ndarray::ArrayView2;
+use rayon::prelude::*;
+
+/// Which convolution: `y = conv(x, w)` or its transpose `dx = conv^T(gy, w)` (the gradient
+/// with respect to the input, and the LRP rules' `W^T s`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// `y[n, o, p] = sum_{i, tap} x[n, i, p + tap] w[o, i, tap] (+ b[o])`.
+    Forward,
+    /// `dx[n, i, q] = sum_{o, tap: q = p + tap} gy[n, o, p] w[o, i, tap]`.
+    Transposed,
+}
+
+/// How one convolution runs on the CPU.
+#[derive(Debug, Clone)]
+pub(crate) enum Path {
+    /// Winograd `F(2x2x2, 3x3x3)` on the packed GEMM ([`winograd`]): 3x3x3, stride 1,
+    /// padding 1, 16+ channels each side, 256+ positions, mixed-sign operands.
+    Winograd,
+    /// Every input channel plane one constant (z^B's bounds `l`, `h`): one sum per pattern of
+    /// kernel taps ([`constant`]); holds the constants, per sample and channel.
+    Constant(Vec<Vec<f32>>),
+    /// The packed GEMM with im2col columns gathered from the input ([`im2col`]; tiled im2col +
+    /// matrixmultiply without AVX-512F or AVX2+FMA).
+    Im2col,
+    /// Transposed onto 1-3 input channels with AVX-512F: rows of the input held in registers
+    /// ([`direct`]).
+    Direct,
+    /// Transposed, a gradient with under [`sparse::sparse_density`] nonzeros and 512+
+    /// positions: gathers over the nonzeros ([`sparse`]).
+    Sparse,
+    /// Transposed, stride 1: the forward convolution of the gradient with the flipped,
+    /// transposed kernel, on `dims` ([`im2col::flipped_dims`]).
+    Flipped(ConvDims),
+    /// Transposed, anything else: GEMM + col2im over column tiles ([`im2col`]).
+    Col2im,
+}
+
+/// Whether every value is `>= 0` (stops at the first that is not).
+fn non_negative(v: &[f32]) -> bool {
+    v.par_iter().all(|&e| e >= 0.0)
+}
+
+/// Whether a convolution where [`winograd::applies`] may take that path: not when both operands
+/// are non-negative. Then every product is `>= 0` and direct summation gives each output to
+/// relative precision, which the `z+` rule needs: its `z` is divided by (`s = R / stab(z)`),
+/// and its `s` can span many orders of magnitude (`z = 0` gives `R / eps`), where Winograd's
+/// subtractions would spill one large value's rounding error into its tile's neighbours. Plain
+/// forward passes and gradients (mixed signs) take Winograd, as in the deep learning libraries.
+fn winograd_allowed(a: &[f32], b: &[f32]) -> bool {
+    !(non_negative(a) && non_negative(b))
+}
+
+/// The extents of `dims`' transpose seen as a convolution: `gy` (`c_out` channels on
+/// `dims.output`) in, `dims.input` out.
+fn transposed_dims(dims: &ConvDims, c_out: usize) -> ConvDims {
+    ConvDims {
+        c_in: c_out,
+        input: dims.output,
+        output: dims.input,
+        g: dims.g,
+    }
+}
+
+/// The path of one convolution of `n` samples with `c_out` output channels: `data` is `x`
+/// (forward) or `gy` (transposed), `w` the kernel `[C_out, C_in, kT, kH, kW]`. Runs its
+/// checks (signs, constant planes, nonzero counts) on the current rayon pool.
+pub(crate) fn choose(
+    direction: Direction,
+    dims: &ConvDims,
+    n: usize,
+    c_out: usize,
+    data: &[f32],
+    w: &[f32],
+) -> Path {
+    match direction {
+        Direction::Forward => {
+            if winograd::applies(dims, c_out, n) && winograd_allowed(w, data) {
+                return Path::Winograd;
+            }
+            if crate::gemm::fast() && w.iter().all(|v| v.is_finite()) {
+                let plane = dims.input.iter().product::<usize>();
+                let consts: Option<Vec<Vec<f32>>> = data
+                    .chunks(dims.input_len())
+                    .map(|xs| constant::planes(xs, dims.c_in, plane))
+                    .collect();
+                if let Some(consts) = consts {
+                    return Path::Constant(consts);
+                }
+            }
+            Path::Im2col
+        }
+        Direction::Transposed => {
+            if direct::applies(dims) {
+                return Path::Direct;
+            }
+            // The count is a pass over the gradient: only made where the sparse path could apply.
+            if dims.positions() >= sparse::SPARSE_MIN_POSITIONS {
+                let nonzero = data.par_iter().filter(|&&v| v != 0.0).count();
+                if (nonzero as f64) < sparse::sparse_density() * data.len() as f64 {
+                    return Path::Sparse;
+                }
+            }
+            let td = transposed_dims(dims, c_out);
+            if winograd::applies(&td, dims.c_in, n) && winograd_allowed(w, data) {
+                return Path::Winograd;
+            }
+            if crate::gemm::fast() {
+                if let Some(fd) = im2col::flipped_dims(dims, c_out, n) {
+                    return Path::Flipped(fd);
+                }
+            }
+            Path::Col2im
+        }
+    }
+}
+
+/// Runs the convolution that [`choose`] gave `path` for (the same arguments), writing `out`
+/// (`y`, `[N, C_out, output]`, or `dx`, `[N, C_in, input]`). `winograd_kernels` is the reused
+/// storage of the transformed kernels.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run(
+    path: &Path,
+    direction: Direction,
+    dims: &ConvDims,
+    n: usize,
+    c_out: usize,
+    data: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    winograd_kernels: &std::sync::Mutex<Vec<f32>>,
+    out: &mut [f32],
+) {
+    let transposed = direction == Direction::Transposed;
+    let p = dims.positions();
+    // One sample's share of `data` and of `out`.
+    let (per_data, per_out) = if transposed {
+        (c_out * p, dims.input_len())
+    } else {
+        (dims.input_len(), c_out * p)
+    };
+    let w2 = || ArrayView2::from_shape((c_out, dims.rows()), w).expect("weight shape");
+    match path {
+        Path::Winograd => {
+            // A panic while the storage was held left nothing to protect: it is refilled.
+            let mut u = winograd_kernels
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if transposed {
+                let td = transposed_dims(dims, c_out);
+                winograd::conv(&mut u, &td, n, dims.c_in, data, w, true, None, out);
+            } else {
+                winograd::conv(&mut u, dims, n, c_out, data, w, false, bias, out);
+            }
+        }
+        Path::Constant(consts) => {
+            for (cs, os) in consts.iter().zip(out.chunks_mut(per_out)) {
+                constant::conv_sample(dims, cs, w, bias, os);
+            }
+        }
+        Path::Im2col => {
+            im2col::conv_forward(dims, n, data, w2(), bias, out, &mut Vec::new());
+        }
+        Path::Direct => {
+            for (gs, ds) in data.chunks(per_data).zip(out.chunks_mut(per_out)) {
+                direct::conv_transposed_direct_sample(dims, c_out, gs, w, ds);
+            }
+        }
+        Path::Sparse => {
+            let kvol = dims.g.kernel.iter().product::<usize>();
+            let lanes = sparse::LaneKernel::new(w, c_out, dims.c_in, kvol);
+            for (gs, ds) in data.chunks(per_data).zip(out.chunks_mut(per_out)) {
+                sparse::conv_transposed_sparse_sample(dims, gs, &lanes, ds);
+            }
+        }
+        Path::Flipped(fd) => {
+            let wf = im2col::flipped_kernel(w, c_out, dims.c_in, fd.rows() / c_out);
+            let wf2 = ArrayView2::from_shape((dims.c_in, fd.rows()), &wf[..]).expect("shape");
+            im2col::conv_forward(fd, n, data, wf2, None, out, &mut Vec::new());
+        }
+        Path::Col2im => {
+            let mut col = Vec::new();
+            for (gs, ds) in data.chunks(per_data).zip(out.chunks_mut(per_out)) {
+                let gv = ArrayView2::from_shape((c_out, p), gs).expect("gradient shape");
+                im2col::conv_transposed_sample(dims, gv, w2(), ds, &mut col);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The routing table of ARCHITECTURE.md, row by row, on C3D-like layers. Rows that need the
+    //! fast GEMM (or AVX-512F) are checked where the CPU has it; elsewhere `Im2col`/`Col2im`.
+    use super::*;
+    use vidlrp_core::Conv3dGeometry;
+
+    /// A `k^3` convolution of `c_in` channels on `t x s x s`, stride `stride`, padding `k / 2`.
+    fn dims(c_in: usize, t: usize, s: usize, k: usize, stride: usize) -> ConvDims {
+        let g = Conv3dGeometry {
+            kernel: [k; 3],
+            stride: [stride; 3],
+            padding: [k / 2; 3],
+        };
+        let out = |e: usize| (e + 2 * (k / 2) - k) / stride + 1;
+        ConvDims {
+            c_in,
+            input: [t, s, s],
+            output: [out(t), out(s), out(s)],
+            g,
+        }
+    }
+
+    /// Alternating signs (mixed-sign operands), or `|v|` where `positive`.
+    fn values(n: usize, positive: bool) -> Vec<f32> {
+        let v = vidlrp_rng::uniform_values(n, 9, -1.0, 1.0);
+        v.into_iter()
+            .map(|x| if positive { x.abs() } else { x })
+            .collect()
+    }
+
+    fn name(p: &Path) -> &'static str {
+        match p {
+            Path::Winograd => "winograd",
+            Path::Constant(_) => "constant",
+            Path::Im2col => "im2col",
+            Path::Direct => "direct",
+            Path::Sparse => "sparse",
+            Path::Flipped(_) => "flipped",
+            Path::Col2im => "col2im",
+        }
+    }
+
+    fn fast() -> bool {
+        crate::gemm::fast()
+    }
+
+    #[test]
+    fn forward_convolutions_take_the_table_s_paths() {
+        // conv2 of C3D at 1/2 width: 32 -> 64 channels on 8 x 28 x 28.
+        let d = dims(32, 8, 28, 3, 1);
+        let w = values(64 * d.rows(), false);
+        let x = values(d.input_len(), false);
+        let mixed = choose(Direction::Forward, &d, 1, 64, &x, &w);
+        assert_eq!(name(&mixed), if fast() { "winograd" } else { "im2col" });
+        // Both operands non-negative (the z+ rule): never Winograd.
+        let (wp, xp) = (values(w.len(), true), values(x.len(), true));
+        assert_eq!(
+            name(&choose(Direction::Forward, &d, 1, 64, &xp, &wp)),
+            "im2col"
+        );
+        // conv1 on z^B's bound image: every channel plane one constant.
+        let d1 = dims(3, 16, 28, 3, 1);
+        let l: Vec<f32> = (0..3)
+            .flat_map(|c| vec![-(c as f32) - 1.0; d1.input_len() / 3])
+            .collect();
+        let w1 = values(8 * d1.rows(), false);
+        let bound = choose(Direction::Forward, &d1, 1, 8, &l, &w1);
+        assert_eq!(name(&bound), if fast() { "constant" } else { "im2col" });
+        // A non-finite kernel is never summed by tap pattern.
+        let mut bad = w1.clone();
+        bad[0] = f32::NAN;
+        assert_eq!(
+            name(&choose(Direction::Forward, &d1, 1, 8, &l, &bad)),
+            "im2col"
+        );
+    }
+
+    #[test]
+    fn transposed_convolutions_take_the_table_s_paths() {
+        // Onto conv1's 3 input channels.
+        let d1 = dims(3, 16, 28, 3, 1);
+        let g1 = values(8 * d1.positions(), false);
+        let w1 = values(8 * d1.rows(), false);
+        let onto_rgb = choose(Direction::Transposed, &d1, 1, 8, &g1, &w1);
+        let want = if fast() && crate::gemm::avx512() {
+            "direct"
+        } else {
+            "flipped"
+        };
+        assert_eq!(name(&onto_rgb), if fast() { want } else { "col2im" });
+        // Mixed signs, 32 <- 64 channels: Winograd; a mostly-zero gradient: sparse.
+        let d = dims(32, 8, 28, 3, 1);
+        let w = values(64 * d.rows(), false);
+        let mut g = values(64 * d.positions(), false);
+        let dense = choose(Direction::Transposed, &d, 1, 64, &g, &w);
+        assert_eq!(name(&dense), if fast() { "winograd" } else { "col2im" });
+        for (i, v) in g.iter_mut().enumerate() {
+            if i % 64 != 0 {
+                *v = 0.0;
+            }
+        }
+        assert_eq!(
+            name(&choose(Direction::Transposed, &d, 1, 64, &g, &w)),
+            "sparse"
+        );
+        // Non-negative dense operands (the z+ rule's W+^T s): the flipped kernel.
+        let (gp, wp) = (values(g.len(), true), values(w.len(), true));
+        let positive = choose(Direction::Transposed, &d, 1, 64, &gp, &wp);
+        assert_eq!(name(&positive), if fast() { "flipped" } else { "col2im" });
+        // Stride 2: GEMM + col2im.
+        let d2 = dims(32, 8, 28, 3, 2);
+        let g2 = values(64 * d2.positions(), true);
+        let w2 = values(64 * d2.rows(), true);
+        assert_eq!(
+            name(&choose(Direction::Transposed, &d2, 1, 64, &g2, &w2)),
+            "col2im"
+        );
+    }
+}
