@@ -1,48 +1,16 @@
 //! `vidlrp evaluate`: how faithful is each explanation? Region (or frame) perturbation and
 //! AOPC through `vidlrp-evaluate`.
 
-use std::fmt;
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use vidlrp_c3d::Pool5;
 use vidlrp_core::{Backend, Composite, HostTensor, Method, PresetOptions, Target};
-use vidlrp_dataset::{Manifest, Shard};
+use vidlrp_dataset::{AnalysisMethod, Manifest, Network, Shard};
 use vidlrp_evaluate::{Order, Region, Replace, Tiling};
 use vidlrp_io::Outputs;
 use vidlrp_snippet::{Preprocess, ShortPolicy, SnippetSpec};
-
-/// An explanation method, or `random`: the baseline ordering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ranker {
-    /// Regions ranked by this method's relevance.
-    Explain(Method),
-    /// A seeded random ranking.
-    Random,
-}
-
-impl FromStr for Ranker {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        if s == "random" {
-            return Ok(Ranker::Random);
-        }
-        s.parse::<Method>()
-            .map(Ranker::Explain)
-            .map_err(|e| format!("{e} (or random, the baseline)"))
-    }
-}
-
-impl fmt::Display for Ranker {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Ranker::Explain(m) => f.write_str(m.name()),
-            Ranker::Random => f.write_str("random"),
-        }
-    }
-}
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  \
@@ -78,7 +46,7 @@ pub struct Args {
         value_delimiter = ',',
         default_value = "dtd,sa,gradient-x-input,epsilon-plus,random"
     )]
-    methods: Vec<Ranker>,
+    methods: Vec<AnalysisMethod>,
     /// Region size T,H,W in voxels (1,112,112: one frame per region, frame flipping).
     #[arg(long, default_value = "1,8,8")]
     region: Region,
@@ -231,14 +199,10 @@ pub fn run(a: Args) -> Result<()> {
         high: preset.high(),
         ..PresetOptions::default()
     };
-    let methods: Vec<Method> = a
-        .methods
-        .iter()
-        .filter_map(|r| match r {
-            Ranker::Explain(m) => Some(*m),
-            Ranker::Random => None,
-        })
-        .collect();
+    if let Some(m) = a.methods.iter().find(|m| m.network() != Network::Trained) {
+        bail!("{m} explains another network than the one evaluated; use dtd, sa, ... or random");
+    }
+    let methods: Vec<Method> = a.methods.iter().filter_map(|r| r.method()).collect();
     let composites = methods
         .iter()
         .map(|&m| Composite::preset(m, &options))
@@ -331,12 +295,12 @@ pub fn run(a: Args) -> Result<()> {
             )?;
             let start = std::time::Instant::now();
             for ranker in &a.methods {
-                let sums = match ranker {
-                    Ranker::Explain(m) => {
-                        let i = methods.iter().position(|x| x == m).expect("listed");
+                let sums = match ranker.method() {
+                    Some(m) => {
+                        let i = methods.iter().position(|&x| x == m).expect("listed");
                         Some(tiling.sums(explained[i].relevance.data(), s[1])?)
                     }
-                    Ranker::Random => None,
+                    None => None,
                 };
                 let mut baseline: Option<Vec<f32>> = None;
                 for &order in &a.order {

@@ -393,6 +393,12 @@ fn bad_data_sets_give_clear_errors() {
         &["--methods", "dtd,lime"],
         "invalid value 'lime' for '--methods",
     );
+    // The random baseline ranks regions for evaluate; it has no relevance to profile.
+    run(
+        "v0.mp4,1\n",
+        &["--methods", "dtd,random"],
+        "no relevance to analyse",
+    );
     let mean8 = d.join("mean8.binaryproto");
     std::fs::write(
         &mean8,

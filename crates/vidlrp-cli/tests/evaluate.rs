@@ -103,6 +103,8 @@ fn bad_arguments_are_clear_errors_without_output() {
     );
     fail(&["--region", "8,8"], "T,H,W", 2);
     fail(&["--methods", "dtd,coin-flip"], "random", 2);
+    // DTD-u explains the untrained network: not a ranking of the evaluated one.
+    fail(&["--methods", "dtd-u"], "another network", 1);
     fail(&["--replace", "ink"], "uniform, mean, zero or blur", 2);
 }
 

@@ -66,6 +66,11 @@ fn reproduce_quick_writes_every_stage_and_the_report() {
     ] {
         assert!(report.contains(part), "REPORT.md lacks {part:?}");
     }
+    // Every value the report names was found (a field read from the wrong place shows `null`).
+    assert!(
+        !report.contains("null"),
+        "REPORT.md prints a missing value as null"
+    );
     // The test accuracy in the report is the one the training log measured.
     let log: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("model/model.log.json")).unwrap())

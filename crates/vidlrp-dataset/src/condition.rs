@@ -8,14 +8,17 @@ use vidlrp_core::Method;
 
 use crate::{DatasetError, Result};
 
-/// An explanation method of the analysis: a preset on the given model, or DTD on the same
-/// architecture re-initialised with a seed (the paper's untrained baseline DTD-u).
+/// Which explanation, on which network: a preset on the given model, DTD on the same
+/// architecture re-initialised with a seed (the paper's untrained baseline DTD-u), or a
+/// seeded random ranking (the baseline of `evaluate`; it has no relevance to profile).
+/// One enum for every data-set command; each says which it accepts.
 ///
 /// ```
 /// use vidlrp_dataset::AnalysisMethod;
 /// use vidlrp_core::Method;
 /// assert_eq!("dtd-u".parse::<AnalysisMethod>().unwrap(), AnalysisMethod::DtdUntrained);
 /// assert_eq!("sa".parse::<AnalysisMethod>().unwrap(), AnalysisMethod::Explain(Method::Sa));
+/// assert_eq!("random".parse::<AnalysisMethod>().unwrap(), AnalysisMethod::Random);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AnalysisMethod {
@@ -23,6 +26,8 @@ pub enum AnalysisMethod {
     Explain(Method),
     /// DTD on a seeded He-normal re-initialisation of the same architecture.
     DtdUntrained,
+    /// A seeded random ranking of regions, no explanation (`evaluate`'s baseline).
+    Random,
 }
 
 /// The network a condition explains.
@@ -44,15 +49,17 @@ impl AnalysisMethod {
     pub fn network(self) -> Network {
         match self {
             AnalysisMethod::DtdUntrained => Network::Untrained,
-            AnalysisMethod::Explain(_) => Network::Trained,
+            AnalysisMethod::Explain(_) | AnalysisMethod::Random => Network::Trained,
         }
     }
 
-    /// The method of [`vidlrp_core`] that explains the network: DTD-u is DTD.
-    pub fn method(self) -> vidlrp_core::Method {
+    /// The method of [`vidlrp_core`] that explains the network (DTD-u is DTD); `None` for
+    /// the random baseline, which explains nothing.
+    pub fn method(self) -> Option<Method> {
         match self {
-            AnalysisMethod::Explain(m) => m,
-            AnalysisMethod::DtdUntrained => vidlrp_core::Method::Dtd,
+            AnalysisMethod::Explain(m) => Some(m),
+            AnalysisMethod::DtdUntrained => Some(Method::Dtd),
+            AnalysisMethod::Random => None,
         }
     }
 
@@ -61,6 +68,7 @@ impl AnalysisMethod {
         match self {
             AnalysisMethod::Explain(m) => m.name(),
             AnalysisMethod::DtdUntrained => "dtd-u",
+            AnalysisMethod::Random => "random",
         }
     }
 }
@@ -69,12 +77,14 @@ impl FromStr for AnalysisMethod {
     type Err = DatasetError;
 
     fn from_str(s: &str) -> Result<Self> {
-        if s == "dtd-u" {
-            return Ok(AnalysisMethod::DtdUntrained);
+        match s {
+            "dtd-u" => return Ok(AnalysisMethod::DtdUntrained),
+            "random" => return Ok(AnalysisMethod::Random),
+            _ => {}
         }
         s.parse::<Method>()
             .map(AnalysisMethod::Explain)
-            .map_err(|e| DatasetError::Records(format!("{e} (or dtd-u)")))
+            .map_err(|e| DatasetError::Records(format!("{e} (or dtd-u, random)")))
     }
 }
 

@@ -297,7 +297,14 @@ fn composites<B: Backend>(
     };
     let mut composites = BTreeMap::new();
     for c in conditions {
-        let composite = Composite::preset(c.method.method(), &preset_options)?;
+        let method = c.method.method().ok_or_else(|| {
+            DatasetError::Records(format!(
+                "{}: {} ranks regions for the perturbation analysis; it has no relevance to \
+                 analyse here",
+                c.key, c.method
+            ))
+        })?;
+        let composite = Composite::preset(method, &preset_options)?;
         net.rules(&composite)?;
         composites.insert(c.key.clone(), composite);
     }
