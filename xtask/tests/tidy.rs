@@ -105,6 +105,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &[
             "vidlrp-c3d",
             "vidlrp-core",
+            "vidlrp-evaluate",
             "vidlrp-io",
             "vidlrp-snippet",
             "vidlrp-stats",
@@ -373,13 +374,9 @@ fn no_library_function_is_over_150_lines() {
 const MAX_CLI_FILE_LINES: usize = 400;
 
 /// CLI files still over [`MAX_CLI_FILE_LINES`], each with the most lines it may have until it
-/// is split (issue #27: the evaluation runner and the typed report move into the libraries).
+/// is split (the reproduction's stages and its report's claims move into the libraries).
 /// The list may only shrink: an entry that fits, or a file that grows, fails.
-const CLI_FILES_OVER: &[(&str, usize)] = &[
-    ("evaluate.rs", 701),
-    ("reproduce.rs", 455),
-    ("reproduce_report.rs", 840),
-];
+const CLI_FILES_OVER: &[(&str, usize)] = &[("reproduce.rs", 455), ("reproduce_report.rs", 802)];
 
 #[test]
 fn cli_files_stay_short() {

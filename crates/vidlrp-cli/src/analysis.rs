@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::json;
 use vidlrp_c3d::Pool5;
-use vidlrp_dataset::{AnalysisMethod, Condition, Manifest, Records, RunOptions, Shard};
+use vidlrp_dataset::{AnalysisMethod, AnyRecords, Condition, Manifest, RunOptions, Shard};
 use vidlrp_io::Outputs;
 use vidlrp_snippet::{Preprocess, ShortPolicy};
 
@@ -291,19 +291,23 @@ pub fn sweep_offsets(a: OffsetsArgs) -> Result<()> {
 }
 
 pub fn merge(a: MergeArgs) -> Result<()> {
-    if a.dirs
-        .first()
-        .is_some_and(|d| crate::evaluate::is_evaluation(d))
-    {
-        return crate::evaluate::merge(&a.dirs, &a.out);
+    let mut data_sets = Vec::new();
+    let mut evaluations = Vec::new();
+    for d in &a.dirs {
+        match AnyRecords::read(d)? {
+            AnyRecords::DataSet(r) => data_sets.push(r),
+            AnyRecords::Evaluation(r) => evaluations.push(r),
+        }
+    }
+    if !data_sets.is_empty() && !evaluations.is_empty() {
+        bail!("the directories hold both evaluations and other data-set runs; merge each kind on its own");
+    }
+    if !evaluations.is_empty() {
+        return crate::evaluate::merge(evaluations, &a.out);
     }
     let mut outputs = Outputs::new();
     let staged = outputs.dir(&a.out)?;
-    let parts = a
-        .dirs
-        .iter()
-        .map(|d| Records::read(d))
-        .collect::<Result<Vec<_>, _>>()?;
+    let parts = data_sets;
     let rec = vidlrp_dataset::merge(parts)?;
     let summary = vidlrp_dataset::summarize(&staged, &rec)?;
     outputs.publish()?;
@@ -318,7 +322,7 @@ pub fn merge(a: MergeArgs) -> Result<()> {
 }
 
 /// The journal of a run into `out`: `OUT.journal.jsonl` beside it.
-fn journal_path(out: &std::path::Path) -> PathBuf {
+pub fn journal_path(out: &std::path::Path) -> PathBuf {
     let name = out
         .file_name()
         .map_or("vidlrp-run".into(), |n| n.to_string_lossy().into_owned());

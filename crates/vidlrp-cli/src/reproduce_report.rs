@@ -4,12 +4,12 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use base64::Engine as _;
 use serde_json::{json, Value};
 
 use vidlrp_core::Method;
-use vidlrp_dataset::{AnalysisMethod, ConditionSummary, Summary};
+use vidlrp_dataset::{AnalysisMethod, ConditionSummary, EvaluationSummary, Summary};
 
 use crate::reproduce::StageRun;
 
@@ -105,12 +105,6 @@ impl Estimate {
             _ => format!("{:.4}", self.value),
         }
     }
-}
-
-fn read_json(path: &Path) -> Result<Value> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
 }
 
 fn pct(v: Option<f64>) -> String {
@@ -519,40 +513,33 @@ pub fn write(inp: &Inputs) -> Result<Value> {
             .into(),
     ));
     // Each evaluation's summary, read once.
-    let evaluations: Vec<(&str, Value)> =
+    let evaluations: Vec<(&str, EvaluationSummary)> =
         [("eval-regions", "8x8 regions"), ("eval-frames", "frames")]
             .into_iter()
-            .filter_map(|(dir, what)| {
-                Some((what, read_json(&out.join(dir).join("summary.json")).ok()?))
-            })
+            .filter_map(|(dir, what)| Some((what, EvaluationSummary::read(&out.join(dir)).ok()?)))
             .collect();
     let mut rows = Vec::new();
     for (what, summary) in &evaluations {
-        for r in summary["results"].as_array().into_iter().flatten() {
-            let i = &r["interval"];
+        for r in &summary.results {
             rows.push(vec![
                 what.to_string(),
-                r["method"].as_str().unwrap_or("?").to_string(),
-                format!("{:.4}", r["aopc"].as_f64().unwrap_or(f64::NAN)),
-                match (i["lo"].as_f64(), i["hi"].as_f64()) {
-                    (Some(lo), Some(hi)) => format!("[{lo:.4}, {hi:.4}]"),
-                    _ => "-".into(),
-                },
-                r["clips"].to_string(),
+                r.method.to_string(),
+                format!("{:.4}", r.aopc.aopc),
+                r.aopc
+                    .interval
+                    .map_or("-".into(), |i| format!("[{:.4}, {:.4}]", i.lo, i.hi)),
+                r.aopc.clips.to_string(),
             ]);
         }
     }
-    // (AOPC, interval low, interval high) of `method` in one summary.
-    let aopc = |summary: &Value, method: &str| -> Option<(f64, f64, f64)> {
-        let r = summary["results"]
-            .as_array()?
+    // (AOPC, interval low, interval high) of `method`'s first result in one summary.
+    let aopc = |summary: &EvaluationSummary, method: Method| -> Option<(f64, f64, f64)> {
+        let r = summary
+            .results
             .iter()
-            .find(|r| r["method"] == method)?;
-        Some((
-            r["aopc"].as_f64()?,
-            r["interval"]["lo"].as_f64()?,
-            r["interval"]["hi"].as_f64()?,
-        ))
+            .find(|r| r.method == AnalysisMethod::Explain(method))?;
+        let i = r.aopc.interval?;
+        Some((r.aopc.aopc, i.lo, i.hi))
     };
     doc.push(Block::Table(
         vec![
@@ -565,7 +552,7 @@ pub fn write(inp: &Inputs) -> Result<Value> {
         rows,
     ));
     for (what, summary) in &evaluations {
-        if let (Some(d), Some(sa)) = (aopc(summary, "dtd"), aopc(summary, "sa")) {
+        if let (Some(d), Some(sa)) = (aopc(summary, Method::Dtd), aopc(summary, Method::Sa)) {
             let verdict = if d.1 > sa.2 {
                 "DTD's AOPC is larger than SA's (the intervals do not overlap)"
             } else if d.2 < sa.1 {

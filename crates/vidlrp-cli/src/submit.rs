@@ -100,14 +100,10 @@ fn take_out(argv: &[String]) -> Result<(PathBuf, Vec<String>)> {
     Ok((out.context("the command needs --out DIR")?, rest))
 }
 
-/// Whether shard directory `dir` holds finished outputs.
-fn finished(dir: &Path, command: &str) -> bool {
-    let marker = if command == "evaluate" {
-        "summary.json"
-    } else {
-        "records.json"
-    };
-    dir.join(marker).is_file()
+/// Whether shard directory `dir` holds finished outputs (every data-set command publishes
+/// `records.json` with the rest of its outputs).
+fn finished(dir: &Path) -> bool {
+    dir.join("records.json").is_file()
 }
 
 /// Runs `sbatch --parsable ...`; the job id.
@@ -195,7 +191,7 @@ fn slurm(a: SlurmArgs) -> Result<()> {
         }
     }
     let todo: Vec<usize> = (0..a.array)
-        .filter(|&i| !finished(&shards_dir.join(i.to_string()), command))
+        .filter(|&i| !finished(&shards_dir.join(i.to_string())))
         .collect();
 
     let mut header = vec!["#!/bin/bash".to_string()];

@@ -169,7 +169,11 @@ fn manifest_shards_merge_to_the_unsharded_evaluation() {
         serde_json::from_str(&read(dir, "summary.json")).unwrap()
     };
     let (a, b) = (json(&whole), json(&merged));
-    assert_eq!(a["results"], b["results"]);
+    // The merge writes what the unsharded run wrote, byte for byte.
+    for f in ["summary.json", "records.json", "curves.csv"] {
+        assert_eq!(read(&whole, f), read(&merged, f), "{f}");
+    }
+    assert_eq!(a["format"], 1);
     assert_eq!(a["clips"], 3);
     assert_eq!(b["missed"].as_array().unwrap().len(), 1, "{b}");
     // The same shard twice is refused.
@@ -182,4 +186,125 @@ fn manifest_shards_merge_to_the_unsharded_evaluation() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("exactly once"));
+    // An evaluation does not merge with another kind of run.
+    let profile = d.join("profile");
+    std::fs::create_dir_all(&profile).unwrap();
+    std::fs::write(profile.join("records.json"), "{\"format\": 1}").unwrap();
+    let o = vidlrp(&[
+        "merge",
+        s(&parts[0]),
+        s(&profile),
+        "--out",
+        s(&d.join("mixed")),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!d.join("mixed").exists());
+}
+
+/// Every file of `dir` (flat), sorted by name, with its bytes.
+fn tree(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn a_killed_evaluation_resumes_to_the_outputs_of_an_uninterrupted_one() {
+    let d = tmp("resume");
+    let w = small_model(&d);
+    let mut manifest = String::from("path,label\n");
+    for i in 0..8usize {
+        let (t, h, wd) = (16, 24, 32);
+        let data = vidlrp_rng::uniform_values(t * h * wd * 3, i as u64, 0.0, 255.0);
+        let p = d.join(format!("v{i}.npy"));
+        vidlrp_io::write_npy(&p, &HostTensor::new(vec![t, h, wd, 3], data).unwrap()).unwrap();
+        manifest.push_str(&format!("v{i}.npy,{i}\n"));
+    }
+    let m = d.join("m.csv");
+    std::fs::write(&m, manifest).unwrap();
+    let args = |out: &std::path::Path| -> Vec<String> {
+        [
+            "evaluate",
+            "--weights",
+            s(&w),
+            "--manifest",
+            s(&m),
+            "--methods",
+            "dtd,sa,random",
+            "--region",
+            "1,28,28",
+            "--steps",
+            "12",
+            "--bootstrap",
+            "20",
+            "--threads",
+            "1",
+            "--out",
+            s(out),
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+    };
+    let run = |a: &[String]| vidlrp(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let whole = d.join("whole");
+    ok(run(&args(&whole)));
+    let expected = tree(&whole);
+    assert!(
+        !d.join("whole.journal.jsonl").exists(),
+        "the journal is removed when done"
+    );
+    for signal in ["INT", "TERM", "KILL"] {
+        let out = d.join(format!("cut-{signal}"));
+        let journal = d.join(format!("cut-{signal}.journal.jsonl"));
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vidlrp"))
+            .args(args(&out))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Kill it once two clips are journaled (header + 2 lines).
+        let start = std::time::Instant::now();
+        while std::fs::read_to_string(&journal).map_or(0, |t| t.lines().count()) < 3 {
+            assert!(start.elapsed().as_secs() < 120, "no progress was journaled");
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the run ended before it was killed"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let killed = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        assert!(
+            !child.wait().unwrap().success(),
+            "SIG{signal}: not interrupted"
+        );
+        assert!(
+            !out.exists(),
+            "SIG{signal}: an interrupted run published outputs"
+        );
+        let done_before = std::fs::read_to_string(&journal).unwrap().lines().count() - 1;
+        assert!(done_before < 8, "SIG{signal}: every clip had finished");
+        let mut r = args(&out);
+        r.push("--resume".into());
+        let o = ok(run(&r));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(&format!("{done_before} clip(s) taken from the journal")),
+            "SIG{signal}: {err}"
+        );
+        assert_eq!(tree(&out), expected, "SIG{signal}: resumed outputs differ");
+        assert!(!journal.exists());
+    }
+    std::fs::remove_dir_all(&d).unwrap();
 }

@@ -50,11 +50,11 @@ impl Journal {
     /// journal is started.
     ///
     /// **Errors** if resuming a journal written by another run, or on I/O errors.
-    pub fn open(
+    pub fn open<R: serde::de::DeserializeOwned>(
         path: &Path,
         run: &impl serde::Serialize,
         resume: bool,
-    ) -> Result<(Self, Vec<ItemRecord>)> {
+    ) -> Result<(Self, Vec<R>)> {
         let run = serde_json::to_value(run).map_err(|e| {
             DatasetError::Records(format!("the run cannot be described as JSON: {e}"))
         })?;
@@ -84,7 +84,7 @@ impl Journal {
                 if n == 0 || !line.ends_with('\n') {
                     break;
                 }
-                match serde_json::from_str::<ItemRecord>(&line) {
+                match serde_json::from_str::<R>(&line) {
                     Ok(r) => done.push(r),
                     Err(_) => break,
                 }
@@ -114,10 +114,11 @@ impl Journal {
         ))
     }
 
-    /// Appends one finished video and flushes it to the disk.
+    /// Appends one finished video's record (an [`ItemRecord`], or another run's record type)
+    /// and flushes it to the disk.
     ///
     /// **Errors** on I/O errors.
-    pub fn append(&mut self, record: &ItemRecord) -> Result<()> {
+    pub fn append(&mut self, record: &impl Serialize) -> Result<()> {
         let line =
             serde_json::to_string(record).map_err(|e| DatasetError::Records(e.to_string()))?;
         self.file

@@ -15,6 +15,7 @@
 //! shards gives exactly the statistics of one unsharded run.
 
 mod condition;
+mod evaluation;
 mod journal;
 mod manifest;
 mod records;
@@ -23,6 +24,11 @@ mod runner;
 mod shard;
 
 pub use condition::{AnalysisMethod, Condition, Network};
+pub use evaluation::{
+    evaluate, merge_evaluations, summarize_evaluation, AnyRecords, AopcResult, ClipRecord,
+    ClipSource, Curve, EvaluationOptions, EvaluationProgress, EvaluationRecords, EvaluationRun,
+    EvaluationSummary, EvaluationTiming, RecordsKind, EVALUATION_FORMAT,
+};
 pub use journal::{ItemRecord, Journal};
 pub use manifest::{labels_for, read_labels, Item, Manifest};
 pub use records::{merge, Outcome, Records, RunConfig, Status, RECORDS_FORMAT};
@@ -76,6 +82,9 @@ pub enum DatasetError {
     /// A figure could not be drawn.
     #[error(transparent)]
     Viz(#[from] vidlrp_viz::VizError),
+    /// A perturbation analysis could not be run.
+    #[error(transparent)]
+    Evaluate(#[from] vidlrp_evaluate::EvalError),
 }
 
 /// Result alias of this crate.

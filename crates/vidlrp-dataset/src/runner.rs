@@ -363,7 +363,7 @@ fn open_journal(
         shard: opts.shard,
         batch: opts.batch,
     };
-    let (journal, done) = crate::Journal::open(path, &run, opts.resume)?;
+    let (journal, done) = crate::Journal::open::<crate::ItemRecord>(path, &run, opts.resume)?;
     let done = done.into_iter().map(|r| (r.item, r)).collect();
     Ok((Some(journal), done))
 }
