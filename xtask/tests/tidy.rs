@@ -373,37 +373,17 @@ fn no_library_function_is_over_150_lines() {
 /// longer file is a library hiding in the binary.
 const MAX_CLI_FILE_LINES: usize = 400;
 
-/// CLI files still over [`MAX_CLI_FILE_LINES`], each with the most lines it may have until it
-/// is split (the reproduction's stages and its report's claims move into the libraries).
-/// The list may only shrink: an entry that fits, or a file that grows, fails.
-const CLI_FILES_OVER: &[(&str, usize)] = &[("reproduce.rs", 455), ("reproduce_report.rs", 802)];
-
 #[test]
 fn cli_files_stay_short() {
     let mut files = Vec::new();
     rust_files(&root().join("crates/vidlrp-cli/src"), &mut files);
     for f in files {
-        let name = f.file_name().unwrap().to_string_lossy().into_owned();
         let n = std::fs::read_to_string(&f).unwrap().lines().count();
-        match CLI_FILES_OVER.iter().find(|(k, _)| *k == name) {
-            Some(&(_, most)) => {
-                assert!(
-                    n <= most,
-                    "{}: {n} lines, more than its {most}",
-                    f.display()
-                );
-                assert!(
-                    n > MAX_CLI_FILE_LINES,
-                    "{}: {n} lines fit now; take it off CLI_FILES_OVER",
-                    f.display()
-                );
-            }
-            None => assert!(
-                n <= MAX_CLI_FILE_LINES,
-                "{}: {n} lines (at most {MAX_CLI_FILE_LINES}); move the work into a library",
-                f.display()
-            ),
-        }
+        assert!(
+            n <= MAX_CLI_FILE_LINES,
+            "{}: {n} lines (at most {MAX_CLI_FILE_LINES}); move the work into a library",
+            f.display()
+        );
     }
 }
 

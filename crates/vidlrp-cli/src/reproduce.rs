@@ -13,6 +13,9 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
+use crate::reproduce_plan::Plan;
+use crate::reproduce_report::StageRun;
+
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  \
     vidlrp reproduce --out repro            # the default run (about 10 minutes on 2 cores)\n  \
@@ -35,80 +38,6 @@ pub struct Args {
     seed: u64,
     #[command(flatten)]
     device: crate::device::DeviceArgs,
-}
-
-/// The experiment's settings: the data set, the training and the analyses.
-#[derive(Debug, Clone, serde::Serialize)]
-struct Plan {
-    classes: usize,
-    videos: usize,
-    frames: usize,
-    test_frames: usize,
-    frame_size: &'static str,
-    distractors: usize,
-    title_share: f64,
-    split: [usize; 3],
-    input_size: usize,
-    width: f64,
-    epochs: usize,
-    snippets_per_video: usize,
-    batch: usize,
-    optimizer: &'static str,
-    lr: f64,
-    dropout: f64,
-    steps: Vec<usize>,
-    offsets: Vec<usize>,
-    bootstrap: usize,
-}
-
-impl Plan {
-    /// The default run: 8 motion classes, so that top-5 accuracy means something (chance 5/8).
-    fn full() -> Self {
-        Self {
-            classes: 8,
-            videos: 400,
-            frames: 48,
-            test_frames: 512,
-            frame_size: "74x56",
-            distractors: 1,
-            title_share: 0.3,
-            split: [80, 10, 10],
-            input_size: 48,
-            width: 0.125,
-            epochs: 15,
-            snippets_per_video: 2,
-            batch: 8,
-            optimizer: "adam",
-            lr: 1e-3,
-            dropout: 0.0,
-            steps: vec![0, 1, 2, 4, 8, 16, 32],
-            offsets: (0..=256).step_by(8).collect(),
-            bootstrap: 1000,
-        }
-    }
-
-    /// The CI run: the same stages on a small data set.
-    fn quick() -> Self {
-        Self {
-            classes: 4,
-            videos: 24,
-            split: [70, 15, 15],
-            frames: 48,
-            test_frames: 96,
-            epochs: 2,
-            snippets_per_video: 2,
-            steps: vec![0, 1, 2, 4],
-            offsets: (0..=64).step_by(8).collect(),
-            bootstrap: 200,
-            ..Self::full()
-        }
-    }
-
-    /// Chance top-1 and top-5 accuracy.
-    fn chance(&self) -> (f64, f64) {
-        let k = self.classes as f64;
-        (1.0 / k, 5.0f64.min(k) / k)
-    }
 }
 
 /// Regions removed in the spatial perturbation (of 16 x (size/8)^2).
@@ -391,7 +320,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     let report = crate::reproduce_report::Inputs {
         out: out.clone(),
-        plan: serde_json::to_value(&plan)?,
+        plan: plan.clone(),
         chance: plan.chance(),
         stages: timings,
         total_seconds: started.elapsed().as_secs_f64(),
@@ -404,19 +333,6 @@ pub fn run(a: Args) -> Result<()> {
                "seconds": started.elapsed().as_secs_f64()})
     );
     Ok(())
-}
-
-/// What a stage did: its command, its wall time, and whether it ran (or was kept from an
-/// earlier run).
-pub struct StageRun {
-    /// The stage's name.
-    pub name: String,
-    /// `vidlrp ...` as run.
-    pub command: String,
-    /// Wall time in seconds (0 if kept).
-    pub seconds: f64,
-    /// Whether it ran in this invocation.
-    pub ran: bool,
 }
 
 /// Runs one stage unless its output exists; records its wall time.

@@ -1,0 +1,75 @@
+//! The settings of `vidlrp reproduce`: the data set, the training and the analyses.
+
+/// The experiment's settings: the data set, the training and the analyses.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Plan {
+    pub classes: usize,
+    pub videos: usize,
+    pub frames: usize,
+    pub test_frames: usize,
+    pub frame_size: &'static str,
+    pub distractors: usize,
+    pub title_share: f64,
+    pub split: [usize; 3],
+    pub input_size: usize,
+    pub width: f64,
+    pub epochs: usize,
+    pub snippets_per_video: usize,
+    pub batch: usize,
+    pub optimizer: &'static str,
+    pub lr: f64,
+    pub dropout: f64,
+    pub steps: Vec<usize>,
+    pub offsets: Vec<usize>,
+    pub bootstrap: usize,
+}
+
+impl Plan {
+    /// The default run: 8 motion classes, so that top-5 accuracy means something (chance 5/8).
+    pub fn full() -> Self {
+        Self {
+            classes: 8,
+            videos: 400,
+            frames: 48,
+            test_frames: 512,
+            frame_size: "74x56",
+            distractors: 1,
+            title_share: 0.3,
+            split: [80, 10, 10],
+            input_size: 48,
+            width: 0.125,
+            epochs: 15,
+            snippets_per_video: 2,
+            batch: 8,
+            optimizer: "adam",
+            lr: 1e-3,
+            dropout: 0.0,
+            steps: vec![0, 1, 2, 4, 8, 16, 32],
+            offsets: (0..=256).step_by(8).collect(),
+            bootstrap: 1000,
+        }
+    }
+
+    /// The CI run: the same stages on a small data set.
+    pub fn quick() -> Self {
+        Self {
+            classes: 4,
+            videos: 24,
+            split: [70, 15, 15],
+            frames: 48,
+            test_frames: 96,
+            epochs: 2,
+            snippets_per_video: 2,
+            steps: vec![0, 1, 2, 4],
+            offsets: (0..=64).step_by(8).collect(),
+            bootstrap: 200,
+            ..Self::full()
+        }
+    }
+
+    /// Chance top-1 and top-5 accuracy.
+    pub fn chance(&self) -> (f64, f64) {
+        let k = self.classes as f64;
+        (1.0 / k, 5.0f64.min(k) / k)
+    }
+}
