@@ -7,7 +7,9 @@ use anyhow::Result;
 use serde_json::json;
 use vidlrp_c3d::{init_weights, C3dSpec, Pool5};
 use vidlrp_dataset::Manifest;
-use vidlrp_train::{CheckpointAt, OptimizerKind, Progress, TrainConfig, TrainData, TrainLog};
+use vidlrp_train::{
+    CheckpointAt, OptimizerKind, Progress, TrainConfig, TrainData, TrainFiles, TrainLog,
+};
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  \
@@ -89,15 +91,6 @@ pub struct Args {
     device: crate::device::DeviceArgs,
 }
 
-/// `OUT` with its extension replaced by `suffix`: `model.safetensors` + `.log.json` ->
-/// `model.log.json`.
-fn sibling(out: &Path, suffix: &str) -> PathBuf {
-    let stem = out
-        .file_stem()
-        .map_or("model".into(), |s| s.to_string_lossy().into_owned());
-    out.with_file_name(format!("{stem}{suffix}"))
-}
-
 /// The videos of the three manifests; the classes are the labels file's names, or the
 /// largest training label + 1.
 fn data(a: &Args) -> Result<TrainData> {
@@ -141,19 +134,18 @@ pub fn run(a: Args) -> Result<()> {
     )?;
     let (val, test) = (a.val.as_deref(), a.test.as_deref());
     let mut log = TrainLog::c3d(&a.manifest, val, test, &spec, a.width, &config);
-    let log_path = sibling(&a.out, ".log.json");
+    let files = TrainFiles::beside(&a.out);
     let mut console = crate::progress::TrainConsole::default();
     let mut failed_write = None;
     let mut progress = |p: Progress<'_>| {
         if let Some(epochs) = console.show(&p) {
             // For a person watching; --resume reads the checkpoint's own copy.
             log.epochs = epochs.to_vec();
-            if let Err(e) = log.write(&log_path) {
+            if let Err(e) = log.write(&files.log) {
                 failed_write.get_or_insert(e);
             }
         }
     };
-    let checkpoint = sibling(&a.out, ".checkpoint.safetensors");
     let trained = crate::device::with_backend!(&a.device, |be| {
         vidlrp_train::fit(
             be,
@@ -163,7 +155,7 @@ pub fn run(a: Args) -> Result<()> {
             // He-normal on inputs of unit scale (see vidlrp_train::INPUT_SCALE).
             || init_weights(&spec, a.seed),
             CheckpointAt {
-                path: &checkpoint,
+                path: &files.checkpoint,
                 resume: a.resume,
             },
             &mut progress,
@@ -185,29 +177,23 @@ pub fn run(a: Args) -> Result<()> {
     }
     let mut outputs = vidlrp_io::Outputs::new();
     vidlrp_io::write_safetensors_with_metadata(&outputs.file(&a.out)?, &trained.weights, &meta)?;
-    log.write(&outputs.file(&log_path)?)?;
-    let curves = sibling(&a.out, "-curves");
-    write_curves(
-        &outputs.file(&curves.with_extension("png"))?,
-        &outputs.file(&curves.with_extension("svg"))?,
-        &log,
-    )?;
-    outputs.publish()?;
-    crate::emit(
-        &json!({"model": a.out, "classes": log.classes, "parameters": log.parameters, "epochs": log.epochs, "test": log.test}),
-    );
-    Ok(())
-}
-
-/// The training curves of `log`.
-fn write_curves(png: &Path, svg: &Path, log: &TrainLog) -> Result<()> {
+    log.write(&outputs.file(&files.log)?)?;
     let series: Vec<_> = (log.curves().into_iter())
         .map(|(label, points)| vidlrp_viz::plots::Series {
             label: label.into(),
             points,
         })
         .collect();
+    let (png, svg) = (
+        outputs.file(&files.curves_png)?,
+        outputs.file(&files.curves_svg)?,
+    );
     let axes = ["epoch", "loss / accuracy"];
-    vidlrp_viz::plots::xy_figure_at([png, svg], "Training", axes, &series, false)?;
+    vidlrp_viz::plots::xy_figure_at([&png, &svg], "Training", axes, &series, false)?;
+    outputs.publish()?;
+    crate::emit(
+        &json!({"model": a.out, "classes": log.classes, "parameters": log.parameters,
+                        "epochs": log.epochs, "test": log.test}),
+    );
     Ok(())
 }

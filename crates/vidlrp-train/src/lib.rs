@@ -29,7 +29,7 @@ pub use fit::{
     fit, fold_input_scale, CheckpointAt, EpochRecord, Progress, TestRecord, TrainConfig, Trained,
     INPUT_SCALE,
 };
-pub use log::{TrainLog, TRAIN_LOG_FORMAT};
+pub use log::{TrainFiles, TrainLog, TRAIN_LOG_FORMAT};
 pub use loss::softmax_cross_entropy;
 pub use net::{Tape, TrainNet};
 pub use optim::{Adam, Optimizer, OptimizerKind, Sgd, StepSchedule};

@@ -6,6 +6,46 @@ use serde::{Deserialize, Serialize};
 
 use crate::{EpochRecord, Result, TestRecord, TrainConfig};
 
+/// The files a training run writes beside its model `OUT` (`model.safetensors`): the log
+/// `model.log.json`, the checkpoint `model.checkpoint.safetensors` and the curves
+/// `model-curves.png` / `.svg`.
+///
+/// ```
+/// let f = vidlrp_train::TrainFiles::beside(std::path::Path::new("runs/model.safetensors"));
+/// assert_eq!(f.log, std::path::Path::new("runs/model.log.json"));
+/// assert_eq!(f.curves_svg, std::path::Path::new("runs/model-curves.svg"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrainFiles {
+    /// The trained model.
+    pub model: PathBuf,
+    /// The [`TrainLog`].
+    pub log: PathBuf,
+    /// Parameters and optimiser state after the last finished epoch.
+    pub checkpoint: PathBuf,
+    /// The training curves as PNG.
+    pub curves_png: PathBuf,
+    /// The training curves as SVG.
+    pub curves_svg: PathBuf,
+}
+
+impl TrainFiles {
+    /// The files of a run whose model is `model`.
+    pub fn beside(model: &Path) -> Self {
+        let stem = model
+            .file_stem()
+            .map_or("model".into(), |s| s.to_string_lossy().into_owned());
+        let sibling = |suffix: &str| model.with_file_name(format!("{stem}{suffix}"));
+        Self {
+            model: model.to_path_buf(),
+            log: sibling(".log.json"),
+            checkpoint: sibling(".checkpoint.safetensors"),
+            curves_png: sibling("-curves.png"),
+            curves_svg: sibling("-curves.svg"),
+        }
+    }
+}
+
 /// The version of [`TrainLog`]'s layout.
 pub const TRAIN_LOG_FORMAT: u32 = 1;
 
