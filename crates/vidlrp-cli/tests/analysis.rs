@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{ok, s, small_model, tmp, vidlrp_env as vidlrp};
+use common::{interrupt_after_two, ok, s, small_model, tmp, tree, vidlrp_env as vidlrp};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -470,20 +470,6 @@ fn bad_data_sets_give_clear_errors() {
     assert!(leftovers.is_empty(), "staging left behind: {leftovers:?}");
 }
 
-/// Every file under `dir` with its bytes, by relative path.
-fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        out.push((
-            p.file_name().unwrap().to_string_lossy().into_owned(),
-            std::fs::read(&p).unwrap(),
-        ));
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn a_killed_run_resumes_to_the_outputs_of_an_uninterrupted_one() {
     let d = tmp("resume");
@@ -531,41 +517,8 @@ fn a_killed_run_resumes_to_the_outputs_of_an_uninterrupted_one() {
     for signal in ["INT", "TERM", "KILL"] {
         let out = d.join(format!("cut-{signal}"));
         let journal = d.join(format!("cut-{signal}.journal.jsonl"));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vidlrp"))
-            .args(args(&out))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        // Kill it once two videos are journaled (header + 2 lines), mid-way through the run.
-        let start = std::time::Instant::now();
-        loop {
-            let lines = std::fs::read_to_string(&journal).map_or(0, |t| t.lines().count());
-            if lines >= 3 {
-                break;
-            }
-            assert!(start.elapsed().as_secs() < 120, "no progress was journaled");
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "the run ended before it was killed"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        let killed = Command::new("kill")
-            .args([&format!("-{signal}"), &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let status = child.wait().unwrap();
-        assert!(
-            !status.success(),
-            "SIG{signal}: the run was not interrupted"
-        );
-        assert!(
-            !out.exists(),
-            "SIG{signal}: an interrupted run published outputs"
-        );
-        let done_before = std::fs::read_to_string(&journal).unwrap().lines().count() - 1;
+        // Kill it once two videos are journaled, mid-way through the run.
+        let done_before = interrupt_after_two(&args(&out), &journal, &out, signal);
         assert!(done_before < 7, "SIG{signal}: every video had finished");
 
         // Resume: the finished videos are not computed again, the outputs are the same.

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{ok, s, small_model, tmp, vidlrp};
+use common::{interrupt_after_two, ok, s, small_model, tmp, tree, vidlrp};
 use vidlrp_core::HostTensor;
 
 /// A random clip in the caffe preset's range, `(1, 3, 16, 112, 112)`.
@@ -201,20 +201,6 @@ fn manifest_shards_merge_to_the_unsharded_evaluation() {
     assert!(!d.join("mixed").exists());
 }
 
-/// Every file of `dir` (flat), sorted by name, with its bytes.
-fn tree(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
-    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let p = e.unwrap().path();
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&p).unwrap())
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 #[test]
 fn a_killed_evaluation_resumes_to_the_outputs_of_an_uninterrupted_one() {
     let d = tmp("resume");
@@ -264,36 +250,8 @@ fn a_killed_evaluation_resumes_to_the_outputs_of_an_uninterrupted_one() {
     for signal in ["INT", "TERM", "KILL"] {
         let out = d.join(format!("cut-{signal}"));
         let journal = d.join(format!("cut-{signal}.journal.jsonl"));
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vidlrp"))
-            .args(args(&out))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        // Kill it once two clips are journaled (header + 2 lines).
-        let start = std::time::Instant::now();
-        while std::fs::read_to_string(&journal).map_or(0, |t| t.lines().count()) < 3 {
-            assert!(start.elapsed().as_secs() < 120, "no progress was journaled");
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "the run ended before it was killed"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        let killed = std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        assert!(
-            !child.wait().unwrap().success(),
-            "SIG{signal}: not interrupted"
-        );
-        assert!(
-            !out.exists(),
-            "SIG{signal}: an interrupted run published outputs"
-        );
-        let done_before = std::fs::read_to_string(&journal).unwrap().lines().count() - 1;
+        // Kill it once two clips are journaled.
+        let done_before = interrupt_after_two(&args(&out), &journal, &out, signal);
         assert!(done_before < 8, "SIG{signal}: every clip had finished");
         let mut r = args(&out);
         r.push("--resume".into());

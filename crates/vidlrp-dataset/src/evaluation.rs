@@ -747,15 +747,6 @@ pub fn merge_evaluations(parts: Vec<EvaluationRecords>) -> Result<EvaluationReco
     })
 }
 
-/// A CSV field, quoted when it holds a comma, quote or newline.
-fn csv_field(v: &str) -> String {
-    if v.contains([',', '"', '\n']) {
-        format!("\"{}\"", v.replace('"', "\"\""))
-    } else {
-        v.to_string()
-    }
-}
-
 /// Writes `records.json`, `summary.json` (AOPC per method and order with bootstrap intervals
 /// over clips), `curves.csv` (one row per clip, curve and step) and `perturbation_ORDER.png`
 /// / `.svg` into `dir`, which must exist. Returns the summary and the figures' file names.
@@ -799,7 +790,7 @@ pub fn summarize_evaluation(
                     csv.push_str(&format!(
                         "{method},{order},{},{},{k},{v}\n",
                         c.item,
-                        csv_field(&c.clip)
+                        crate::report::csv_field(&c.clip)
                     ));
                 }
                 curves.push(curve.scores.clone());

@@ -102,7 +102,8 @@ fn write_text(dir: &Path, name: &str, text: &str) -> Result<()> {
     Ok(())
 }
 
-fn csv_field(s: &str) -> String {
+/// A CSV field, quoted when it holds a comma, quote or newline.
+pub(crate) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

@@ -114,3 +114,52 @@ pub fn blob(dims: [u64; 5], data: &[f32]) -> Vec<u8> {
     field_bytes(6, &raw, &mut b);
     b
 }
+
+/// Every file of `dir` (flat) with its bytes, sorted by name.
+pub fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        out.push((
+            p.file_name().unwrap().to_string_lossy().into_owned(),
+            std::fs::read(&p).unwrap(),
+        ));
+    }
+    out.sort();
+    out
+}
+
+/// Runs `vidlrp args` and sends it `SIG{signal}` once its
+/// journal holds two finished records (header + 2 lines); checks that it was interrupted and
+/// published nothing at `out`. Returns the records it had journaled.
+pub fn interrupt_after_two(args: &[String], journal: &Path, out: &Path, signal: &str) -> usize {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vidlrp"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(journal).map_or(0, |t| t.lines().count()) < 3 {
+        assert!(start.elapsed().as_secs() < 120, "no progress was journaled");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before it was killed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let killed = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(
+        !child.wait().unwrap().success(),
+        "SIG{signal}: the run was not interrupted"
+    );
+    assert!(
+        !out.exists(),
+        "SIG{signal}: an interrupted run published outputs"
+    );
+    std::fs::read_to_string(journal).unwrap().lines().count() - 1
+}

@@ -291,39 +291,23 @@ fn gemm_with(
         .max((4 * threads).min(n / BLOCK_MIN_COLS))
         .max(1);
     let bounds = |t: usize| ((slivers * t / parts) * NR).min(n);
-    if parts > 2 || n > NC {
-        // Three or more column panels: every panel would pack all of A again (each thread
-        // its own copy); pack it once, the threads sharing the work, and share it.
-        let mut store = PACKED_A
+    // Three or more column panels: every panel would pack all of A again (each thread its
+    // own copy); pack it once, the threads sharing the work, and share it.
+    let shared = parts > 2 || n > NC;
+    let mut store = if shared {
+        PACKED_A
             .try_lock()
             .map(|mut kept| std::mem::take(&mut *kept))
-            .unwrap_or_default();
-        let packed = pack_a_shared(a, m, k, &mut store);
-        for_each_part(parts, bounds, |j0, j1, scratch| {
-            let a = ASource::Packed(packed);
-            gemm_columns(
-                kernel,
-                m,
-                k,
-                a,
-                b,
-                j0,
-                j1,
-                ptr.get(),
-                ldc,
-                accumulate,
-                scratch,
-            );
-        });
-        if store.len() <= KEEP_PACKED_A {
-            if let Ok(mut kept) = PACKED_A.try_lock() {
-                *kept = store;
-            }
-        }
-        return;
-    }
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let a = if shared {
+        ASource::Packed(pack_a_shared(a, m, k, &mut store))
+    } else {
+        ASource::RowMajor { data: a, lda: k }
+    };
     for_each_part(parts, bounds, |j0, j1, scratch| {
-        let a = ASource::RowMajor { data: a, lda: k };
         gemm_columns(
             kernel,
             m,
@@ -338,6 +322,11 @@ fn gemm_with(
             scratch,
         );
     });
+    if shared && store.len() <= KEEP_PACKED_A {
+        if let Ok(mut kept) = PACKED_A.try_lock() {
+            *kept = store;
+        }
+    }
 }
 
 /// Runs `work(lo, hi, scratch)` on each of the `parts` ranges `[bounds(t), bounds(t + 1))`,
