@@ -387,6 +387,36 @@ fn cli_files_stay_short() {
     }
 }
 
+/// Commands hand their summaries back to `main`, which alone prints on stdout; `main.rs`
+/// exports nothing, so no command module depends on it (no module cycle through the root) and
+/// `reproduce` can run the commands as functions without a global switch.
+#[test]
+fn only_main_prints_on_stdout_and_main_exports_nothing() {
+    let src = root().join("crates/vidlrp-cli/src");
+    let main = std::fs::read_to_string(src.join("main.rs")).unwrap();
+    for line in main.lines() {
+        let line = line.trim_start();
+        assert!(
+            !(line.starts_with("pub ") || line.starts_with("pub(")),
+            "main.rs exports {line:?}: move it into a module of its own"
+        );
+    }
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    for f in files.iter().filter(|f| !f.ends_with("main.rs")) {
+        let text = std::fs::read_to_string(f).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            assert!(
+                !(line.contains("println!(") || line.contains("print!("))
+                    || line.contains("eprint"),
+                "{}:{}: commands return their summary (summary::Finished); main prints it",
+                f.display(),
+                i + 1
+            );
+        }
+    }
+}
+
 #[test]
 fn no_public_library_signature_takes_or_returns_untyped_json() {
     for krate in library_crates() {

@@ -1,7 +1,7 @@
 //! `vidlrp profile`, `sweep-steps`, `sweep-offsets` and `merge`: the paper's Section 3 on any
 //! data set (method.md §3), through `vidlrp-dataset`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
@@ -154,11 +154,9 @@ pub struct MergeArgs {
     out: PathBuf,
 }
 
-/// Runs `conditions` over the shard of `a`, then writes the summary, tables and figures into
-/// `--out`, publishing them together.
-fn analyse(command: &str, a: &DataArgs, conditions: Vec<Condition>) -> Result<()> {
-    let mut outputs = Outputs::new();
-    let staged = outputs.dir(&a.out)?;
+/// The run options `a` names: the manifest read, the preset resolved, the shard chosen, the
+/// journal beside `--out`.
+fn options(a: &DataArgs) -> Result<RunOptions> {
     let labels = a
         .labels
         .as_deref()
@@ -168,7 +166,7 @@ fn analyse(command: &str, a: &DataArgs, conditions: Vec<Condition>) -> Result<()
         Some(s) => s,
         None => Shard::from_env()?.unwrap_or(Shard::WHOLE),
     };
-    let options = RunOptions {
+    Ok(RunOptions {
         manifest: Manifest::read(&a.manifest, labels.as_deref()).with_context(|| {
             if a.labels.is_none() {
                 "cannot use the manifest (class names in it need --labels FILE)"
@@ -192,10 +190,24 @@ fn analyse(command: &str, a: &DataArgs, conditions: Vec<Condition>) -> Result<()
         resume: a.resume,
         batch: a.batch,
         chunk_bytes: usize::try_from(a.chunk_mb << 20).unwrap_or(usize::MAX),
-    };
+    })
+}
+
+/// Runs `conditions` over the data set of `options`, then writes the summary, tables and
+/// figures into `out`, publishing them together.
+pub fn analyse(
+    command: &str,
+    options: &RunOptions,
+    conditions: Vec<Condition>,
+    out: &Path,
+    device: &crate::device::DeviceArgs,
+) -> Result<crate::summary::Finished> {
+    let mut outputs = Outputs::new();
+    let staged = outputs.dir(out)?;
+    let shard = options.shard;
     let started = std::time::Instant::now();
     let mut timing = (0.0, 0.0);
-    let records = crate::device::with_backend!(&a.device, |be| {
+    let records = crate::device::with_backend!(device, |be| {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
@@ -206,16 +218,16 @@ fn analyse(command: &str, a: &DataArgs, conditions: Vec<Condition>) -> Result<()
         );
         bar.set_prefix(command.to_string());
         let mut resumed = 0;
-        let records = vidlrp_dataset::run(be, command, &options, conditions, &mut |p| {
+        let records = vidlrp_dataset::run(be, command, options, conditions, &mut |p| {
             bar.set_length(p.total as u64);
             bar.set_position(p.done as u64);
             bar.set_message(p.item.path.clone());
             resumed = p.resumed;
             timing = (p.explain_s, p.wait_s);
         })
-        .with_context(|| format!("cannot run {command} with {}", a.weights.display()))?;
+        .with_context(|| format!("cannot run {command} with {}", options.weights.display()))?;
         bar.finish_and_clear();
-        if a.resume {
+        if options.resume {
             eprintln!(
                 "{command}: {resumed} video(s) taken from the journal of the interrupted run"
             );
@@ -225,7 +237,7 @@ fn analyse(command: &str, a: &DataArgs, conditions: Vec<Condition>) -> Result<()
     let summary = vidlrp_dataset::summarize(&staged, &records)?;
     outputs.publish()?;
     // The outputs are complete: the journal has served.
-    let _ = std::fs::remove_file(journal_path(&a.out));
+    let _ = std::fs::remove_file(journal_path(out));
     eprintln!(
         "{command}: shard {shard}, {} of {} manifest items",
         shard.len_of(records.manifest_items),
@@ -237,60 +249,43 @@ fn analyse(command: &str, a: &DataArgs, conditions: Vec<Condition>) -> Result<()
         "{command}: {wall_s:.1} s in all, {:.1} s explaining, {:.1} s waiting for frames",
         timing.0, timing.1
     );
-    crate::emit(&json!({
-        "out": a.out,
-        "summary": a.out.join("summary.json"),
+    Ok(crate::summary::Finished::summary(json!({
+        "out": out,
+        "summary": out.join("summary.json"),
         "timing": {"wall_s": wall_s, "explain_s": timing.0, "wait_for_frames_s": timing.1},
-    }));
-    Ok(())
+    })))
 }
 
-pub fn profile(a: ProfileArgs) -> Result<()> {
-    let conditions = a
-        .methods
-        .iter()
-        .map(|&m| Condition {
-            key: m.to_string(),
-            method: m,
-            offset: a.offset,
-            step: a.step,
-        })
-        .collect();
-    analyse("profile", &a.data, conditions)
+/// One data-set command's run with the options of `a`.
+fn run_data_command(
+    command: &str,
+    a: &DataArgs,
+    conditions: Vec<Condition>,
+) -> Result<crate::summary::Finished> {
+    analyse(command, &options(a)?, conditions, &a.out, &a.device)
 }
 
-/// The conditions of a sweep: every method at every `(offset, step)`, keyed `METHOD
-/// NAME=VALUE` (`dtd step=4`), methods outermost.
-fn sweep(methods: &[AnalysisMethod], points: &[(usize, usize)], name: &str) -> Vec<Condition> {
-    methods
-        .iter()
-        .flat_map(|&m| {
-            points.iter().map(move |&(offset, step)| Condition {
-                key: format!("{m} {name}={}", if name == "step" { step } else { offset }),
-                method: m,
-                offset,
-                step,
-            })
-        })
-        .collect()
+/// `vidlrp profile`.
+pub fn profile(a: ProfileArgs) -> Result<crate::summary::Finished> {
+    let conditions = Condition::profile(&a.methods, a.offset, a.step);
+    run_data_command("profile", &a.data, conditions)
 }
 
-pub fn sweep_steps(a: StepsArgs) -> Result<()> {
-    let points: Vec<(usize, usize)> = a.steps.iter().map(|&s| (a.offset, s)).collect();
-    analyse("sweep-steps", &a.data, sweep(&a.methods, &points, "step"))
-}
-
-pub fn sweep_offsets(a: OffsetsArgs) -> Result<()> {
-    let offsets = a.offsets.clone().unwrap_or_else(default_offsets);
-    let points: Vec<(usize, usize)> = offsets.iter().map(|&o| (o, a.step)).collect();
-    analyse(
-        "sweep-offsets",
+pub fn sweep_steps(a: StepsArgs) -> Result<crate::summary::Finished> {
+    run_data_command(
+        "sweep-steps",
         &a.data,
-        sweep(&a.methods, &points, "offset"),
+        Condition::step_sweep(&a.methods, &a.steps, a.offset),
     )
 }
 
-pub fn merge(a: MergeArgs) -> Result<()> {
+pub fn sweep_offsets(a: OffsetsArgs) -> Result<crate::summary::Finished> {
+    let offsets = a.offsets.clone().unwrap_or_else(default_offsets);
+    let conditions = Condition::offset_sweep(&a.methods, &offsets, a.step);
+    run_data_command("sweep-offsets", &a.data, conditions)
+}
+
+pub fn merge(a: MergeArgs) -> Result<crate::summary::Finished> {
     let mut data_sets = Vec::new();
     let mut evaluations = Vec::new();
     for d in &a.dirs {
@@ -317,8 +312,9 @@ pub fn merge(a: MergeArgs) -> Result<()> {
         rec.command
     );
     report(&summary);
-    crate::emit(&json!({"out": a.out, "summary": a.out.join("summary.json")}));
-    Ok(())
+    Ok(crate::summary::Finished::summary(
+        json!({"out": a.out, "summary": a.out.join("summary.json")}),
+    ))
 }
 
 /// The journal of a run into `out`: `OUT.journal.jsonl` beside it.

@@ -10,7 +10,7 @@ use vidlrp_snippet::{Preprocess, ShortPolicy, SnippetSpec};
 use vidlrp_viz::{Norm, Palette};
 
 /// The clip to explain.
-#[derive(clap::Args, Clone)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct ClipArgs {
     /// Preprocessed clip: float32 .npy of shape (3,T,H,W) or (N,3,T,H,W).
     #[arg(long, required_unless_present = "video", conflicts_with = "video")]
@@ -40,6 +40,22 @@ pub struct ClipArgs {
     /// Videos too short for offset + (length-1) * step: skip (error) or clamp (repeat the last frame).
     #[arg(long, default_value = "skip")]
     pub short: ShortPolicy,
+}
+
+impl Default for ClipArgs {
+    /// No source yet; the options' defaults (as clap's; tested).
+    fn default() -> Self {
+        Self {
+            input: None,
+            video: None,
+            preset: None,
+            mean: None,
+            offset: 0,
+            step: 1,
+            length: 16,
+            short: ShortPolicy::Skip,
+        }
+    }
 }
 
 /// A loaded clip: network input `[1, 3, T, H, W]`, displayable frames, and where it came from.
@@ -157,12 +173,12 @@ impl ClipArgs {
 }
 
 /// Options of the pictures.
-#[derive(clap::Args, Clone)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct PictureArgs {
     /// Colour map: bwr, coldnhot, hot, gray, seismic, france, wred, wblue, cold, coolio, coleus, or a
     /// Zennit colour-map source such as "000,f00,fff".
-    #[arg(long, default_value = "bwr")]
-    pub cmap: String,
+    #[arg(long, default_value = "bwr", value_parser = Palette::new)]
+    pub cmap: Palette,
     /// Normalisation over the clip: symmetric (0 at the centre), absolute (|R|), unaligned (min..max).
     #[arg(long, default_value = "symmetric")]
     pub norm: Norm,
@@ -171,10 +187,14 @@ pub struct PictureArgs {
     pub zoom: u32,
 }
 
-impl PictureArgs {
-    /// The palette.
-    pub fn palette(&self) -> Result<Palette> {
-        Palette::new(&self.cmap).map_err(anyhow::Error::msg)
+impl Default for PictureArgs {
+    /// The options' defaults (as clap's; tested).
+    fn default() -> Self {
+        Self {
+            cmap: Palette::new("bwr").expect("a built-in colour map"),
+            norm: Norm::Symmetric,
+            zoom: 2,
+        }
     }
 }
 
@@ -188,7 +208,7 @@ pub fn write_pictures(
     method: &str,
     p: &PictureArgs,
 ) -> Result<Vec<String>> {
-    let palette = p.palette()?;
+    let palette = &p.cmap;
     let one = |t: &HostTensor| -> Result<HostTensor> {
         let s = t.shape();
         if s.len() == 5 && s[0] != 1 {
@@ -205,7 +225,7 @@ pub fn write_pictures(
         Ok(t.clone().reshape(s4)?)
     };
     let zoom = p.zoom.max(1);
-    let heat: Vec<_> = vidlrp_viz::heatmaps(&one(relevance)?, p.norm, &palette)?
+    let heat: Vec<_> = vidlrp_viz::heatmaps(&one(relevance)?, p.norm, palette)?
         .iter()
         .map(|h| vidlrp_viz::upscale(h, zoom))
         .collect();
@@ -256,4 +276,36 @@ pub fn write_pictures(
 /// Column labels `t=<source frame>`.
 pub fn labels(indices: &[usize]) -> Vec<String> {
     indices.iter().map(|i| format!("{i}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// A command line of one option group.
+    #[derive(Parser)]
+    struct Group<T: clap::Args> {
+        #[command(flatten)]
+        inner: T,
+    }
+
+    /// The `Default`s that `reproduce` builds its stages from are the command line's defaults.
+    #[test]
+    fn defaults_are_the_command_lines() {
+        let clip = Group::<ClipArgs>::parse_from(["x", "--video", "v.mp4"]).inner;
+        let expected = ClipArgs {
+            video: Some("v.mp4".into()),
+            ..ClipArgs::default()
+        };
+        assert_eq!(format!("{clip:?}"), format!("{expected:?}"));
+        let pictures = Group::<PictureArgs>::parse_from(["x"]).inner;
+        assert_eq!(
+            format!("{pictures:?}"),
+            format!("{:?}", PictureArgs::default())
+        );
+        let rules = Group::<crate::methods::RuleArgs>::parse_from(["x"]).inner;
+        let expected = crate::methods::RuleArgs::default();
+        assert_eq!(format!("{rules:?}"), format!("{expected:?}"));
+    }
 }

@@ -166,7 +166,7 @@ fn seeded_setup(size: Size, seed: u64) -> Result<Setup> {
     })
 }
 
-pub fn run(a: Args) -> Result<()> {
+pub fn run(a: Args) -> Result<crate::summary::Finished> {
     let mut outputs = Outputs::new();
     let dir = outputs.dir(&a.out)?;
     let setup = match a.size {
@@ -235,11 +235,7 @@ pub fn run(a: Args) -> Result<()> {
                         about: json!({}),
                         frame_indices: (0..input[1]).collect(),
                     };
-                    let p = crate::clip::PictureArgs {
-                        cmap: "bwr".into(),
-                        norm: vidlrp_viz::Norm::Symmetric,
-                        zoom: 2,
-                    };
+                    let p = crate::clip::PictureArgs::default();
                     let pictures = dir.join("dtd");
                     std::fs::create_dir(&pictures)?;
                     crate::clip::write_pictures(&pictures, &c, &r4, "dtd", &p)?;
@@ -297,7 +293,6 @@ pub fn run(a: Args) -> Result<()> {
         outputs.publish()?;
         eprintln!("  wrote {}", a.out.display());
         out["summary"] = json!(a.out.join("summary.json"));
-        crate::emit(&out);
-        Ok(())
+        Ok(crate::summary::Finished::summary(out))
     })
 }

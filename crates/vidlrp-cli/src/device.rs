@@ -55,18 +55,6 @@ pub struct DeviceArgs {
     pub threads: usize,
 }
 
-impl DeviceArgs {
-    /// The options as command-line arguments (for commands that run other commands).
-    pub fn to_argv(&self) -> Vec<String> {
-        vec![
-            "--device".into(),
-            self.device.to_string(),
-            "--threads".into(),
-            self.threads.to_string(),
-        ]
-    }
-}
-
 /// The error for `--device cuda` in a build without the `cuda` feature.
 #[cfg(not(feature = "cuda"))]
 pub fn no_cuda(n: usize) -> anyhow::Error {

@@ -147,16 +147,26 @@ fn options(a: &Args, preset: Preprocess) -> Result<EvaluationOptions> {
     })
 }
 
-pub fn run(a: Args) -> Result<()> {
+/// `vidlrp evaluate`.
+pub fn run(a: Args) -> Result<crate::summary::Finished> {
     let preset = crate::weights::resolve_preset(a.preset.as_ref(), &a.weights)?;
-    let opts = options(&a, preset)?;
+    evaluate(&options(&a, preset)?, &a.out, &a.device)
+}
+
+/// Evaluates the explanations `opts` names and writes the summary, records, curves and
+/// figures into `out`, publishing them together.
+pub fn evaluate(
+    opts: &EvaluationOptions,
+    out: &Path,
+    device: &crate::device::DeviceArgs,
+) -> Result<crate::summary::Finished> {
     let started = std::time::Instant::now();
     let mut outputs = Outputs::new();
-    let staged = outputs.dir(&a.out)?;
+    let staged = outputs.dir(out)?;
     let mut resumed = 0;
-    let (records, timing) = crate::device::with_backend!(&a.device, |be| {
+    let (records, timing) = crate::device::with_backend!(device, |be| {
         let bar = crate::progress::bar("evaluate", 0, "clips");
-        let r = vidlrp_dataset::evaluate(be, &opts, &mut |p| {
+        let r = vidlrp_dataset::evaluate(be, opts, &mut |p| {
             bar.set_length(p.total as u64);
             bar.set_position(p.done as u64);
             bar.set_message(p.clip.to_string());
@@ -171,7 +181,7 @@ pub fn run(a: Args) -> Result<()> {
     let (summary, figures) = vidlrp_dataset::summarize_evaluation(&staged, &records)?;
     outputs.publish()?;
     // The outputs are complete: the journal has served.
-    let _ = std::fs::remove_file(crate::analysis::journal_path(&a.out));
+    let _ = std::fs::remove_file(crate::analysis::journal_path(out));
     report(&summary);
     if let Some(f) = timing.forward_only_s {
         eprintln!(
@@ -182,13 +192,12 @@ pub fn run(a: Args) -> Result<()> {
             (timing.explain_s + timing.perturbation_s) / f
         );
     }
-    crate::emit(&json!({
-        "out": a.out, "summary": a.out.join("summary.json"), "figures": figures,
+    Ok(crate::summary::Finished::summary(json!({
+        "out": out, "summary": out.join("summary.json"), "figures": figures,
         "timing": {"explain_s": timing.explain_s, "perturbation_s": timing.perturbation_s,
                    "forward_only_s": timing.forward_only_s,
                    "wall_s": started.elapsed().as_secs_f64()},
-    }));
-    Ok(())
+    })))
 }
 
 /// The AOPC lines and the missed clips, on stderr.
@@ -214,13 +223,14 @@ fn report(summary: &EvaluationSummary) {
 }
 
 /// `vidlrp merge` of evaluation shards: what one unsharded run writes.
-pub fn merge(parts: Vec<EvaluationRecords>, out: &Path) -> Result<()> {
+pub fn merge(parts: Vec<EvaluationRecords>, out: &Path) -> Result<crate::summary::Finished> {
     let rec = vidlrp_dataset::merge_evaluations(parts)?;
     let mut outputs = Outputs::new();
     let staged = outputs.dir(out)?;
     let (summary, _) = vidlrp_dataset::summarize_evaluation(&staged, &rec)?;
     outputs.publish()?;
     report(&summary);
-    crate::emit(&json!({"out": out, "summary": out.join("summary.json")}));
-    Ok(())
+    Ok(crate::summary::Finished::summary(
+        json!({"out": out, "summary": out.join("summary.json")}),
+    ))
 }

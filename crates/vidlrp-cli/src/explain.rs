@@ -64,12 +64,9 @@ pub struct Args {
     pictures: PictureArgs,
 }
 
-pub fn run(a: Args) -> Result<()> {
+pub fn run(a: Args) -> Result<crate::summary::Finished> {
     let preset = a.clip.resolved_preset(&a.weights)?;
     let (composite, bounds_source) = a.rules.composite(a.method, &preset)?;
-    if a.heatmaps.is_some() {
-        a.pictures.palette()?; // A bad --cmap fails before any work.
-    }
     let mut outputs = Outputs::new();
     let out_staged = outputs.file(&a.out)?;
     let pics_staged = a.heatmaps.as_ref().map(|d| outputs.dir(d)).transpose()?;
@@ -129,6 +126,5 @@ pub fn run(a: Args) -> Result<()> {
         Ok::<_, anyhow::Error>(out)
     })?;
     outputs.publish()?;
-    crate::emit(&out);
-    Ok(())
+    Ok(crate::summary::Finished::summary(out))
 }

@@ -1,6 +1,6 @@
 //! `vidlrp init`: seeded He-normal C3D weights.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use vidlrp_c3d::{init_weights, C3dSpec, Pool5};
@@ -25,8 +25,8 @@ pub struct Args {
     #[arg(long, default_value_t = 487)]
     classes: usize,
     /// Input extent T x H x W that fc6 is sized for.
-    #[arg(long, default_value = "16x112x112")]
-    input_size: String,
+    #[arg(long, default_value = "16x112x112", value_parser = parse_extent)]
+    input_size: [usize; 3],
     /// pool5 variant fc6 is sized for: port (padding 0,1,1) or caffe (ceil mode).
     #[arg(long, default_value = "port")]
     pool5: Pool5,
@@ -39,7 +39,7 @@ pub struct Args {
 }
 
 /// Parses `T x H x W` written as `16x112x112`.
-pub fn parse_extent(s: &str) -> Result<[usize; 3]> {
+fn parse_extent(s: &str) -> Result<[usize; 3]> {
     let parts: Vec<usize> = s
         .split(['x', 'X'])
         .map(|p| p.trim().parse::<usize>())
@@ -53,7 +53,8 @@ pub fn parse_extent(s: &str) -> Result<[usize; 3]> {
     }
 }
 
-pub fn run(a: Args) -> Result<()> {
+/// `vidlrp init`.
+pub fn run(a: Args) -> Result<crate::summary::Finished> {
     let widths: [usize; 8] = a.widths.as_slice().try_into().map_err(|_| {
         anyhow::anyhow!(
             "--widths needs 8 values (conv1 .. conv5b), got {}",
@@ -64,25 +65,37 @@ pub fn run(a: Args) -> Result<()> {
         a.fc.as_slice()
             .try_into()
             .map_err(|_| anyhow::anyhow!("--fc needs 2 values (fc6, fc7), got {}", a.fc.len()))?;
-    let spec = C3dSpec::with_widths(widths, fc, a.classes, parse_extent(&a.input_size)?, a.pool5)?;
+    let spec = C3dSpec::with_widths(widths, fc, a.classes, a.input_size, a.pool5)?;
+    write(&spec, a.input_size, a.pool5, a.seed, &a.out)
+}
+
+/// Writes He-normal weights of `spec` (sized for inputs of `extent` under `pool5`) drawn
+/// from `seed` at `out`, published whole.
+pub fn write(
+    spec: &C3dSpec,
+    extent: [usize; 3],
+    pool5: Pool5,
+    seed: u64,
+    out: &Path,
+) -> Result<crate::summary::Finished> {
     let mut outputs = vidlrp_io::Outputs::new();
-    let staged = outputs.file(&a.out)?;
-    let weights = init_weights(&spec, a.seed);
-    write_weights(&staged, &a.out, &weights)?;
+    let staged = outputs.file(out)?;
+    let weights = init_weights(spec, seed);
+    write_weights(&staged, out, &weights)?;
     outputs.publish()?;
+    let [t, h, w] = extent;
     let summary = serde_json::json!({
-        "out": a.out,
-        "seed": a.seed,
+        "out": out,
+        "seed": seed,
         "parameters": spec.num_params(),
         "conv_widths": spec.conv_widths,
         "fc_widths": spec.fc_widths,
         "classes": spec.classes,
         "fc6_inputs": spec.fc6_inputs,
-        "input_size": a.input_size,
-        "pool5": a.pool5.to_string(),
+        "input_size": format!("{t}x{h}x{w}"),
+        "pool5": pool5.to_string(),
     });
-    crate::emit(&summary);
-    Ok(())
+    Ok(crate::summary::Finished::summary(summary))
 }
 
 /// Writes weights at `path` as safetensors or npz by the extension of `target` (the file

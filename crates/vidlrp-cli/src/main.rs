@@ -92,32 +92,8 @@ enum Command {
     Reproduce(reproduce::Args),
 }
 
-/// While set, commands do not print their JSON summaries (`reproduce` runs its stages so).
-static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-/// `--json`: summaries are printed as JSON.
-static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Whether `--json` was given.
-pub fn json_output() -> bool {
-    JSON.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// Prints a command's summary on stdout: with `--json` the whole object on one line, else a
-/// short human summary ([`summary::human`]); nothing while a running `reproduce` has made
-/// commands quiet.
-pub fn emit(summary: &serde_json::Value) {
-    if QUIET.load(std::sync::atomic::Ordering::Relaxed) {
-        return;
-    }
-    if json_output() {
-        println!("{summary}");
-    } else {
-        print!("{}", summary::human(summary));
-    }
-}
-
 /// Runs one command.
-fn dispatch(command: Command) -> anyhow::Result<()> {
+fn dispatch(command: Command) -> anyhow::Result<summary::Finished> {
     match command {
         Command::Explain(a) => explain::run(a),
         Command::Init(a) => init::run(a),
@@ -137,19 +113,6 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// Parses `args` (without the program name) as a vidlrp command line and runs it in this
-/// process: how `reproduce` runs its stages.
-/// The commands' own summary lines are not printed (the stages' outputs hold them).
-pub fn run_argv(args: &[String]) -> anyhow::Result<()> {
-    let cli =
-        Cli::try_parse_from(std::iter::once("vidlrp".to_string()).chain(args.iter().cloned()))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-    QUIET.store(true, std::sync::atomic::Ordering::Relaxed);
-    let result = dispatch(cli.command);
-    QUIET.store(false, std::sync::atomic::Ordering::Relaxed);
-    result
-}
-
 fn main() -> ExitCode {
     vidlrp_alloc::init();
     // Ctrl-C or SIGTERM ends the process without destructors: remove what was staged first,
@@ -160,9 +123,15 @@ fn main() -> ExitCode {
         std::process::exit(130);
     });
     let cli = Cli::parse();
-    JSON.store(cli.json, std::sync::atomic::Ordering::Relaxed);
     match dispatch(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(finished) => {
+            if cli.json {
+                println!("{}", finished.json);
+            } else {
+                print!("{}", finished.text);
+            }
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

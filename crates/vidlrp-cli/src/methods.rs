@@ -62,6 +62,23 @@ pub struct RuleArgs {
     pub zplus_bias: bool,
 }
 
+impl Default for RuleArgs {
+    /// The options' defaults (as clap's; tested in `clip.rs`).
+    fn default() -> Self {
+        Self {
+            pool: None,
+            low: None,
+            high: None,
+            bounds: None,
+            epsilon: 1e-6,
+            gamma: 0.25,
+            alpha: 2.0,
+            beta: 1.0,
+            zplus_bias: false,
+        }
+    }
+}
+
 impl RuleArgs {
     /// The composite of `method` under these options, and where its z^B bounds came from:
     /// `--low/--high`, else `--bounds`, else `preset`.

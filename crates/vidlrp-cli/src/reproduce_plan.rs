@@ -7,7 +7,9 @@ pub struct Plan {
     pub videos: usize,
     pub frames: usize,
     pub test_frames: usize,
-    pub frame_size: &'static str,
+    /// Frame width and height of the videos.
+    #[serde(serialize_with = "width_x_height")]
+    pub frame_size: (usize, usize),
     pub distractors: usize,
     pub title_share: f64,
     pub split: [usize; 3],
@@ -16,7 +18,7 @@ pub struct Plan {
     pub epochs: usize,
     pub snippets_per_video: usize,
     pub batch: usize,
-    pub optimizer: &'static str,
+    pub optimizer: vidlrp_train::OptimizerKind,
     pub lr: f64,
     pub dropout: f64,
     pub steps: Vec<usize>,
@@ -32,7 +34,7 @@ impl Plan {
             videos: 400,
             frames: 48,
             test_frames: 512,
-            frame_size: "74x56",
+            frame_size: (74, 56),
             distractors: 1,
             title_share: 0.3,
             split: [80, 10, 10],
@@ -41,7 +43,7 @@ impl Plan {
             epochs: 15,
             snippets_per_video: 2,
             batch: 8,
-            optimizer: "adam",
+            optimizer: vidlrp_train::OptimizerKind::Adam,
             lr: 1e-3,
             dropout: 0.0,
             steps: vec![0, 1, 2, 4, 8, 16, 32],
@@ -72,4 +74,9 @@ impl Plan {
         let k = self.classes as f64;
         (1.0 / k, 5.0f64.min(k) / k)
     }
+}
+
+/// `(W, H)` as `"WxH"` (as `vidlrp synth --size` writes it).
+fn width_x_height<S: serde::Serializer>(size: &(usize, usize), s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{}x{}", size.0, size.1))
 }

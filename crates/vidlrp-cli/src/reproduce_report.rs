@@ -4,21 +4,21 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use vidlrp_core::Method;
 use vidlrp_dataset::{AnalysisMethod, Summary};
 
 use crate::report_doc::{html, markdown, Block};
-use crate::reproduce_claims::{pct, Estimate};
+use crate::reproduce_claims::{pct, Claim, Estimate};
 
-/// What a stage did: its command, its wall time, and whether it ran (or was kept from an
+/// What a stage did: what it wrote, its wall time, and whether it ran (or was kept from an
 /// earlier run).
 pub struct StageRun {
     /// The stage's name.
     pub name: String,
-    /// `vidlrp ...` as run.
-    pub command: String,
+    /// What it writes, relative to the run's directory.
+    pub output: String,
     /// Wall time in seconds (0 if kept).
     pub seconds: f64,
     /// Whether it ran in this invocation.
@@ -42,7 +42,7 @@ pub struct Inputs {
 }
 
 /// Writes REPORT.md and report.html; returns the claims as JSON.
-pub fn write(inp: &Inputs) -> Result<Value> {
+pub fn write(inp: &Inputs) -> Result<Vec<Claim>> {
     let out = &inp.out;
     let synth = vidlrp_synth::Description::read(&out.join("data"))?;
     let log = vidlrp_train::TrainLog::read(&out.join("model/model.log.json"))?;
@@ -327,7 +327,7 @@ pub fn write(inp: &Inputs) -> Result<Value> {
     ));
     doc.push(Block::Heading(2, "Stages".into()));
     doc.push(Block::Table(
-        vec!["stage".into(), "seconds".into(), "command".into()],
+        vec!["stage".into(), "seconds".into(), "output".into()],
         inp.stages
             .iter()
             .map(|s| {
@@ -338,7 +338,7 @@ pub fn write(inp: &Inputs) -> Result<Value> {
                     } else {
                         "kept from an earlier run".into()
                     },
-                    format!("`{}`", s.command),
+                    format!("`{}`", s.output),
                 ]
             })
             .collect(),
@@ -364,10 +364,5 @@ pub fn write(inp: &Inputs) -> Result<Value> {
     std::fs::write(&md_path, md)?;
     std::fs::write(&html_path, html)?;
     outputs.publish()?;
-    Ok(Value::Array(
-        claims
-            .iter()
-            .map(|c| json!({"claim": c.claim, "measured": c.measured, "verdict": c.verdict.word()}))
-            .collect(),
-    ))
+    Ok(claims)
 }

@@ -26,39 +26,40 @@ use crate::report::{frame_shares, input_label, row_label, summary, timed_explain
 pub struct Args {
     /// C3D weights: safetensors, .npz, PyTorch .pt/.pth/.pickle or a Caffe model.
     #[arg(long)]
-    weights: PathBuf,
+    pub weights: PathBuf,
     #[command(flatten)]
-    clip: ClipArgs,
+    pub clip: ClipArgs,
     /// Methods, one row each: any of dtd, sa, gradient, gradient-x-input, epsilon-plus,
     /// epsilon-gamma-box, epsilon-plus-flat, epsilon-alpha2-beta1, epsilon-alpha2-beta1-flat,
     /// zplus, epsilon, alpha-beta, gamma, wsquare.
     #[arg(long, value_delimiter = ',', default_value = "dtd,sa")]
-    methods: Vec<Method>,
+    pub methods: Vec<Method>,
     #[command(flatten)]
-    rules: RuleArgs,
+    pub rules: RuleArgs,
     #[command(flatten)]
-    pictures: PictureArgs,
+    pub pictures: PictureArgs,
     /// Class to explain (default: top-1).
     #[arg(long)]
-    class: Option<usize>,
+    pub class: Option<usize>,
     /// Class names, one per line (e.g. the Sports-1M labels.txt), to name the classes.
     #[arg(long)]
-    labels: Option<PathBuf>,
+    pub labels: Option<PathBuf>,
     /// The clip's true class (index), shown on the input row.
     #[arg(long)]
-    true_class: Option<usize>,
+    pub true_class: Option<usize>,
     /// pool5 variant: port or caffe. Default: the weights' origin's.
     #[arg(long)]
-    pool5: Option<Pool5>,
+    pub pool5: Option<Pool5>,
     #[command(flatten)]
-    device: crate::device::DeviceArgs,
+    pub device: crate::device::DeviceArgs,
     /// The contact sheet (.png).
     #[arg(long)]
-    out: PathBuf,
+    pub out: PathBuf,
 }
 
-pub fn run(a: Args) -> Result<()> {
-    let palette = a.pictures.palette()?;
+/// `vidlrp sheet`: the contact sheet `a` describes, written whole.
+pub fn run(a: Args) -> Result<crate::summary::Finished> {
+    let palette = &a.pictures.cmap;
     let preset = a.clip.resolved_preset(&a.weights)?;
     let composites = a
         .methods
@@ -102,7 +103,7 @@ pub fn run(a: Args) -> Result<()> {
         for c in &composites {
             let (e, wall) = timed_explain(be, &net, &clip.x, &target, c)?;
             let r4 = e.relevance.clone().reshape(s[1..].to_vec())?;
-            let heat = vidlrp_viz::heatmaps(&r4, a.pictures.norm, &palette)?;
+            let heat = vidlrp_viz::heatmaps(&r4, a.pictures.norm, palette)?;
             let mut j = summary(&e, c, names);
             let o = j.as_object_mut().expect("object");
             o.insert("frame_shares".into(), json!(frame_shares(&e.relevance)?));
@@ -125,6 +126,5 @@ pub fn run(a: Args) -> Result<()> {
     if let (Some(o), Some(d)) = (out.as_object_mut(), described.as_object()) {
         o.extend(d.clone());
     }
-    crate::emit(&out);
-    Ok(())
+    Ok(crate::summary::Finished::summary(out))
 }

@@ -133,12 +133,12 @@ fn sbatch(args: &[String]) -> Result<String> {
     Ok(id)
 }
 
-pub fn run(a: Args) -> Result<()> {
+pub fn run(a: Args) -> Result<crate::summary::Finished> {
     let Scheduler::Slurm(a) = a.scheduler;
     slurm(a)
 }
 
-fn slurm(a: SlurmArgs) -> Result<()> {
+fn slurm(a: SlurmArgs) -> Result<crate::summary::Finished> {
     let command = a.command[0].as_str();
     if !SHARDED.contains(&command) {
         bail!(
@@ -256,12 +256,11 @@ fn slurm(a: SlurmArgs) -> Result<()> {
             array_path.display(),
             merge_path.display()
         );
-        crate::emit(&json!({
+        return Ok(crate::summary::Finished::summary(json!({
             "array_script": array_path, "merge_script": merge_path, "shards_to_run": todo,
             "sbatch": [format!("sbatch --parsable {}", array_args.join(" ")),
                        format!("sbatch --parsable --dependency=afterok:<array job> {}", merge_path.display())],
-        }));
-        return Ok(());
+        })));
     }
     // A merge left pending by a failed task of an earlier submission is replaced.
     if let Some(old) = previous.as_ref().and_then(|p| p["merge_job"].as_str()) {
@@ -304,9 +303,8 @@ fn slurm(a: SlurmArgs) -> Result<()> {
         slurm_dir.display(),
         out.display()
     );
-    crate::emit(
-        &json!({"array_job": array_job, "merge_job": merge_job, "shards": todo,
+    Ok(crate::summary::Finished::summary(
+        json!({"array_job": array_job, "merge_job": merge_job, "shards": todo,
                         "out": out, "follow": format!("squeue -j {ids}")}),
-    );
-    Ok(())
+    ))
 }

@@ -5,6 +5,30 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
+/// What a command hands back to `main` when it succeeds: its JSON summary (printed with
+/// `--json`) and the short text a person reads on a terminal (printed without it). Commands
+/// print nothing else on stdout, so a caller that runs them as functions (`reproduce`) gets
+/// their results without their output.
+pub struct Finished {
+    /// The whole summary.
+    pub json: Value,
+    /// The human summary.
+    pub text: String,
+}
+
+impl Finished {
+    /// A summary whose human text is [`human`] of it.
+    pub fn summary(json: Value) -> Self {
+        let text = human(&json);
+        Self { json, text }
+    }
+
+    /// A summary with its own human text.
+    pub fn with_text(json: Value, text: String) -> Self {
+        Self { json, text }
+    }
+}
+
 /// At most this many items of a list are shown.
 const LIST: usize = 8;
 

@@ -1,6 +1,6 @@
 //! `vidlrp synth`: a synthetic data set where motion decides the class.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use serde_json::json;
@@ -55,14 +55,14 @@ pub struct Args {
 }
 
 /// `WxH` as `(W, H)`.
-fn parse_frame_size(s: &str) -> Result<(usize, usize), String> {
+pub fn parse_frame_size(s: &str) -> Result<(usize, usize), String> {
     s.split_once('x')
         .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
         .ok_or_else(|| format!("expected WxH, e.g. 171x128, got {s:?}"))
 }
 
 /// `vidlrp synth`.
-pub fn run(a: Args) -> Result<()> {
+pub fn run(a: Args) -> Result<crate::summary::Finished> {
     let spec = SynthSpec {
         classes: a.classes,
         videos: a.videos,
@@ -78,23 +78,26 @@ pub fn run(a: Args) -> Result<()> {
             .map_err(|_| anyhow::anyhow!("--split takes three percentages, e.g. 70,15,15"))?,
         format: a.format,
     };
+    write(&spec, &a.out)
+}
+
+/// Writes the data set `spec` describes into the new directory `out`, all at once.
+pub fn write(spec: &SynthSpec, out: &Path) -> Result<crate::summary::Finished> {
     spec.check()?;
-    if a.out.exists() {
+    if out.exists() {
         bail!(
             "{} exists; synth writes a new directory (remove it or choose another --out)",
-            a.out.display()
+            out.display()
         );
     }
     let mut outputs = vidlrp_io::Outputs::new();
-    let staged = outputs.dir(&a.out)?;
-    let bar = crate::progress::bar("synth", a.videos as u64, "videos");
-    let summary =
-        vidlrp_synth::write(&spec, &staged, &mut |done, _| bar.set_position(done as u64))?;
+    let staged = outputs.dir(out)?;
+    let bar = crate::progress::bar("synth", spec.videos as u64, "videos");
+    let summary = vidlrp_synth::write(spec, &staged, &mut |done, _| bar.set_position(done as u64))?;
     bar.finish_and_clear();
     outputs.publish()?;
-    crate::emit(
-        &json!({"out": a.out, "videos": a.videos, "train": summary.train, "val": summary.val, "test": summary.test,
-               "classes": &vidlrp_synth::CLASS_NAMES[..a.classes]}),
-    );
-    Ok(())
+    Ok(crate::summary::Finished::summary(
+        json!({"out": out, "videos": spec.videos, "train": summary.train, "val": summary.val, "test": summary.test,
+               "classes": &vidlrp_synth::CLASS_NAMES[..spec.classes]}),
+    ))
 }

@@ -91,9 +91,32 @@ pub struct Args {
     device: crate::device::DeviceArgs,
 }
 
+/// A training run: the data, the model's width, the training settings and where the model
+/// goes (what `vidlrp train`'s options say, typed).
+pub struct Request {
+    /// Training manifest.
+    pub manifest: PathBuf,
+    /// Validation manifest.
+    pub val: Option<PathBuf>,
+    /// Held-out test manifest.
+    pub test: Option<PathBuf>,
+    /// Class names (default: labels.txt beside the manifest).
+    pub labels: Option<PathBuf>,
+    /// The trained model (.safetensors); its log, checkpoint and curves go beside it.
+    pub out: PathBuf,
+    /// Width relative to C3D.
+    pub width: f64,
+    /// The training settings.
+    pub config: TrainConfig,
+    /// Continue from the checkpoint beside `out`.
+    pub resume: bool,
+    /// Where the model runs.
+    pub device: crate::device::DeviceArgs,
+}
+
 /// The videos of the three manifests; the classes are the labels file's names, or the
 /// largest training label + 1.
-fn data(a: &Args) -> Result<TrainData> {
+fn data(a: &Request) -> Result<TrainData> {
     let names = vidlrp_dataset::labels_for(&a.manifest, a.labels.as_deref())?;
     let read = |p: &Path| Manifest::read(p, names.as_deref())?.labelled();
     let val = a.val.as_deref().map(read).transpose()?;
@@ -107,9 +130,9 @@ fn data(a: &Args) -> Result<TrainData> {
     ))
 }
 
-/// `vidlrp train`.
-pub fn run(a: Args) -> Result<()> {
-    let config = TrainConfig {
+/// The training settings of `a`.
+fn config(a: &Args) -> TrainConfig {
+    TrainConfig {
         frames: a.frames,
         step: a.step,
         size: a.size,
@@ -123,17 +146,38 @@ pub fn run(a: Args) -> Result<()> {
         dropout: a.dropout,
         seed: a.seed,
         cache_mb: a.cache_mb,
-    };
+    }
+}
+
+/// `vidlrp train`.
+pub fn run(a: Args) -> Result<crate::summary::Finished> {
+    let config = config(&a);
+    train(&Request {
+        manifest: a.manifest,
+        val: a.val,
+        test: a.test,
+        labels: a.labels,
+        out: a.out,
+        width: a.width,
+        config,
+        resume: a.resume,
+        device: a.device,
+    })
+}
+
+/// Trains the model `a` describes and writes it, its log and its curves, all at once.
+pub fn train(a: &Request) -> Result<crate::summary::Finished> {
+    let config = &a.config;
     config.check()?;
-    let data = data(&a)?;
+    let data = data(a)?;
     let spec = C3dSpec::scaled(
         a.width,
         data.classes,
-        [a.frames, a.size, a.size],
+        [config.frames, config.size, config.size],
         Pool5::Port,
     )?;
     let (val, test) = (a.val.as_deref(), a.test.as_deref());
-    let mut log = TrainLog::c3d(&a.manifest, val, test, &spec, a.width, &config);
+    let mut log = TrainLog::c3d(&a.manifest, val, test, &spec, a.width, config);
     let files = TrainFiles::beside(&a.out);
     let mut console = crate::progress::TrainConsole::default();
     let mut failed_write = None;
@@ -149,11 +193,11 @@ pub fn run(a: Args) -> Result<()> {
     let trained = crate::device::with_backend!(&a.device, |be| {
         vidlrp_train::fit(
             be,
-            &config,
+            config,
             &data,
             &vidlrp_c3d::layers(&spec, Pool5::Port),
             // He-normal on inputs of unit scale (see vidlrp_train::INPUT_SCALE).
-            || init_weights(&spec, a.seed),
+            || init_weights(&spec, config.seed),
             CheckpointAt {
                 path: &files.checkpoint,
                 resume: a.resume,
@@ -191,9 +235,26 @@ pub fn run(a: Args) -> Result<()> {
     let axes = ["epoch", "loss / accuracy"];
     vidlrp_viz::plots::xy_figure_at([&png, &svg], "Training", axes, &series, false)?;
     outputs.publish()?;
-    crate::emit(
-        &json!({"model": a.out, "classes": log.classes, "parameters": log.parameters,
+    Ok(crate::summary::Finished::summary(
+        json!({"model": a.out, "classes": log.classes, "parameters": log.parameters,
                         "epochs": log.epochs, "test": log.test}),
-    );
-    Ok(())
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Train {
+        #[command(flatten)]
+        args: super::Args,
+    }
+
+    /// `reproduce` starts from `TrainConfig::default()`: it is what `vidlrp train` defaults to.
+    #[test]
+    fn defaults_are_the_command_lines() {
+        let a = Train::parse_from(["x", "--manifest", "m.csv", "--out", "m.safetensors"]).args;
+        assert_eq!(super::config(&a), vidlrp_train::TrainConfig::default());
+    }
 }

@@ -1,6 +1,7 @@
 //! C3D weights from any file (`--weights` of every command), with the defaults their origin
 //! implies, and the `convert` and `inspect` commands.
 
+use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -95,7 +96,7 @@ pub struct ConvertArgs {
 }
 
 /// `vidlrp convert`.
-pub fn convert(a: ConvertArgs) -> Result<()> {
+pub fn convert(a: ConvertArgs) -> Result<crate::summary::Finished> {
     let mut outputs = Outputs::new();
     let staged = outputs.file(&a.out)?;
     let m = load(&a.input, None)?;
@@ -103,7 +104,7 @@ pub fn convert(a: ConvertArgs) -> Result<()> {
         .with_context(|| format!("{} is not a C3D", a.input.display()))?;
     vidlrp_c3d::save_weights(&staged, &m.weights)?;
     outputs.publish()?;
-    crate::emit(&json!({
+    Ok(crate::summary::Finished::summary(json!({
         "input": a.input,
         "output": a.out,
         "format": m.weights.format.to_string(),
@@ -112,8 +113,7 @@ pub fn convert(a: ConvertArgs) -> Result<()> {
         "parameters": spec.num_params(),
         "unwrapped": m.weights.unwrapped,
         "skipped": m.weights.skipped,
-    }));
-    Ok(())
+    })))
 }
 
 #[derive(clap::Args)]
@@ -145,7 +145,7 @@ fn fitting_inputs(spec: &C3dSpec, pool5: Pool5) -> Option<(usize, usize, usize)>
 }
 
 /// `vidlrp inspect`.
-pub fn inspect(a: InspectArgs) -> Result<()> {
+pub fn inspect(a: InspectArgs) -> Result<crate::summary::Finished> {
     let m = load(&a.weights, None)?;
     let spec = C3dSpec::from_weights(&m.weights.tensors)
         .with_context(|| format!("{} is not a C3D", a.weights.display()))?;
@@ -181,50 +181,52 @@ pub fn inspect(a: InspectArgs) -> Result<()> {
         "input": input.map(|(t, lo, hi)| json!({"frames": t, "size_min": lo, "size_max": hi, "channels": spec.in_channels})),
         "defaults": {"pool5": m.pool5.to_string(), "preset": preset.to_string()},
     });
-    if crate::json_output() {
-        println!("{j}");
-        return Ok(());
-    }
-    println!("file:     {}", a.weights.display());
-    println!("format:   {}", m.weights.format);
-    println!("origin:   {origin}");
+    let mut text = String::new();
+    writeln!(text, "file:     {}", a.weights.display())?;
+    writeln!(text, "format:   {}", m.weights.format)?;
+    writeln!(text, "origin:   {origin}")?;
     if !m.weights.unwrapped.is_empty() {
-        println!("unwrapped: {}", m.weights.unwrapped.join(", "));
+        writeln!(text, "unwrapped: {}", m.weights.unwrapped.join(", "))?;
     }
-    println!("tensors:  {}", m.weights.tensors.len());
+    writeln!(text, "tensors:  {}", m.weights.tensors.len())?;
     for (k, t) in &m.weights.tensors {
-        println!("  {k:<14} {:?}", t.shape());
+        writeln!(text, "  {k:<14} {:?}", t.shape())?;
     }
     if !m.weights.skipped.is_empty() {
-        println!("skipped:  {}", m.weights.skipped.len());
+        writeln!(text, "skipped:  {}", m.weights.skipped.len())?;
         for s in &m.weights.skipped {
-            println!("  {s}");
+            writeln!(text, "  {s}")?;
         }
     }
-    println!(
+    writeln!(
+        text,
         "architecture: C3D, conv widths {:?}, fc {:?}, {} classes, {} parameters",
         spec.conv_widths,
         spec.fc_widths,
         spec.classes,
         spec.num_params()
-    );
+    )?;
     match input {
-        Some((t, lo, hi)) if lo == hi => println!(
+        Some((t, lo, hi)) if lo == hi => writeln!(
+            text,
             "input:    {} x {t} x {lo} x {lo} (C x T x H x W)",
             spec.in_channels
-        ),
-        Some((t, lo, hi)) => println!(
+        )?,
+        Some((t, lo, hi)) => writeln!(
+            text,
             "input:    {} x {t} x S x S with S in {lo}..={hi} (C x T x H x W; fc6 takes {})",
             spec.in_channels, spec.fc6_inputs
-        ),
-        None => println!(
+        )?,
+        None => writeln!(
+            text,
             "input:    no square input of 1..64 frames fits fc6's {} inputs under pool5 {}",
             spec.fc6_inputs, m.pool5
-        ),
+        )?,
     }
-    println!(
+    writeln!(
+        text,
         "defaults: --pool5 {} --preset {} (from the origin; options given on a command win)",
         m.pool5, preset
-    );
-    Ok(())
+    )?;
+    Ok(crate::summary::Finished::with_text(j, text))
 }

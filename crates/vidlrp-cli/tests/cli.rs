@@ -724,7 +724,21 @@ fn bad_videos_give_clear_errors_and_no_output() {
         &out,
         "unknown preprocessing preset",
     );
-    run(&v, &["--cmap", "rainbow-unicorn"], "unknown colour map");
+    check_usage_error(
+        &[
+            "explain",
+            "--weights",
+            s(&w),
+            "--video",
+            s(&v),
+            "--cmap",
+            "rainbow-unicorn",
+            "--out",
+            s(&out),
+        ],
+        &out,
+        "unknown colour map",
+    );
 }
 
 #[test]

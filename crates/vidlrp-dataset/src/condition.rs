@@ -119,3 +119,68 @@ pub struct Condition {
     /// Snippet step.
     pub step: usize,
 }
+
+impl Condition {
+    /// `profile`'s conditions: each method at one `(offset, step)`, keyed by the method.
+    ///
+    /// ```
+    /// use vidlrp_dataset::{AnalysisMethod, Condition};
+    /// let c = Condition::profile(&[AnalysisMethod::DtdUntrained], 0, 1);
+    /// assert_eq!((c[0].key.as_str(), c[0].offset, c[0].step), ("dtd-u", 0, 1));
+    /// ```
+    pub fn profile(methods: &[AnalysisMethod], offset: usize, step: usize) -> Vec<Condition> {
+        let key = |m: AnalysisMethod, _: usize, _: usize| m.to_string();
+        Self::grid(methods, &[(offset, step)], key)
+    }
+
+    /// `sweep-steps`' conditions: every method at every step, keyed `METHOD step=S`,
+    /// methods outermost.
+    ///
+    /// ```
+    /// use vidlrp_core::Method;
+    /// use vidlrp_dataset::{AnalysisMethod, Condition};
+    /// let c = Condition::step_sweep(&[AnalysisMethod::Explain(Method::Dtd)], &[1, 4], 0);
+    /// assert_eq!(c[1].key, "dtd step=4");
+    /// ```
+    pub fn step_sweep(
+        methods: &[AnalysisMethod],
+        steps: &[usize],
+        offset: usize,
+    ) -> Vec<Condition> {
+        let points: Vec<_> = steps.iter().map(|&s| (offset, s)).collect();
+        Self::grid(methods, &points, |m, _, s| format!("{m} step={s}"))
+    }
+
+    /// `sweep-offsets`' conditions: every method at every offset, keyed `METHOD offset=O`,
+    /// methods outermost.
+    pub fn offset_sweep(
+        methods: &[AnalysisMethod],
+        offsets: &[usize],
+        step: usize,
+    ) -> Vec<Condition> {
+        let points: Vec<_> = offsets.iter().map(|&o| (o, step)).collect();
+        Self::grid(methods, &points, |m, o, _| format!("{m} offset={o}"))
+    }
+
+    /// Every method at every `(offset, step)`, methods outermost.
+    fn grid(
+        methods: &[AnalysisMethod],
+        points: &[(usize, usize)],
+        key: impl Fn(AnalysisMethod, usize, usize) -> String,
+    ) -> Vec<Condition> {
+        methods
+            .iter()
+            .flat_map(|&method| {
+                points
+                    .iter()
+                    .map(move |&(offset, step)| (method, offset, step))
+            })
+            .map(|(method, offset, step)| Condition {
+                key: key(method, offset, step),
+                method,
+                offset,
+                step,
+            })
+            .collect()
+    }
+}
