@@ -1,62 +1,36 @@
 #!/usr/bin/env python3
 """The PyTorch/Zennit side of `cargo xtask bench`: one task, timed, in a fresh process.
 
-Loads the same safetensors weights and .npy clip as vidlrp, builds the PyTorch C3D port
-(pool5 padding (0,1,1)), and times: forward; DTD (Zennit ZBox on conv1 with the caffe bounds,
-ZPlus(zero_params='bias') above, max pooling by gradient); SA (autograd, squared). Prints one
-JSON line: {"task", "times", "peak_rss_mb"}.
+Loads the same safetensors weights and .npy clip as vidlrp, builds the PyTorch C3D port at the
+weights' widths (torch_c3d.py, pool5 padding (0,1,1)), and times: forward; DTD (Zennit ZBox on
+conv1 with the caffe bounds, ZPlus(zero_params='bias') above, max pooling by gradient); SA
+(autograd, squared); train (one SGD step: momentum 0.9, weight decay 5e-4, lr 0.003, mean
+cross-entropy, dropout 0.5). Prints one JSON line: {"task", "times", "peak_rss_mb"}.
 """
 import argparse
 import json
 import resource
 import time
 
+import os
+import sys
+
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 from zennit.attribution import Gradient
 from zennit.composites import SpecialFirstLayerMapComposite
 from zennit.rules import Pass, ZBox, ZPlus
 from zennit.types import Activation, Convolution
 
-
-class C3D(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        c = torch.nn.Conv3d
-        self.conv1 = c(3, 64, 3, padding=1)
-        self.pool1 = torch.nn.MaxPool3d((1, 2, 2), (1, 2, 2))
-        self.conv2 = c(64, 128, 3, padding=1)
-        self.pool2 = torch.nn.MaxPool3d(2, 2)
-        self.conv3a = c(128, 256, 3, padding=1)
-        self.conv3b = c(256, 256, 3, padding=1)
-        self.pool3 = torch.nn.MaxPool3d(2, 2)
-        self.conv4a = c(256, 512, 3, padding=1)
-        self.conv4b = c(512, 512, 3, padding=1)
-        self.pool4 = torch.nn.MaxPool3d(2, 2)
-        self.conv5a = c(512, 512, 3, padding=1)
-        self.conv5b = c(512, 512, 3, padding=1)
-        self.pool5 = torch.nn.MaxPool3d(2, 2, padding=(0, 1, 1))
-        self.fc6 = torch.nn.Linear(8192, 4096)
-        self.fc7 = torch.nn.Linear(4096, 4096)
-        self.fc8 = torch.nn.Linear(4096, 487)
-        self.relus = torch.nn.ModuleList([torch.nn.ReLU() for _ in range(10)])
-
-    def forward(self, x):
-        r = iter(self.relus)
-        x = self.pool1(next(r)(self.conv1(x)))
-        x = self.pool2(next(r)(self.conv2(x)))
-        x = self.pool3(next(r)(self.conv3b(next(r)(self.conv3a(x)))))
-        x = self.pool4(next(r)(self.conv4b(next(r)(self.conv4a(x)))))
-        x = self.pool5(next(r)(self.conv5b(next(r)(self.conv5a(x)))))
-        x = next(r)(self.fc6(x.flatten(1)))
-        x = next(r)(self.fc7(x))
-        return self.fc8(x)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_c3d import C3D  # noqa: E402
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--task", required=True, choices=["forward", "dtd", "sa"])
+    ap.add_argument("--task", required=True, choices=["forward", "dtd", "sa", "train"])
     ap.add_argument("--weights", required=True)
     ap.add_argument("--input", required=True)
     ap.add_argument("--threads", type=int, default=2)
@@ -68,9 +42,11 @@ def main():
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     dev = torch.device(a.device)
-    model = C3D().eval()
-    model.load_state_dict(load_file(a.weights))
+    model = C3D(load_file(a.weights)).eval()
     model.to(dev)
+    if a.task == "train":
+        model.train()
+        opt = torch.optim.SGD(model.parameters(), lr=0.003, momentum=0.9, weight_decay=5e-4)
     x = torch.from_numpy(np.load(a.input))
     mean = torch.tensor([90.25, 97.66, 101.41]).view(1, 3, 1, 1, 1)
     low, high = (-mean).expand_as(x).to(dev), (255 - mean).expand_as(x).to(dev)
@@ -85,7 +61,12 @@ def main():
         start = time.perf_counter()
         # Like vidlrp's timing: copy the clip in, explain, copy the result out.
         x_dev = x.to(dev)
-        if a.task == "forward":
+        if a.task == "train":
+            labels = torch.arange(x_dev.shape[0], device=dev) % model.fc8.out_features
+            opt.zero_grad()
+            F.cross_entropy(model(x_dev), labels).backward()
+            opt.step()
+        elif a.task == "forward":
             with torch.no_grad():
                 model(x_dev).cpu()
         elif a.task == "dtd":

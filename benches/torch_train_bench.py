@@ -7,6 +7,8 @@ builds the port's architecture (padded pool5, dropout 0.5 after fc6 and fc7) and
 backward, step. Prints one JSON line: {"times": [...], "peak_rss_mb": ...}.
 """
 import argparse
+import os
+import sys
 import json
 import resource
 import time
@@ -16,32 +18,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-CONV = ["conv1", "conv2", "conv3a", "conv3b", "conv4a", "conv4b", "conv5a", "conv5b"]
-POOL = {"conv1": ((1, 2, 2), (0, 0, 0)), "conv2": ((2, 2, 2), (0, 0, 0)), "conv3b": ((2, 2, 2), (0, 0, 0)),
-        "conv4b": ((2, 2, 2), (0, 0, 0)), "conv5b": ((2, 2, 2), (0, 1, 1))}
-
-
-class C3D(torch.nn.Module):
-    def __init__(self, sd):
-        super().__init__()
-        for name in CONV:
-            w = sd[f"{name}.weight"]
-            setattr(self, name, torch.nn.Conv3d(w.shape[1], w.shape[0], 3, padding=1))
-        for name in ["fc6", "fc7", "fc8"]:
-            w = sd[f"{name}.weight"]
-            setattr(self, name, torch.nn.Linear(w.shape[1], w.shape[0]))
-        self.load_state_dict(sd)
-
-    def forward(self, x):
-        for name in CONV:
-            x = F.relu(getattr(self, name)(x))
-            if name in POOL:
-                k, p = POOL[name]
-                x = F.max_pool3d(x, k, k, p)
-        x = x.flatten(1)
-        x = F.dropout(F.relu(self.fc6(x)), 0.5, self.training)
-        x = F.dropout(F.relu(self.fc7(x)), 0.5, self.training)
-        return self.fc8(x)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_c3d import C3D  # noqa: E402
 
 
 def main():

@@ -1,9 +1,12 @@
-//! `cargo xtask bench`: full-width C3D, ours against PyTorch/Zennit on the same machine, same run.
+//! `cargo xtask bench`: a C3D (full width, the built-in small trained model, or any
+//! safetensors), ours against PyTorch/Zennit on the same machine, same run: forward, DTD, SA
+//! and a training step at each batch size, with the FLOP bound beside each time, and where our
+//! time goes per layer and per phase (arithmetic, packing, transforms, allocation, the rest).
 //!
-//! Every measurement runs in a fresh process (ours: `cargo xtask bench-worker`, theirs:
+//! Every measurement runs in a fresh process (ours: `cargo xtask bench --worker`, theirs:
 //! `benches/torch_bench.py`), so each peak RSS is that task's own.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -16,27 +19,36 @@ use vidlrp_rng::Rng;
 use vidlrp_snippet::Preprocess;
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:\n  \
+    cargo xtask bench --threads 2                                  # full C3D, batch 1\n  \
+    cargo xtask bench --model small --batch 1,4,32 --tasks forward,dtd,sa,train --threads 2\n  \
+    cargo xtask bench --model m.safetensors --batch 8")]
 pub struct Args {
+    /// The model: full (seeded full-width C3D, 112x112), small (the built-in trained model,
+    /// fixtures/demo/model.safetensors) or a safetensors file of PyTorch-port names (its input
+    /// size from its recorded preset, else 112).
+    #[arg(long, default_value = "full")]
+    model: String,
     /// Threads for both sides (0: all cores).
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// Clips per batch (above 1, ours also runs batch 1 in every round and the per-clip times
-    /// are compared).
-    #[arg(long, default_value_t = 1)]
-    batch: usize,
+    /// Clips per batch; each batch size is a row of its own (times are also given per clip).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    batch: Vec<usize>,
     /// Timed repetitions per task and process (the minimum is reported).
     #[arg(long, default_value_t = 3)]
     repeat: usize,
-    /// Rounds per task, each a fresh process of ours then of theirs (the minimum is reported).
+    /// Rounds per task, each a fresh process of ours then of theirs (the minimum is reported;
+    /// the spread of our rounds is shown).
     #[arg(long, default_value_t = 2)]
     rounds: usize,
     /// Python with torch and zennit (skipped when it cannot import them).
     #[arg(long, default_value = "python3")]
     python: String,
-    /// Working directory for the generated weights and clip (never committed).
+    /// Working directory for the generated weights and clips (never committed).
     #[arg(long, default_value = "target/bench")]
     dir: PathBuf,
-    /// Tasks to run.
+    /// Tasks to run: forward, dtd, sa, train (one SGD step, dropout 0.5).
     #[arg(long, value_delimiter = ',', default_value = "forward,dtd,sa")]
     tasks: Vec<String>,
     /// Where both sides run: cpu, cuda or cuda:N (PyTorch on the same GPU).
@@ -45,6 +57,80 @@ pub struct Args {
     /// Run one task in this process and print its JSON (used by `bench` itself).
     #[arg(long, hide = true)]
     worker: Option<String>,
+    /// The worker's weights.
+    #[arg(long, hide = true)]
+    weights: Option<PathBuf>,
+    /// The worker's clip.
+    #[arg(long, hide = true)]
+    input: Option<PathBuf>,
+}
+
+/// The model under test: its weights, the input's side in pixels, a name for the table.
+struct Model {
+    weights: PathBuf,
+    size: usize,
+    name: String,
+}
+
+/// The input side a model's recorded preset implies (`caffe@48`: 48), else 112.
+fn recorded_size(path: &Path) -> Result<usize> {
+    let w = vidlrp_c3d::load_weights(path)?;
+    let preset: Preprocess = match &w.preset {
+        Some(p) => p.parse().map_err(anyhow::Error::msg)?,
+        None => Preprocess::caffe(),
+    };
+    Ok(preset.input_size()[0])
+}
+
+/// Writes what the model needs and names it.
+fn model(a: &Args) -> Result<Model> {
+    std::fs::create_dir_all(&a.dir)?;
+    match a.model.as_str() {
+        "full" => {
+            let w = a.dir.join("c3d.safetensors");
+            if !w.exists() {
+                eprintln!("bench: writing seeded full-width C3D to {}", w.display());
+                vidlrp_io::write_safetensors(&w, &init_weights(&C3dSpec::full(), 0))?;
+            }
+            Ok(Model {
+                weights: w,
+                size: 112,
+                name: "full-width C3D".into(),
+            })
+        }
+        "small" => {
+            let w = crate::repo_root().join("fixtures/demo/model.safetensors");
+            Ok(Model {
+                size: recorded_size(&w)?,
+                weights: w,
+                name: "small trained C3D (fixtures/demo)".into(),
+            })
+        }
+        path => {
+            let w = PathBuf::from(path);
+            Ok(Model {
+                size: recorded_size(&w)?,
+                name: w.display().to_string(),
+                weights: w,
+            })
+        }
+    }
+}
+
+/// The clip file of `batch` clips of `size` pixels: uniform values on the caffe scale (each
+/// batch's first clip is the same).
+fn clip(a: &Args, batch: usize, size: usize) -> Result<PathBuf> {
+    let x = a.dir.join(format!("clip-s{size}-b{batch}.npy"));
+    if !x.exists() {
+        let caffe = Preprocess::caffe();
+        let mut rng = Rng::new(42);
+        let plane = 16 * size * size;
+        let data = (0..batch * 3 * plane)
+            .map(|i| (rng.uniform() * 255.0) as f32 - caffe.mean[(i / plane) % 3])
+            .collect();
+        vidlrp_io::write_npy(&x, &HostTensor::new(vec![batch, 3, 16, size, size], data)?)?;
+    }
+    Ok(x)
 }
 
 fn peak_rss_mb() -> f64 {
@@ -60,20 +146,20 @@ fn peak_rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// Multiply-adds x 2 of one full-width C3D forward pass on a 3x16x112x112 clip: the eight
-/// 3x3x3 "same" convolutions (extents halved by the pools as in C3D) and the three dense layers.
-fn c3d_forward_flops() -> f64 {
-    let spec = C3dSpec::full();
-    // Extent (T, H, W) seen by each convolution: pool1 halves H, W; pool2..4 halve all three.
+/// Multiply-adds x 2 of one forward pass of `spec` on a 3x16xSxS clip: the eight 3x3x3 "same"
+/// convolutions (extents floored by the pools as in C3D: pool1 halves H and W, pool2..4 all
+/// three) and the three dense layers.
+fn c3d_forward_flops(spec: &C3dSpec, size: usize) -> f64 {
+    let (t, s) = (16, size);
     let extents = [
-        [16, 112, 112],
-        [16, 56, 56],
-        [8, 28, 28],
-        [8, 28, 28],
-        [4, 14, 14],
-        [4, 14, 14],
-        [2, 7, 7],
-        [2, 7, 7],
+        [t, s, s],
+        [t, s / 2, s / 2],
+        [t / 2, s / 4, s / 4],
+        [t / 2, s / 4, s / 4],
+        [t / 4, s / 8, s / 8],
+        [t / 4, s / 8, s / 8],
+        [t / 8, s / 16, s / 16],
+        [t / 8, s / 16, s / 16],
     ];
     let mut c_in = spec.in_channels;
     let mut flops = 0.0;
@@ -86,6 +172,17 @@ fn c3d_forward_flops() -> f64 {
     let [f6, f7] = spec.fc_widths;
     flops += 2.0 * (spec.fc6_inputs * f6 + f6 * f7 + f7 * spec.classes) as f64;
     flops
+}
+
+/// Forward-sized passes of a task: DTD runs the forward, the z+ forward and one transposed
+/// pass; SA the forward and the input gradient; a training step the forward and the input and
+/// weight gradients.
+fn passes(task: &str) -> f64 {
+    match task {
+        "forward" => 1.0,
+        "sa" => 2.0,
+        _ => 3.0,
+    }
 }
 
 /// This machine's single-precision GEMM rate (GFLOP/s) on 2048^3 with `threads` threads: the
@@ -150,68 +247,115 @@ fn worker(a: &Args, task: &str) -> Result<()> {
     Ok(())
 }
 
+/// Minor page faults of this process so far (0 where /proc is not there).
+fn minor_faults() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command's closing parenthesis; minflt is the 10th field overall.
+            let rest = s.rsplit_once(')')?.1;
+            rest.split_whitespace().nth(7)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
+/// One run of `task`: what it computed, for the record.
+enum Outcome {
+    Explained(vidlrp_core::Explanation),
+    Done,
+}
+
+/// Times `task` `--repeat` times on `be`, then runs it once more with the phase counters and
+/// the allocation counts on (that run's figures are the breakdown; its overhead stays out of
+/// the timed runs).
 fn time_task<B: Backend>(a: &Args, task: &str, be: &B) -> Result<Value> {
-    let weights = vidlrp_io::read_tensors(&a.dir.join("c3d.safetensors"))?;
-    let x = vidlrp_io::read_npy(&a.dir.join(format!("clip-b{}.npy", a.batch)))?;
-    let (net, _) = vidlrp_c3d::build(be, weights, Pool5::Port, [3, 16, 112, 112])?;
+    let (Some(wpath), Some(xpath)) = (&a.weights, &a.input) else {
+        bail!("the worker needs --weights and --input");
+    };
+    let weights = vidlrp_io::read_tensors(wpath)?;
+    let x = vidlrp_io::read_npy(xpath)?;
+    let input = [x.shape()[1], x.shape()[2], x.shape()[3], x.shape()[4]];
     let caffe = Preprocess::caffe();
     let composite = match task {
         "dtd" => Some(Composite::dtd(caffe.low(), caffe.high())),
         "sa" => Some(Composite::sensitivity()),
-        "forward" => None,
+        "forward" | "train" => None,
         other => bail!("unknown task {other}"),
     };
-    let mut times = Vec::new();
-    let mut layers = Value::Null;
-    let mut conservation = Value::Null;
-    for _ in 0..a.repeat {
+    let mut trainer = if task == "train" {
+        let net = vidlrp_train::TrainNet::c3d(be, weights.clone(), Pool5::Port, input, 0.5)?;
+        Some((net, vidlrp_train::Sgd::new(0.003, 0.9, 5e-4)))
+    } else {
+        None
+    };
+    let classes = C3dSpec::from_weights(&weights)?.classes;
+    let labels: Vec<usize> = (0..x.shape()[0]).map(|i| i % classes).collect();
+    let (net, _) = vidlrp_c3d::build(be, weights, Pool5::Port, input)?;
+    let mut step = 0u64;
+    let mut once = |be: &B| -> Result<Outcome> {
         // Every run ends with a download, which waits for the device.
-        let start = Instant::now();
+        if let Some((tn, sgd)) = trainer.as_mut() {
+            let (logits, tape) = tn.forward_train(be, &x, Some(step))?;
+            step += 1;
+            let (_, d) = vidlrp_train::softmax_cross_entropy(&logits, &labels)?;
+            let grads = tn.backward(be, tape, &d)?;
+            tn.apply(be, sgd, &grads)?;
+            return Ok(Outcome::Done);
+        }
         let xb = be.upload(&x)?;
         match &composite {
-            Some(c) => {
-                let e = net.explain(be, &xb, &Target::TopOne, c)?;
-                conservation = json!(e.conservation());
-                layers = json!(e
-                    .layers
-                    .iter()
-                    .rev()
-                    .map(|l| json!({"layer": l.layer, "rule": l.rule, "forward_s": l.forward_s, "relevance_s": l.relevance_s}))
-                    .collect::<Vec<_>>());
-            }
+            Some(c) => Ok(Outcome::Explained(net.explain(
+                be,
+                &xb,
+                &Target::TopOne,
+                c,
+            )?)),
             None => {
                 be.download(&net.forward(be, &xb)?)?;
+                Ok(Outcome::Done)
             }
         }
+    };
+    let mut times = Vec::new();
+    let mut conservation = Value::Null;
+    for _ in 0..a.repeat {
+        let start = Instant::now();
+        let outcome = once(be)?;
         times.push(start.elapsed().as_secs_f64());
-    }
-    Ok(
-        json!({"task": task, "times": times, "peak_rss_mb": peak_rss_mb(), "conservation": conservation, "layers": layers, "backend": be.name()}),
-    )
-}
-
-/// Writes the seeded weights and the clips of `batches` (each batch's first clip is the same).
-fn prepare(a: &Args, batches: &[usize]) -> Result<()> {
-    std::fs::create_dir_all(&a.dir)?;
-    let w = a.dir.join("c3d.safetensors");
-    if !w.exists() {
-        eprintln!("bench: writing seeded full-width C3D to {}", w.display());
-        vidlrp_io::write_safetensors(&w, &init_weights(&C3dSpec::full(), 0))?;
-    }
-    for &batch in batches {
-        let x = a.dir.join(format!("clip-b{batch}.npy"));
-        if !x.exists() {
-            let caffe = Preprocess::caffe();
-            let mut rng = Rng::new(42);
-            let n = batch * 3 * 16 * 112 * 112;
-            let plane = 16 * 112 * 112;
-            let data = (0..n)
-                .map(|i| (rng.uniform() * 255.0) as f32 - caffe.mean[(i / plane) % 3])
-                .collect();
-            vidlrp_io::write_npy(&x, &HostTensor::new(vec![batch, 3, 16, 112, 112], data)?)?;
+        if let Outcome::Explained(e) = outcome {
+            conservation = json!(e.conservation());
         }
     }
-    Ok(())
+    // The breakdown run.
+    let faults = minor_faults();
+    vidlrp_cpu::phases::take();
+    vidlrp_alloc::take();
+    vidlrp_cpu::phases::record(true);
+    vidlrp_alloc::count(true);
+    let start = Instant::now();
+    let outcome = once(be)?;
+    let wall = start.elapsed().as_secs_f64();
+    vidlrp_alloc::count(false);
+    vidlrp_cpu::phases::record(false);
+    let (p, alloc) = (vidlrp_cpu::phases::take(), vidlrp_alloc::take());
+    let layers = match &outcome {
+        Outcome::Explained(e) => json!(e
+            .layers
+            .iter()
+            .rev()
+            .map(|l| json!({"layer": l.layer, "rule": l.rule, "forward_s": l.forward_s, "relevance_s": l.relevance_s}))
+            .collect::<Vec<_>>()),
+        Outcome::Done => Value::Null,
+    };
+    let phases = json!({
+        "wall_s": wall, "pack_s": p.pack_s, "arithmetic_s": p.arithmetic_s,
+        "transform_s": p.transform_s, "alloc_s": alloc.seconds, "alloc_calls": alloc.calls,
+        "alloc_mb": alloc.bytes as f64 / (1 << 20) as f64,
+        "minor_page_faults": minor_faults() - faults,
+    });
+    Ok(
+        json!({"task": task, "times": times, "peak_rss_mb": peak_rss_mb(), "conservation": conservation, "layers": layers, "phases": phases, "backend": be.name()}),
+    )
 }
 
 fn run_json(cmd: &mut Command) -> Result<Value> {
@@ -238,14 +382,8 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(task) = &a.worker {
         return worker(&a, task);
     }
-    // With a batch, ours also runs batch 1 in every round: the per-clip comparison.
-    let per_clip = a.batch > 1;
-    let batches = if per_clip {
-        vec![1, a.batch]
-    } else {
-        vec![a.batch]
-    };
-    prepare(&a, &batches)?;
+    let m = model(&a)?;
+    let spec = C3dSpec::from_weights(&vidlrp_io::read_tensors(&m.weights)?)?;
     let threads = if a.threads == 0 {
         std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
     } else {
@@ -263,15 +401,6 @@ pub fn run(a: Args) -> Result<()> {
             a.python
         );
     }
-    println!(
-        "full-width C3D (80M parameters), batch {} x 3x16x112x112, device {}, {threads} threads, \
-         min of {} rounds x {} runs",
-        a.batch, a.device, a.rounds, a.repeat
-    );
-    println!(
-        "{:<8} {:>10} {:>12} {:>8} {:>14} {:>14}",
-        "task", "vidlrp s", "torch s", "ratio", "vidlrp RSS MB", "torch RSS MB"
-    );
     let sgemm = if a.device == "cpu" {
         let v = run_json(
             Command::new(&exe)
@@ -285,123 +414,154 @@ pub fn run(a: Args) -> Result<()> {
                 .arg("--dir")
                 .arg(&a.dir),
         )?;
-        let g = v["gflops"].as_f64().unwrap_or(f64::NAN);
-        println!("machine SGEMM (2048^3, {threads} threads, best of matrixmultiply and ours): {g:.1} GFLOP/s");
-        g
+        v["gflops"].as_f64().unwrap_or(f64::NAN)
     } else {
         f64::NAN
     };
-    let forward_gflop = c3d_forward_flops() * a.batch as f64 / 1e9;
+    let clip_gflop = c3d_forward_flops(&spec, m.size) / 1e9;
+    println!(
+        "{} ({:.1}M parameters), input 3x16x{s}x{s}, {clip_gflop:.3} GFLOP per forward pass of \
+         one clip; device {}, {threads} threads, min of {} rounds x {} runs",
+        m.name,
+        spec.num_params() as f64 / 1e6,
+        a.device,
+        a.rounds,
+        a.repeat,
+        s = m.size,
+    );
+    if sgemm.is_finite() {
+        println!(
+            "machine SGEMM (2048^3, {threads} threads, best of matrixmultiply and ours): \
+             {sgemm:.1} GFLOP/s; bound = passes x FLOPs / that rate"
+        );
+    }
+    println!(
+        "{:<8} {:>5} {:>11} {:>8} {:>11} {:>7} {:>10} {:>9} {:>14}",
+        "task",
+        "batch",
+        "ours ms/cl",
+        "spread",
+        "torch ms/cl",
+        "ratio",
+        "bound ms",
+        "ours/bnd",
+        "RSS MB ours/th"
+    );
     let mut rows = Vec::new();
-    for task in &a.tasks {
-        // Rounds alternate the two sides, so a slow phase of a shared machine hits both; each
-        // side's minimum over all rounds is reported.
-        let mut ours_all: Vec<Value> = Vec::new();
-        let mut theirs_all: Vec<Value> = Vec::new();
-        let mut single_all: Vec<Value> = Vec::new();
-        let worker = |batch: usize| {
-            run_json(
-                Command::new(&exe)
-                    .args(["bench", "--worker", task, "--threads", &threads.to_string()])
-                    .args(["--device", &a.device])
-                    .args([
-                        "--batch",
-                        &batch.to_string(),
-                        "--repeat",
-                        &a.repeat.to_string(),
-                    ])
-                    .arg("--dir")
-                    .arg(&a.dir),
-            )
-        };
-        for _ in 0..a.rounds.max(1) {
-            let ours = worker(a.batch)?;
-            if per_clip {
-                single_all.push(worker(1)?);
-            }
-            let theirs = if have_torch {
-                Some(run_json(
+    for &batch in &a.batch {
+        let x = clip(&a, batch, m.size)?;
+        for task in &a.tasks {
+            let worker = || {
+                run_json(
+                    Command::new(&exe)
+                        .args(["bench", "--worker", task, "--threads", &threads.to_string()])
+                        .args(["--device", &a.device, "--repeat", &a.repeat.to_string()])
+                        .arg("--weights")
+                        .arg(&m.weights)
+                        .arg("--input")
+                        .arg(&x)
+                        .arg("--dir")
+                        .arg(&a.dir),
+                )
+            };
+            let torch = || {
+                run_json(
                     Command::new(&a.python)
                         .arg(&torch_script)
-                        .args([
-                            "--task",
-                            task,
-                            "--threads",
-                            &threads.to_string(),
-                            "--repeat",
-                            &a.repeat.to_string(),
-                            "--device",
-                            &a.device,
-                        ])
+                        .args(["--task", task, "--threads", &threads.to_string()])
+                        .args(["--repeat", &a.repeat.to_string(), "--device", &a.device])
                         .arg("--weights")
-                        .arg(a.dir.join("c3d.safetensors"))
+                        .arg(&m.weights)
                         .arg("--input")
-                        .arg(a.dir.join(format!("clip-b{}.npy", a.batch))),
-                )?)
-            } else {
-                None
+                        .arg(&x),
+                )
             };
-            ours_all.push(ours);
-            theirs_all.extend(theirs);
-        }
-        let best = |v: &[Value]| {
-            v.iter()
-                .min_by(|x, y| min_time(x).total_cmp(&min_time(y)))
-                .cloned()
-        };
-        let ours = best(&ours_all).expect("one round");
-        let theirs = best(&theirs_all);
-        let (t_ours, t_theirs) = (min_time(&ours), theirs.as_ref().map_or(f64::NAN, min_time));
-        println!(
-            "{:<8} {:>10.3} {:>12.3} {:>8.2} {:>14.0} {:>14.0}",
-            task,
-            t_ours,
-            t_theirs,
-            t_ours / t_theirs,
-            ours["peak_rss_mb"].as_f64().unwrap_or(f64::NAN),
-            theirs
-                .as_ref()
-                .and_then(|t| t["peak_rss_mb"].as_f64())
-                .unwrap_or(f64::NAN)
-        );
-        if task == "dtd" && sgemm.is_finite() {
-            // z^B/z+ need about three forward-sized passes: forward, z+ forward, transposed.
-            let rate = 3.0 * forward_gflop / t_ours;
+            // Rounds alternate the two sides, so a slow phase of a shared machine hits both;
+            // each side's minimum over all rounds is reported.
+            let (mut ours_all, mut theirs_all) = (Vec::new(), Vec::new());
+            for _ in 0..a.rounds.max(1) {
+                ours_all.push(worker()?);
+                if have_torch {
+                    theirs_all.push(torch()?);
+                }
+            }
+            let best = |v: &[Value]| {
+                v.iter()
+                    .min_by(|x, y| min_time(x).total_cmp(&min_time(y)))
+                    .cloned()
+            };
+            let ours = best(&ours_all).expect("one round");
+            let theirs = best(&theirs_all);
+            let per = |t: f64| 1e3 * t / batch as f64;
+            let (t_ours, t_theirs) = (min_time(&ours), theirs.as_ref().map_or(f64::NAN, min_time));
+            // Spread: the slowest round's minimum over the fastest's.
+            let worst = ours_all.iter().map(min_time).fold(0.0, f64::max);
+            let bound = passes(task) * clip_gflop * batch as f64 / sgemm;
+            let rss = |v: Option<&Value>| {
+                v.and_then(|v| v["peak_rss_mb"].as_f64())
+                    .map_or("-".into(), |r| format!("{r:.0}"))
+            };
             println!(
-                "         throughput: 3 x {forward_gflop:.1} GFLOP / {t_ours:.3} s = {rate:.1} GFLOP/s \
-                 = {:.0} % of the machine's SGEMM",
-                100.0 * rate / sgemm
+                "{:<8} {:>5} {:>11.2} {:>7.0}% {:>11.2} {:>7.2} {:>10.2} {:>9.2} {:>14}",
+                task,
+                batch,
+                per(t_ours),
+                100.0 * (worst / t_ours - 1.0),
+                per(t_theirs),
+                t_ours / t_theirs,
+                per(bound),
+                t_ours / bound,
+                format!("{}/{}", rss(Some(&ours)), rss(theirs.as_ref())),
+            );
+            print_phases(&ours, threads);
+            print_profile(&ours);
+            rows.push(
+                json!({"task": task, "batch": batch, "vidlrp": ours, "torch": theirs,
+                "ratio": t_ours / t_theirs, "bound_s": bound, "rounds": ours_all.len(),
+                "slowest_round_s": worst}),
             );
         }
-        let single = best(&single_all);
-        if let Some(single) = &single {
-            let (clip, one) = (t_ours / a.batch as f64, min_time(single));
-            println!(
-                "         per clip: batch {} {clip:.3} s, batch 1 {one:.3} s (ours, same rounds): \
-                 {:.2} x",
-                a.batch,
-                clip / one
-            );
-        }
-        print_profile(&ours);
-        rows.push(
-            json!({"task": task, "vidlrp": ours, "torch": theirs, "ratio": t_ours / t_theirs,
-            "vidlrp_batch1": single}),
-        );
     }
     let report = a.dir.join("report.json");
     std::fs::write(
         &report,
-        serde_json::to_string_pretty(
-            &json!({"threads": threads, "batch": a.batch, "device": a.device, "sgemm_gflops": sgemm,
-                "forward_gflop": forward_gflop, "rows": rows}),
-        )?,
+        serde_json::to_string_pretty(&json!({"model": m.name, "weights": m.weights,
+            "input_size": m.size, "threads": threads, "device": a.device, "sgemm_gflops": sgemm,
+            "forward_gflop_per_clip": clip_gflop, "rows": rows}))?,
     )?;
     println!(
-        "(ratio = vidlrp / torch; < 1 means vidlrp is faster; report: {})",
+        "(ms/cl = per clip; ratio = vidlrp / torch, < 1: vidlrp is faster; spread = slowest \
+         round's minimum over the fastest's; report: {})",
         report.display()
     );
     Ok(())
+}
+
+/// Where the breakdown run's thread time went: `threads x wall` split into the phases the
+/// backend and the allocator counted, and the rest.
+fn print_phases(ours: &Value, threads: usize) {
+    let p = &ours["phases"];
+    let f = |k: &str| p[k].as_f64().unwrap_or(0.0);
+    let budget = threads as f64 * f("wall_s");
+    if budget <= 0.0 {
+        return;
+    }
+    let pct = |v: f64| 100.0 * v / budget;
+    let named = f("arithmetic_s") + f("pack_s") + f("transform_s") + f("alloc_s");
+    println!(
+        "         phases ({threads} threads x {:.2} ms): arithmetic {:.0}%, packing {:.0}%, \
+         transforms {:.0}%, allocation {:.1}% ({} calls, {:.0} MB, {} page faults), rest \
+         (elementwise, pooling, dispatch, idle) {:.0}%",
+        1e3 * f("wall_s"),
+        pct(f("arithmetic_s")),
+        pct(f("pack_s")),
+        pct(f("transform_s")),
+        pct(f("alloc_s")),
+        p["alloc_calls"].as_u64().unwrap_or(0),
+        f("alloc_mb"),
+        p["minor_page_faults"].as_u64().unwrap_or(0),
+        pct(budget - named).max(0.0),
+    );
 }
 
 /// Where the time of one explanation goes: forward and relevance wall time per layer (layers
@@ -415,7 +575,10 @@ fn print_profile(ours: &Value) {
         .iter()
         .map(|l| time(l, "forward_s") + time(l, "relevance_s"))
         .sum();
-    println!("         per layer (last run): forward + relevance = {total:.3} s");
+    println!(
+        "         per layer (breakdown run): forward + relevance = {:.2} ms",
+        1e3 * total
+    );
     let mut other = 0.0;
     for l in layers {
         let (f, r) = (time(l, "forward_s"), time(l, "relevance_s"));
@@ -424,18 +587,18 @@ fn print_profile(ours: &Value) {
             continue;
         }
         println!(
-            "           {:<8} {:<14} fwd {:>6.3} s  rel {:>6.3} s  {:>5.1} %",
+            "           {:<8} {:<14} fwd {:>8.2} ms  rel {:>8.2} ms  {:>5.1} %",
             l["layer"].as_str().unwrap_or("?"),
             l["rule"].as_str().unwrap_or("?"),
-            f,
-            r,
+            1e3 * f,
+            1e3 * r,
             100.0 * (f + r) / total
         );
     }
     println!(
-        "           {:<23} {:>30.3} s  {:>5.1} %",
+        "           {:<23} {:>33.2} ms  {:>5.1} %",
         "other",
-        other,
+        1e3 * other,
         100.0 * other / total
     );
 }

@@ -285,7 +285,7 @@ pub fn run(a: Args) -> Result<()> {
             .args(["bench", "--device", &a.device, "--tasks", "forward,dtd"])
             .args([
                 "--batch",
-                &batch.to_string(),
+                &format!("1,{batch}"),
                 "--rounds",
                 "1",
                 "--repeat",
@@ -300,6 +300,9 @@ pub fn run(a: Args) -> Result<()> {
     let mut summary = Vec::new();
     let mut targets_ok = ok;
     for row in report["rows"].as_array().into_iter().flatten() {
+        if row["batch"].as_u64() != Some(batch as u64) {
+            continue;
+        }
         let ratio = row["ratio"].as_f64();
         let line = format!(
             "{} batch {batch}: ours/torch time {}",

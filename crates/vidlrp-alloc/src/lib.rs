@@ -17,7 +17,103 @@
 
 /// The global allocator of every binary that links this crate.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: Counting = Counting;
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static CALLS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+static NANOS: AtomicU64 = AtomicU64::new(0);
+
+/// mimalloc, with the calls, bytes and time of allocations counted while [`count`] is on
+/// (off: one relaxed atomic load per call).
+struct Counting;
+
+impl Counting {
+    /// Runs one allocator call, counted if counting is on.
+    #[inline]
+    fn counted<R>(bytes: usize, f: impl FnOnce() -> R) -> R {
+        if !COUNTING.load(Relaxed) {
+            return f();
+        }
+        let t = std::time::Instant::now();
+        let r = f();
+        NANOS.fetch_add(t.elapsed().as_nanos() as u64, Relaxed);
+        CALLS.fetch_add(1, Relaxed);
+        BYTES.fetch_add(bytes as u64, Relaxed);
+        r
+    }
+}
+
+// SAFETY: every call is forwarded unchanged to mimalloc; counting touches no memory it hands out.
+unsafe impl GlobalAlloc for Counting {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract, forwarded.
+        Self::counted(layout.size(), || unsafe {
+            mimalloc::MiMalloc.alloc(layout)
+        })
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract, forwarded.
+        Self::counted(layout.size(), || unsafe {
+            mimalloc::MiMalloc.alloc_zeroed(layout)
+        })
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract, forwarded.
+        Self::counted(0, || unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) })
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's contract, forwarded.
+        Self::counted(new_size, || unsafe {
+            mimalloc::MiMalloc.realloc(ptr, layout, new_size)
+        })
+    }
+}
+
+/// What the allocator did while [`count`] was on, since the last [`take`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AllocStats {
+    /// Allocator calls (allocations, frees and reallocations).
+    pub calls: u64,
+    /// Bytes asked for.
+    pub bytes: u64,
+    /// Time inside the allocator, summed over threads, in seconds (page faults on first
+    /// touch are not in it: they fall on the code that touches the memory).
+    pub seconds: f64,
+}
+
+/// Starts (`true`) or stops counting allocator calls.
+pub fn count(on: bool) {
+    COUNTING.store(on, Relaxed);
+}
+
+/// The counts since the last call, and resets them.
+///
+/// ```
+/// vidlrp_alloc::count(true);
+/// let v = vec![1u8; 4096];
+/// drop(v);
+/// vidlrp_alloc::count(false);
+/// let s = vidlrp_alloc::take();
+/// assert!(s.calls >= 2 && s.bytes >= 4096);
+/// ```
+pub fn take() -> AllocStats {
+    AllocStats {
+        calls: CALLS.swap(0, Relaxed),
+        bytes: BYTES.swap(0, Relaxed),
+        seconds: NANOS.swap(0, Relaxed) as f64 * 1e-9,
+    }
+}
 
 /// mimalloc's `purge_delay` option (the one before `use_numa_nodes` in mimalloc's option enum).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t =

@@ -30,6 +30,7 @@
 mod conv;
 mod elementwise;
 pub mod gemm;
+pub mod phases;
 mod pool;
 
 use std::borrow::Cow;

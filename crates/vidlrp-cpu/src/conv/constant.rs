@@ -68,6 +68,7 @@ pub(crate) fn conv_sample(
     bias: Option<&[f32]>,
     out: &mut [f32],
 ) {
+    let _timer = crate::phases::Timer::new(crate::phases::Phase::Arithmetic);
     let ([kt, kh, kw], s, pad) = (dims.g.kernel, dims.g.stride, dims.g.padding);
     let axes: [(Taps, Vec<usize>); 3] = std::array::from_fn(|a| {
         let k = dims.g.kernel[a];

@@ -39,6 +39,7 @@ pub(crate) fn conv_transposed_direct_sample(
     w: &[f32],
     dx: &mut [f32],
 ) {
+    let _timer = crate::phases::Timer::new(crate::phases::Phase::Arithmetic);
     assert!(
         applies(dims),
         "direct transposed convolution does not apply"

@@ -316,6 +316,7 @@ pub(crate) fn conv_transposed_sparse_sample(
     kernel: &LaneKernel,
     dx: &mut [f32],
 ) {
+    let _timer = crate::phases::Timer::new(crate::phases::Phase::Arithmetic);
     let positions = dims.positions();
     assert!(g.len() == kernel.c_out * positions && dx.len() == dims.input_len());
     let (starts, entries) = nonzeros_by_position(g, kernel.c_out, positions);

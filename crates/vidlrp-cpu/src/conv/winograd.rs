@@ -305,7 +305,9 @@ pub(crate) fn conv(
     let [t_n, h_n, w_n] = dims.input;
     assert!(dims.output == dims.input && x.len() == n * dims.input_len());
     assert!(w.len() == c_out * c_in * 27 && out.len() == n * c_out * dims.positions());
+    let timer = crate::phases::Timer::new(crate::phases::Phase::Transform);
     let kernels = Kernels::new(kernel_storage, w, c_out, c_in, transposed);
+    drop(timer);
     let grid = [t_n.div_ceil(2), h_n.div_ceil(2), w_n.div_ceil(2)];
     let per_sample = grid.iter().product::<usize>();
     let tiles = n * per_sample;
@@ -507,6 +509,7 @@ impl Job<'_> {
 
     /// [`Job::input_transforms`], compiled with AVX2 where the CPU has it.
     fn inputs(&self, runs: &[Run], lay: Layout, v: SendPtr, channels: Range<usize>) {
+        let _timer = crate::phases::Timer::new(crate::phases::Phase::Transform);
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2.
@@ -529,6 +532,7 @@ impl Job<'_> {
 
     /// [`Job::output_transforms`], compiled with AVX2 where the CPU has it.
     fn outputs(&self, runs: &[Run], lay: Layout, m: &[f32], channels: Range<usize>) {
+        let _timer = crate::phases::Timer::new(crate::phases::Phase::Transform);
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2.

@@ -15,6 +15,7 @@ fn general_mat_mul(
     beta: f32,
     c: &mut ArrayViewMut2<'_, f32>,
 ) {
+    let _timer = crate::phases::Timer::new(crate::phases::Phase::Arithmetic);
     let (m, k) = a.dim();
     let (k2, n) = b.dim();
     assert!(k == k2 && c.dim() == (m, n), "gemm shapes");
@@ -137,6 +138,7 @@ pub(crate) fn small_batch_linear(x: &[f32], w: &[f32], y: &mut [f32], n: usize, 
     yt.par_chunks_mut(block * n)
         .zip(w.par_chunks(block * k))
         .for_each(|(yb, wb)| {
+            let _timer = crate::phases::Timer::new(crate::phases::Phase::Arithmetic);
             for (wo, yo) in wb.chunks_exact(k).zip(yb.chunks_exact_mut(n)) {
                 for (s, v) in yo.iter_mut().enumerate() {
                     *v = dot(&x[s * k..(s + 1) * k], wo);
@@ -172,6 +174,7 @@ pub(crate) fn small_batch_linear_transposed(
         .par_chunks_mut(n * block)
         .enumerate()
         .for_each(|(bi, part)| {
+            let _timer = crate::phases::Timer::new(crate::phases::Phase::Arithmetic);
             let (c0, c1) = (bi * block, ((bi + 1) * block).min(k));
             for o in 0..m {
                 let wr = &w[o * k + c0..o * k + c1];

@@ -143,6 +143,7 @@ fn gemm_columns(
     let bpack = aligned(&mut scratch.b);
     let apack = aligned(&mut scratch.a);
     let mut acc = [[0.0f32; NR]; MR];
+    let mut clock = crate::phases::Split::start();
     let mut jc = j0;
     while jc < j1 {
         let nc = NC.min(j1 - jc);
@@ -154,7 +155,7 @@ fn gemm_columns(
                 // The ragged last sliver: lanes past nc stay zero.
                 bp[(nc / NR) * kc * NR..].fill(0.0);
             }
-            b.pack(pc, kc, jc, nc, bp);
+            clock.part(|| b.pack(pc, kc, jc, nc, bp));
             let first = pc == 0 && !accumulate;
             let mut ic = 0;
             while ic < m {
@@ -162,7 +163,7 @@ fn gemm_columns(
                 let ap: &[f32] = match a {
                     ASource::RowMajor { data, lda } => {
                         let ap = &mut apack[..mc.div_ceil(MR) * MR * kc];
-                        pack_a(data, lda, ic, mc, pc, kc, ap);
+                        clock.part(|| pack_a(data, lda, ic, mc, pc, kc, ap));
                         ap
                     }
                     ASource::Packed(p) => p.block(pc, kc, ic, mc),
@@ -213,6 +214,7 @@ fn gemm_columns(
         }
         jc += nc;
     }
+    clock.finish(crate::phases::Phase::Pack, crate::phases::Phase::Arithmetic);
 }
 
 /// A pointer into one live output buffer that may cross to the rayon workers; users must give
