@@ -68,7 +68,7 @@ unsafe impl GlobalAlloc for Counting {
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: the caller's contract, forwarded.
-        Self::counted(0, || unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) })
+        Self::counted(0, || unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) });
     }
 
     #[inline]

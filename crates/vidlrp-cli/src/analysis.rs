@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use vidlrp_c3d::Pool5;
-use vidlrp_dataset::{AnalysisMethod, AnyRecords, Condition, Manifest, RunOptions, Shard};
+use vidlrp_dataset::{
+    AnalysisMethod, AnyRecords, BatchSize, Condition, Manifest, RunOptions, Shard,
+};
 use vidlrp_io::Outputs;
 use vidlrp_snippet::{Preprocess, ShortPolicy};
 
@@ -59,10 +61,12 @@ pub struct DataArgs {
     /// outputs are those of an uninterrupted run.
     #[arg(long)]
     pub resume: bool,
-    /// Snippets of one video explained as one batch (the same results; pays on GPUs, where
-    /// larger batches run faster; memory grows with it; on CPUs 1 is as fast).
-    #[arg(long, default_value_t = 1)]
-    pub batch: usize,
+    /// Snippets of one video explained as one batch: auto (from the model's size: batches of
+    /// up to 8 for small models, where they run about twice as fast per snippet on the CPU;
+    /// 1 for full C3D) or a number. The same results up to float rounding; memory grows with
+    /// it.
+    #[arg(long, default_value = "auto")]
+    pub batch: BatchSize,
     /// With DTD-u and other methods, only one network is kept in memory: the videos are taken
     /// in chunks of at most this many MiB of network inputs, each chunk explained by one
     /// network, then by the other (the same results; an interrupted run recomputes at most

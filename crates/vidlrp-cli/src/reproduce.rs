@@ -208,7 +208,7 @@ pub fn run(a: Args) -> Result<Finished> {
             seed: 0,
             journal: Some(journal_path(dir)),
             resume: true,
-            batch: 1,
+            batch: vidlrp_dataset::BatchSize::Auto,
             chunk_bytes: RunOptions::DEFAULT_CHUNK_BYTES,
         })
     };

@@ -14,6 +14,7 @@
 //! Every statistic is computed from the per-video observations in item order, so a merge of
 //! shards gives exactly the statistics of one unsharded run.
 
+mod batch;
 mod condition;
 mod evaluation;
 mod journal;
@@ -23,6 +24,7 @@ mod report;
 mod runner;
 mod shard;
 
+pub use batch::BatchSize;
 pub use condition::{AnalysisMethod, Condition, Network};
 pub use evaluation::{
     evaluate, merge_evaluations, summarize_evaluation, AnyRecords, AopcResult, ClipRecord,

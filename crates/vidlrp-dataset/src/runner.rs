@@ -39,11 +39,12 @@ pub struct RunOptions {
     /// Continue the journal of an interrupted run of the same options instead of starting over.
     pub resume: bool,
     /// Snippets of one video explained together (one batch per network and list of methods;
-    /// 1: one at a time). Outcomes do not depend on it; shares only by float rounding (a
-    /// batch changes the GEMMs' blocking: 1e-9 on the reproduction's model). It pays where
-    /// the backend gains from larger batches, at the cost of memory; records of runs with
-    /// different batches are not byte-identical.
-    pub batch: usize,
+    /// 1: one at a time; [`crate::BatchSize::Auto`]: from the network's size). Outcomes do not
+    /// depend on it; shares only by float rounding (a batch changes the GEMMs' blocking: 1e-9
+    /// on the reproduction's model). It pays where the backend gains from larger batches (on
+    /// the CPU: small models), at the cost of memory; records of runs with different batches
+    /// are not byte-identical.
+    pub batch: crate::BatchSize,
     /// The most bytes of network inputs kept per chunk of videos when the conditions explain
     /// two networks (DTD-u and any other method): only one network is resident at a time, a
     /// chunk of videos is explained by one, then by the other
@@ -128,8 +129,9 @@ pub fn run<B: Backend>(
     let spec = C3dSpec::from_weights(&loaded.tensors)?;
     let (net, _) = vidlrp_c3d::build(be, loaded.tensors, pool5, input)?;
     let composites = composites(&net, &conditions, opts)?;
+    let batch = opts.batch.resolve(&net, input)?;
     let config = run_config(opts, weights_sha256, pool5, origin);
-    let (mut journal, mut resumed) = open_journal(command, opts, &config, &conditions)?;
+    let (mut journal, mut resumed) = open_journal(command, opts, batch, &config, &conditions)?;
 
     let mine: Vec<&Item> = opts
         .manifest
@@ -219,7 +221,7 @@ pub fn run<B: Backend>(
                         (network, net),
                         &composites,
                         &inputs[v],
-                        opts.batch,
+                        batch,
                         &mut results[v],
                         &mut on_group,
                     );
@@ -340,6 +342,7 @@ fn run_config(
 fn open_journal(
     command: &str,
     opts: &RunOptions,
+    batch: usize,
     config: &RunConfig,
     conditions: &[Condition],
 ) -> Result<(Option<crate::Journal>, BTreeMap<usize, crate::ItemRecord>)> {
@@ -361,7 +364,7 @@ fn open_journal(
         config: config.comparable(),
         conditions,
         shard: opts.shard,
-        batch: opts.batch,
+        batch,
     };
     let (journal, done) = crate::Journal::open::<crate::ItemRecord>(path, &run, opts.resume)?;
     let done = done.into_iter().map(|r| (r.item, r)).collect();

@@ -71,7 +71,7 @@ fn options(m: Manifest, shard: Shard) -> RunOptions {
         seed: 3,
         journal: None,
         resume: false,
-        batch: 1,
+        batch: vidlrp_dataset::BatchSize::Fixed(1),
         chunk_bytes: RunOptions::DEFAULT_CHUNK_BYTES,
     }
 }
@@ -280,7 +280,7 @@ fn batching_a_videos_snippets_changes_no_outcome_and_shares_only_by_rounding() {
     .unwrap();
     for batch in [2, 8] {
         let opts = RunOptions {
-            batch,
+            batch: vidlrp_dataset::BatchSize::Fixed(batch),
             ..options(manifest(&rows), Shard::WHOLE)
         };
         let batched = run(&backend(), "sweep-steps", &opts, conditions(), &mut |_| {}).unwrap();

@@ -160,6 +160,13 @@ pub struct EpochRecord {
     pub val_videos: usize,
     /// Validation videos skipped (too short or unreadable).
     pub val_skipped_short: usize,
+    /// Wall time of the epoch's training steps (reading the snippets included, validation
+    /// not), in seconds; 0 in logs written before it was recorded.
+    #[serde(default)]
+    pub train_seconds: f64,
+    /// Training snippets per second of `train_seconds`.
+    #[serde(default)]
+    pub snippets_per_s: f64,
 }
 
 /// The held-out test after the last epoch (centre snippets).
@@ -380,7 +387,10 @@ impl<B: Backend> Session<'_, B> {
             val_top5: 0.0,
             val_videos: data.val.len(),
             val_skipped_short: 0,
+            train_seconds: 0.0,
+            snippets_per_s: 0.0,
         };
+        let started = std::time::Instant::now();
         let (mut loss_sum, mut correct, mut done) = (0.0f64, 0usize, 0usize);
         for (b, chunk) in order.chunks(config.batch).enumerate() {
             let batch = self.cut.batch(
@@ -424,6 +434,8 @@ impl<B: Backend> Session<'_, B> {
                 config.frames, config.step
             )));
         }
+        rec.train_seconds = started.elapsed().as_secs_f64();
+        rec.snippets_per_s = rec.snippets as f64 / rec.train_seconds.max(1e-9);
         (rec.val_top1, rec.val_top5, rec.val_skipped_short) =
             self.accuracy(&data.val, "validation", progress)?;
         rec.loss = loss_sum / rec.snippets as f64;
