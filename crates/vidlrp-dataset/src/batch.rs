@@ -30,9 +30,9 @@ impl BatchSize {
     /// this machine's memory, so that the same model gets the same batch (and the same
     /// rounding) everywhere.
     pub const AUTO_BYTES: usize = 256 << 20;
-    /// The largest batch `auto` picks: 8 (on the CPU the time per snippet of the
-    /// reproduction's model stops falling by then: 20.9 ms alone, 11.3 ms in batches of 4,
-    /// 11.1 ms in batches of 32; benches/README.md).
+    /// The largest batch `auto` picks: 8 (on the CPU the DTD time per snippet of the
+    /// reproduction's model stops falling by then: 13.7 ms alone, 10.4 ms in batches of 4,
+    /// 9.6 ms in batches of 32; benches/README.md).
     pub const AUTO_MAX: usize = 8;
 
     /// The batch for `net` on inputs `[C, T, H, W]`: a fixed size as given; `auto` from an
