@@ -259,6 +259,12 @@ fn minor_faults() -> u64 {
         .unwrap_or(0)
 }
 
+/// What a task runs: a training step (network, optimiser, labels) or an inference network.
+enum Work<B: Backend> {
+    Train(vidlrp_train::TrainNet<B>, vidlrp_train::Sgd, Vec<usize>),
+    Infer(vidlrp_core::Sequential<B>),
+}
+
 /// One run of `task`: what it computed, for the record.
 enum Outcome {
     Explained(vidlrp_core::Explanation),
@@ -282,26 +288,29 @@ fn time_task<B: Backend>(a: &Args, task: &str, be: &B) -> Result<Value> {
         "forward" | "train" => None,
         other => bail!("unknown task {other}"),
     };
-    let mut trainer = if task == "train" {
-        let net = vidlrp_train::TrainNet::c3d(be, weights.clone(), Pool5::Port, input, 0.5)?;
-        Some((net, vidlrp_train::Sgd::new(0.003, 0.9, 5e-4)))
+    // Only the network the task needs is built (its memory is part of the task's peak RSS).
+    let mut work = if task == "train" {
+        let classes = C3dSpec::from_weights(&weights)?.classes;
+        let labels: Vec<usize> = (0..x.shape()[0]).map(|i| i % classes).collect();
+        let net = vidlrp_train::TrainNet::c3d(be, weights, Pool5::Port, input, 0.5)?;
+        Work::Train(net, vidlrp_train::Sgd::new(0.003, 0.9, 5e-4), labels)
     } else {
-        None
+        Work::Infer(vidlrp_c3d::build(be, weights, Pool5::Port, input)?.0)
     };
-    let classes = C3dSpec::from_weights(&weights)?.classes;
-    let labels: Vec<usize> = (0..x.shape()[0]).map(|i| i % classes).collect();
-    let (net, _) = vidlrp_c3d::build(be, weights, Pool5::Port, input)?;
     let mut step = 0u64;
     let mut once = |be: &B| -> Result<Outcome> {
         // Every run ends with a download, which waits for the device.
-        if let Some((tn, sgd)) = trainer.as_mut() {
-            let (logits, tape) = tn.forward_train(be, &x, Some(step))?;
-            step += 1;
-            let (_, d) = vidlrp_train::softmax_cross_entropy(&logits, &labels)?;
-            let grads = tn.backward(be, tape, &d)?;
-            tn.apply(be, sgd, &grads)?;
-            return Ok(Outcome::Done);
-        }
+        let net = match &mut work {
+            Work::Train(tn, sgd, labels) => {
+                let (logits, tape) = tn.forward_train(be, &x, Some(step))?;
+                step += 1;
+                let (_, d) = vidlrp_train::softmax_cross_entropy(&logits, labels)?;
+                let grads = tn.backward(be, tape, &d)?;
+                tn.apply(be, sgd, &grads)?;
+                return Ok(Outcome::Done);
+            }
+            Work::Infer(net) => net,
+        };
         let xb = be.upload(&x)?;
         match &composite {
             Some(c) => Ok(Outcome::Explained(net.explain(

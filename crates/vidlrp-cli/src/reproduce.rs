@@ -191,30 +191,30 @@ pub fn run(a: Args) -> Result<Finished> {
         crate::init::write(&spec, extent, Pool5::Port, 0, &untrained)
     })?;
 
-    let test = p("data/test.csv");
+    // The test videos and the trained model's preset, shared by the analyses and evaluations.
+    let test = Manifest::read(&p("data/test.csv"), None)?;
+    let model_preset = crate::weights::resolve_preset(None, &weights)?;
     let dtd = AnalysisMethod::Explain(Method::Dtd);
     let sa = AnalysisMethod::Explain(Method::Sa);
     // The analyses on the test videos, each resuming from its journal.
-    let analysis = |dir: &Path| -> Result<RunOptions> {
-        Ok(RunOptions {
-            manifest: Manifest::read(&test, None)?,
-            weights: weights.clone(),
-            preset: crate::weights::resolve_preset(None, &weights)?,
-            pool5: None,
-            length: FRAMES,
-            short: ShortPolicy::Skip,
-            shard: Shard::WHOLE,
-            bootstrap: plan.bootstrap,
-            seed: 0,
-            journal: Some(journal_path(dir)),
-            resume: true,
-            batch: vidlrp_dataset::BatchSize::Auto,
-            chunk_bytes: RunOptions::DEFAULT_CHUNK_BYTES,
-        })
+    let analysis = |dir: &Path| RunOptions {
+        manifest: test.clone(),
+        weights: weights.clone(),
+        preset: model_preset.clone(),
+        pool5: None,
+        length: FRAMES,
+        short: ShortPolicy::Skip,
+        shard: Shard::WHOLE,
+        bootstrap: plan.bootstrap,
+        seed: 0,
+        journal: Some(journal_path(dir)),
+        resume: true,
+        batch: vidlrp_dataset::BatchSize::Auto,
+        chunk_bytes: RunOptions::DEFAULT_CHUNK_BYTES,
     };
     let analyse = |command: &str, dir: &str, conditions| -> Result<Finished> {
         let dir = p(dir);
-        crate::analysis::analyse(command, &analysis(&dir)?, conditions, &dir, &a.device)
+        crate::analysis::analyse(command, &analysis(&dir), conditions, &dir, &a.device)
     };
     stages.run("profile", "profile/", &p("profile/summary.json"), || {
         let methods = [dtd, sa, AnalysisMethod::DtdUntrained];
@@ -270,10 +270,10 @@ pub fn run(a: Args) -> Result<Finished> {
     let evaluate = |region: [usize; 3], steps: usize, dir: &str| -> Result<Finished> {
         let dir = p(dir);
         let opts = EvaluationOptions {
-            source: ClipSource::Manifest(Manifest::read(&test, None)?),
+            source: ClipSource::Manifest(test.clone()),
             shard: Shard::WHOLE,
             weights: weights.clone(),
-            preset: crate::weights::resolve_preset(None, &weights)?,
+            preset: model_preset.clone(),
             pool5: None,
             snippet: SnippetSpec {
                 length: FRAMES,

@@ -709,36 +709,21 @@ fn bad_videos_give_clear_errors_and_no_output() {
     std::fs::create_dir_all(&junk).unwrap();
     std::fs::write(junk.join("0001.png"), b"not a png").unwrap();
     run(&junk, &[], "not a readable image");
-    check_usage_error(
-        &[
+    // Bad option values are usage errors, reported before any work.
+    let usage = |option: &str, value: &str, needle: &str| {
+        let args = [
             "explain",
             "--weights",
             s(&w),
             "--video",
             s(&v),
-            "--preset",
-            "vhs",
-            "--out",
-            s(&out),
-        ],
-        &out,
-        "unknown preprocessing preset",
-    );
-    check_usage_error(
-        &[
-            "explain",
-            "--weights",
-            s(&w),
-            "--video",
-            s(&v),
-            "--cmap",
-            "rainbow-unicorn",
-            "--out",
-            s(&out),
-        ],
-        &out,
-        "unknown colour map",
-    );
+            option,
+            value,
+        ];
+        check_usage_error(&[&args[..], &["--out", s(&out)]].concat(), &out, needle);
+    };
+    usage("--preset", "vhs", "unknown preprocessing preset");
+    usage("--cmap", "rainbow-unicorn", "unknown colour map");
 }
 
 #[test]

@@ -165,6 +165,24 @@ fn split_signs<B: Backend>(be: &B, x: &B::Tensor) -> Result<SignSplit<B::Tensor>
     })
 }
 
+/// A z^B bound as one value per input channel (axis 1 of the input's `shape`), if it is
+/// one: one value for all, one per channel, or one per input element of a sample that is
+/// constant over each channel (so that the same bounds, however written, give the same).
+fn channel_bounds(shape: &[usize], values: &[f32]) -> Option<Vec<f32>> {
+    let channels = shape.get(1).copied().unwrap_or(1);
+    let per_sample: usize = shape.iter().skip(1).product();
+    match values.len() {
+        1 => Some(vec![values[0]; channels]),
+        n if n == channels => Some(values.to_vec()),
+        n if n == per_sample && channels > 0 => {
+            let planes: Vec<&[f32]> = values.chunks(per_sample / channels).collect();
+            (planes.iter().all(|p| p.iter().all(|&b| b == p[0])))
+                .then(|| planes.iter().map(|p| p[0]).collect())
+        }
+        _ => None,
+    }
+}
+
 /// A z^B bound as a tensor of the input's `shape`: one value for all, one per channel (axis
 /// 1), or one per input element of a sample (`shape[1..]`, e.g. Caffe's per-voxel mean),
 /// repeated over the batch.
@@ -175,11 +193,12 @@ fn bound_tensor<B: Backend>(
     what: &str,
     layer: &str,
 ) -> Result<B::Tensor> {
+    if let Some(per_channel) = channel_bounds(shape, values) {
+        return be.fill_channels(shape, &per_channel);
+    }
     let channels = shape.get(1).copied().unwrap_or(1);
     let per_sample: usize = shape.iter().skip(1).product();
     match values.len() {
-        1 => be.fill_channels(shape, &vec![values[0]; channels]),
-        n if n == channels => be.fill_channels(shape, values),
         n if n == per_sample => {
             let batch = shape.first().copied().unwrap_or(1);
             let data = values.repeat(batch);
@@ -327,21 +346,7 @@ fn zbox<B: Backend, A: Affine<B> + ?Sized>(
     use BinaryOp::{Add, Mul, Sub};
     let (be, shape, w) = (op.be, &op.shape, op.layer.weight());
     let name = op.layer.affine_name();
-    let channels = shape.get(1).copied().unwrap_or(1);
-    let per_sample: usize = shape.iter().skip(1).product();
-    // One bound per input channel, however given (per-element bounds that are constant over
-    // each channel included, so that the same bounds always take the same path).
-    let per_channel = |v: &[f32]| match v.len() {
-        1 => Some(vec![v[0]; channels]),
-        n if n == channels => Some(v.to_vec()),
-        n if n == per_sample && channels > 0 => {
-            let planes: Vec<&[f32]> = v.chunks(per_sample / channels).collect();
-            (planes.iter().all(|p| p.iter().all(|&b| b == p[0])))
-                .then(|| planes.iter().map(|p| p[0]).collect())
-        }
-        _ => None,
-    };
-    if let (Some(l), Some(h)) = (per_channel(low), per_channel(high)) {
+    if let (Some(l), Some(h)) = (channel_bounds(shape, low), channel_bounds(shape, high)) {
         // Bounds constant over each input channel c: l_c w+ + h_c w- is one kernel K, so
         // sum_i (l_i w+_ij + h_i w-_ij) = A(1; K)_j and, channel by channel, l (A^T(s; w+)) +
         // h (A^T(s; w-)) = A^T(s; K): four passes instead of six, the same sums up to rounding.
@@ -358,7 +363,7 @@ fn zbox<B: Backend, A: Affine<B> + ?Sized>(
         )?;
         let k = op.owned(k, &k_neg, Add)?;
         drop(k_neg);
-        let ones = be.fill_channels(shape, &vec![1.0; channels])?;
+        let ones = be.fill_channels(shape, &vec![1.0; l.len()])?;
         let z = op.owned(op.fwd(x, w, None)?, &op.fwd(&ones, &k, None)?, Sub)?;
         drop(ones);
         let s = op.stab_div_owned(r, z)?;
