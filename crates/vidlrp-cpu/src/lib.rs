@@ -362,7 +362,18 @@ impl Backend for Cpu {
         let (n, c_out) = (x.shape()[0], weight_shape[0]);
         let mut dw = vec![0.0f32; c_out * dims.rows()];
         self.run(|| {
-            conv::im2col::conv_weight_gradient(&dims, n, c_out, slice(x), slice(gy), &mut dw);
+            if conv::weight::applies(&dims) {
+                conv::weight::conv_weight_gradient_direct(
+                    &dims,
+                    n,
+                    c_out,
+                    slice(x),
+                    slice(gy),
+                    &mut dw,
+                );
+            } else {
+                conv::im2col::conv_weight_gradient(&dims, n, c_out, slice(x), slice(gy), &mut dw);
+            }
         });
         Ok(from_vec(weight_shape, dw))
     }

@@ -7,8 +7,10 @@
 
 pub(crate) mod constant;
 pub(crate) mod direct;
+pub(crate) mod direct_forward;
 pub(crate) mod im2col;
 pub(crate) mod sparse;
+pub(crate) mod weight;
 pub(crate) mod winograd;
 
 pub(crate) use im2col::ConvDims;
@@ -35,6 +37,9 @@ pub(crate) enum Path {
     /// Every input channel plane one constant (z^B's bounds `l`, `h`): one sum per pattern of
     /// kernel taps ([`constant`]); holds the constants, per sample and channel.
     Constant(Vec<Vec<f32>>),
+    /// Forward onto 1-3 input channels with AVX-512F: output rows of eight channels held in
+    /// registers, the taps streamed over them ([`direct_forward`]; the GEMM's bits).
+    DirectForward,
     /// The packed GEMM with im2col columns gathered from the input ([`im2col`]; tiled im2col +
     /// matrixmultiply without AVX-512F or AVX2+FMA).
     Im2col,
@@ -102,6 +107,9 @@ pub(crate) fn choose(
                 if let Some(consts) = consts {
                     return Path::Constant(consts);
                 }
+            }
+            if direct_forward::applies(dims) {
+                return Path::DirectForward;
             }
             Path::Im2col
         }
@@ -173,6 +181,9 @@ pub(crate) fn run(
                 constant::conv_sample(dims, cs, w, bias, os);
             }
         }
+        Path::DirectForward => {
+            direct_forward::conv_forward_direct(dims, n, c_out, data, w, bias, out);
+        }
         Path::Im2col => {
             im2col::conv_forward(dims, n, data, w2(), bias, out, &mut Vec::new());
         }
@@ -238,6 +249,7 @@ mod tests {
         match p {
             Path::Winograd => "winograd",
             Path::Constant(_) => "constant",
+            Path::DirectForward => "direct-forward",
             Path::Im2col => "im2col",
             Path::Direct => "direct",
             Path::Sparse => "sparse",
@@ -270,15 +282,21 @@ mod tests {
             .flat_map(|c| vec![-(c as f32) - 1.0; d1.input_len() / 3])
             .collect();
         let w1 = values(8 * d1.rows(), false);
+        // conv1 on a clip (mixed signs): the direct kernel with AVX-512F.
+        let clip = values(d1.input_len(), false);
+        let rgb = choose(Direction::Forward, &d1, 1, 8, &clip, &w1);
+        let want = if fast() && crate::gemm::avx512() {
+            "direct-forward"
+        } else {
+            "im2col"
+        };
+        assert_eq!(name(&rgb), want);
         let bound = choose(Direction::Forward, &d1, 1, 8, &l, &w1);
         assert_eq!(name(&bound), if fast() { "constant" } else { "im2col" });
         // A non-finite kernel is never summed by tap pattern.
         let mut bad = w1.clone();
         bad[0] = f32::NAN;
-        assert_eq!(
-            name(&choose(Direction::Forward, &d1, 1, 8, &l, &bad)),
-            "im2col"
-        );
+        assert_eq!(name(&choose(Direction::Forward, &d1, 1, 8, &l, &bad)), want);
     }
 
     #[test]

@@ -228,7 +228,7 @@ unsafe impl Sync for SendPtr {}
 impl SendPtr {
     /// The pointer (a method, so that a closure captures the whole `SendPtr`, which is `Sync`,
     /// not its raw pointer field).
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }
