@@ -69,9 +69,10 @@ pub(crate) fn conv_forward_direct(
     let [pt, ph, pw] = dims.g.padding;
     let [t_in, h_in, w_in] = dims.input;
     // The zero-bordered input of one sample: frames t_o + kt - 1, rows h_o + kh - 1, and rows
-    // long enough for whole vectors from every column tap (reads past w_o + kw - 1 see zeros).
+    // long enough for the whole steps of WV vectors from every column tap (the lanes past w_o
+    // read zeros or the row's own input, and are not stored).
     let (tp, hp) = (t_o + kt - 1, h_o + kh - 1);
-    let wp = w_o.div_ceil(16) * 16 + kw - 1 + 16;
+    let wp = w_o.div_ceil(WV * 16) * WV * 16 + kw - 1;
     let frame = hp * wp;
     let mut padded = vec![0.0f32; dims.c_in * tp * frame];
     let optr = SendPtr(out.as_mut_ptr());
@@ -221,6 +222,8 @@ mod tests {
             (2, 3, 13, [3, 9, 20], [3, 3, 3], [1, 1, 1], true),
             (1, 2, 5, [4, 7, 7], [1, 3, 3], [0, 1, 1], false),
             (1, 1, 16, [3, 6, 53], [3, 3, 3], [0, 0, 0], true),
+            (1, 2, 3, [2, 3, 50], [2, 1, 5], [1, 0, 2], true),
+            (1, 3, 9, [1, 2, 97], [1, 2, 1], [0, 1, 0], true),
             (2, 3, 64, [2, 5, 112], [3, 3, 3], [1, 1, 1], true),
         ];
         for (n, c_in, c_out, input, kernel, padding, with_bias) in cases {
