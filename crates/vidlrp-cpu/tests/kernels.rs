@@ -143,6 +143,76 @@ fn naive_transposed(c: &ConvCase, g: &[f32], w: &[f32]) -> Vec<f64> {
 /// onto 1-3 input channels (the direct path: rows of one and two 112-column stretches, padding
 /// from 0 to k - 1) and mostly-zero gradients (gathered over the nonzeros, in 16- and 64-lane
 /// channel blocks with a partial last block), against direct loops.
+/// Direct weight gradient in f64: `dw[o, i, a] += g[n, o, p] x[n, i, p + a - pad]`.
+fn naive_weight_gradient(c: &ConvCase, x: &[f32], g: &[f32]) -> Vec<f64> {
+    let k: usize = c.g.kernel.iter().product();
+    let mut dw = vec![0f64; c.c_out * c.c_in * k];
+    taps(c, |oi, xi, wj| {
+        dw[wj] += f64::from(g[oi]) * f64::from(x[xi]);
+    });
+    dw
+}
+
+/// Weight gradients of C3D-like layers and ragged ones (output channels off the vector width,
+/// odd widths, no padding, a frame kernel of 1) against the definition; with AVX-512F (the
+/// direct path for `3x3` stride-1 kernels) also the same bits on 1, 2 and 3 threads.
+#[test]
+fn weight_gradients_match_direct_loops() {
+    let cases = [
+        (2, 3, 8, [4, 10, 12], 3, [1, 1, 1]),
+        (3, 8, 16, [4, 6, 6], 3, [1, 1, 1]),
+        (2, 5, 5, [3, 7, 9], 3, [1, 1, 1]),
+        (1, 4, 20, [5, 5, 13], 1, [0, 1, 1]),
+        (2, 6, 33, [2, 3, 3], 3, [1, 1, 1]),
+        (2, 2, 48, [3, 8, 5], 3, [0, 0, 0]),
+        (1, 3, 64, [2, 4, 4], 3, [2, 1, 2]),
+    ];
+    #[cfg(target_arch = "x86_64")]
+    let direct = vidlrp_cpu::gemm::fast() && std::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    let direct = false;
+    for (n, c_in, c_out, input, kt, padding) in cases {
+        let c = ConvCase {
+            n,
+            c_in,
+            c_out,
+            input,
+            g: Conv3dGeometry {
+                kernel: [kt, 3, 3],
+                stride: [1; 3],
+                padding,
+            },
+            seed: 3,
+        };
+        let o = c.g.output_extent(input).unwrap();
+        let xs = [n, c_in, input[0], input[1], input[2]];
+        let gs = [n, c_out, o[0], o[1], o[2]];
+        let ws = [c_out, c_in, kt, 3, 3];
+        let xv = values(xs.iter().product(), 3);
+        let gv = values(gs.iter().product(), 4);
+        let want = naive_weight_gradient(&c, &xv, &gv);
+        let mut runs = Vec::new();
+        for threads in [1, 2, 3] {
+            let be = Cpu::new(threads).unwrap();
+            let (x, g) = (t(&be, &xs, xv.clone()), t(&be, &gs, gv.clone()));
+            let dw = be.conv3d_weight_gradient(&x, &g, &c.g, &ws).unwrap();
+            let what = format!("{c_in}->{c_out} {input:?}, {threads} threads");
+            close(dw.as_slice().unwrap(), &want, &what);
+            runs.push(dw.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        }
+        if direct {
+            assert_eq!(
+                runs[0], runs[1],
+                "{c_in}->{c_out} {input:?}: 1 vs 2 threads"
+            );
+            assert_eq!(
+                runs[0], runs[2],
+                "{c_in}->{c_out} {input:?}: 1 vs 3 threads"
+            );
+        }
+    }
+}
+
 #[test]
 fn wide_transposed_convolutions_match_direct_loops() {
     let g = |kernel, stride, padding| Conv3dGeometry {
