@@ -113,6 +113,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "vidlrp-experiment",
+        &["vidlrp-dataset", "vidlrp-rng", "vidlrp-stats"],
+    ),
+    (
         "vidlrp-train",
         &[
             "vidlrp-c3d",

@@ -1,0 +1,43 @@
+//! vidlrp-experiment: the paper's experiment as a library.
+//!
+//! - [`paired`]: paired bootstrap intervals of a statistic of condition means, on one model
+//!   and pooled over models (training seeds) by a two-level bootstrap;
+//! - [`claims`]: the paper's claims, each one statistic over measured conditions, and the one
+//!   decision rule that judges them all ([`verdict`]).
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use vidlrp_experiment::{pooled, verdict, Bootstrap, Paired, Side, Statistic, Verdict};
+//! // DTD's and DTD-u's border strength on the same 30 snippets: DTD's is higher on each.
+//! let dtd: BTreeMap<usize, f64> = (0..30).map(|i| (i, 0.010 + 0.001 * (i % 7) as f64)).collect();
+//! let dtd_u: BTreeMap<usize, f64> = (0..30).map(|i| (i, 0.002 + 0.001 * (i % 7) as f64)).collect();
+//! let p = Paired::new(&[&dtd, &dtd_u]).unwrap();
+//! let b = Bootstrap { resamples: 1000, level: 0.95, seed: 1 };
+//! let e = pooled(&[p], &Statistic::Difference, b).unwrap();
+//! assert!((e.value - 0.008).abs() < 1e-12);
+//! assert_eq!(verdict(e.interval, Side::Positive), Verdict::Holds);
+//! ```
+
+pub mod claims;
+pub mod paired;
+
+pub use claims::{
+    claims, judge, judge_paired, verdict, Claim, ClaimResult, ConditionRef, Design, Judged,
+    ModelRuns, Quantity, Run, Side, Verdict,
+};
+pub use paired::{per_model, pooled, Bootstrap, Estimate, Interval, Paired, Statistic};
+
+/// Errors of the experiment.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExperimentError {
+    /// Missing or inconsistent measurements.
+    #[error("{0}")]
+    Data(String),
+    /// A statistic failed.
+    #[error(transparent)]
+    Stats(#[from] vidlrp_stats::StatsError),
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = ExperimentError> = std::result::Result<T, E>;
