@@ -15,6 +15,8 @@ mod reproduce;
 mod reproduce_claims;
 mod reproduce_plan;
 mod reproduce_report;
+mod reproduce_stages;
+mod reproduce_tables;
 mod sheet;
 mod submit;
 mod summary;

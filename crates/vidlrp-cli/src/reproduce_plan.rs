@@ -24,6 +24,9 @@ pub struct Plan {
     pub steps: Vec<usize>,
     pub offsets: Vec<usize>,
     pub bootstrap: usize,
+    /// Models trained on the same data set, each from its own seed, with its own untrained
+    /// twin.
+    pub seeds: usize,
 }
 
 impl Plan {
@@ -49,6 +52,7 @@ impl Plan {
             steps: vec![0, 1, 2, 4, 8, 16, 32],
             offsets: (0..=256).step_by(8).collect(),
             bootstrap: 1000,
+            seeds: 3,
         }
     }
 
@@ -65,6 +69,7 @@ impl Plan {
             steps: vec![0, 1, 2, 4],
             offsets: (0..=64).step_by(8).collect(),
             bootstrap: 200,
+            seeds: 2,
             ..Self::full()
         }
     }

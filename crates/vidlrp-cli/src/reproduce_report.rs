@@ -1,16 +1,18 @@
 //! The report of `vidlrp reproduce`: REPORT.md and report.html (figures inline) from the
-//! stages' outputs, with the paper's five claims tested on the measured values.
+//! stages' outputs, with the paper's claims judged per model and pooled
+//! (`vidlrp_experiment`).
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use serde_json::Value;
 
-use vidlrp_core::Method;
-use vidlrp_dataset::{AnalysisMethod, Summary};
+use vidlrp_dataset::{Records, Summary};
+use vidlrp_experiment::{ClaimResult, ModelRuns};
 
 use crate::report_doc::{html, markdown, Block};
-use crate::reproduce_claims::{pct, Claim, Estimate};
+use crate::reproduce::SeedRun;
+use crate::reproduce_claims::pct;
 
 /// What a stage did: what it wrote, its wall time, and whether it ran (or was kept from an
 /// earlier run).
@@ -31,6 +33,8 @@ pub struct Inputs {
     pub out: PathBuf,
     /// The experiment's settings.
     pub plan: crate::reproduce_plan::Plan,
+    /// The models, in order.
+    pub seeds: Vec<SeedRun>,
     /// Chance top-1 and top-5 accuracy.
     pub chance: (f64, f64),
     /// The stages, in order.
@@ -41,66 +45,84 @@ pub struct Inputs {
     pub quick: bool,
 }
 
-/// Writes REPORT.md and report.html; returns the claims as JSON.
-pub fn write(inp: &Inputs) -> Result<Vec<Claim>> {
+/// The three analysis runs of each model, read back.
+fn model_runs(inp: &Inputs) -> Result<Vec<ModelRuns>> {
+    inp.seeds
+        .iter()
+        .map(|s| {
+            Ok(ModelRuns {
+                profile: Records::read(&s.dir.join("profile"))?,
+                steps: Records::read(&s.dir.join("steps"))?,
+                offsets: Records::read(&s.dir.join("offsets"))?,
+            })
+        })
+        .collect()
+}
+
+/// The paper's claims judged on every model and pooled.
+fn judged(inp: &Inputs, runs: &[ModelRuns]) -> Result<Vec<ClaimResult>> {
+    let plan = &inp.plan;
+    let design = vidlrp_experiment::Design {
+        steps: plan.steps.clone(),
+        offsets: plan.offsets.clone(),
+        train_step: 1,
+        classes: plan.classes,
+    };
+    let claims = vidlrp_experiment::claims(&design)?;
+    let b = vidlrp_experiment::Bootstrap {
+        resamples: plan.bootstrap,
+        level: 0.95,
+        seed: 0,
+    };
+    Ok(vidlrp_experiment::judge(&claims, runs, b)?)
+}
+
+/// Writes REPORT.md and report.html; returns the judged claims.
+pub fn write(inp: &Inputs) -> Result<Vec<ClaimResult>> {
     let out = &inp.out;
     let synth = vidlrp_synth::Description::read(&out.join("data"))?;
-    let log = vidlrp_train::TrainLog::read(&out.join("model/model.log.json"))?;
-    let profile = Summary::read(&out.join("profile"))?;
-    let steps = Summary::read(&out.join("steps"))?;
-    let offsets = Summary::read(&out.join("offsets"))?;
+    let first = &inp.seeds[0];
+    let logs: Vec<vidlrp_train::TrainLog> = (inp.seeds.iter())
+        .map(|s| vidlrp_train::TrainLog::read(&s.dir.join("model/model.log.json")))
+        .collect::<Result<_, _>>()?;
+    let log = &logs[0];
+    let profile = Summary::read(&first.dir.join("profile"))?;
+    let steps = Summary::read(&first.dir.join("steps"))?;
     let plan = &inp.plan;
     let (chance1, chance5) = inp.chance;
+    let runs = model_runs(inp)?;
+    let claims = judged(inp, &runs)?;
+    let n = inp.seeds.len();
 
     let mut doc = vec![Block::Heading(
         1,
-        "Reproducing the paper's experiment on a trained C3D".into(),
+        "Reproducing the paper's experiment on trained C3Ds".into(),
     )];
     doc.push(Block::Para(format!(
-        "This report was written by `vidlrp reproduce`{}. A C3D-shaped network was trained on \
-         random 16-frame snippets of synthetic videos whose class is a motion (the way the \
-         paper's C3D was trained on Sports-1M), and the paper's analyses were run on its \
-         held-out test videos. Every number below was measured in this run; the claims are \
-         tested against the 95 % bootstrap intervals ({} resamples over test videos). \
-         Stages took {:.0} s in this invocation.",
+        "This report was written by `vidlrp reproduce`{}. {n} C3D-shaped networks were trained \
+         on random 16-frame snippets of the same synthetic videos, whose class is a motion (the \
+         way the paper's C3D was trained on Sports-1M), each from its own seed (training seeds \
+         {}), and the paper's analyses were run on the held-out test videos for each model and \
+         for each model's untrained twin. Every number below was measured in this run; each \
+         claim is judged per model and pooled over the models by one rule (below). Stages took \
+         {:.0} s in this invocation.",
         if inp.quick {
             " with `--quick` (a small smoke run: too little data and training for the claims to \
              mean much)"
         } else {
             ""
         },
-        plan.bootstrap,
+        inp.seeds
+            .iter()
+            .map(|s| s.seed.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         inp.total_seconds
     )));
-
-    let claims = crate::reproduce_claims::judge(&profile, &steps, &offsets);
-    doc.push(Block::Heading(2, "The paper's claims, measured".into()));
-    doc.push(Block::Table(
-        vec![
-            "#".into(),
-            "claim".into(),
-            "measured (95 % interval)".into(),
-            "verdict".into(),
-        ],
-        claims
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                vec![
-                    format!("{}", i + 1),
-                    c.claim.clone(),
-                    c.measured.clone(),
-                    format!("**{}**", c.verdict.word()),
-                ]
-            })
-            .collect(),
-    ));
-    doc.push(Block::Para(
-        "A claim *holds* when the whole interval is on its side, *does not hold* when the \
-         measurement is on the other side, and is *inconclusive* otherwise. Claim 3 compares \
-         the smallest and largest moving step (and the sign of the slope); claim 4 compares the \
-         first three offsets with the rest; claim 5 ranks steps by top-5 accuracy, then top-1."
-            .into(),
+    doc.extend(crate::reproduce_claims::claims_section(
+        &claims,
+        n,
+        plan.bootstrap,
     ));
 
     // --- Data set and training ------------------------------------------------------------
@@ -139,8 +161,9 @@ pub fn write(inp: &Inputs) -> Result<Vec<Claim>> {
         "`vidlrp train`: C3D's architecture at width {} (conv widths {:?}, fc {:?}; {} \
          parameters), input 16x{}x{} (the caffe preset scaled: `caffe@{}`), {} epochs of {} \
          random snippet(s) per training video (random offset, step 1, random crop), batch {}, \
-         {} at learning rate {}, dropout {}. Final training loss {:.3}, training accuracy {}; \
-         validation top-1 {}.",
+         {} at learning rate {}, dropout {}; each model from its own seed (initial weights, \
+         snippet order, offsets and crops). Model 1: final training loss {:.3}, training \
+         accuracy {}.",
         log.width,
         log.conv_widths,
         log.fc_widths,
@@ -156,130 +179,109 @@ pub fn write(inp: &Inputs) -> Result<Vec<Claim>> {
         c.dropout,
         last.map_or(f64::NAN, |e| e.loss),
         pct(last.map(|e| e.train_accuracy)),
-        pct(last.map(|e| e.val_top1)),
     )));
-    let test = log.test.as_ref();
-    let (t1, t5) = (test.map(|t| t.top1), test.map(|t| t.top5));
+    let mut rows: Vec<Vec<String>> = (inp.seeds.iter().zip(&logs))
+        .map(|(s, l)| {
+            let t = l.test.as_ref();
+            vec![
+                format!("model {} (seed {})", s.index, s.seed),
+                t.map_or("?".into(), |t| t.videos.to_string()),
+                pct(l.epochs.last().map(|e| e.val_top1)),
+                pct(t.map(|t| t.top1)),
+                pct(t.map(|t| t.top5)),
+            ]
+        })
+        .collect();
+    let mean = |f: fn(&vidlrp_train::TrainLog) -> Option<f64>| {
+        let v: Vec<f64> = logs.iter().filter_map(f).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    let (t1, t5) = (
+        mean(|l| l.test.as_ref().map(|t| t.top1)),
+        mean(|l| l.test.as_ref().map(|t| t.top5)),
+    );
+    rows.push(vec![
+        "mean".into(),
+        String::new(),
+        pct(mean(|l| l.epochs.last().map(|e| e.val_top1))),
+        pct(t1),
+        pct(t5),
+    ]);
+    rows.push(vec![
+        "chance".into(),
+        String::new(),
+        pct(Some(chance1)),
+        pct(Some(chance1)),
+        pct(Some(chance5)),
+    ]);
+    rows.push(vec![
+        "mean / chance".into(),
+        String::new(),
+        String::new(),
+        t1.map_or("-".into(), |t| format!("{:.2}x", t / chance1)),
+        t5.map_or("-".into(), |t| format!("{:.2}x", t / chance5)),
+    ]);
     doc.push(Block::Table(
         vec![
-            "held-out test videos".into(),
-            "top-1".into(),
-            "top-5".into(),
+            "model".into(),
+            "test videos".into(),
+            "validation top-1".into(),
+            "test top-1 (centre snippets)".into(),
+            "test top-5".into(),
         ],
-        vec![
-            vec![
-                format!(
-                    "this model ({} videos, centre snippets)",
-                    test.map_or("?".into(), |t| t.videos.to_string())
-                ),
-                pct(t1),
-                pct(t5),
-            ],
-            vec!["chance".into(), pct(Some(chance1)), pct(Some(chance5))],
-            vec![
-                "ratio to chance".into(),
-                t1.map_or("-".into(), |t| format!("{:.2}x", t / chance1)),
-                t5.map_or("-".into(), |t| format!("{:.2}x", t / chance5)),
-            ],
-        ],
+        rows,
     ));
     doc.push(Block::Figure(
-        "model/model-curves.png".into(),
-        "Training loss and accuracy, validation top-1 and top-5 per epoch.".into(),
+        "seed-1/model/model-curves.png".into(),
+        "Model 1: training loss and accuracy, validation top-1 and top-5 per epoch.".into(),
     ));
-
-    // --- Table 1 and the figures ------------------------------------------------------------
-    doc.push(Block::Heading(
-        2,
-        "Table 1: border and lookahead strengths".into(),
-    ));
-    doc.push(Block::Table(
-        vec![
-            "method".into(),
-            "n".into(),
-            "border a [95 % interval]".into(),
-            "lookahead b' [95 % interval]".into(),
-        ],
-        ["dtd", "sa", "dtd-u"]
-            .iter()
-            .filter_map(|k| profile.condition(k))
-            .map(|c| {
-                vec![
-                    match c.key.as_str() {
-                        "dtd-u" => "DTD-u".to_string(),
-                        k => k.to_uppercase(),
-                    },
-                    c.n.to_string(),
-                    Estimate::border(c).map_or("-".into(), Estimate::show),
-                    Estimate::lookahead(c).map_or("-".into(), Estimate::show),
-                ]
-            })
-            .collect(),
-    ));
+    doc.extend(crate::reproduce_tables::table1(
+        &runs,
+        &profile,
+        plan.bootstrap,
+    )?);
     doc.push(Block::Figure(
-        "profile/fig2_shares.png".into(),
-        "Fig. 2: frame-wise relevance shares of every test snippet (offset 0, step 1), their \
-         mean, and the quadratic (border) and linear (lookahead) fits."
+        "seed-1/profile/fig2_shares.png".into(),
+        "Fig. 2 (model 1): frame-wise relevance shares of every test snippet (offset 0, step \
+         1), their mean, and the quadratic (border) and linear (lookahead) fits."
             .into(),
     ));
-    doc.push(Block::Heading(2, "Step size and offset".into()));
-    doc.push(Block::Table(
-        vec![
-            "step".into(),
-            "n".into(),
-            "DTD border a".into(),
-            "SA border a".into(),
-            "top-1".into(),
-            "top-5".into(),
-        ],
-        steps
-            .of_method(AnalysisMethod::Explain(Method::Dtd))
-            .map(|c| {
-                let sa = steps.condition(&format!("sa step={}", c.step));
-                vec![
-                    c.step.to_string(),
-                    c.n.to_string(),
-                    Estimate::border(c).map_or("-".into(), Estimate::show),
-                    sa.and_then(Estimate::border)
-                        .map_or("-".into(), Estimate::show),
-                    pct(c.top1),
-                    pct(c.top5),
-                ]
-            })
-            .collect(),
+    doc.extend(crate::reproduce_tables::steps_table(
+        &runs,
+        &steps,
+        plan.bootstrap,
+    )?);
+    doc.push(Block::Figure(
+        "seed-1/steps/fig3_border_vs_step.png".into(),
+        "Fig. 3 (model 1): border strength against the snippet step size, DTD and SA.".into(),
     ));
     doc.push(Block::Figure(
-        "steps/fig3_border_vs_step.png".into(),
-        "Fig. 3: border strength against the snippet step size, DTD and SA.".into(),
+        "seed-1/steps/fig5_top5_vs_border.png".into(),
+        "Fig. 5 (model 1): top-5 accuracy against border strength, one point per step size.".into(),
     ));
     doc.push(Block::Figure(
-        "steps/fig5_top5_vs_border.png".into(),
-        "Fig. 5: top-5 accuracy against border strength, one point per step size.".into(),
-    ));
-    doc.push(Block::Figure(
-        "offsets/fig4_lookahead_vs_offset.png".into(),
-        "Fig. 4: DTD lookahead strength against the snippet offset.".into(),
+        "seed-1/offsets/fig4_lookahead_vs_offset.png".into(),
+        "Fig. 4 (model 1): DTD lookahead strength against the snippet offset.".into(),
     ));
     doc.push(Block::Heading(
         2,
-        "Heatmaps: trained against untrained".into(),
+        "Heatmaps: trained against untrained (model 1)".into(),
     ));
-    doc.push(Block::Para(
-        "The same test snippet explained with DTD and SA by the trained model and by the \
-         untrained one (the DTD-u baseline: the same architecture, He-initialised with seed 0). \
-         Red is positive relevance, blue negative."
-            .into(),
-    ));
+    doc.push(Block::Para(format!(
+        "The same test snippet explained with DTD and SA by model 1 and by its untrained twin \
+         (the DTD-u baseline: the same architecture, He-initialised with seed {}). Red is \
+         positive relevance, blue negative.",
+        first.seed
+    )));
     doc.push(Block::Figure(
-        "sheets/trained.png".into(),
+        "seed-1/sheets/trained.png".into(),
         "The trained model.".into(),
     ));
     doc.push(Block::Figure(
-        "sheets/untrained.png".into(),
+        "seed-1/sheets/untrained.png".into(),
         "The untrained model.".into(),
     ));
-
-    doc.extend(crate::reproduce_claims::faithfulness(out));
+    doc.extend(crate::reproduce_claims::faithfulness(&first.dir, "seed-1"));
 
     // --- How it was chosen, and how to run it on real data -----------------------------------
     doc.push(Block::Heading(

@@ -1,5 +1,5 @@
-//! `vidlrp reproduce --quick` as CI runs it: every stage's output, the report with the five
-//! claims, a rerun that keeps finished stages, the trained model's recorded preset, and a
+//! `vidlrp reproduce --quick` as CI runs it: every stage's output for both models, the report
+//! with the claims judged by the one rule per model and pooled, a rerun that keeps finished stages, the trained model's recorded preset, and a
 //! stage that fails with a clear error.
 
 mod common;
@@ -21,47 +21,100 @@ fn reproduce_quick_writes_every_stage_and_the_report() {
     ]));
     let seconds = start.elapsed().as_secs_f64();
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON line");
-    for f in [
-        "data/synth.json",
-        "data/test.csv",
-        "model/model.safetensors",
-        "model/model.log.json",
-        "model/model-curves.png",
-        "model/untrained.safetensors",
-        "profile/summary.json",
-        "profile/fig2_shares.png",
-        "steps/summary.json",
-        "steps/fig3_border_vs_step.png",
-        "steps/fig5_top5_vs_border.png",
-        "offsets/summary.json",
-        "offsets/fig4_lookahead_vs_offset.svg",
-        "sheets/trained.png",
-        "sheets/untrained.png",
-        "eval-regions/summary.json",
-        "eval-frames/perturbation_morf.png",
-        "REPORT.md",
-        "report.html",
-    ] {
+    let mut files = vec![
+        "data/synth.json".to_string(),
+        "data/test.csv".into(),
+        "seed-1/sheets/trained.png".into(),
+        "seed-1/sheets/untrained.png".into(),
+        "seed-1/eval-regions/summary.json".into(),
+        "seed-1/eval-frames/perturbation_morf.png".into(),
+        "REPORT.md".into(),
+        "report.html".into(),
+    ];
+    // Two models (--quick), each with its training, twin and three analyses.
+    for k in 1..=2 {
+        for f in [
+            "model/model.safetensors",
+            "model/model.log.json",
+            "model/model-curves.png",
+            "model/untrained.safetensors",
+            "profile/summary.json",
+            "profile/records.json",
+            "profile/fig2_shares.png",
+            "steps/summary.json",
+            "steps/fig3_border_vs_step.png",
+            "steps/fig5_top5_vs_border.png",
+            "offsets/summary.json",
+            "offsets/fig4_lookahead_vs_offset.svg",
+        ] {
+            files.push(format!("seed-{k}/{f}"));
+        }
+    }
+    assert!(!out.join("seed-3").exists());
+    for f in &files {
         assert!(out.join(f).is_file(), "{f} missing");
     }
-    // Five claims, each with a verdict and the measured values.
+    // The eight claim rows, each judged pooled and per model by the one rule.
+    assert_eq!(j["seeds"], 2);
     let claims = j["claims"].as_array().expect("claims");
-    assert_eq!(claims.len(), 5);
+    let ids: Vec<&str> = claims.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            "C1 (DTD)",
+            "C1 (SA)",
+            "C2",
+            "C3",
+            "C4",
+            "C5",
+            "C6 (top-1)",
+            "C6 (top-5)"
+        ]
+    );
+    let words = ["holds", "does not hold", "inconclusive"];
     for c in claims {
-        let v = c["verdict"].as_str().unwrap();
-        assert!(
-            ["holds", "does not hold", "inconclusive"].contains(&v),
-            "{c}"
+        let pooled = &c["pooled"];
+        let (lo, hi, v) = (
+            pooled["lo"].as_f64().unwrap(),
+            pooled["hi"].as_f64().unwrap(),
+            pooled["value"].as_f64().unwrap(),
         );
-        assert!(c["measured"].as_str().unwrap().contains('.'), "{c}");
+        assert!(lo <= hi && v.is_finite(), "{c}");
+        // The verdict is the rule applied to the interval.
+        let positive = c["side"] == "> 0";
+        let (l, h) = if positive { (lo, hi) } else { (-hi, -lo) };
+        let rule = if l > 0.0 {
+            "holds"
+        } else if h < 0.0 {
+            "does not hold"
+        } else {
+            "inconclusive"
+        };
+        assert_eq!(pooled["verdict"], rule, "{c}");
+        let per_seed = c["per_seed"].as_array().unwrap();
+        assert_eq!(per_seed.len(), 2, "{c}");
+        let holds = (per_seed.iter())
+            .filter(|p| p["verdict"] == "holds")
+            .count();
+        assert_eq!(c["holds_in"], holds, "{c}");
+        assert!(per_seed
+            .iter()
+            .all(|p| words.contains(&p["verdict"].as_str().unwrap())));
     }
+    // With 4 classes chance top-5 is 100 %: top-5 is shown, not judged.
+    assert_eq!(claims[7]["verdict"], "not judged");
+    assert!(claims[7]["not_judged"].as_str().unwrap().contains("100 %"));
+    assert!(words.contains(&claims[6]["verdict"].as_str().unwrap()));
     let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
     for part in [
         "Table 1",
-        "held-out test videos",
+        "The rule, the same for every claim",
+        "Per model",
+        "holds in",
+        "test top-1 (centre snippets)",
         "How the data set and the training were chosen",
         "Faithfulness: DTD against SA by perturbation",
-        "fig4_lookahead_vs_offset.png",
+        "seed-1/offsets/fig4_lookahead_vs_offset.png",
         "vidlrp sweep-steps",
     ] {
         assert!(report.contains(part), "REPORT.md lacks {part:?}");
@@ -72,11 +125,13 @@ fn reproduce_quick_writes_every_stage_and_the_report() {
         "REPORT.md prints a missing value as null"
     );
     // The test accuracy in the report is the one the training log measured.
-    let log: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("model/model.log.json")).unwrap())
-            .unwrap();
-    let top1 = log["test"]["top1"].as_f64().expect("test top-1 in the log");
-    assert!(report.contains(&format!("{:.1} %", 100.0 * top1)));
+    for k in 1..=2 {
+        let log = out.join(format!("seed-{k}/model/model.log.json"));
+        let log: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(log).unwrap()).unwrap();
+        let top1 = log["test"]["top1"].as_f64().expect("test top-1 in the log");
+        assert!(report.contains(&format!("{:.1} %", 100.0 * top1)));
+    }
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("data:image/png;base64,"), "figures inline");
     assert!(seconds < 120.0, "--quick took {seconds:.0} s");
@@ -86,7 +141,7 @@ fn reproduce_quick_writes_every_stage_and_the_report() {
     let e = ok(vidlrp(&[
         "explain",
         "--weights",
-        s(&out.join("model/model.safetensors")),
+        s(&out.join("seed-1/model/model.safetensors")),
         "--video",
         s(&video),
         "--out",
@@ -99,7 +154,7 @@ fn reproduce_quick_writes_every_stage_and_the_report() {
     // A rerun keeps every finished stage and writes the same claims.
     let o2 = ok(vidlrp(&["reproduce", "--out", s(&out), "--quick"]));
     let err = String::from_utf8_lossy(&o2.stderr);
-    assert_eq!(err.matches("done earlier, kept").count(), 10, "{err}");
+    assert_eq!(err.matches("done earlier, kept").count(), 15, "{err}");
     let j2: serde_json::Value = serde_json::from_slice(&o2.stdout).unwrap();
     assert_eq!(j2["claims"], j["claims"]);
 
@@ -111,12 +166,12 @@ fn reproduce_quick_writes_every_stage_and_the_report() {
     // A stage that fails says which, and exits 1 (here the model is damaged, so every
     // analysis stage after it cannot load it).
     for stage in ["profile", "steps", "offsets", "sheets"] {
-        let p = out.join(stage);
+        let p = out.join("seed-1").join(stage);
         if p.exists() {
             std::fs::remove_dir_all(&p).unwrap();
         }
     }
-    std::fs::write(out.join("model/model.safetensors"), b"not a model").unwrap();
+    std::fs::write(out.join("seed-1/model/model.safetensors"), b"not a model").unwrap();
     let o3 = vidlrp(&["reproduce", "--out", s(&out), "--quick"]);
     assert_eq!(o3.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o3.stderr);
