@@ -80,6 +80,7 @@ fn prepare(a: &Args) -> Result<PathBuf> {
         distractors: 2,
         split: [70, 15, 15],
         format: vidlrp_synth::VideoFormat::Mp4,
+        action_share: 1.0,
     };
     let ext = match a.format.as_str() {
         "mp4" | "npy" => a.format.as_str(),

@@ -12,6 +12,8 @@ pub struct Plan {
     pub frame_size: (usize, usize),
     pub distractors: usize,
     pub title_share: f64,
+    /// Share of each video's frames in which the class motion happens (bursts).
+    pub action_share: f64,
     pub split: [usize; 3],
     pub input_size: usize,
     pub width: f64,
@@ -40,6 +42,7 @@ impl Plan {
             frame_size: (74, 56),
             distractors: 1,
             title_share: 0.3,
+            action_share: 1.0,
             split: [80, 10, 10],
             input_size: 48,
             width: 0.125,

@@ -81,6 +81,7 @@ pub fn synth_spec(plan: &Plan, seed: u64) -> SynthSpec {
         distractors: plan.distractors,
         split: plan.split,
         format: VideoFormat::Mp4,
+        action_share: plan.action_share,
     }
 }
 

@@ -9,17 +9,20 @@ use vidlrp_synth::{SynthSpec, VideoFormat};
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  \
     vidlrp synth --out synth --classes 4 --videos 48 --frames 96\n  \
-    vidlrp synth --out tiny --classes 2 --videos 8 --frames 40 --size 64x48 --format npy\n\n\
+    vidlrp synth --out tiny --classes 2 --videos 8 --frames 40 --size 64x48 --format npy\n  \
+    vidlrp synth --out sparse --classes 24 --videos 480 --action-share 0.4   # label not local\n\n\
     Writes videos/NNNNN.mp4 (or .npy frames), train.csv, val.csv, test.csv (split by video,\n\
     --split per class), labels.txt and synth.json. The class is a motion of one bar\n\
-    (rightward, leftward, downward, upward, expanding, contracting, clockwise,\n\
-    counter-clockwise); backgrounds pan, distractors move, and a share of the videos open\n\
+    (up to 24: rightward, leftward, downward, upward, expanding, contracting, clockwise,\n\
+    counter-clockwise, the four diagonals, the eight directions fast, horizontal and vertical\n\
+    oscillation, pulsing, wobbling); with --action-share P < 1 the motion happens in bursts\n\
+    covering about P of the frames; backgrounds pan, distractors move, and a share of the videos open\n\
     with a static title card. The same seed writes the same bytes.")]
 pub struct Args {
     /// Output directory (created; must not exist yet).
     #[arg(long)]
     out: PathBuf,
-    /// Number of classes (2..8).
+    /// Number of classes (2..24; the first K of the motions listed below).
     #[arg(long, default_value_t = 4)]
     classes: usize,
     /// Number of videos.
@@ -40,6 +43,10 @@ pub struct Args {
     /// Share of videos that open with a title card.
     #[arg(long, default_value_t = 0.3)]
     title_share: f64,
+    /// Share of each video's frames in which the class motion happens, in bursts of 8-24
+    /// frames with the bar at rest between them (1: every frame); in (0, 1].
+    #[arg(long, default_value_t = 1.0)]
+    action_share: f64,
     /// Distractor discs per video (0..4), moving on random straight paths.
     #[arg(long, default_value_t = 2)]
     distractors: usize,
@@ -77,6 +84,7 @@ pub fn run(a: Args) -> Result<crate::summary::Finished> {
         split: <[usize; 3]>::try_from(a.split.as_slice())
             .map_err(|_| anyhow::anyhow!("--split takes three percentages, e.g. 70,15,15"))?,
         format: a.format,
+        action_share: a.action_share,
     };
     write(&spec, &a.out)
 }

@@ -2,17 +2,23 @@
 //! random snippets as the paper's model was trained.
 //!
 //! Every frame of every class shows the same scene grammar: a textured background moved by a
-//! camera pan, one oriented bar (the "athlete"), two distractor discs on random paths, noise.
-//! The class is only in how the bar moves over time ([`CLASS_NAMES`]):
+//! camera pan, one oriented bar (the "athlete"), distractor discs on random paths, noise.
+//! The class is only in how the bar moves over time ([`CLASS_NAMES`], up to 24):
 //!
-//! | class | motion of the bar |
+//! | classes | motion of the bar |
 //! |---|---|
-//! | rightward, leftward, downward, upward | translation at 0.6-1.6 px/frame, wrapping at the edges |
+//! | rightward, leftward, downward, upward, and the four diagonals | translation at 0.6-1.6 px/frame, wrapping at the edges |
+//! | the same eight directions, "fast" | translation at 2.6-3.6 px/frame |
 //! | expanding, contracting | length and width grow (shrink) as a sawtooth of period 20-40 frames |
 //! | clockwise, counter-clockwise | rotation at 3-7 degrees per frame |
+//! | horizontal, vertical oscillation | back and forth by 12 % of the frame, period 10-20 frames |
+//! | pulsing, wobbling | size (angle) swinging with period 10-20 frames |
 //!
 //! A share of the videos ([`SynthSpec::title_share`]) open with a static title card of 8-32
-//! frames that carries no class information.
+//! frames that carries no class information. With [`SynthSpec::action_share`] `P < 1` the
+//! class motion happens in bursts of 8-24 frames that cover about the share `P` of a video's
+//! frames; between bursts the bar rests, so a random 16-frame snippet may miss the evidence
+//! or hold only part of it, as the video-level labels of Sports-1M do.
 
 use std::path::{Path, PathBuf};
 
@@ -21,7 +27,7 @@ use vidlrp_rng::Rng;
 use vidlrp_snippet::RgbFrame;
 
 /// The classes in label order; a data set of `K` classes uses the first `K`.
-pub const CLASS_NAMES: [&str; 8] = [
+pub const CLASS_NAMES: [&str; 24] = [
     "rightward",
     "leftward",
     "downward",
@@ -30,7 +36,85 @@ pub const CLASS_NAMES: [&str; 8] = [
     "contracting",
     "clockwise",
     "counter-clockwise",
+    "down-right",
+    "down-left",
+    "up-right",
+    "up-left",
+    "fast rightward",
+    "fast leftward",
+    "fast downward",
+    "fast upward",
+    "fast down-right",
+    "fast down-left",
+    "fast up-right",
+    "fast up-left",
+    "horizontal oscillation",
+    "vertical oscillation",
+    "pulsing",
+    "wobbling",
 ];
+
+/// How the bar of a class moves, as a function of the active time `tau` (frames of class
+/// motion so far).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Motion {
+    /// Translation by `(dx, dy)` per frame, in units of the video's speed; `fast` adds 2
+    /// px/frame.
+    Translate { dx: f64, dy: f64, fast: bool },
+    /// Length and width on a sawtooth, growing or shrinking.
+    Scale { grow: bool },
+    /// Rotation, `+1` clockwise.
+    Rotate { sense: f64 },
+    /// Back and forth along `(dx, dy)`.
+    Oscillate { dx: f64, dy: f64 },
+    /// Size swinging.
+    Pulse,
+    /// Angle swinging.
+    Wobble,
+}
+
+/// The motion of class `label`.
+fn motion(label: usize) -> Motion {
+    let d = std::f64::consts::FRAC_1_SQRT_2;
+    // The eight directions in the order of CLASS_NAMES' translations (y grows downwards).
+    const DIRS: [(f64, f64); 8] = [
+        (1.0, 0.0),
+        (-1.0, 0.0),
+        (0.0, 1.0),
+        (0.0, -1.0),
+        (1.0, 1.0),
+        (-1.0, 1.0),
+        (1.0, -1.0),
+        (-1.0, -1.0),
+    ];
+    let dir = |i: usize| {
+        let (x, y) = DIRS[i];
+        let k = if x != 0.0 && y != 0.0 { d } else { 1.0 };
+        (x * k, y * k)
+    };
+    match label {
+        0..=3 | 8..=11 => {
+            let (dx, dy) = dir(if label < 4 { label } else { label - 4 });
+            Motion::Translate {
+                dx,
+                dy,
+                fast: false,
+            }
+        }
+        4 | 5 => Motion::Scale { grow: label == 4 },
+        6 | 7 => Motion::Rotate {
+            sense: if label == 6 { 1.0 } else { -1.0 },
+        },
+        12..=19 => {
+            let (dx, dy) = dir(label - 12);
+            Motion::Translate { dx, dy, fast: true }
+        }
+        20 => Motion::Oscillate { dx: 1.0, dy: 0.0 },
+        21 => Motion::Oscillate { dx: 0.0, dy: 1.0 },
+        22 => Motion::Pulse,
+        _ => Motion::Wobble,
+    }
+}
 
 /// The safetensors metadata key under which `vidlrp train` records the [`SynthSpec`] (JSON) of
 /// the synthetic data set a model was trained on, so its videos can be regenerated.
@@ -86,6 +170,15 @@ pub struct SynthSpec {
     pub split: [usize; 3],
     /// Storage format.
     pub format: VideoFormat,
+    /// Share of each video's frames (after a title card) in which the class motion happens,
+    /// in bursts of 8-24 frames; in `(0, 1]`, 1: every frame (data sets written before this
+    /// setting read as 1).
+    #[serde(default = "share_one")]
+    pub action_share: f64,
+}
+
+fn share_one() -> f64 {
+    1.0
 }
 
 /// What went wrong.
@@ -133,7 +226,17 @@ impl SynthSpec {
     pub fn check(&self) -> Result<()> {
         let bad = |m: String| Err(SynthError::Invalid(m));
         if !(2..=CLASS_NAMES.len()).contains(&self.classes) {
-            return bad(format!("classes must be 2..=8, got {}", self.classes));
+            return bad(format!(
+                "classes must be 2..={}, got {}",
+                CLASS_NAMES.len(),
+                self.classes
+            ));
+        }
+        if !(self.action_share > 0.0 && self.action_share <= 1.0) {
+            return bad(format!(
+                "the action share must be in (0, 1], got {}",
+                self.action_share
+            ));
         }
         if self.videos < 3 * self.classes {
             return bad(format!(
@@ -224,6 +327,8 @@ struct Scene {
     noise: f64,
     title: usize,
     title_colour: [f64; 3],
+    /// Active time before each frame after the title card (`None`: the motion never stops).
+    active: Option<Vec<f64>>,
 }
 
 /// A distractor: start, velocity (px/frame), radius, colour.
@@ -275,9 +380,10 @@ impl Scene {
             length,
             width,
             angle,
-            speed: match label {
-                0..=3 => linear,
-                6 | 7 => angular,
+            speed: match motion(label) {
+                Motion::Translate { fast: false, .. } => linear,
+                Motion::Translate { fast: true, .. } => linear + 2.0,
+                Motion::Rotate { .. } => angular,
                 _ => 0.0,
             },
             period: d.range(20.0, 40.0),
@@ -305,6 +411,10 @@ impl Scene {
         } else {
             0
         };
+        let noise = d.range(4.0, 12.0);
+        let title_colour = d.colour();
+        // Drawn after everything else, so the scenes of data sets without bursts are unchanged.
+        let active = (spec.action_share < 1.0).then(|| bursts(&mut d, spec.action_share, frames));
         Self {
             label,
             w,
@@ -313,41 +423,51 @@ impl Scene {
             pan,
             bar,
             discs,
-            noise: d.range(4.0, 12.0),
+            noise,
             title,
-            title_colour: d.colour(),
+            title_colour,
+            active,
         }
     }
 
     /// The bar's centre, half-extents and angle at frame `t` (counted after the title card).
-    fn bar_at(&self, t: f64) -> ([f64; 2], f64, f64, f64) {
+    fn bar_at(&self, t: usize) -> ([f64; 2], f64, f64, f64) {
         let b = &self.bar;
-        let step = |dx: f64, dy: f64| {
-            [
-                wrap(b.centre[0] + dx * t, self.w),
-                wrap(b.centre[1] + dy * t, self.h),
-            ]
-        };
-        let phase = (t / b.period).fract();
-        match self.label {
-            0 => (step(b.speed, 0.0), b.length / 2.0, b.width / 2.0, b.angle),
-            1 => (step(-b.speed, 0.0), b.length / 2.0, b.width / 2.0, b.angle),
-            2 => (step(0.0, b.speed), b.length / 2.0, b.width / 2.0, b.angle),
-            3 => (step(0.0, -b.speed), b.length / 2.0, b.width / 2.0, b.angle),
-            4 | 5 => {
-                let grow = if self.label == 4 { phase } else { 1.0 - phase };
-                let k = 0.45 + 1.1 * grow;
-                (b.centre, k * b.length / 2.0, k * b.width / 2.0, b.angle)
+        // The class motion advances only in active frames.
+        let t = self
+            .active
+            .as_ref()
+            .map_or(t as f64, |a| a[t.min(a.len() - 1)]);
+        let (half_l, half_w) = (b.length / 2.0, b.width / 2.0);
+        let swing = (std::f64::consts::TAU * t / (b.period / 2.0)).sin();
+        let s = self.w.min(self.h);
+        match motion(self.label) {
+            Motion::Translate { dx, dy, .. } => {
+                let c = [
+                    wrap(b.centre[0] + dx * b.speed * t, self.w),
+                    wrap(b.centre[1] + dy * b.speed * t, self.h),
+                ];
+                (c, half_l, half_w, b.angle)
             }
-            _ => {
-                let sense = if self.label == 6 { 1.0 } else { -1.0 };
-                (
-                    b.centre,
-                    b.length / 2.0,
-                    b.width / 2.0,
-                    b.angle + sense * b.speed * t,
-                )
+            Motion::Scale { grow } => {
+                let phase = (t / b.period).fract();
+                let k = 0.45 + 1.1 * if grow { phase } else { 1.0 - phase };
+                (b.centre, k * half_l, k * half_w, b.angle)
             }
+            Motion::Rotate { sense } => (b.centre, half_l, half_w, b.angle + sense * b.speed * t),
+            Motion::Oscillate { dx, dy } => {
+                let a = 0.12 * s * swing;
+                let c = [
+                    wrap(b.centre[0] + dx * a, self.w),
+                    wrap(b.centre[1] + dy * a, self.h),
+                ];
+                (c, half_l, half_w, b.angle)
+            }
+            Motion::Pulse => {
+                let k = 1.0 + 0.35 * swing;
+                (b.centre, k * half_l, k * half_w, b.angle)
+            }
+            Motion::Wobble => (b.centre, half_l, half_w, b.angle + 0.45 * swing),
         }
     }
 
@@ -370,7 +490,7 @@ impl Scene {
             };
         }
         let tt = (t - self.title) as f64;
-        let (centre, half_l, half_w, angle) = self.bar_at(tt);
+        let (centre, half_l, half_w, angle) = self.bar_at(t - self.title);
         let (ca, sa) = (angle.cos(), angle.sin());
         let discs: Vec<([f64; 2], f64, [f64; 3])> = self
             .discs
@@ -425,13 +545,40 @@ impl Scene {
     }
 }
 
+/// The active time before each of `frames` frames when the class motion happens in bursts
+/// covering about the share `p` of them: bursts of 8-24 frames, rests between them of
+/// `(1 - p) / p` times a burst's mean length (0.5-1.5 times that), the first segment a burst
+/// with probability `p`. Frame `t`'s entry counts the active frames before it.
+fn bursts(d: &mut Draw, p: f64, frames: usize) -> Vec<f64> {
+    let mut active = Vec::with_capacity(frames);
+    let mut moving = d.0.uniform() < p;
+    let mut done = 0.0;
+    while active.len() < frames {
+        let len = if moving {
+            d.range(8.0, 25.0)
+        } else {
+            d.range(0.5, 1.5) * 16.0 * (1.0 - p) / p
+        }
+        .round()
+        .max(1.0) as usize;
+        for _ in 0..len.min(frames - active.len()) {
+            active.push(done);
+            if moving {
+                done += 1.0;
+            }
+        }
+        moving = !moving;
+    }
+    active
+}
+
 /// The `frames` frames of video `index` of class `label`, and its title-card length.
 ///
 /// ```
 /// use vidlrp_synth::{render, SynthSpec, VideoFormat};
 /// let spec = SynthSpec { classes: 4, videos: 12, frames: 20, test_frames: None, width: 48,
 ///     height: 32, fps: 25, seed: 3, title_share: 0.0, distractors: 2, split: [70, 15, 15],
-///     format: VideoFormat::Npy };
+///     format: VideoFormat::Npy, action_share: 1.0 };
 /// let (frames, title) = render(&spec, 5, 1, 20);
 /// assert_eq!((frames.len(), title), (20, 0));
 /// assert_eq!(frames, render(&spec, 5, 1, 20).0); // the same seed, the same frames
@@ -456,7 +603,7 @@ pub fn render(
 /// use vidlrp_synth::{split_of, SynthSpec, VideoFormat};
 /// let spec = SynthSpec { classes: 4, videos: 40, frames: 20, test_frames: None, width: 48,
 ///     height: 32, fps: 25, seed: 3, title_share: 0.0, distractors: 1, split: [70, 15, 15],
-///     format: VideoFormat::Npy };
+///     format: VideoFormat::Npy, action_share: 1.0 };
 /// assert_eq!(split_of(&spec, 0), "train");
 /// assert_eq!(split_of(&spec, 39), "test");
 /// ```
@@ -641,5 +788,69 @@ impl Description {
             vidlrp_io::IoError::Io { path, cause } => SynthError::Io { path, cause },
             other => SynthError::Invalid(other.to_string()),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bursts_cover_the_share_and_leave_snippets_without_motion() {
+        for p in [0.25, 0.5, 0.75] {
+            let mut d = Draw(Rng::new(5));
+            let a = bursts(&mut d, p, 20_000);
+            assert_eq!(a.len(), 20_000);
+            // The active time starts at 0 and grows by 0 or 1 per frame.
+            assert_eq!(a[0], 0.0);
+            assert!(a
+                .windows(2)
+                .all(|w| w[1] - w[0] == 0.0 || w[1] - w[0] == 1.0));
+            let share = a[a.len() - 1] / a.len() as f64;
+            assert!((share - p).abs() < 0.05, "share {share} for {p}");
+            // Some 16-frame snippets show the class motion throughout, others only in part,
+            // and with rests as long as bursts (p <= 1/2) some show none at all.
+            let moved = |t: usize| a[t + 15] - a[t];
+            let windows = 0..a.len() - 16;
+            let still = windows.clone().filter(|&t| moved(t) == 0.0).count();
+            let partly = windows
+                .clone()
+                .filter(|&t| (1.0..15.0).contains(&moved(t)))
+                .count();
+            let moving = windows.filter(|&t| moved(t) == 15.0).count();
+            assert!(
+                partly > 0 && moving > 0,
+                "p {p}: partly {partly}, moving {moving}"
+            );
+            assert_eq!(
+                still > 0,
+                p <= 0.5,
+                "p {p}: {still} snippets without motion"
+            );
+        }
+    }
+
+    #[test]
+    fn the_first_eight_classes_move_as_before() {
+        // The motions that data sets of up to 8 classes were made with, unchanged.
+        assert_eq!(
+            motion(0),
+            Motion::Translate {
+                dx: 1.0,
+                dy: 0.0,
+                fast: false
+            }
+        );
+        assert_eq!(
+            motion(3),
+            Motion::Translate {
+                dx: 0.0,
+                dy: -1.0,
+                fast: false
+            }
+        );
+        assert_eq!(motion(5), Motion::Scale { grow: false });
+        assert_eq!(motion(7), Motion::Rotate { sense: -1.0 });
+        assert_eq!(CLASS_NAMES.len(), 24);
     }
 }

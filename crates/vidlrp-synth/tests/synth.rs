@@ -19,6 +19,7 @@ fn spec(format: VideoFormat) -> SynthSpec {
         distractors: 2,
         split: [70, 15, 15],
         format,
+        action_share: 1.0,
     }
 }
 
@@ -103,7 +104,7 @@ fn diff(a: &[u8], b: &[u8]) -> f64 {
 #[test]
 fn motion_carries_the_class_and_title_cards_are_static() {
     let mut s = spec(VideoFormat::Npy);
-    s.classes = 8;
+    s.classes = CLASS_NAMES.len();
     s.title_share = 1.0;
     s.frames = 60;
     for (label, name) in CLASS_NAMES.iter().enumerate() {
@@ -116,7 +117,7 @@ fn motion_carries_the_class_and_title_cards_are_static() {
     // Out-of-range parameters are errors.
     assert!(write(
         &SynthSpec {
-            classes: 9,
+            classes: CLASS_NAMES.len() + 1,
             ..spec(VideoFormat::Npy)
         },
         &tmp("bad"),
@@ -132,34 +133,45 @@ fn motion_carries_the_class_and_title_cards_are_static() {
         &mut |_, _| {}
     )
     .is_err());
+    for share in [0.0, -0.5, 1.5, f64::NAN] {
+        let bad = SynthSpec {
+            action_share: share,
+            ..spec(VideoFormat::Npy)
+        };
+        assert!(bad.check().is_err(), "action share {share}");
+    }
 }
 
 #[test]
 fn one_frame_does_not_tell_the_class() {
-    // Video `index` shows the same scene whatever its class: the first frame of every
-    // translating and rotating class is the same picture, so no single frame tells them
-    // apart; expanding and contracting bars pass through the same sizes (one is the other
-    // played backwards).
-    let mut s = spec(VideoFormat::Npy);
-    s.classes = 8;
-    s.title_share = 0.0;
-    for index in [3, 17, 40] {
-        let first = |label| render(&s, index, label, 20).0.remove(0);
-        let reference = first(0);
-        for label in [1, 2, 3, 6, 7] {
-            assert_eq!(first(label), reference, "video {index}, class {label}");
-        }
-        // The motion does tell: the later frames differ between every pair of classes (two
-        // classes can coincide at single frames, e.g. expanding and contracting bars where
-        // their sawtooths cross, so the difference is taken over frames 5..20).
-        let clips: Vec<_> = (0..8).map(|l| render(&s, index, l, 20).0).collect();
-        for a in 0..8 {
-            for b in a + 1..8 {
-                let d: f64 = (5..20)
-                    .map(|t| diff(&clips[a][t].data, &clips[b][t].data))
-                    .sum::<f64>()
-                    / 15.0;
-                assert!(d > 0.5, "video {index}: {a} vs {b}: {d}");
+    // Video `index` shows the same scene whatever its class: the first frame of every class
+    // but expanding and contracting is the same picture (every motion starts from the same
+    // pose), so no single frame tells them apart; expanding and contracting bars pass through
+    // the same sizes (one is the other played backwards).
+    let n = CLASS_NAMES.len();
+    for share in [1.0, 0.4] {
+        let mut s = spec(VideoFormat::Npy);
+        s.classes = n;
+        s.title_share = 0.0;
+        s.action_share = share;
+        for index in [3, 17, 40] {
+            let clips: Vec<_> = (0..n).map(|l| render(&s, index, l, 60).0).collect();
+            for (label, clip) in clips.iter().enumerate() {
+                if label != 4 && label != 5 {
+                    assert_eq!(clip[0], clips[0][0], "video {index}, class {label}");
+                }
+            }
+            // The motion does tell: over the video the frames differ between every pair of
+            // classes (two classes can coincide at single frames, e.g. expanding and
+            // contracting bars where their sawtooths cross, or in rests before a burst).
+            for a in 0..n {
+                for b in a + 1..n {
+                    let d: f64 = (5..60)
+                        .map(|t| diff(&clips[a][t].data, &clips[b][t].data))
+                        .sum::<f64>()
+                        / 55.0;
+                    assert!(d > 0.5, "share {share}, video {index}: {a} vs {b}: {d}");
+                }
             }
         }
     }

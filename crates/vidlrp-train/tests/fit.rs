@@ -81,6 +81,7 @@ fn data(dir: &Path) -> TrainData {
         distractors: 0,
         split: [70, 15, 15],
         format: vidlrp_synth::VideoFormat::Npy,
+        action_share: 1.0,
     };
     let s = vidlrp_synth::write(&spec, dir, &mut |_, _| {}).unwrap();
     let of = |split: &str| -> Vec<LabelledVideo> {
