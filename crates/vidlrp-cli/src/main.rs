@@ -13,6 +13,7 @@ mod report;
 mod report_doc;
 mod reproduce;
 mod reproduce_claims;
+mod reproduce_data;
 mod reproduce_plan;
 mod reproduce_report;
 mod reproduce_stages;

@@ -14,10 +14,14 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
-use vidlrp_dataset::Manifest;
+use vidlrp_c3d::C3dSpec;
+use vidlrp_dataset::{read_labels, Manifest};
+use vidlrp_snippet::Preprocess;
 
 use crate::reproduce_plan::Plan;
-use crate::reproduce_stages::{examples, seed_stages, synth_spec, Stages, STAGES_PER_SEED};
+use crate::reproduce_stages::{
+    examples, model_stages, stages_per_model, synth_spec, train, Shared, Stages,
+};
 use crate::summary::Finished;
 
 #[derive(clap::Args)]
@@ -45,13 +49,31 @@ pub struct Args {
     pub seed: u64,
     /// Models trained on the same data set, each from its own seed with its own untrained twin
     /// (default: 3; 2 with --quick). Every claim is judged per model and pooled.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=20))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=20), conflicts_with = "weights")]
     pub seeds: Option<u64>,
+    /// Judge the claims on these models instead of training on synthetic data: repeat for
+    /// several (each one model, with its own untrained twin); needs --manifest.
+    #[arg(long = "weights", value_name = "WEIGHTS", requires = "manifest")]
+    pub weights: Vec<PathBuf>,
+    /// The test videos (`path,label`) the given --weights are analysed on.
+    #[arg(long, requires = "weights")]
+    pub manifest: Option<PathBuf>,
+    /// Class names of the given --weights, one per line.
+    #[arg(long, requires = "weights")]
+    pub labels: Option<PathBuf>,
+    /// The step the given --weights were trained at: the profile's and offset sweep's step,
+    /// and the reference of the best-step claim.
+    #[arg(long, default_value_t = 1, requires = "weights")]
+    pub train_step: usize,
+    /// Preprocessing of the given --weights (default: the preset recorded in the weights, else
+    /// caffe).
+    #[arg(long, requires = "weights")]
+    pub preset: Option<Preprocess>,
     #[command(flatten)]
     pub device: crate::device::DeviceArgs,
 }
 
-/// One trained model of the run: its number (1-based), training seed and directory.
+/// One model of the run: its number (1-based), seed, directory and weights.
 pub struct SeedRun {
     /// 1, 2, ...
     pub index: usize,
@@ -59,6 +81,8 @@ pub struct SeedRun {
     pub seed: u64,
     /// `OUT/seed-<index>`.
     pub dir: PathBuf,
+    /// Its weights: trained into `dir/model/model.safetensors`, or given.
+    pub weights: PathBuf,
 }
 
 /// `vidlrp reproduce`.
@@ -67,12 +91,33 @@ pub fn run(a: Args) -> Result<Finished> {
     if let Some(n) = a.seeds {
         plan.seeds = n as usize;
     }
+    let given = !a.weights.is_empty();
+    if given {
+        plan.seeds = a.weights.len();
+        plan.train_step = a.train_step;
+        if !plan.steps.contains(&a.train_step) {
+            plan.steps.push(a.train_step);
+            plan.steps.sort_unstable();
+        }
+        for w in &a.weights {
+            let spec = C3dSpec::from_weights(&vidlrp_c3d::load_weights(w)?.tensors)
+                .with_context(|| format!("{}: not a C3D vidlrp reads", w.display()))?;
+            plan.classes = spec.classes;
+        }
+    }
     let out = &a.out;
     let seeds: Vec<SeedRun> = (1..=plan.seeds)
-        .map(|index| SeedRun {
-            index,
-            seed: a.seed + index as u64 - 1,
-            dir: out.join(format!("seed-{index}")),
+        .map(|index| {
+            let dir = out.join(format!("seed-{index}"));
+            SeedRun {
+                index,
+                seed: a.seed + index as u64 - 1,
+                weights: match a.weights.get(index - 1) {
+                    Some(w) => w.clone(),
+                    None => dir.join("model/model.safetensors"),
+                },
+                dir,
+            }
         })
         .collect();
     let dirs = std::iter::once(out.clone())
@@ -82,7 +127,10 @@ pub fn run(a: Args) -> Result<Finished> {
         std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
     }
     // The settings of the run the directory holds: finished stages are kept only for the same.
-    let settings = serde_json::to_string_pretty(&json!({"plan": &plan, "seed": a.seed}))? + "\n";
+    let settings = json!({"plan": &plan, "seed": a.seed, "weights": &a.weights,
+                          "manifest": &a.manifest, "labels": &a.labels,
+                          "preset": a.preset.as_ref().map(ToString::to_string)});
+    let settings = serde_json::to_string_pretty(&settings)? + "\n";
     let recorded = out.join("settings.json");
     match std::fs::read_to_string(&recorded) {
         Ok(old) if old != settings => bail!(
@@ -98,20 +146,39 @@ pub fn run(a: Args) -> Result<Finished> {
     let started = Instant::now();
     let mut stages = Stages {
         runs: Vec::new(),
-        total: 1 + STAGES_PER_SEED * seeds.len() + 4,
+        total: usize::from(!given) + stages_per_model(given) * seeds.len() + 4,
     };
-    let spec = synth_spec(&plan, a.seed);
     let data = out.join("data");
-    stages.run("synth", "data/", &data.join("synth.json"), || {
-        crate::synth::write(&spec, &data)
-    })?;
-    let test = Manifest::read(&data.join("test.csv"), None)?;
+    let (test, labels) = match &a.manifest {
+        Some(m) if given => {
+            let names = a.labels.as_deref().map(read_labels).transpose()?;
+            (Manifest::read(m, names.as_deref())?, a.labels.clone())
+        }
+        _ => {
+            let spec = synth_spec(&plan, a.seed);
+            stages.run("synth", "data/", &data.join("synth.json"), || {
+                crate::synth::write(&spec, &data)
+            })?;
+            let labels = Some(data.join("labels.txt"));
+            (Manifest::read(&data.join("test.csv"), None)?, labels)
+        }
+    };
+    let shared = Shared {
+        plan: &plan,
+        out,
+        test: &test,
+        labels,
+        preset: a.preset.clone(),
+        args: &a,
+    };
     for s in &seeds {
-        seed_stages(&mut stages, &plan, s, out, &test, &a)?;
+        if !given {
+            train(&mut stages, &shared, s)?;
+        }
+        model_stages(&mut stages, &shared, s)?;
     }
     // Heatmaps and faithfulness of the first model.
-    let first = &seeds[0];
-    examples(&mut stages, &plan, first, out, &test, &a)?;
+    examples(&mut stages, &shared, &seeds[0])?;
 
     let report = crate::reproduce_report::Inputs {
         out: out.clone(),
@@ -121,6 +188,10 @@ pub fn run(a: Args) -> Result<Finished> {
         stages: stages.runs,
         total_seconds: started.elapsed().as_secs_f64(),
         quick: a.quick,
+        given: given.then(|| crate::reproduce_report::Given {
+            manifest: a.manifest.clone().unwrap_or_default(),
+            videos: test.items.len(),
+        }),
     };
     let claims = crate::reproduce_report::write(&report)?;
     let mut text = format!(

@@ -23,6 +23,8 @@ pub struct Plan {
     pub optimizer: vidlrp_train::OptimizerKind,
     pub lr: f64,
     pub dropout: f64,
+    /// The step the models were trained at (1 for the synthetic models).
+    pub train_step: usize,
     pub steps: Vec<usize>,
     pub offsets: Vec<usize>,
     pub bootstrap: usize,
@@ -52,6 +54,7 @@ impl Plan {
             optimizer: vidlrp_train::OptimizerKind::Adam,
             lr: 1e-3,
             dropout: 0.0,
+            train_step: 1,
             steps: vec![0, 1, 2, 4, 8, 16, 32],
             offsets: (0..=256).step_by(8).collect(),
             bootstrap: 1000,

@@ -12,7 +12,6 @@ use vidlrp_experiment::{ClaimResult, ModelRuns};
 
 use crate::report_doc::{html, markdown, Block};
 use crate::reproduce::SeedRun;
-use crate::reproduce_claims::pct;
 
 /// What a stage did: what it wrote, its wall time, and whether it ran (or was kept from an
 /// earlier run).
@@ -25,6 +24,14 @@ pub struct StageRun {
     pub seconds: f64,
     /// Whether it ran in this invocation.
     pub ran: bool,
+}
+
+/// The models and videos of a run on given weights.
+pub struct Given {
+    /// The test manifest.
+    pub manifest: PathBuf,
+    /// Its videos.
+    pub videos: usize,
 }
 
 /// What the report is made from.
@@ -43,6 +50,8 @@ pub struct Inputs {
     pub total_seconds: f64,
     /// Whether this is the small CI run.
     pub quick: bool,
+    /// Set when the models were given (`--weights`), not trained on synthetic data.
+    pub given: Option<Given>,
 }
 
 /// The three analysis runs of each model, read back.
@@ -65,7 +74,7 @@ fn judged(inp: &Inputs, runs: &[ModelRuns]) -> Result<Vec<ClaimResult>> {
     let design = vidlrp_experiment::Design {
         steps: plan.steps.clone(),
         offsets: plan.offsets.clone(),
-        train_step: 1,
+        train_step: plan.train_step,
         classes: plan.classes,
     };
     let claims = vidlrp_experiment::claims(&design)?;
@@ -80,16 +89,10 @@ fn judged(inp: &Inputs, runs: &[ModelRuns]) -> Result<Vec<ClaimResult>> {
 /// Writes REPORT.md and report.html; returns the judged claims.
 pub fn write(inp: &Inputs) -> Result<Vec<ClaimResult>> {
     let out = &inp.out;
-    let synth = vidlrp_synth::Description::read(&out.join("data"))?;
     let first = &inp.seeds[0];
-    let logs: Vec<vidlrp_train::TrainLog> = (inp.seeds.iter())
-        .map(|s| vidlrp_train::TrainLog::read(&s.dir.join("model/model.log.json")))
-        .collect::<Result<_, _>>()?;
-    let log = &logs[0];
     let profile = Summary::read(&first.dir.join("profile"))?;
     let steps = Summary::read(&first.dir.join("steps"))?;
     let plan = &inp.plan;
-    let (chance1, chance5) = inp.chance;
     let runs = model_runs(inp)?;
     let claims = judged(inp, &runs)?;
     let n = inp.seeds.len();
@@ -125,127 +128,10 @@ pub fn write(inp: &Inputs) -> Result<Vec<ClaimResult>> {
         plan.bootstrap,
     ));
 
-    // --- Data set and training ------------------------------------------------------------
-    let spec = &synth.spec;
-    let summary = &synth.summary;
-    let titles = summary.videos.iter().filter(|v| v.title_frames > 0).count();
-    doc.push(Block::Heading(2, "Data set".into()));
-    doc.push(Block::Para(format!(
-        "`vidlrp synth`: {} classes ({}), {} videos of {}x{} pixels at {} fps: {} for training \
-         and {} for validation of {} frames each, {} for testing of {} frames each (long enough \
-         for the largest step and offset). Every video shows one bar on a textured background \
-         moved by a camera pan, {} distractor disc(s) on random straight paths and pixel \
-         noise; the class is only in how the bar moves, and video `i` shows the same scene \
-         whatever its class, so no single frame tells the classes apart (tested). {} videos \
-         ({:.0} % asked) open with a static title card of 8-32 frames, the uninformative \
-         opening the paper suspects in Sports-1M. {}",
-        spec.classes,
-        synth.classes.join(", "),
-        spec.videos,
-        spec.width,
-        spec.height,
-        spec.fps,
-        summary.train,
-        summary.val,
-        spec.frames,
-        summary.test,
-        spec.test_frames.unwrap_or(spec.frames),
-        spec.distractors,
-        titles,
-        100.0 * spec.title_share,
-        if spec.action_share < 1.0 {
-            format!(
-                "The class motion happens in bursts of 8-24 frames covering about {:.0} % of \
-                 each video's frames, the bar at rest between them: like a Sports-1M label, \
-                 the label belongs to the whole video, and a random 16-frame snippet may miss \
-                 the evidence or hold only part of it (the paper's premise).",
-                100.0 * spec.action_share
-            )
-        } else {
-            "The class motion happens in every frame after a title card.".to_string()
-        }
-    )));
-    doc.push(Block::Heading(2, "Training".into()));
-    let c = &log.config;
-    let last = log.epochs.last();
-    doc.push(Block::Para(format!(
-        "`vidlrp train`: C3D's architecture at width {} (conv widths {:?}, fc {:?}; {} \
-         parameters), input 16x{}x{} (the caffe preset scaled: `caffe@{}`), {} epochs of {} \
-         random snippet(s) per training video (random offset, step 1, random crop), batch {}, \
-         {} at learning rate {}, dropout {}; each model from its own seed (initial weights, \
-         snippet order, offsets and crops). Model 1: final training loss {:.3}, training \
-         accuracy {}.",
-        log.width,
-        log.conv_widths,
-        log.fc_widths,
-        log.parameters,
-        c.size,
-        c.size,
-        c.size,
-        log.epochs.len(),
-        c.snippets_per_video,
-        c.batch,
-        c.optimizer,
-        c.lr,
-        c.dropout,
-        last.map_or(f64::NAN, |e| e.loss),
-        pct(last.map(|e| e.train_accuracy)),
-    )));
-    let mut rows: Vec<Vec<String>> = (inp.seeds.iter().zip(&logs))
-        .map(|(s, l)| {
-            let t = l.test.as_ref();
-            vec![
-                format!("model {} (seed {})", s.index, s.seed),
-                t.map_or("?".into(), |t| t.videos.to_string()),
-                pct(l.epochs.last().map(|e| e.val_top1)),
-                pct(t.map(|t| t.top1)),
-                pct(t.map(|t| t.top5)),
-            ]
-        })
-        .collect();
-    let mean = |f: fn(&vidlrp_train::TrainLog) -> Option<f64>| {
-        let v: Vec<f64> = logs.iter().filter_map(f).collect();
-        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-    };
-    let (t1, t5) = (
-        mean(|l| l.test.as_ref().map(|t| t.top1)),
-        mean(|l| l.test.as_ref().map(|t| t.top5)),
-    );
-    rows.push(vec![
-        "mean".into(),
-        String::new(),
-        pct(mean(|l| l.epochs.last().map(|e| e.val_top1))),
-        pct(t1),
-        pct(t5),
-    ]);
-    rows.push(vec![
-        "chance".into(),
-        String::new(),
-        pct(Some(chance1)),
-        pct(Some(chance1)),
-        pct(Some(chance5)),
-    ]);
-    rows.push(vec![
-        "mean / chance".into(),
-        String::new(),
-        String::new(),
-        t1.map_or("-".into(), |t| format!("{:.2}x", t / chance1)),
-        t5.map_or("-".into(), |t| format!("{:.2}x", t / chance5)),
-    ]);
-    doc.push(Block::Table(
-        vec![
-            "model".into(),
-            "test videos".into(),
-            "validation top-1".into(),
-            "test top-1 (centre snippets)".into(),
-            "test top-5".into(),
-        ],
-        rows,
-    ));
-    doc.push(Block::Figure(
-        "seed-1/model/model-curves.png".into(),
-        "Model 1: training loss and accuracy, validation top-1 and top-5 per epoch.".into(),
-    ));
+    match &inp.given {
+        Some(g) => doc.extend(crate::reproduce_data::given(g, inp)),
+        None => doc.extend(crate::reproduce_data::synthetic(inp)?),
+    }
     doc.extend(crate::reproduce_tables::table1(
         &runs,
         &profile,
@@ -294,39 +180,9 @@ pub fn write(inp: &Inputs) -> Result<Vec<ClaimResult>> {
     ));
     doc.extend(crate::reproduce_claims::faithfulness(&first.dir, "seed-1"));
 
-    // --- How it was chosen, and how to run it on real data -----------------------------------
-    doc.push(Block::Heading(
-        2,
-        "How the data set and the training were chosen".into(),
-    ));
-    doc.push(Block::Para(
-        "The settings were chosen to get a model that learns the motion classes within about \
-         five minutes of training on two CPU cores, on the training and validation videos \
-         only, before any analysis above was run on this data set, and they were not changed \
-         to make a claim hold. What was tried on this machine (4 classes unless said): at a \
-         112x112 input from 172x128 frames with two distractors, Adam at 5e-4 with dropout \
-         0.5 (10 epochs) and at 1e-3 without (8 epochs) stayed at chance on validation. At a \
-         64x64 input from 96x72 frames (three times cheaper per snippet), the same network \
-         in PyTorch with PyTorch's default initialisation stayed at chance (with and without \
-         dropout), with He initialisation and no dropout it began to learn (54 % validation \
-         after 6 epochs); our trainer behaved alike (50 % validation after 9 epochs, Adam at \
-         1e-3, no dropout). So training uses He initialisation on inputs scaled by 1/64 \
-         (folded into conv1 when the model is written), no dropout, and Adam at 1e-3; SGD \
-         with momentum stayed near chance in the issue's PyTorch feasibility check. With 8 \
-         classes (so that top-5 accuracy means something: chance 62.5 %) and one distractor, \
-         training stayed at chance for 4 epochs until the bar was made larger and clearly \
-         brighter or darker than the background; then 10 epochs on 160 training videos of \
-         96 frames reached 50 % top-1 on the test videos (4x chance) with one training seed, \
-         but only 17.5 % (12 epochs) with another, with training accuracy above validation: \
-         too few videos. With 400 videos split 80/10/10 (320 for training, of 48 frames \
-         each) and 9 epochs of 2 snippets per video, test top-1 was 35 % (2.8x chance); at \
-         that input the analyses left about five minutes for training. The default run \
-         therefore uses a 48x48 input from 74x56 frames (`caffe@48`, about half the cost of \
-         64x64 per snippet) and trains 15 epochs. The classes, the nuisances (pans, a \
-         distractor, noise, title cards) and the rule that one frame cannot tell the classes \
-         apart were kept throughout."
-            .into(),
-    ));
+    if inp.given.is_none() {
+        doc.extend(crate::reproduce_data::how_chosen());
+    }
     doc.push(Block::Table(
         vec!["setting".into(), "value".into()],
         // Every setting, by name.

@@ -119,56 +119,77 @@ fn train_request(
     }
 }
 
-/// Stages run for every model.
-pub const STAGES_PER_SEED: usize = 5;
+/// What every model's stages share.
+pub struct Shared<'a> {
+    /// The settings.
+    pub plan: &'a Plan,
+    /// The run's directory.
+    pub out: &'a Path,
+    /// The test videos.
+    pub test: &'a Manifest,
+    /// Class names (`None`: numbers).
+    pub labels: Option<PathBuf>,
+    /// The models' preset (`None`: each model's recorded one, else caffe).
+    pub preset: Option<Preprocess>,
+    /// The command's arguments (device).
+    pub args: &'a Args,
+}
 
-/// The stages of one model: training, its untrained twin, and the three analyses on the test
-/// videos (profile, step sweep, offset sweep).
-pub fn seed_stages(
-    stages: &mut Stages,
-    plan: &Plan,
-    s: &SeedRun,
-    out: &Path,
-    test: &Manifest,
-    a: &Args,
-) -> Result<()> {
+/// Stages run for every model: training (not for given weights), its untrained twin and three
+/// analyses.
+pub fn stages_per_model(given: bool) -> usize {
+    if given {
+        4
+    } else {
+        5
+    }
+}
+
+/// Trains model `s` on the synthetic data set.
+pub fn train(stages: &mut Stages, sh: &Shared, s: &SeedRun) -> Result<()> {
+    let training = train_request(sh.plan, s.seed, sh.out, &s.weights, sh.args);
+    stages.run(
+        &format!("train (seed {})", s.index),
+        &format!("seed-{}/model/model.safetensors", s.index),
+        &s.weights,
+        || crate::train::train(&training),
+    )
+}
+
+/// The stages of one model after training: its untrained twin, and the three analyses on the
+/// test videos (profile and offset sweep at the training step, step sweep).
+pub fn model_stages(stages: &mut Stages, sh: &Shared, s: &SeedRun) -> Result<()> {
+    let (plan, weights) = (sh.plan, &s.weights);
     let p = |rel: &str| s.dir.join(rel);
     let rel = |what: &str| format!("seed-{}/{what}", s.index);
-    let weights = p("model/model.safetensors");
-    let training = train_request(plan, s.seed, out, &weights, a);
     let name = |stage: &str| format!("{stage} (seed {})", s.index);
-    stages.run(
-        &name("train"),
-        &rel("model/model.safetensors"),
-        &weights,
-        || crate::train::train(&training),
-    )?;
-    // The untrained twin: the trained model's architecture, He-normal from the model's seed.
+    let model_preset = crate::weights::resolve_preset(sh.preset.as_ref(), weights)?;
+    // The untrained twin: the model's architecture, He-normal from the model's seed.
     let untrained = p("model/untrained.safetensors");
-    let extent = [FRAMES, plan.input_size, plan.input_size];
+    let [h, w] = model_preset.input_size();
+    let extent = [FRAMES, h, w];
     stages.run(
         &name("init"),
         &rel("model/untrained.safetensors"),
         &untrained,
         || {
-            let trained = C3dSpec::from_weights(&vidlrp_c3d::load_weights(&weights)?.tensors)?;
+            let model = C3dSpec::from_weights(&vidlrp_c3d::load_weights(weights)?.tensors)?;
             let spec = C3dSpec::with_widths(
-                array(&trained.conv_widths)?,
-                array(&trained.fc_widths)?,
-                trained.classes,
+                array(&model.conv_widths)?,
+                array(&model.fc_widths)?,
+                model.classes,
                 extent,
                 Pool5::Port,
             )?;
             crate::init::write(&spec, extent, Pool5::Port, s.seed, &untrained)
         },
     )?;
-    let model_preset = crate::weights::resolve_preset(None, &weights)?;
     let dtd = AnalysisMethod::Explain(Method::Dtd);
     let sa = AnalysisMethod::Explain(Method::Sa);
     // The analyses on the test videos, each resuming from its journal. The run's seed is the
     // seed of DTD-u's re-initialisation and of the bootstrap.
     let analysis = |dir: &Path| RunOptions {
-        manifest: test.clone(),
+        manifest: sh.test.clone(),
         weights: weights.clone(),
         preset: model_preset.clone(),
         pool5: None,
@@ -184,15 +205,16 @@ pub fn seed_stages(
     };
     let analyse = |command: &str, dir: &str, conditions| -> Result<Finished> {
         let dir = p(dir);
-        crate::analysis::analyse(command, &analysis(&dir), conditions, &dir, &a.device)
+        crate::analysis::analyse(command, &analysis(&dir), conditions, &dir, &sh.args.device)
     };
+    let step = plan.train_step;
     stages.run(
         &name("profile"),
         &rel("profile/"),
         &p("profile/summary.json"),
         || {
             let methods = [dtd, sa, AnalysisMethod::DtdUntrained];
-            analyse("profile", "profile", Condition::profile(&methods, 0, 1))
+            analyse("profile", "profile", Condition::profile(&methods, 0, step))
         },
     )?;
     stages.run(
@@ -209,7 +231,7 @@ pub fn seed_stages(
         &rel("offsets/"),
         &p("offsets/summary.json"),
         || {
-            let conditions = Condition::offset_sweep(&[dtd], &plan.offsets, 1);
+            let conditions = Condition::offset_sweep(&[dtd], &plan.offsets, step);
             analyse("sweep-offsets", "offsets", conditions)
         },
     )
@@ -217,45 +239,37 @@ pub fn seed_stages(
 
 /// The stages shown for one model only: heatmaps of DTD and SA of it and of its untrained twin
 /// on one test clip, and faithfulness (AOPC, MoRF) of DTD and SA against the random baseline.
-pub fn examples(
-    stages: &mut Stages,
-    plan: &Plan,
-    s: &SeedRun,
-    out: &Path,
-    test: &Manifest,
-    a: &Args,
-) -> Result<()> {
+pub fn examples(stages: &mut Stages, sh: &Shared, s: &SeedRun) -> Result<()> {
+    let plan = sh.plan;
     let p = |rel: &str| s.dir.join(rel);
     let rel = |what: &str| format!("seed-{}/{what}", s.index);
-    let weights = p("model/model.safetensors");
+    let weights = &s.weights;
     let untrained = p("model/untrained.safetensors");
-    let model_preset = crate::weights::resolve_preset(None, &weights)?;
-    let (offset, clip_video, true_class) = sheet_clip(out)?;
-    let preset = Preprocess::caffe()
-        .at_size(plan.input_size)
-        .map_err(anyhow::Error::msg)?;
+    let model_preset = crate::weights::resolve_preset(sh.preset.as_ref(), weights)?;
+    let (offset, clip_video, true_class) = sheet_clip(sh)?;
+    let [size, _] = model_preset.input_size();
     let sheet = |weights: PathBuf, target: &Path| -> Result<Finished> {
         crate::sheet::run(crate::sheet::Args {
             weights,
             clip: crate::clip::ClipArgs {
                 video: Some(clip_video.clone()),
                 offset,
-                preset: Some(preset.clone()),
+                preset: Some(model_preset.clone()),
                 ..Default::default()
             },
             methods: vec![Method::Dtd, Method::Sa],
             rules: Default::default(),
             pictures: Default::default(),
             class: None,
-            labels: Some(out.join("data/labels.txt")),
-            true_class: Some(true_class),
+            labels: sh.labels.clone(),
+            true_class,
             pool5: None,
-            device: a.device.clone(),
+            device: sh.args.device.clone(),
             out: target.to_path_buf(),
         })
     };
     for (name, model, target) in [
-        ("sheet (trained)", &weights, "sheets/trained.png"),
+        ("sheet (trained)", weights, "sheets/trained.png"),
         ("sheet (untrained)", &untrained, "sheets/untrained.png"),
     ] {
         stages.run(name, &rel(target), &p(target), || {
@@ -267,7 +281,7 @@ pub fn examples(
     let evaluate = |region: [usize; 3], steps: usize, dir: &str| -> Result<Finished> {
         let dir = p(dir);
         let opts = EvaluationOptions {
-            source: ClipSource::Manifest(test.clone()),
+            source: ClipSource::Manifest(sh.test.clone()),
             shard: Shard::WHOLE,
             weights: weights.clone(),
             preset: model_preset.clone(),
@@ -275,7 +289,7 @@ pub fn examples(
             snippet: SnippetSpec {
                 length: FRAMES,
                 offset: 0,
-                step: 1,
+                step: plan.train_step,
             },
             short: ShortPolicy::Skip,
             region: Region(region),
@@ -290,14 +304,14 @@ pub fn examples(
             resume: true,
             measure_overhead: false,
         };
-        crate::evaluate::evaluate(&opts, &dir, &a.device)
+        crate::evaluate::evaluate(&opts, &dir, &sh.args.device)
     };
     let done = p("eval-regions/summary.json");
     stages.run("evaluate (regions)", &rel("eval-regions/"), &done, || {
         evaluate([1, 8, 8], EVAL_REGION_STEPS, "eval-regions")
     })?;
     let done = p("eval-frames/summary.json");
-    let frame = [1, plan.input_size, plan.input_size];
+    let frame = [1, size, size];
     stages.run("evaluate (frames)", &rel("eval-frames/"), &done, || {
         evaluate(frame, FRAMES, "eval-frames")
     })
@@ -307,16 +321,21 @@ pub fn examples(
 fn array<const N: usize>(widths: &[usize]) -> Result<[usize; N]> {
     widths
         .try_into()
-        .map_err(|_| anyhow::anyhow!("the trained model has {} widths, not {N}", widths.len()))
+        .map_err(|_| anyhow::anyhow!("the model has {} widths, not {N}", widths.len()))
 }
 
 /// The clip of the example sheets: the first test video, from the first frame after its title
-/// card (if any).
-fn sheet_clip(out: &Path) -> Result<(usize, PathBuf, usize)> {
-    let synth = vidlrp_synth::Description::read(&out.join("data"))?;
-    let Some(v) = synth.summary.videos.iter().find(|v| v.split == "test") else {
-        bail!("the data set has no test video");
+/// card (if the synthetic data set says it has one), and its label.
+fn sheet_clip(sh: &Shared) -> Result<(usize, PathBuf, Option<usize>)> {
+    let data = sh.out.join("data");
+    if let Some(synth) = vidlrp_synth::Description::find(&data)? {
+        let Some(v) = synth.summary.videos.iter().find(|v| v.split == "test") else {
+            bail!("the data set has no test video");
+        };
+        return Ok((v.title_frames, data.join(&v.path), Some(v.label)));
+    }
+    let Some(item) = sh.test.items.first() else {
+        bail!("the test manifest has no video");
     };
-    let path = out.join("data").join(&v.path);
-    Ok((v.title_frames, path, v.label))
+    Ok((0, item.resolved.clone(), item.label))
 }

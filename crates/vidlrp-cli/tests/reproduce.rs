@@ -178,3 +178,103 @@ fn reproduce_quick_writes_every_stage_and_the_report() {
     assert!(err.contains("model.safetensors"), "{err}");
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// `--weights` mode on two *untrained* models standing in for trained ones, on a synthetic test
+/// set: the accuracy is at chance at every step, so the best-step claim must not hold, and two
+/// untrained networks do not differ in their border effect, so C2 must not hold either.
+#[test]
+fn reproduce_on_given_untrained_weights_judges_no_effect() {
+    let d = tmp("reproduce-given");
+    let data = d.join("data");
+    ok(vidlrp(&[
+        "synth",
+        "--out",
+        s(&data),
+        "--classes",
+        "4",
+        "--videos",
+        "40",
+        "--frames",
+        "48",
+        "--test-frames",
+        "96",
+        "--size",
+        "74x56",
+        "--distractors",
+        "1",
+        "--split",
+        "50,10,40",
+    ]));
+    let mut models = Vec::new();
+    for seed in ["11", "12"] {
+        let m = d.join(format!("untrained-{seed}.safetensors"));
+        ok(vidlrp(&[
+            "init",
+            "--widths",
+            "8,16,32,32,64,64,64,64",
+            "--fc",
+            "512,512",
+            "--classes",
+            "4",
+            "--input-size",
+            "16x48x48",
+            "--seed",
+            seed,
+            "--out",
+            s(&m),
+        ]));
+        models.push(m);
+    }
+    let out = d.join("run");
+    let o = ok(vidlrp(&[
+        "reproduce",
+        "--out",
+        s(&out),
+        "--quick",
+        "--weights",
+        s(&models[0]),
+        "--weights",
+        s(&models[1]),
+        "--manifest",
+        s(&data.join("test.csv")),
+        "--labels",
+        s(&data.join("labels.txt")),
+        "--preset",
+        "caffe@48",
+        "--threads",
+        "2",
+    ]));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON line");
+    assert_eq!(j["seeds"], 2);
+    // Nothing synthesised or trained: the given models were analysed.
+    assert!(!out.join("data").exists() && !out.join("seed-1/model/model.safetensors").exists());
+    assert!(out.join("seed-2/offsets/summary.json").is_file());
+    let claim = |id: &str| {
+        j["claims"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .unwrap_or_else(|| panic!("no claim {id}"))
+            .clone()
+    };
+    for id in ["C2", "C6 (top-1)"] {
+        let c = claim(id);
+        assert_ne!(c["verdict"], "holds", "{c}");
+        assert_eq!(c["holds_in"], 0, "{c}");
+    }
+    let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
+    assert!(report.contains("Models and videos"), "{report}");
+    assert!(report.contains("untrained-12.safetensors"));
+    assert!(!report.contains("null"));
+    // --weights without a manifest is a usage error.
+    let o = vidlrp(&[
+        "reproduce",
+        "--out",
+        s(&d.join("x")),
+        "--weights",
+        s(&models[0]),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    std::fs::remove_dir_all(&d).unwrap();
+}
