@@ -17,6 +17,7 @@ mod reproduce_data;
 mod reproduce_plan;
 mod reproduce_report;
 mod reproduce_stages;
+mod reproduce_study;
 mod reproduce_tables;
 mod sheet;
 mod submit;

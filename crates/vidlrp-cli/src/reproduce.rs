@@ -9,7 +9,7 @@
 //! directory under `--out`; a stage whose output exists is not run again, and the analyses
 //! resume from their journals, so an interrupted run continues where it stopped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -69,6 +69,11 @@ pub struct Args {
     /// caffe).
     #[arg(long, requires = "weights")]
     pub preset: Option<Preprocess>,
+    /// A study: the whole run (data set, models, analyses, claims) at each level of one factor,
+    /// FACTOR=v1,v2,... with FACTOR action-share, train-step or title-share; each level in
+    /// OUT/FACTOR=v/, the claims per level in OUT/STUDY.md.
+    #[arg(long, conflicts_with = "weights", value_parser = crate::reproduce_study::parse_vary)]
+    pub vary: Option<crate::reproduce_study::Vary>,
     #[command(flatten)]
     pub device: crate::device::DeviceArgs,
 }
@@ -91,6 +96,46 @@ pub fn run(a: Args) -> Result<Finished> {
     if let Some(n) = a.seeds {
         plan.seeds = n as usize;
     }
+    if let Some(vary) = &a.vary {
+        return crate::reproduce_study::study(&a, &plan, vary);
+    }
+    let started = Instant::now();
+    let claims = run_one(&a, plan.clone(), &a.out)?;
+    let out = &a.out;
+    let mut text = format!(
+        "report: {}\nhtml:   {}\nclaims, pooled over {} models (holds in k of {}):\n",
+        out.join("REPORT.md").display(),
+        out.join("report.html").display(),
+        claims.seeds,
+        claims.seeds
+    );
+    for c in &claims.results {
+        let verdict = match &c.claim.not_judged {
+            Some(_) => "not judged".to_string(),
+            None => c.pooled.verdict.word().to_string(),
+        };
+        text += &format!(
+            "{:<12} {:<14} {}/{}  {}\n",
+            c.claim.id, verdict, c.holds_in, claims.seeds, c.claim.statement
+        );
+    }
+    let json = json!({"report": out.join("REPORT.md"), "html": out.join("report.html"),
+                      "seeds": claims.seeds,
+                      "claims": claims.results.iter().map(claim_json).collect::<Vec<_>>(),
+                      "seconds": started.elapsed().as_secs_f64()});
+    Ok(Finished::with_text(json, text))
+}
+
+/// The judged claims of one run and its number of models.
+pub struct RunClaims {
+    /// Models.
+    pub seeds: usize,
+    /// The claims, judged per model and pooled.
+    pub results: Vec<vidlrp_experiment::ClaimResult>,
+}
+
+/// One whole run with `plan` into `out`: every stage (kept where finished), then the report.
+pub fn run_one(a: &Args, mut plan: Plan, out: &Path) -> Result<RunClaims> {
     let given = !a.weights.is_empty();
     if given {
         plan.seeds = a.weights.len();
@@ -105,7 +150,6 @@ pub fn run(a: Args) -> Result<Finished> {
             plan.classes = spec.classes;
         }
     }
-    let out = &a.out;
     let seeds: Vec<SeedRun> = (1..=plan.seeds)
         .map(|index| {
             let dir = out.join(format!("seed-{index}"));
@@ -120,7 +164,7 @@ pub fn run(a: Args) -> Result<Finished> {
             }
         })
         .collect();
-    let dirs = std::iter::once(out.clone())
+    let dirs = std::iter::once(out.to_path_buf())
         .chain(seeds.iter().map(|s| s.dir.join("model")))
         .chain(std::iter::once(seeds[0].dir.join("sheets")));
     for d in dirs {
@@ -169,7 +213,7 @@ pub fn run(a: Args) -> Result<Finished> {
         test: &test,
         labels,
         preset: a.preset.clone(),
-        args: &a,
+        args: a,
     };
     for s in &seeds {
         if !given {
@@ -181,7 +225,7 @@ pub fn run(a: Args) -> Result<Finished> {
     examples(&mut stages, &shared, &seeds[0])?;
 
     let report = crate::reproduce_report::Inputs {
-        out: out.clone(),
+        out: out.to_path_buf(),
         plan: plan.clone(),
         seeds,
         chance: plan.chance(),
@@ -193,33 +237,15 @@ pub fn run(a: Args) -> Result<Finished> {
             videos: test.items.len(),
         }),
     };
-    let claims = crate::reproduce_report::write(&report)?;
-    let mut text = format!(
-        "report: {}\nhtml:   {}\nclaims, pooled over {} models (holds in k of {}):\n",
-        out.join("REPORT.md").display(),
-        out.join("report.html").display(),
-        plan.seeds,
-        plan.seeds
-    );
-    for c in &claims {
-        let verdict = match &c.claim.not_judged {
-            Some(_) => "not judged".to_string(),
-            None => c.pooled.verdict.word().to_string(),
-        };
-        text += &format!(
-            "{:<12} {:<14} {}/{}  {}\n",
-            c.claim.id, verdict, c.holds_in, plan.seeds, c.claim.statement
-        );
-    }
-    let claims: Vec<_> = claims.iter().map(claim_json).collect();
-    let json = json!({"report": out.join("REPORT.md"), "html": out.join("report.html"),
-                      "seeds": plan.seeds, "claims": claims,
-                      "seconds": started.elapsed().as_secs_f64()});
-    Ok(Finished::with_text(json, text))
+    let results = crate::reproduce_report::write(&report)?;
+    Ok(RunClaims {
+        seeds: report.seeds.len(),
+        results,
+    })
 }
 
 /// A judged claim as the command's JSON reports it.
-fn claim_json(c: &vidlrp_experiment::ClaimResult) -> serde_json::Value {
+pub fn claim_json(c: &vidlrp_experiment::ClaimResult) -> serde_json::Value {
     let judged = |j: &vidlrp_experiment::Judged| {
         json!({"value": j.estimate.value, "lo": j.estimate.interval.lo,
                "hi": j.estimate.interval.hi, "verdict": j.verdict.word()})

@@ -62,7 +62,7 @@ pub fn synthetic(inp: &Inputs) -> Result<Vec<Block>> {
     doc.push(Block::Para(format!(
         "`vidlrp train`: C3D's architecture at width {} (conv widths {:?}, fc {:?}; {} \
          parameters), input 16x{}x{} (the caffe preset scaled: `caffe@{}`), {} epochs of {} \
-         random snippet(s) per training video (random offset, step 1, random crop), batch {}, \
+         random snippet(s) per training video (random offset, step {}, random crop), batch {}, \
          {} at learning rate {}, dropout {}; each model from its own seed (initial weights, \
          snippet order, offsets and crops). Model 1: final training loss {:.3}, training \
          accuracy {}.",
@@ -75,6 +75,7 @@ pub fn synthetic(inp: &Inputs) -> Result<Vec<Block>> {
         c.size,
         log.epochs.len(),
         c.snippets_per_video,
+        c.step,
         c.batch,
         c.optimizer,
         c.lr,

@@ -102,6 +102,7 @@ fn train_request(
         width: plan.width,
         config: TrainConfig {
             frames: FRAMES,
+            step: plan.train_step,
             size: plan.input_size,
             epochs: plan.epochs,
             batch: plan.batch,

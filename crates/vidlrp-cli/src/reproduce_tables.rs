@@ -81,7 +81,7 @@ pub fn table1(runs: &[ModelRuns], first: &Summary, resamples: usize) -> Result<V
         Block::Para(
             "Pooled: the mean of the models' estimates, with the two-level bootstrap interval \
              (models, then test videos). Each model's `a` and `b'` are the fits of its mean \
-             share vector over the test snippets (offset 0, step 1)."
+             share vector over the test snippets (offset 0, the training step)."
                 .into(),
         ),
     ])

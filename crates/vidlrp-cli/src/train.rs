@@ -226,6 +226,7 @@ pub fn train(a: &Request) -> Result<crate::summary::Finished> {
         .map(|(label, points)| vidlrp_viz::plots::Series {
             label: label.into(),
             points,
+            intervals: Vec::new(),
         })
         .collect();
     let (png, svg) = (

@@ -278,3 +278,54 @@ fn reproduce_on_given_untrained_weights_judges_no_effect() {
     assert_eq!(o.status.code(), Some(2));
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// `--vary`: the whole run at each level of a factor, the claims per level in STUDY.md with the
+/// figure of border strength against the factor; a bad factor is a usage error.
+#[test]
+fn a_study_runs_every_level_and_reports_the_claims_per_level() {
+    let d = tmp("reproduce-study");
+    let out = d.join("study");
+    let o = ok(vidlrp(&[
+        "reproduce",
+        "--out",
+        s(&out),
+        "--quick",
+        "--vary",
+        "title-share=0,1",
+        "--threads",
+        "2",
+    ]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("expected about"), "{err}");
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("one JSON line");
+    let levels = j["levels"].as_array().unwrap();
+    assert_eq!(levels.len(), 2);
+    for (l, level) in levels.iter().zip(["0", "1"]) {
+        assert_eq!(l["claims"].as_array().unwrap().len(), 8);
+        let dir = out.join(format!("title-share={level}"));
+        assert!(dir.join("REPORT.md").is_file() && dir.join("seed-2/profile").is_dir());
+    }
+    // The levels' data sets differ only in the title cards asked for.
+    let synth = |level: &str| -> serde_json::Value {
+        let p = out.join(format!("title-share={level}/data/synth.json"));
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    assert_eq!(synth("0")["spec"]["title_share"], 0.0);
+    assert_eq!(synth("1")["spec"]["title_share"], 1.0);
+    let study = std::fs::read_to_string(out.join("STUDY.md")).unwrap();
+    for part in [
+        "Verdicts per level",
+        "| 0 |",
+        "| 1 |",
+        "border_vs_title_share.png",
+    ] {
+        assert!(study.contains(part), "STUDY.md lacks {part:?}");
+    }
+    assert!(out.join("border_vs_title_share.svg").is_file());
+    assert!(out.join("study.html").is_file());
+    for bad in ["speed=1,2", "action-share=0,1", "train-step=2"] {
+        let o = vidlrp(&["reproduce", "--out", s(&d.join("x")), "--vary", bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}

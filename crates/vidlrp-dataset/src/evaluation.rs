@@ -847,6 +847,7 @@ fn figures(dir: &Path, summary: &EvaluationSummary) -> Result<Vec<String>> {
                     .enumerate()
                     .map(|(k, &d)| (k as f64, d))
                     .collect(),
+                intervals: Vec::new(),
             })
             .collect();
         let title = format!(

@@ -254,6 +254,7 @@ fn per_method(rec: &Records, point: impl Fn(&Condition) -> Option<(f64, f64)>) -
         .map(|(m, points)| Series {
             label: m.name().to_uppercase(),
             points,
+            intervals: Vec::new(),
         })
         .collect()
 }

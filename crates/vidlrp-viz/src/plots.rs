@@ -69,6 +69,8 @@ pub struct Series {
     pub label: String,
     /// Points.
     pub points: Vec<(f64, f64)>,
+    /// An interval `(lo, hi)` per point, drawn as a vertical bar (empty: none).
+    pub intervals: Vec<(f64, f64)>,
 }
 
 /// Writes `stem.png` and `stem.svg` of a figure drawn by `draw`.
@@ -229,6 +231,10 @@ macro_rules! xy_chart {
             y0 = y0.min(y);
             y1 = y1.max(y);
         }
+        for &(lo, hi) in $series.iter().flat_map(|s: &Series| s.intervals.iter()) {
+            y0 = y0.min(lo);
+            y1 = y1.max(hi);
+        }
         if !x0.is_finite() {
             (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
         }
@@ -271,6 +277,12 @@ macro_rules! xy_chart {
                 });
             chart
                 .draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                .map_err(|e| VizError::Argument(e.to_string()))?;
+            let bars = pts.iter().zip(&s.intervals).map(|(&(x, _), &(lo, hi))| {
+                PathElement::new(vec![(x, lo), (x, hi)], color.stroke_width(1))
+            });
+            chart
+                .draw_series(bars)
                 .map_err(|e| VizError::Argument(e.to_string()))?;
         }
         chart
