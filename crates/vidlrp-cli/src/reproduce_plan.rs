@@ -34,17 +34,20 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The default run: 8 motion classes, so that top-5 accuracy means something (chance 5/8).
+    /// The default run: 24 motion classes (chance top-5 21 %, so top-5 accuracy is judged too)
+    /// in bursts covering 75 % of each video's frames (the paper's premise: the label is not
+    /// local), 20 videos per class. Chosen on validation accuracy only (see the report's "How
+    /// the data set and the training were chosen").
     pub fn full() -> Self {
         Self {
-            classes: 8,
-            videos: 400,
+            classes: 24,
+            videos: 480,
             frames: 48,
             test_frames: 512,
             frame_size: (74, 56),
             distractors: 1,
             title_share: 0.3,
-            action_share: 1.0,
+            action_share: 0.75,
             split: [80, 10, 10],
             input_size: 48,
             width: 0.125,

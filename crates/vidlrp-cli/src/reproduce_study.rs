@@ -106,10 +106,11 @@ pub fn parse_vary(s: &str) -> Result<Vary, String> {
     Ok(Vary { factor, levels })
 }
 
-/// Training snippets per second and analysed (video, condition) pairs per second of the
-/// default run on a 2-core machine, for the study's time estimate.
-const SNIPPETS_PER_SECOND: f64 = 90.0;
-const ANALYSES_PER_SECOND: f64 = 60.0;
+/// Training snippets per second (validation included) and analysed (video, condition) pairs
+/// per second of the default run on a 2-core AMD EPYC (2026-12-07: 3 models in 515 s, each
+/// 15 x 768 snippets in 129-134 s and 48 x 50 analyses in 27-29 s), for the study's estimate.
+const SNIPPETS_PER_SECOND: f64 = 87.0;
+const ANALYSES_PER_SECOND: f64 = 89.0;
 
 /// The expected wall time of one run of `plan` on a 2-core machine.
 pub fn expected_seconds(plan: &Plan) -> f64 {
