@@ -1,102 +1,15 @@
-//! The report's sections on the paper's claims (judged per model and pooled by
-//! `vidlrp_experiment`, one rule for all) and on faithfulness.
+//! The report's section on faithfulness, and percentages.
 
 use std::path::Path;
 
 use vidlrp_core::Method;
 use vidlrp_dataset::{AnalysisMethod, EvaluationSummary};
-use vidlrp_experiment::{ClaimResult, Judged};
 
-use crate::report_doc::Block;
+use vidlrp_experiment::document::Block;
 
 /// A share as a percentage with one decimal (`-` if unknown).
 pub fn pct(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{:.1} %", 100.0 * v))
-}
-
-/// `value [lo, hi]` of an estimate.
-fn show_judged(j: &Judged) -> String {
-    let e = &j.estimate;
-    format!(
-        "{:.4} [{:.4}, {:.4}]",
-        e.value, e.interval.lo, e.interval.hi
-    )
-}
-
-/// The claims table (pooled verdicts, holds in k of N), the per-model table and the rule.
-pub fn claims_section(results: &[ClaimResult], seeds: usize, resamples: usize) -> Vec<Block> {
-    let verdict = |c: &ClaimResult, j: &Judged| match &c.claim.not_judged {
-        Some(_) => format!("not judged ({})", j.verdict.word()),
-        None => format!("**{}**", j.verdict.word()),
-    };
-    let mut doc = vec![Block::Heading(2, "The paper's claims, measured".into())];
-    doc.push(Block::Table(
-        vec![
-            "#".into(),
-            "claim".into(),
-            "statistic (claimed side)".into(),
-            format!("pooled over {seeds} models [95 % interval]"),
-            "verdict".into(),
-            "holds in".into(),
-        ],
-        results
-            .iter()
-            .map(|c| {
-                vec![
-                    c.claim.id.clone(),
-                    c.claim.statement.clone(),
-                    format!("{} ({})", c.claim.statistic_text, c.claim.side.symbol()),
-                    show_judged(&c.pooled),
-                    verdict(c, &c.pooled),
-                    format!("{} of {seeds}", c.holds_in),
-                ]
-            })
-            .collect(),
-    ));
-    let not_judged: Vec<String> = (results.iter())
-        .filter_map(|c| Some(format!("{}: {}", c.claim.id, c.claim.not_judged.as_ref()?)))
-        .collect();
-    doc.push(Block::Para(format!(
-        "**The rule, the same for every claim, stated before the run:** a claim *holds* if the \
-         95 % bootstrap interval of its statistic lies wholly on the claimed side of 0, *does \
-         not hold* if it lies wholly on the other side, and is *inconclusive* if it contains 0. \
-         Each statistic compares conditions measured on the same test snippets, and every \
-         bootstrap replicate draws test videos with replacement and takes all conditions of a \
-         drawn video together (paired; {resamples} replicates). Per model, the interval is the \
-         percentile interval over test videos; pooled, the estimate is the mean of the \
-         per-model estimates and the interval a two-level bootstrap (models with replacement, \
-         then test videos within each drawn model; deviations scaled by sqrt(k/(k-1)) for k \
-         models). C6 picks the best step: its interval is simultaneous over the steps (each \
-         step's difference to the training step within its own bound at once, the best picked \
-         anew in every replicate), so picking the best is paid for. On 200 simulated data sets \
-         without any effect, no claim came out *holds* on more than 8 % of them, for one model \
-         and for three pooled (`crates/vidlrp-experiment/tests/verdicts.rs`; where the three \
-         models differ by a random offset, up to 8 %). \"Holds in k of N\" counts the models \
-         whose own interval lies on the claimed side.{}",
-        if not_judged.is_empty() {
-            String::new()
-        } else {
-            format!(" Shown but not judged: {}.", not_judged.join("; "))
-        }
-    )));
-    doc.push(Block::Heading(3, "Per model".into()));
-    let mut header = vec!["#".into()];
-    header.extend((1..=seeds).map(|k| format!("model {k} [95 % interval]: verdict")));
-    doc.push(Block::Table(
-        header,
-        results
-            .iter()
-            .map(|c| {
-                let mut row = vec![c.claim.id.clone()];
-                row.extend(
-                    (c.per_model.iter())
-                        .map(|j| format!("{}: {}", show_judged(j), j.verdict.word())),
-                );
-                row
-            })
-            .collect(),
-    ));
-    doc
 }
 
 /// The faithfulness section: AOPC (MoRF) of DTD and SA against the random baseline, from the

@@ -3,9 +3,9 @@
 
 use anyhow::Result;
 
-use crate::report_doc::Block;
 use crate::reproduce_claims::pct;
 use crate::reproduce_report::{Given, Inputs};
+use vidlrp_experiment::document::Block;
 
 /// The data set and the training of a synthetic run.
 pub fn synthetic(inp: &Inputs) -> Result<Vec<Block>> {

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use anyhow::Result;
 use serde_json::Value;
 
-use vidlrp_dataset::{Records, Summary};
+use vidlrp_dataset::Records;
 use vidlrp_experiment::{ClaimResult, ModelRuns};
 
-use crate::report_doc::{html, markdown, Block};
 use crate::reproduce::SeedRun;
+use vidlrp_experiment::document::{html, markdown, Block};
 
 /// What a stage did: what it wrote, its wall time, and whether it ran (or was kept from an
 /// earlier run).
@@ -90,8 +90,6 @@ fn judged(inp: &Inputs, runs: &[ModelRuns]) -> Result<Vec<ClaimResult>> {
 pub fn write(inp: &Inputs) -> Result<Vec<ClaimResult>> {
     let out = &inp.out;
     let first = &inp.seeds[0];
-    let profile = Summary::read(&first.dir.join("profile"))?;
-    let steps = Summary::read(&first.dir.join("steps"))?;
     let plan = &inp.plan;
     let runs = model_runs(inp)?;
     let claims = judged(inp, &runs)?;
@@ -122,7 +120,7 @@ pub fn write(inp: &Inputs) -> Result<Vec<ClaimResult>> {
             .join(", "),
         inp.total_seconds
     )));
-    doc.extend(crate::reproduce_claims::claims_section(
+    doc.extend(vidlrp_experiment::report::claims_section(
         &claims,
         n,
         plan.bootstrap,
@@ -132,20 +130,15 @@ pub fn write(inp: &Inputs) -> Result<Vec<ClaimResult>> {
         Some(g) => doc.extend(crate::reproduce_data::given(g, inp)),
         None => doc.extend(crate::reproduce_data::synthetic(inp)?),
     }
-    doc.extend(crate::reproduce_tables::table1(
-        &runs,
-        &profile,
-        plan.bootstrap,
-    )?);
+    doc.extend(vidlrp_experiment::report::table1(&runs, plan.bootstrap)?);
     doc.push(Block::Figure(
         "seed-1/profile/fig2_shares.png".into(),
-        "Fig. 2 (model 1): frame-wise relevance shares of every test snippet (offset 0, step \
-         1), their mean, and the quadratic (border) and linear (lookahead) fits."
+        "Fig. 2 (model 1): frame-wise relevance shares of every test snippet (offset 0, the \
+         training step), their mean, and the quadratic (border) and linear (lookahead) fits."
             .into(),
     ));
-    doc.extend(crate::reproduce_tables::steps_table(
+    doc.extend(vidlrp_experiment::report::steps_table(
         &runs,
-        &steps,
         plan.bootstrap,
     )?);
     doc.push(Block::Figure(
@@ -226,7 +219,7 @@ pub fn write(inp: &Inputs) -> Result<Vec<ClaimResult>> {
     ));
 
     let md = markdown(&doc);
-    let html = html(&doc, out)?;
+    let html = html(&doc, out);
     let mut outputs = vidlrp_io::Outputs::new();
     let md_path = outputs.file(&out.join("REPORT.md"))?;
     let html_path = outputs.file(&out.join("report.html"))?;

@@ -9,10 +9,10 @@ use anyhow::Result;
 use serde_json::json;
 use vidlrp_experiment::ClaimResult;
 
-use crate::report_doc::{html, markdown, Block};
 use crate::reproduce::{claim_json, run_one, Args, RunClaims};
 use crate::reproduce_plan::Plan;
 use crate::summary::Finished;
+use vidlrp_experiment::document::{html, markdown, Block};
 
 /// A factor a study varies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,7 +287,7 @@ fn write_report(out: &Path, vary: &Vary, levels: &[(f64, RunClaims)]) -> Result<
     let md = outputs.file(&out.join("STUDY.md"))?;
     let page = outputs.file(&out.join("study.html"))?;
     std::fs::write(&md, markdown(&doc))?;
-    std::fs::write(&page, html(&doc, out)?)?;
+    std::fs::write(&page, html(&doc, out))?;
     outputs.publish()?;
     Ok(())
 }

@@ -1,21 +1,36 @@
-//! The report's document model: blocks rendered to Markdown and to HTML (figures inline).
+//! A report as a document: one list of blocks, rendered to Markdown ([`markdown`]) and to a
+//! standalone HTML page with its figures inline ([`html`]).
+//!
+//! ```
+//! use vidlrp_experiment::document::{markdown, Block};
+//! let doc = vec![
+//!     Block::Heading(1, "Claims".into()),
+//!     Block::Table(vec!["#".into(), "verdict".into()], vec![vec!["C1".into(), "holds".into()]]),
+//! ];
+//! assert_eq!(markdown(&doc), "# Claims\n\n| # | verdict |\n|---|---|\n| C1 | holds |\n\n");
+//! ```
 
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::Result;
 use base64::Engine as _;
 
-/// A block of the report, rendered to Markdown and to HTML.
+/// A block of a report.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Block {
+    /// A heading of level 1-6.
     Heading(u8, String),
+    /// A paragraph (`*emphasis*`, `**strong**` and `` `code` `` inline).
     Para(String),
+    /// A table: the header, then the rows.
     Table(Vec<String>, Vec<Vec<String>>),
-    /// A figure: path relative to the run directory, caption.
+    /// A figure: a PNG's path relative to the report's directory, and its caption.
     Figure(String, String),
+    /// Preformatted text.
     Code(String),
 }
 
+/// The document as Markdown.
 pub fn markdown(doc: &[Block]) -> String {
     let mut s = String::new();
     for b in doc {
@@ -83,10 +98,12 @@ fn inline(t: &str) -> String {
     rest
 }
 
-pub fn html(doc: &[Block], dir: &Path) -> Result<String> {
+/// The document as one HTML page; figures are read from `dir` and embedded (a figure that
+/// cannot be read is linked by its path instead).
+pub fn html(doc: &[Block], dir: &Path) -> String {
     let mut s = String::from(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n\
-         <title>vidlrp reproduce</title>\n<style>body{font-family:sans-serif;max-width:60em;\
+         <title>vidlrp report</title>\n<style>body{font-family:sans-serif;max-width:60em;\
          margin:2em auto;line-height:1.45}table{border-collapse:collapse;margin:1em 0}\
          td,th{border:1px solid #bbb;padding:.25em .5em;text-align:left;vertical-align:top}\
          img{max-width:100%}figcaption{font-style:italic}pre{background:#f4f4f4;padding:.5em;\
@@ -137,5 +154,5 @@ pub fn html(doc: &[Block], dir: &Path) -> Result<String> {
         }
     }
     s.push_str("</body></html>\n");
-    Ok(s)
+    s
 }
