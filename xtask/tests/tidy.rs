@@ -114,7 +114,19 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "vidlrp-experiment",
-        &["vidlrp-dataset", "vidlrp-rng", "vidlrp-stats"],
+        &[
+            "vidlrp-c3d",
+            "vidlrp-core",
+            "vidlrp-dataset",
+            "vidlrp-evaluate",
+            "vidlrp-io",
+            "vidlrp-rng",
+            "vidlrp-snippet",
+            "vidlrp-stats",
+            "vidlrp-synth",
+            "vidlrp-train",
+            "vidlrp-viz",
+        ],
     ),
     (
         "vidlrp-train",

@@ -12,16 +12,17 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use serde_json::json;
-use vidlrp_c3d::C3dSpec;
-use vidlrp_dataset::{read_labels, Manifest};
+use vidlrp_c3d::{C3dSpec, Pool5};
+use vidlrp_dataset::{Condition, EvaluationOptions, RunOptions};
+use vidlrp_experiment::document::Block;
+use vidlrp_experiment::run::{Lab, Models, RunClaims, SheetRequest, StageResult, TrainRequest};
+use vidlrp_experiment::study::{expected_seconds, level_dir, level_plans, level_text, Vary};
+use vidlrp_experiment::{ClaimResult, Judged, Plan};
 use vidlrp_snippet::Preprocess;
+use vidlrp_synth::SynthSpec;
 
-use crate::reproduce_plan::Plan;
-use crate::reproduce_stages::{
-    examples, model_stages, stages_per_model, synth_spec, train, Shared, Stages,
-};
 use crate::summary::Finished;
 
 #[derive(clap::Args)]
@@ -72,22 +73,113 @@ pub struct Args {
     /// A study: the whole run (data set, models, analyses, claims) at each level of one factor,
     /// FACTOR=v1,v2,... with FACTOR action-share, train-step or title-share; each level in
     /// OUT/FACTOR=v/, the claims per level in OUT/STUDY.md.
-    #[arg(long, conflicts_with = "weights", value_parser = crate::reproduce_study::parse_vary)]
-    pub vary: Option<crate::reproduce_study::Vary>,
+    #[arg(long, conflicts_with = "weights", value_parser = vidlrp_experiment::study::parse_vary)]
+    pub vary: Option<Vary>,
     #[command(flatten)]
     pub device: crate::device::DeviceArgs,
 }
 
-/// One model of the run: its number (1-based), seed, directory and weights.
-pub struct SeedRun {
-    /// 1, 2, ...
-    pub index: usize,
-    /// The seed of its training and of its untrained twin.
-    pub seed: u64,
-    /// `OUT/seed-<index>`.
-    pub dir: PathBuf,
-    /// Its weights: trained into `dir/model/model.safetensors`, or given.
-    pub weights: PathBuf,
+/// The CLI's lab: each stage runs what its `vidlrp` command runs, on `--device`, with the
+/// commands' progress on stderr.
+struct CliLab<'a> {
+    device: &'a crate::device::DeviceArgs,
+}
+
+impl Lab for CliLab<'_> {
+    fn synth(&self, spec: &SynthSpec, dir: &Path) -> StageResult {
+        crate::synth::write(spec, dir)?;
+        Ok(())
+    }
+
+    fn train(&self, r: &TrainRequest) -> StageResult {
+        crate::train::train(&crate::train::Request {
+            manifest: r.manifest.clone(),
+            val: Some(r.val.clone()),
+            test: Some(r.test.clone()),
+            labels: None,
+            out: r.out.clone(),
+            width: r.width,
+            config: r.config.clone(),
+            // A training interrupted mid-way continues from its checkpoint.
+            resume: true,
+            device: self.device.clone(),
+        })?;
+        Ok(())
+    }
+
+    fn init(&self, spec: &C3dSpec, extent: [usize; 3], seed: u64, out: &Path) -> StageResult {
+        crate::init::write(spec, extent, Pool5::Port, seed, out)?;
+        Ok(())
+    }
+
+    fn analyse(
+        &self,
+        command: &str,
+        options: &RunOptions,
+        conditions: Vec<Condition>,
+        dir: &Path,
+    ) -> StageResult {
+        crate::analysis::analyse(command, options, conditions, dir, self.device)?;
+        Ok(())
+    }
+
+    fn sheet(&self, r: &SheetRequest) -> StageResult {
+        crate::sheet::run(crate::sheet::Args {
+            weights: r.weights.clone(),
+            clip: crate::clip::ClipArgs {
+                video: Some(r.video.clone()),
+                offset: r.offset,
+                preset: Some(r.preset.clone()),
+                ..Default::default()
+            },
+            methods: vec![vidlrp_core::Method::Dtd, vidlrp_core::Method::Sa],
+            rules: Default::default(),
+            pictures: Default::default(),
+            class: None,
+            labels: r.labels.clone(),
+            true_class: r.true_class,
+            pool5: None,
+            device: self.device.clone(),
+            out: r.out.clone(),
+        })?;
+        Ok(())
+    }
+
+    fn evaluate(&self, options: &EvaluationOptions, dir: &Path) -> StageResult {
+        crate::evaluate::evaluate(options, dir, self.device)?;
+        Ok(())
+    }
+
+    fn stage(&self, index: usize, total: usize, name: &str, output: &str, kept: bool) {
+        if kept {
+            eprintln!("[{index}/{total}] {name}: done earlier, kept");
+        } else {
+            eprintln!("[{index}/{total}] {name} -> {output}");
+        }
+    }
+
+    fn note(&self, text: &str) {
+        eprintln!("== {text} ==");
+    }
+
+    fn footer(&self) -> Vec<Block> {
+        vec![
+            Block::Heading(2, "On real weights and videos".into()),
+            Block::Para(
+                "The same claims and report on any C3D (Caffe, PyTorch, MMAction2 or \
+                 safetensors) and a manifest of real test videos, without synthesis or \
+                 training; or the analyses one by one:"
+                    .into(),
+            ),
+            Block::Code(
+                "vidlrp reproduce --out repro-c3d --weights c3d.pickle --manifest videos.csv --labels labels.txt\n\
+                 vidlrp profile --manifest videos.csv --labels labels.txt --weights c3d.pickle --out profile/\n\
+                 vidlrp sweep-steps --manifest videos.csv --labels labels.txt --weights c3d.pickle --out steps/\n\
+                 vidlrp sweep-offsets --manifest videos.csv --weights c3d.pickle --out offsets/"
+                    .into(),
+            ),
+        ]
+    }
 }
 
 /// `vidlrp reproduce`.
@@ -96,11 +188,22 @@ pub fn run(a: Args) -> Result<Finished> {
     if let Some(n) = a.seeds {
         plan.seeds = n as usize;
     }
-    if let Some(vary) = &a.vary {
-        return crate::reproduce_study::study(&a, &plan, vary);
-    }
+    let lab = CliLab { device: &a.device };
     let started = Instant::now();
-    let claims = run_one(&a, plan.clone(), &a.out)?;
+    if let Some(vary) = &a.vary {
+        return study(&a, &lab, &plan, vary, started);
+    }
+    let models = match &a.manifest {
+        Some(manifest) if !a.weights.is_empty() => Models::Given {
+            weights: a.weights.clone(),
+            manifest: manifest.clone(),
+            labels: a.labels.clone(),
+            train_step: a.train_step,
+            preset: a.preset.clone(),
+        },
+        _ => Models::Trained,
+    };
+    let claims = vidlrp_experiment::run::run_one(&lab, plan, &models, a.seed, a.quick, &a.out)?;
     let out = &a.out;
     let mut text = format!(
         "report: {}\nhtml:   {}\nclaims, pooled over {} models (holds in k of {}):\n",
@@ -110,13 +213,13 @@ pub fn run(a: Args) -> Result<Finished> {
         claims.seeds
     );
     for c in &claims.results {
-        let verdict = match &c.claim.not_judged {
-            Some(_) => "not judged".to_string(),
-            None => c.pooled.verdict.word().to_string(),
-        };
         text += &format!(
             "{:<12} {:<14} {}/{}  {}\n",
-            c.claim.id, verdict, c.holds_in, claims.seeds, c.claim.statement
+            c.claim.id,
+            verdict_word(c),
+            c.holds_in,
+            claims.seeds,
+            c.claim.statement
         );
     }
     let json = json!({"report": out.join("REPORT.md"), "html": out.join("report.html"),
@@ -126,127 +229,52 @@ pub fn run(a: Args) -> Result<Finished> {
     Ok(Finished::with_text(json, text))
 }
 
-/// The judged claims of one run and its number of models.
-pub struct RunClaims {
-    /// Models.
-    pub seeds: usize,
-    /// The claims, judged per model and pooled.
-    pub results: Vec<vidlrp_experiment::ClaimResult>,
-}
-
-/// One whole run with `plan` into `out`: every stage (kept where finished), then the report.
-pub fn run_one(a: &Args, mut plan: Plan, out: &Path) -> Result<RunClaims> {
-    let given = !a.weights.is_empty();
-    if given {
-        plan.seeds = a.weights.len();
-        plan.train_step = a.train_step;
-        if !plan.steps.contains(&a.train_step) {
-            plan.steps.push(a.train_step);
-            plan.steps.sort_unstable();
+/// `vidlrp reproduce --vary`: the expected time first, then every level, then STUDY.md.
+fn study(a: &Args, lab: &CliLab, plan: &Plan, vary: &Vary, started: Instant) -> Result<Finished> {
+    let name = vary.factor.name();
+    let expected: f64 = level_plans(plan, vary).iter().map(expected_seconds).sum();
+    let levels_text: Vec<String> = vary.levels.iter().map(|&v| level_text(v)).collect();
+    eprintln!(
+        "study: {name} at {} levels ({}), {} models each; expected about {:.0} min on a 2-core \
+         machine (finished levels in {} are kept)",
+        vary.levels.len(),
+        levels_text.join(", "),
+        plan.seeds,
+        expected / 60.0,
+        a.out.display()
+    );
+    let levels: Vec<(f64, RunClaims)> =
+        vidlrp_experiment::study::study(lab, plan, vary, a.seed, a.quick, &a.out)?;
+    let mut text = format!("study: {}\n", a.out.join("STUDY.md").display());
+    for (v, r) in &levels {
+        text += &format!("{name} = {}:", level_text(*v));
+        for c in &r.results {
+            text += &format!(" {} {};", c.claim.id, verdict_word(c));
         }
-        for w in &a.weights {
-            let spec = C3dSpec::from_weights(&vidlrp_c3d::load_weights(w)?.tensors)
-                .with_context(|| format!("{}: not a C3D vidlrp reads", w.display()))?;
-            plan.classes = spec.classes;
-        }
+        text += "\n";
     }
-    let seeds: Vec<SeedRun> = (1..=plan.seeds)
-        .map(|index| {
-            let dir = out.join(format!("seed-{index}"));
-            SeedRun {
-                index,
-                seed: a.seed + index as u64 - 1,
-                weights: match a.weights.get(index - 1) {
-                    Some(w) => w.clone(),
-                    None => dir.join("model/model.safetensors"),
-                },
-                dir,
-            }
+    let json_levels: Vec<_> = (levels.iter())
+        .map(|(v, r)| {
+            json!({"level": v, "dir": level_dir(&a.out, vary, *v),
+                   "claims": r.results.iter().map(claim_json).collect::<Vec<_>>()})
         })
         .collect();
-    let dirs = std::iter::once(out.to_path_buf())
-        .chain(seeds.iter().map(|s| s.dir.join("model")))
-        .chain(std::iter::once(seeds[0].dir.join("sheets")));
-    for d in dirs {
-        std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
-    }
-    // The settings of the run the directory holds: finished stages are kept only for the same.
-    let settings = json!({"plan": &plan, "seed": a.seed, "weights": &a.weights,
-                          "manifest": &a.manifest, "labels": &a.labels,
-                          "preset": a.preset.as_ref().map(ToString::to_string)});
-    let settings = serde_json::to_string_pretty(&settings)? + "\n";
-    let recorded = out.join("settings.json");
-    match std::fs::read_to_string(&recorded) {
-        Ok(old) if old != settings => bail!(
-            "{} holds a run with other settings ({}); choose another output directory",
-            out.display(),
-            recorded.display()
-        ),
-        Ok(_) => {}
-        Err(_) => vidlrp_io::atomic_write(&recorded, |w| {
-            std::io::Write::write_all(w, settings.as_bytes())
-        })?,
-    }
-    let started = Instant::now();
-    let mut stages = Stages {
-        runs: Vec::new(),
-        total: usize::from(!given) + stages_per_model(given) * seeds.len() + 4,
-    };
-    let data = out.join("data");
-    let (test, labels) = match &a.manifest {
-        Some(m) if given => {
-            let names = a.labels.as_deref().map(read_labels).transpose()?;
-            (Manifest::read(m, names.as_deref())?, a.labels.clone())
-        }
-        _ => {
-            let spec = synth_spec(&plan, a.seed);
-            stages.run("synth", "data/", &data.join("synth.json"), || {
-                crate::synth::write(&spec, &data)
-            })?;
-            let labels = Some(data.join("labels.txt"));
-            (Manifest::read(&data.join("test.csv"), None)?, labels)
-        }
-    };
-    let shared = Shared {
-        plan: &plan,
-        out,
-        test: &test,
-        labels,
-        preset: a.preset.clone(),
-        args: a,
-    };
-    for s in &seeds {
-        if !given {
-            train(&mut stages, &shared, s)?;
-        }
-        model_stages(&mut stages, &shared, s)?;
-    }
-    // Heatmaps and faithfulness of the first model.
-    examples(&mut stages, &shared, &seeds[0])?;
+    let json = json!({"study": a.out.join("STUDY.md"), "factor": name, "levels": json_levels,
+                      "seconds": started.elapsed().as_secs_f64()});
+    Ok(Finished::with_text(json, text))
+}
 
-    let report = crate::reproduce_report::Inputs {
-        out: out.to_path_buf(),
-        plan: plan.clone(),
-        seeds,
-        chance: plan.chance(),
-        stages: stages.runs,
-        total_seconds: started.elapsed().as_secs_f64(),
-        quick: a.quick,
-        given: given.then(|| crate::reproduce_report::Given {
-            manifest: a.manifest.clone().unwrap_or_default(),
-            videos: test.items.len(),
-        }),
-    };
-    let results = crate::reproduce_report::write(&report)?;
-    Ok(RunClaims {
-        seeds: report.seeds.len(),
-        results,
-    })
+/// A claim's pooled verdict in words (`not judged` where it is shown only).
+fn verdict_word(c: &ClaimResult) -> &'static str {
+    match c.claim.not_judged {
+        Some(_) => "not judged",
+        None => c.pooled.verdict.word(),
+    }
 }
 
 /// A judged claim as the command's JSON reports it.
-pub fn claim_json(c: &vidlrp_experiment::ClaimResult) -> serde_json::Value {
-    let judged = |j: &vidlrp_experiment::Judged| {
+fn claim_json(c: &ClaimResult) -> serde_json::Value {
+    let judged = |j: &Judged| {
         json!({"value": j.estimate.value, "lo": j.estimate.interval.lo,
                "hi": j.estimate.interval.hi, "verdict": j.verdict.word()})
     };
@@ -258,7 +286,7 @@ pub fn claim_json(c: &vidlrp_experiment::ClaimResult) -> serde_json::Value {
         "judged": c.claim.not_judged.is_none(),
         "not_judged": c.claim.not_judged,
         "pooled": judged(&c.pooled),
-        "verdict": if c.claim.not_judged.is_some() { "not judged" } else { c.pooled.verdict.word() },
+        "verdict": verdict_word(c),
         "holds_in": c.holds_in,
         "per_seed": c.per_model.iter().map(judged).collect::<Vec<_>>(),
     })

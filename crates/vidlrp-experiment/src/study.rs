@@ -3,16 +3,11 @@
 //! figure of the border strengths with their intervals).
 
 use std::path::Path;
-use std::time::Instant;
 
-use anyhow::Result;
-use serde_json::json;
-use vidlrp_experiment::ClaimResult;
-
-use crate::reproduce::{claim_json, run_one, Args, RunClaims};
-use crate::reproduce_plan::Plan;
-use crate::summary::Finished;
-use vidlrp_experiment::document::{html, markdown, Block};
+use crate::document::{html, markdown, Block};
+use crate::plan::Plan;
+use crate::run::{run_one, Lab, Models, RunClaims};
+use crate::{ClaimResult, Result};
 
 /// A factor a study varies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,66 +117,59 @@ pub fn expected_seconds(plan: &Plan) -> f64 {
 }
 
 /// The level as a directory name part and as text (`0.5`, `2`).
-fn level_text(v: f64) -> String {
+pub fn level_text(v: f64) -> String {
     format!("{v}")
 }
 
-/// `vidlrp reproduce --vary`.
-pub fn study(a: &Args, base: &Plan, vary: &Vary) -> Result<Finished> {
-    let started = Instant::now();
-    let name = vary.factor.name();
-    let plans: Vec<Plan> = (vary.levels.iter())
+/// The plan of each level of `vary` on `base`.
+pub fn level_plans(base: &Plan, vary: &Vary) -> Vec<Plan> {
+    (vary.levels.iter())
         .map(|&v| {
             let mut p = base.clone();
             vary.factor.apply(&mut p, v);
             p
         })
-        .collect();
-    let expected: f64 = plans.iter().map(expected_seconds).sum();
-    eprintln!(
-        "study: {name} at {} levels ({}), {} models each; expected about {:.0} min on a 2-core \
-         machine (finished levels in {} are kept)",
-        plans.len(),
-        (vary.levels.iter().map(|&v| level_text(v)))
-            .collect::<Vec<_>>()
-            .join(", "),
-        base.seeds,
-        expected / 60.0,
-        a.out.display()
-    );
-    std::fs::create_dir_all(&a.out)?;
-    let mut levels = Vec::new();
-    for (i, (&v, plan)) in vary.levels.iter().zip(plans).enumerate() {
-        let dir = a.out.join(format!("{name}={}", level_text(v)));
-        eprintln!(
-            "== level {}/{}: {name} = {} ==",
-            i + 1,
-            vary.levels.len(),
-            level_text(v)
-        );
-        levels.push((v, run_one(a, plan, &dir)?));
-    }
-    write_report(&a.out, vary, &levels)?;
-    let mut text = format!("study: {}\n", a.out.join("STUDY.md").display());
-    for (v, r) in &levels {
-        text += &format!("{name} = {}:", level_text(*v));
-        for c in &r.results {
-            text += &format!(" {} {};", c.claim.id, verdict_word(c));
-        }
-        text += "\n";
-    }
-    let json_levels: Vec<_> = (levels.iter())
-        .map(|(v, r)| {
-            json!({"level": v, "dir": a.out.join(format!("{name}={}", level_text(*v))),
-                   "claims": r.results.iter().map(claim_json).collect::<Vec<_>>()})
-        })
-        .collect();
-    let json = json!({"study": a.out.join("STUDY.md"), "factor": name, "levels": json_levels,
-                      "seconds": started.elapsed().as_secs_f64()});
-    Ok(Finished::with_text(json, text))
+        .collect()
 }
 
-fn verdict_word(c: &ClaimResult) -> &'static str {
+/// The directory of level `v` under a study's directory: `FACTOR=v`.
+pub fn level_dir(out: &Path, vary: &Vary, v: f64) -> std::path::PathBuf {
+    out.join(format!("{}={}", vary.factor.name(), level_text(v)))
+}
+
+/// A study: the whole run of `base` with models trained from `seed` at each level of `vary`
+/// (each in its own directory under `out`, kept where finished), then STUDY.md and
+/// study.html. Returns each level with its judged claims.
+///
+/// **Errors** as [`run_one`], or if the study's report cannot be written.
+pub fn study(
+    lab: &dyn Lab,
+    base: &Plan,
+    vary: &Vary,
+    seed: u64,
+    quick: bool,
+    out: &Path,
+) -> Result<Vec<(f64, RunClaims)>> {
+    std::fs::create_dir_all(out)?;
+    let plans = level_plans(base, vary);
+    let mut levels = Vec::new();
+    for (i, (&v, plan)) in vary.levels.iter().zip(plans).enumerate() {
+        lab.note(&format!(
+            "level {}/{}: {} = {}",
+            i + 1,
+            vary.levels.len(),
+            vary.factor.name(),
+            level_text(v)
+        ));
+        let dir = level_dir(out, vary, v);
+        levels.push((v, run_one(lab, plan, &Models::Trained, seed, quick, &dir)?));
+    }
+    write_report(out, vary, &levels)?;
+    Ok(levels)
+}
+
+/// A claim's pooled verdict in words (`not judged` where it is shown only).
+pub fn verdict_word(c: &ClaimResult) -> &'static str {
     match c.claim.not_judged {
         Some(_) => "not judged",
         None => c.pooled.verdict.word(),
@@ -199,7 +187,7 @@ fn write_report(out: &Path, vary: &Vary, levels: &[(f64, RunClaims)]) -> Result<
         format!("Study: the claims against {name}"),
     )];
     doc.push(Block::Para(format!(
-        "`vidlrp reproduce --vary {name}=...`: the whole experiment (data set, {} models from \
+        "A study of {name}: the whole experiment (data set, {} models from \
          their own seeds, analyses, claims) was run at each level of {name}, everything else \
          as in the default run. Each level's own report is in its directory ({name}=LEVEL/\
          REPORT.md). Verdicts are pooled over the models by the one rule of the reports \

@@ -1,32 +1,50 @@
-//! The settings of `vidlrp reproduce`: the data set, the training and the analyses.
+//! The experiment's settings: the data set, the training, the models and the analyses.
 
 /// The experiment's settings: the data set, the training and the analyses.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Plan {
+    /// Motion classes of the synthetic data set.
     pub classes: usize,
+    /// Videos of the data set.
     pub videos: usize,
+    /// Frames of each training and validation video.
     pub frames: usize,
+    /// Frames of each test video (long enough for the largest step and offset).
     pub test_frames: usize,
     /// Frame width and height of the videos.
     #[serde(serialize_with = "width_x_height")]
     pub frame_size: (usize, usize),
+    /// Distractor discs per video.
     pub distractors: usize,
+    /// Share of videos opening with a title card.
     pub title_share: f64,
     /// Share of each video's frames in which the class motion happens (bursts).
     pub action_share: f64,
+    /// Percentages of each class's videos for training, validation and test.
     pub split: [usize; 3],
+    /// Input height and width of the models (the caffe preset scaled to it).
     pub input_size: usize,
+    /// Width of the models relative to C3D.
     pub width: f64,
+    /// Training epochs.
     pub epochs: usize,
+    /// Random snippets per training video and epoch.
     pub snippets_per_video: usize,
+    /// Training batch.
     pub batch: usize,
+    /// The optimiser.
     pub optimizer: vidlrp_train::OptimizerKind,
+    /// Learning rate.
     pub lr: f64,
+    /// Dropout after fc6 and fc7.
     pub dropout: f64,
     /// The step the models were trained at (1 for the synthetic models).
     pub train_step: usize,
+    /// Steps of the step sweep.
     pub steps: Vec<usize>,
+    /// Offsets of the offset sweep.
     pub offsets: Vec<usize>,
+    /// Bootstrap replicates.
     pub bootstrap: usize,
     /// Models trained on the same data set, each from its own seed, with its own untrained
     /// twin.
@@ -90,7 +108,7 @@ impl Plan {
     }
 }
 
-/// `(W, H)` as `"WxH"` (as `vidlrp synth --size` writes it).
+/// `(W, H)` as `"WxH"`.
 fn width_x_height<S: serde::Serializer>(size: &(usize, usize), s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format!("{}x{}", size.0, size.1))
 }

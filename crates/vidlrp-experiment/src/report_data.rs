@@ -1,11 +1,47 @@
 //! The report's sections on where the models come from: the synthetic data set and the
 //! training, or the given weights and test videos.
 
-use anyhow::Result;
+use std::path::Path;
 
-use crate::reproduce_claims::pct;
-use crate::reproduce_report::{Given, Inputs};
-use vidlrp_experiment::document::Block;
+use vidlrp_core::Method;
+use vidlrp_dataset::{AnalysisMethod, EvaluationSummary};
+
+use crate::document::Block;
+use crate::plan::Plan;
+use crate::report_run::{Given, Inputs};
+use crate::run::Models;
+use crate::Result;
+
+/// A share as a percentage with one decimal (`-` if unknown).
+pub fn pct(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{:.1} %", 100.0 * v))
+}
+
+/// The settings a run directory records (`settings.json`): the plan, the seed and the given
+/// models, as pretty JSON with a final newline.
+///
+/// **Errors** only if the plan cannot be serialised.
+pub fn settings_json(plan: &Plan, seed: u64, models: &Models) -> Result<String> {
+    let (weights, manifest, labels, preset) = match models {
+        Models::Trained => (Vec::new(), None, None, None),
+        Models::Given {
+            weights,
+            manifest,
+            labels,
+            preset,
+            ..
+        } => (
+            weights.clone(),
+            Some(manifest.clone()),
+            labels.clone(),
+            preset.as_ref().map(ToString::to_string),
+        ),
+    };
+    let settings = serde_json::json!({"plan": plan, "seed": seed, "weights": weights,
+                                      "manifest": manifest, "labels": labels,
+                                      "preset": preset});
+    Ok(serde_json::to_string_pretty(&settings)? + "\n")
+}
 
 /// The data set and the training of a synthetic run.
 pub fn synthetic(inp: &Inputs) -> Result<Vec<Block>> {
@@ -155,7 +191,7 @@ pub fn given(g: &Given, inp: &Inputs) -> Vec<Block> {
     vec![
         Block::Heading(2, "Models and videos".into()),
         Block::Para(format!(
-            "The models were given (`--weights`), not trained here; each is analysed on the \
+            "The models were given, not trained here; each is analysed on the \
              {} videos of `{}` at its training step {}, with an untrained twin of its \
              architecture (He-normal from the seed shown). {} classes: chance top-1 {}, top-5 \
              {}.",
@@ -214,9 +250,97 @@ pub fn how_chosen() -> Vec<Block> {
              machine (48 validation videos, top-1 after 15 epochs; chance 4.2 %): 24 classes \
              with motion in every frame 29 % (7x chance), at action share 0.75 25 % (6x), at \
              0.5 4.2 % (chance; the training accuracy stayed at chance too). So the default is \
-             24 classes at action share 0.75; `vidlrp reproduce --vary action-share=...` runs \
-             the same experiment at other shares."
+             24 classes at action share 0.75; a study varying the action share runs the same \
+             experiment at other shares."
                 .into(),
         ),
     ]
+}
+
+/// The faithfulness section: AOPC (MoRF) of DTD and SA against the random baseline, from the
+/// evaluations under `dir` (`eval-regions`, `eval-frames`; one missing is left out) written
+/// under the name `shown` (relative to the report), and whether their intervals separate.
+pub fn faithfulness(dir: &Path, shown: &str) -> Vec<Block> {
+    let out = dir;
+    let mut doc = Vec::new();
+    // --- Faithfulness: the paper's "more focused" claim as a measured number ----------------
+    doc.push(Block::Heading(
+        2,
+        "Faithfulness: DTD against SA by perturbation".into(),
+    ));
+    doc.push(Block::Para(
+        "The paper calls DTD \"less noisy and more focused on the class-relevant features than \
+         sensitivity analysis\", judged by eye. Perturbation analysis measures it (Samek et \
+         al. 2017): the test clips are tiled into regions, the most relevant regions by each \
+         method are replaced by uniform noise first (MoRF), and the class score is recorded \
+         after each removal; AOPC is the mean score drop over the removals (larger: the \
+         explanation found what the model uses sooner). A seeded random order is the \
+         baseline. Regions of 8x8 pixels of one frame (50 removals), and whole frames (frame \
+         flipping, 16 removals); 95 % bootstrap intervals over clips."
+            .into(),
+    ));
+    // Each evaluation's summary, read once.
+    let evaluations: Vec<(&str, EvaluationSummary)> =
+        [("eval-regions", "8x8 regions"), ("eval-frames", "frames")]
+            .into_iter()
+            .filter_map(|(dir, what)| Some((what, EvaluationSummary::read(&out.join(dir)).ok()?)))
+            .collect();
+    let mut rows = Vec::new();
+    for (what, summary) in &evaluations {
+        for r in &summary.results {
+            rows.push(vec![
+                what.to_string(),
+                r.method.to_string(),
+                format!("{:.4}", r.aopc.aopc),
+                r.aopc
+                    .interval
+                    .map_or("-".into(), |i| format!("[{:.4}, {:.4}]", i.lo, i.hi)),
+                r.aopc.clips.to_string(),
+            ]);
+        }
+    }
+    // (AOPC, interval low, interval high) of `method`'s first result in one summary.
+    let aopc = |summary: &EvaluationSummary, method: Method| -> Option<(f64, f64, f64)> {
+        let r = summary
+            .results
+            .iter()
+            .find(|r| r.method == AnalysisMethod::Explain(method))?;
+        let i = r.aopc.interval?;
+        Some((r.aopc.aopc, i.lo, i.hi))
+    };
+    doc.push(Block::Table(
+        vec![
+            "regions".into(),
+            "method".into(),
+            "AOPC (MoRF)".into(),
+            "95 % interval".into(),
+            "clips".into(),
+        ],
+        rows,
+    ));
+    for (what, summary) in &evaluations {
+        if let (Some(d), Some(sa)) = (aopc(summary, Method::Dtd), aopc(summary, Method::Sa)) {
+            let verdict = if d.1 > sa.2 {
+                "DTD's AOPC is larger than SA's (the intervals do not overlap)"
+            } else if d.2 < sa.1 {
+                "SA's AOPC is larger than DTD's (the intervals do not overlap)"
+            } else {
+                "the intervals of DTD and SA overlap: no difference shown"
+            };
+            doc.push(Block::Para(format!(
+                "{what}: DTD {:.4}, SA {:.4}: {verdict}.",
+                d.0, sa.0
+            )));
+        }
+    }
+    doc.push(Block::Figure(
+        format!("{shown}/eval-regions/perturbation_morf.png"),
+        "Mean score drop after removing k regions of 8x8 pixels (MoRF).".into(),
+    ));
+    doc.push(Block::Figure(
+        format!("{shown}/eval-frames/perturbation_morf.png"),
+        "Mean score drop after removing k frames (frame flipping, MoRF).".into(),
+    ));
+
+    doc
 }

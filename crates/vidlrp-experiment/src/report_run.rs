@@ -1,30 +1,14 @@
-//! The report of `vidlrp reproduce`: REPORT.md and report.html (figures inline) from the
-//! stages' outputs, with the paper's claims judged per model and pooled
-//! (`vidlrp_experiment`).
+//! The report of one run: REPORT.md and report.html (figures inline) from the stages'
+//! outputs, with the paper's claims judged per model and pooled.
 
 use std::path::PathBuf;
 
-use anyhow::Result;
 use serde_json::Value;
-
 use vidlrp_dataset::Records;
-use vidlrp_experiment::{ClaimResult, ModelRuns};
 
-use crate::reproduce::SeedRun;
-use vidlrp_experiment::document::{html, markdown, Block};
-
-/// What a stage did: what it wrote, its wall time, and whether it ran (or was kept from an
-/// earlier run).
-pub struct StageRun {
-    /// The stage's name.
-    pub name: String,
-    /// What it writes, relative to the run's directory.
-    pub output: String,
-    /// Wall time in seconds (0 if kept).
-    pub seconds: f64,
-    /// Whether it ran in this invocation.
-    pub ran: bool,
-}
+use crate::document::{html, markdown, Block};
+use crate::run::{SeedRun, StageRun};
+use crate::{ClaimResult, ModelRuns, Result};
 
 /// The models and videos of a run on given weights.
 pub struct Given {
@@ -39,7 +23,7 @@ pub struct Inputs {
     /// The run's directory.
     pub out: PathBuf,
     /// The experiment's settings.
-    pub plan: crate::reproduce_plan::Plan,
+    pub plan: crate::plan::Plan,
     /// The models, in order.
     pub seeds: Vec<SeedRun>,
     /// Chance top-1 and top-5 accuracy.
@@ -50,8 +34,10 @@ pub struct Inputs {
     pub total_seconds: f64,
     /// Whether this is the small CI run.
     pub quick: bool,
-    /// Set when the models were given (`--weights`), not trained on synthetic data.
+    /// Set when the models were given, not trained on synthetic data.
     pub given: Option<Given>,
+    /// Blocks appended at the end (e.g. how to run the same on other data).
+    pub footer: Vec<Block>,
 }
 
 /// The three analysis runs of each model, read back.
@@ -71,19 +57,19 @@ fn model_runs(inp: &Inputs) -> Result<Vec<ModelRuns>> {
 /// The paper's claims judged on every model and pooled.
 fn judged(inp: &Inputs, runs: &[ModelRuns]) -> Result<Vec<ClaimResult>> {
     let plan = &inp.plan;
-    let design = vidlrp_experiment::Design {
+    let design = crate::Design {
         steps: plan.steps.clone(),
         offsets: plan.offsets.clone(),
         train_step: plan.train_step,
         classes: plan.classes,
     };
-    let claims = vidlrp_experiment::claims(&design)?;
-    let b = vidlrp_experiment::Bootstrap {
+    let claims = crate::claims(&design)?;
+    let b = crate::Bootstrap {
         resamples: plan.bootstrap,
         level: 0.95,
         seed: 0,
     };
-    Ok(vidlrp_experiment::judge(&claims, runs, b)?)
+    crate::judge(&claims, runs, b)
 }
 
 /// Writes REPORT.md and report.html; returns the judged claims.
@@ -108,7 +94,7 @@ pub fn write(inp: &Inputs) -> Result<Vec<ClaimResult>> {
          claim is judged per model and pooled over the models by one rule (below). Stages took \
          {:.0} s in this invocation.",
         if inp.quick {
-            " with `--quick` (a small smoke run: too little data and training for the claims to \
+            " in its quick form (a small smoke run: too little data and training for the claims to \
              mean much)"
         } else {
             ""
@@ -120,27 +106,20 @@ pub fn write(inp: &Inputs) -> Result<Vec<ClaimResult>> {
             .join(", "),
         inp.total_seconds
     )));
-    doc.extend(vidlrp_experiment::report::claims_section(
-        &claims,
-        n,
-        plan.bootstrap,
-    ));
+    doc.extend(crate::report::claims_section(&claims, n, plan.bootstrap));
 
     match &inp.given {
-        Some(g) => doc.extend(crate::reproduce_data::given(g, inp)),
-        None => doc.extend(crate::reproduce_data::synthetic(inp)?),
+        Some(g) => doc.extend(crate::report_data::given(g, inp)),
+        None => doc.extend(crate::report_data::synthetic(inp)?),
     }
-    doc.extend(vidlrp_experiment::report::table1(&runs, plan.bootstrap)?);
+    doc.extend(crate::report::table1(&runs, plan.bootstrap)?);
     doc.push(Block::Figure(
         "seed-1/profile/fig2_shares.png".into(),
         "Fig. 2 (model 1): frame-wise relevance shares of every test snippet (offset 0, the \
          training step), their mean, and the quadratic (border) and linear (lookahead) fits."
             .into(),
     ));
-    doc.extend(vidlrp_experiment::report::steps_table(
-        &runs,
-        plan.bootstrap,
-    )?);
+    doc.extend(crate::report::steps_table(&runs, plan.bootstrap)?);
     doc.push(Block::Figure(
         "seed-1/steps/fig3_border_vs_step.png".into(),
         "Fig. 3 (model 1): border strength against the snippet step size, DTD and SA.".into(),
@@ -171,10 +150,10 @@ pub fn write(inp: &Inputs) -> Result<Vec<ClaimResult>> {
         "seed-1/sheets/untrained.png".into(),
         "The untrained model.".into(),
     ));
-    doc.extend(crate::reproduce_claims::faithfulness(&first.dir, "seed-1"));
+    doc.extend(crate::report_data::faithfulness(&first.dir, "seed-1"));
 
     if inp.given.is_none() {
-        doc.extend(crate::reproduce_data::how_chosen());
+        doc.extend(crate::report_data::how_chosen());
     }
     doc.push(Block::Table(
         vec!["setting".into(), "value".into()],
@@ -205,18 +184,7 @@ pub fn write(inp: &Inputs) -> Result<Vec<ClaimResult>> {
             })
             .collect(),
     ));
-    doc.push(Block::Heading(2, "On real weights and videos".into()));
-    doc.push(Block::Para(
-        "The analyses are ordinary commands: point them at a manifest of real videos and at \
-         real C3D weights (Caffe, PyTorch, MMAction2 or safetensors) instead:"
-            .into(),
-    ));
-    doc.push(Block::Code(
-        "vidlrp profile --manifest videos.csv --labels labels.txt --weights c3d.pickle --out profile/\n\
-         vidlrp sweep-steps --manifest videos.csv --labels labels.txt --weights c3d.pickle --out steps/\n\
-         vidlrp sweep-offsets --manifest videos.csv --weights c3d.pickle --out offsets/"
-            .into(),
-    ));
+    doc.extend(inp.footer.iter().cloned());
 
     let md = markdown(&doc);
     let html = html(&doc, out);
