@@ -2,7 +2,7 @@
 //!
 //! - [`paired`]: paired bootstrap intervals of a statistic of condition means, on one model
 //!   and pooled over models (training seeds) by a two-level bootstrap;
-//! - [`claims`]: the paper's claims, each one statistic over measured conditions, and the one
+//! - [`mod@claims`]: the paper's claims, each one statistic over measured conditions, and the one
 //!   decision rule that judges them all ([`verdict`]);
 //! - [`document`]: a report as blocks, rendered to Markdown and to HTML;
 //! - [`report`]: the claims, Table 1 and the step table as report sections;

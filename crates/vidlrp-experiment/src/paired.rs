@@ -291,7 +291,7 @@ pub fn per_model(p: &Paired, stat: &Statistic, b: Bootstrap) -> Result<Estimate>
 /// - Every statistic but [`Statistic::BestOverReference`]: the mean of the per-model
 ///   statistics, with the percentile interval of the replicates' means (with `k > 1` models,
 ///   each replicate's deviation from the estimate scaled by `sqrt(k / (k - 1))`, see
-///   [`small_sample_factor`]).
+///   `small_sample_factor`).
 /// - [`Statistic::BestOverReference`]: `max_{j != r} d_j` of the differences `d_j = m_j - m_r`
 ///   averaged over the models (one best condition for all of them), with a simultaneous
 ///   interval: `[max_j d_j - c_lo, max_j d_j + c_hi]`, `c_lo` the `(1 + level) / 2` quantile of

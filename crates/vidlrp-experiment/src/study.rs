@@ -31,7 +31,8 @@ impl Factor {
     }
 
     /// Sets the factor to `v` in `plan`. Training at step `s` needs training videos of
-    /// `15 s + 1` frames, and the step sweep includes `s`.
+    /// `15 s + 1` frames and test videos long enough for the offset sweep at step `s`, and
+    /// the step sweep includes `s`.
     fn apply(self, plan: &mut Plan, v: f64) {
         match self {
             Factor::ActionShare => plan.action_share = v,
@@ -44,6 +45,9 @@ impl Factor {
                     plan.steps.push(s);
                     plan.steps.sort_unstable();
                 }
+                // Test videos long enough for the offset sweep at step s.
+                let last_offset = plan.offsets.iter().copied().max().unwrap_or(0);
+                plan.test_frames = plan.test_frames.max(last_offset + 15 * s + 1);
             }
         }
     }
@@ -313,6 +317,10 @@ mod tests {
         Factor::TrainStep.apply(&mut p, 4.0);
         assert_eq!(p.train_step, 4);
         assert!(p.frames >= 61);
+        assert!(p.test_frames >= 256 + 61);
+        let mut q = Plan::quick();
+        Factor::TrainStep.apply(&mut q, 4.0);
+        assert!(q.test_frames >= 64 + 61);
         Factor::TrainStep.apply(&mut p, 3.0);
         assert!(p.steps.contains(&3) && p.steps.windows(2).all(|w| w[0] < w[1]));
     }
