@@ -61,6 +61,8 @@ pub enum LayerKind {
     Linear,
     /// 3-d max pooling.
     MaxPool3d,
+    /// 3-d average pooling (fixed or adaptive windows).
+    AvgPool3d,
     /// Rectified linear unit.
     Relu,
     /// Reshape `[N, ...] -> [N, D]`.
@@ -80,7 +82,7 @@ impl LayerKind {
         match self {
             LayerKind::Conv3d => Role::Convolution,
             LayerKind::Linear => Role::Dense,
-            LayerKind::MaxPool3d => Role::Pooling,
+            LayerKind::MaxPool3d | LayerKind::AvgPool3d => Role::Pooling,
             LayerKind::Relu => Role::Activation,
             LayerKind::Flatten => Role::Reshape,
             LayerKind::Custom { role, .. } => role,
@@ -495,6 +497,142 @@ impl<B: Backend> Layer<B> for MaxPool3d {
     }
     fn pooling(&self) -> Option<&Pool3dGeometry> {
         Some(&self.geometry)
+    }
+}
+
+/// The windows of an [`AvgPool3d`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum AvgWindows {
+    /// Fixed windows (no padding, rounding down).
+    Fixed(Pool3dGeometry),
+    /// The windows that tile the input into this output extent `[T, H, W]` (each input
+    /// extent a multiple of it): `[1, 1, 1]` averages everything, as the video ResNets'
+    /// `AdaptiveAvgPool3d(1)`.
+    Adaptive([usize; 3]),
+}
+
+/// 3-d average pooling `y_j = (1 / |pool(j)|) sum_{i in pool(j)} x_i`.
+///
+/// Relevance: every LRP rule for pooling takes the z rule of the sum, which splits `R_j` in
+/// proportion to the inputs, `R_i = x_i / stab(sum_{i' in pool(j)} x_i') R_j` (the `1 /
+/// |pool(j)|` cancels; Zennit's `Norm` rule, method.md §5; an average has no maximum for
+/// winner-take-all to pick); [`Rule::Gradient`] spreads `R_j / |pool(j)|` over the window.
+/// The factor `1 / |pool(j)|` is applied as an `f32` ([`UnaryOp::Scale`]), also on an `f64`
+/// backend.
+pub struct AvgPool3d {
+    name: String,
+    windows: AvgWindows,
+}
+
+impl AvgPool3d {
+    /// Average pooling over fixed windows.
+    ///
+    /// **Errors** on padding or ceil mode (whose partial windows PyTorch and Caffe average
+    /// differently).
+    pub fn new(name: impl Into<String>, geometry: Pool3dGeometry) -> Result<Self> {
+        let name = name.into();
+        if geometry.padding != [0, 0, 0] || geometry.ceil_mode {
+            return Err(Error::shape(format!(
+                "layer {name}: average pooling takes no padding and no ceil mode"
+            )));
+        }
+        Ok(Self {
+            name,
+            windows: AvgWindows::Fixed(geometry),
+        })
+    }
+
+    /// Average pooling to the output extent `[T, H, W]` (adaptive windows).
+    pub fn adaptive(name: impl Into<String>, output: [usize; 3]) -> Self {
+        Self {
+            name: name.into(),
+            windows: AvgWindows::Adaptive(output),
+        }
+    }
+
+    /// The windows.
+    pub fn windows(&self) -> &AvgWindows {
+        &self.windows
+    }
+
+    /// The window geometry on an input of shape `[N, C, T, H, W]`.
+    ///
+    /// **Errors** on another rank, or for adaptive windows an extent that is not a positive
+    /// multiple of the output's.
+    pub fn geometry_for(&self, input: &[usize]) -> Result<Pool3dGeometry> {
+        if input.len() != 5 {
+            return Err(Error::shape(format!(
+                "layer {} expects a 5-d input [N, C, T, H, W], got {input:?}",
+                self.name
+            )));
+        }
+        match &self.windows {
+            AvgWindows::Fixed(g) => Ok(*g),
+            AvgWindows::Adaptive(out) => {
+                let mut kernel = [0; 3];
+                for a in 0..3 {
+                    let (n, o) = (input[2 + a], out[a]);
+                    if o == 0 || n == 0 || n % o != 0 {
+                        return Err(Error::shape(format!(
+                            "layer {}: input extent {n} is not a multiple of the output extent \
+                             {o} (adaptive average pooling takes equal windows only)",
+                            self.name
+                        )));
+                    }
+                    kernel[a] = n / o;
+                }
+                Ok(Pool3dGeometry {
+                    kernel,
+                    stride: kernel,
+                    padding: [0, 0, 0],
+                    ceil_mode: false,
+                })
+            }
+        }
+    }
+}
+
+impl<B: Backend> Layer<B> for AvgPool3d {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> LayerKind {
+        LayerKind::AvgPool3d
+    }
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let g = self.geometry_for(input)?;
+        let ext = g
+            .output_extent([input[2], input[3], input[4]])
+            .map_err(|e| Error::shape(format!("layer {}: {e}", self.name)))?;
+        Ok(vec![input[0], input[1], ext[0], ext[1], ext[2]])
+    }
+    fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
+        let g = self.geometry_for(&be.shape(x))?;
+        let sums = be.sum_pool3d(x, &g)?;
+        be.unary(
+            &sums,
+            UnaryOp::Scale(1.0 / g.kernel.iter().product::<usize>() as f32),
+        )
+    }
+    fn relevance(&self, be: &B, x: &B::Tensor, r: &B::Tensor, rule: &Rule) -> Result<B::Tensor> {
+        let g = self.geometry_for(&be.shape(x))?;
+        match rule {
+            Rule::Gradient => {
+                let volume = g.kernel.iter().product::<usize>() as f32;
+                let spread = be.sum_pool3d_transposed(r, &g, &be.shape(x))?;
+                be.unary(&spread, UnaryOp::Scale(1.0 / volume))
+            }
+            Rule::PoolProportional | Rule::PoolWinnerTakeAll => {
+                pool_relevance(be, &self.name, &g, x, r, &Rule::PoolProportional)
+            }
+            other => Err(other.unsupported(&self.name)),
+        }
+    }
+    fn pooling(&self) -> Option<&Pool3dGeometry> {
+        match &self.windows {
+            AvgWindows::Fixed(g) => Some(g),
+            AvgWindows::Adaptive(_) => None,
+        }
     }
 }
 

@@ -52,7 +52,9 @@ pub use composite::{Composite, Finish, Method, PoolRule, PresetOptions, Seed, PR
 pub use description::LayerSpec;
 pub use error::{Error, ErrorKind, Result};
 pub use geometry::{Conv3dGeometry, Pool3dGeometry};
-pub use layer::{Conv3d, Flatten, Layer, LayerKind, Linear, MaxPool3d, Relu, Role};
+pub use layer::{
+    AvgPool3d, AvgWindows, Conv3d, Flatten, Layer, LayerKind, Linear, MaxPool3d, Relu, Role,
+};
 pub use model::{top_k, Explanation, LayerRelevance, Sequential, Target};
 pub use rules::{Affine, Rule};
 pub use tensor::HostTensor;

@@ -110,7 +110,7 @@ impl Rule {
         )
     }
 
-    fn unsupported(&self, layer: &str) -> Error {
+    pub(crate) fn unsupported(&self, layer: &str) -> Error {
         Error::new(
             ErrorKind::Rule,
             format!("rule {} cannot be applied to layer {layer}", self.name()),
