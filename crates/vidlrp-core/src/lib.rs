@@ -37,6 +37,7 @@
 //! ```
 
 pub mod backend;
+mod batch_norm;
 pub mod composite;
 mod description;
 mod error;
@@ -48,6 +49,7 @@ pub mod rules;
 mod tensor;
 
 pub use backend::{Backend, BinaryOp, UnaryOp};
+pub use batch_norm::BatchNorm;
 pub use composite::{Composite, Finish, Method, PoolRule, PresetOptions, Seed, PRESETS};
 pub use description::LayerSpec;
 pub use error::{Error, ErrorKind, Result};
