@@ -503,6 +503,24 @@ pub fn pool_relevance<B: Backend>(
     }
 }
 
+/// Relevance at a sum `y = a + b` (a residual block's join, method.md §5), split in proportion
+/// to the summands: `R_a = a / stab(a + b) R` and `R_b = b / stab(a + b) R`, so `R_a + R_b = R`
+/// up to the stabiliser. Returns `(R_a, R_b)`.
+///
+/// **Errors** if the shapes of `a`, `b` and `r` differ.
+pub fn sum_relevance<B: Backend>(
+    be: &B,
+    a: &B::Tensor,
+    b: &B::Tensor,
+    r: &B::Tensor,
+) -> Result<(B::Tensor, B::Tensor)> {
+    let sum = be.binary(a, b, BinaryOp::Add)?;
+    let s = be.binary_owned_rhs(r, sum, BinaryOp::StabDiv(STABILIZER))?;
+    let ra = be.binary(a, &s, BinaryOp::Mul)?;
+    let rb = be.binary_owned(s, b, BinaryOp::Mul)?;
+    Ok((ra, rb))
+}
+
 /// Relevance through a ReLU: [`Rule::Pass`] returns `R` unchanged, [`Rule::Gradient`] masks it
 /// by `x > 0`.
 pub fn activation_relevance<B: Backend>(

@@ -1,0 +1,109 @@
+//! Relevance at a residual sum `a + b`, split in proportion to the summands
+//! (`vidlrp_core::rules::sum_relevance`): against its definition in f64, conservation, the
+//! stabiliser where the summands cancel, and the CPU backend against the reference.
+
+use vidlrp_core::rules::{sum_relevance, STABILIZER};
+use vidlrp_core::{Backend, HostTensor};
+use vidlrp_reference::Reference;
+
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s % 4096) as f64 / 1024.0 - 2.0) as f32
+        })
+        .collect()
+}
+
+const SHAPE: [usize; 5] = [2, 4, 3, 5, 5];
+
+fn host(seed: u64) -> HostTensor {
+    HostTensor::new(SHAPE.to_vec(), values(SHAPE.iter().product(), seed)).unwrap()
+}
+
+#[test]
+fn the_split_is_proportional_and_conserves() {
+    let be = Reference::<f64>::new();
+    let (a, b, r) = (host(1), host(2), host(3));
+    let (ga, gb, gr) = (
+        be.upload(&a).unwrap(),
+        be.upload(&b).unwrap(),
+        be.upload(&r).unwrap(),
+    );
+    let (ra, rb) = sum_relevance(&be, &ga, &gb, &gr).unwrap();
+    let eps = f64::from(STABILIZER);
+    for i in 0..a.data().len() {
+        let (x, y, z) = (
+            f64::from(a.data()[i]),
+            f64::from(b.data()[i]),
+            f64::from(r.data()[i]),
+        );
+        let sum = x + y;
+        // stab(z) = z + eps sign(z), sign(0) = +1.
+        let stab = sum + if sum >= 0.0 { eps } else { -eps };
+        let (want_a, want_b) = (x / stab * z, y / stab * z);
+        let (got_a, got_b) = (ra.as_slice().unwrap()[i], rb.as_slice().unwrap()[i]);
+        assert!(
+            (got_a - want_a).abs() <= 1e-12 * want_a.abs().max(1.0),
+            "{i}"
+        );
+        assert!(
+            (got_b - want_b).abs() <= 1e-12 * want_b.abs().max(1.0),
+            "{i}"
+        );
+        // The two shares add up to R, up to what the stabiliser keeps back.
+        assert!((got_a + got_b - z * sum / stab).abs() <= 1e-12 * z.abs().max(1.0));
+        if sum.abs() > 0.5 {
+            assert!((got_a + got_b - z).abs() <= 1e-5 * z.abs().max(1.0), "{i}");
+        }
+    }
+}
+
+#[test]
+fn cancelling_summands_stay_finite() {
+    // a + b = 0 exactly: stab(0) = eps, so each share is a / eps R, finite and opposite.
+    let be = Reference::<f64>::new();
+    let a = HostTensor::new(vec![1, 1, 1, 1, 2], vec![1.0, -0.5]).unwrap();
+    let b = HostTensor::new(vec![1, 1, 1, 1, 2], vec![-1.0, 0.5]).unwrap();
+    let r = HostTensor::new(vec![1, 1, 1, 1, 2], vec![1e-6, 2e-6]).unwrap();
+    let (ra, rb) = sum_relevance(
+        &be,
+        &be.upload(&a).unwrap(),
+        &be.upload(&b).unwrap(),
+        &be.upload(&r).unwrap(),
+    )
+    .unwrap();
+    for (p, q) in ra.iter().zip(rb.iter()) {
+        assert!(p.is_finite() && q.is_finite());
+        assert!((p + q).abs() < 1e-12, "{p} + {q}");
+    }
+    // Mismatched shapes are errors.
+    let other = HostTensor::new(vec![1, 1, 1, 1, 3], vec![0.0; 3]).unwrap();
+    let bad = sum_relevance(
+        &be,
+        &be.upload(&a).unwrap(),
+        &be.upload(&other).unwrap(),
+        &be.upload(&r).unwrap(),
+    );
+    assert!(bad.is_err());
+}
+
+#[test]
+fn the_cpu_backend_agrees_with_the_reference() {
+    let reference = Reference::<f64>::new();
+    let cpu = vidlrp_cpu::Cpu::new(2).unwrap();
+    let (a, b, r) = (host(4), host(5), host(6));
+    let up_ref = |t: &HostTensor| reference.upload(t).unwrap();
+    let up_cpu = |t: &HostTensor| cpu.upload(t).unwrap();
+    let (ra, rb) = sum_relevance(&reference, &up_ref(&a), &up_ref(&b), &up_ref(&r)).unwrap();
+    let (ca, cb) = sum_relevance(&cpu, &up_cpu(&a), &up_cpu(&b), &up_cpu(&r)).unwrap();
+    for (want, got) in [(ra, ca), (rb, cb)] {
+        let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+        let worst =
+            (want.iter().zip(got.iter())).fold(0f64, |m, (p, q)| m.max((p - f64::from(*q)).abs()));
+        assert!(worst <= 1e-4 * scale, "{worst} of {scale}");
+    }
+}
