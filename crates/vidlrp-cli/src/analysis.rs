@@ -29,7 +29,7 @@ pub struct DataArgs {
     /// Class names, one per line (e.g. the Sports-1M labels.txt), for named labels.
     #[arg(long)]
     pub labels: Option<PathBuf>,
-    /// Preprocessing preset (and z^B bounds): caffe or port, or NAME@SIZE for a square input
+    /// Preprocessing preset (and z^B bounds): caffe, port or kinetics, or NAME@SIZE for a square input
     /// of SIZE pixels (caffe@64). Default: the one recorded in the weights, else caffe.
     #[arg(long)]
     pub preset: Option<Preprocess>,

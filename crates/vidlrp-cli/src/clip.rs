@@ -18,7 +18,7 @@ pub struct ClipArgs {
     /// A video file, a directory of PNG/JPEG frames (name order) or an .npy of frames (T,H,W,3).
     #[arg(long)]
     pub video: Option<PathBuf>,
-    /// Preprocessing preset for --video (and the z^B bounds unless given): caffe or port, or
+    /// Preprocessing preset for --video (and the z^B bounds unless given): caffe, port or kinetics, or
     /// NAME@SIZE for a square input of SIZE pixels (caffe@64). Default: the one recorded in
     /// the weights (models from `vidlrp train`), else caffe.
     #[arg(long)]

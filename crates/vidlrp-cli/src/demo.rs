@@ -74,7 +74,7 @@ pub fn synthetic_clip(seed: u64) -> HostTensor {
                 for (c, &v) in [rgb[2], rgb[1], rgb[0]].iter().enumerate() {
                     let noise = (rng.uniform() as f32 - 0.5) * 8.0;
                     let v = (v + noise).clamp(0.0, 255.0);
-                    data[((c * t_n + t) * h_n + h) * w_n + w] = v - p.mean[c];
+                    data[((c * t_n + t) * h_n + h) * w_n + w] = (v - p.mean[c]) / p.std[c];
                 }
             }
         }

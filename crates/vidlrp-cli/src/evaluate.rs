@@ -76,7 +76,7 @@ pub struct Args {
     /// curves took, and report the whole evaluation's time as a multiple of it.
     #[arg(long)]
     measure_overhead: bool,
-    /// Preprocessing preset (and input range): caffe, port, or NAME@SIZE. Default: the weights'.
+    /// Preprocessing preset (and input range): caffe, port, kinetics, or NAME@SIZE. Default: the weights'.
     #[arg(long)]
     preset: Option<Preprocess>,
     /// pool5 variant: port or caffe. Default: the weights' origin's.

@@ -41,7 +41,8 @@ pub fn resize_bilinear(src: &[f32], h: usize, w: usize, out_h: usize, out_w: usi
 }
 
 /// Preprocesses frames with a preset: resize to `preset.resize`, crop, reorder channels to
-/// `preset.channel_order`, subtract `preset.mean` (or the per-voxel `preset.voxel_mean`).
+/// `preset.channel_order`, subtract `preset.mean` (or the per-voxel `preset.voxel_mean`) and
+/// divide by `preset.std`.
 /// Returns `[3, T, crop_h, crop_w]`.
 ///
 /// **Errors** if a per-voxel mean has another number of frames than `frames`.
@@ -77,9 +78,18 @@ pub fn preprocess(frames: &[RgbFrame], preset: &Preprocess) -> Result<HostTensor
                     dst[y * cw + x] = resized[(top + y) * rw + left + x];
                 }
             }
+            let std = preset.std[c];
             match &preset.voxel_mean {
-                Some(m) => dst.iter_mut().zip(&m.data()[at]).for_each(|(v, m)| *v -= m),
-                None => dst.iter_mut().for_each(|v| *v -= preset.mean[c]),
+                Some(m) => {
+                    for (v, m) in dst.iter_mut().zip(&m.data()[at]) {
+                        *v = (*v - m) / std;
+                    }
+                }
+                None => {
+                    for v in dst.iter_mut() {
+                        *v = (*v - preset.mean[c]) / std;
+                    }
+                }
             }
         }
     }

@@ -58,6 +58,9 @@ pub struct Preprocess {
     pub channel_order: ChannelOrder,
     /// Mean subtracted per input channel (in `channel_order`), on the 0..255 scale.
     pub mean: [f32; 3],
+    /// Divisor per input channel after the mean, on the 0..255 scale (1 for caffe and port):
+    /// an input value is `(v - mean_c) / std_c` for a pixel value `v` in 0..255.
+    pub std: [f32; 3],
     /// Frame size `[H, W]` after resizing.
     pub resize: [usize; 2],
     /// Crop origin `[row, column]` and size `[H, W]`.
@@ -69,7 +72,7 @@ pub struct Preprocess {
 
 impl Preprocess {
     /// The names [`FromStr`] accepts.
-    pub const NAMES: [&'static str; 2] = ["caffe", "port"];
+    pub const NAMES: [&'static str; 3] = ["caffe", "port", "kinetics"];
 
     /// The original Caffe C3D: BGR, resize 128x171, mean (B 90.25, G 97.66, R 101.41),
     /// centre crop 112x112 at rows 8..120, columns 29..141.
@@ -78,6 +81,7 @@ impl Preprocess {
             name: "caffe",
             channel_order: ChannelOrder::Bgr,
             mean: [90.25, 97.66, 101.41],
+            std: [1.0; 3],
             resize: [128, 171],
             crop: ([8, 29], [112, 112]),
             voxel_mean: None,
@@ -90,8 +94,27 @@ impl Preprocess {
             name: "port",
             channel_order: ChannelOrder::Rgb,
             mean: [0.0; 3],
+            std: [1.0; 3],
             resize: [112, 200],
             crop: ([0, 44], [112, 112]),
+            voxel_mean: None,
+        }
+    }
+
+    /// torchvision's video models trained on Kinetics-400 (r3d_18, mc3_18, r2plus1d_18): RGB
+    /// on 0..1, resize 128x171, centre crop 112x112 (rows 8..120, columns 30..142, as
+    /// torchvision rounds the offset 29.5), mean (0.43216, 0.394666, 0.37645) and std
+    /// (0.22803, 0.22145, 0.216989), here scaled by 255 to act on 0..255 pixels: `(v / 255 - m)
+    /// / s = (v - 255 m) / (255 s)` (equal up to f32 rounding).
+    pub fn kinetics() -> Self {
+        let scaled = |v: [f64; 3]| v.map(|x| (255.0 * x) as f32);
+        Self {
+            name: "kinetics",
+            channel_order: ChannelOrder::Rgb,
+            mean: scaled([0.43216, 0.394666, 0.37645]),
+            std: scaled([0.22803, 0.22145, 0.216989]),
+            resize: [128, 171],
+            crop: ([8, 30], [112, 112]),
             voxel_mean: None,
         }
     }
@@ -189,27 +212,30 @@ impl Preprocess {
         self.voxel_mean.as_ref().map(|m| m.shape()[1])
     }
 
-    /// The smallest value a preprocessed pixel can take: `l_c = 0 - mean_c` per channel, or
-    /// `l_i = 0 - mean_i` per input voxel under a per-voxel mean.
+    /// The smallest value a preprocessed pixel can take: `l_c = (0 - mean_c) / std_c` per
+    /// channel, or `l_i = 0 - mean_i` per input voxel under a per-voxel mean.
     pub fn low(&self) -> Vec<f32> {
         match &self.voxel_mean {
             Some(m) => m.data().iter().map(|m| -m).collect(),
-            None => self.mean.iter().map(|m| -m).collect(),
+            None => (0..3).map(|c| -self.mean[c] / self.std[c]).collect(),
         }
     }
 
-    /// The largest value: `h_c = 255 - mean_c` per channel, or per input voxel.
+    /// The largest value: `h_c = (255 - mean_c) / std_c` per channel, or `255 - mean_i` per
+    /// input voxel.
     pub fn high(&self) -> Vec<f32> {
         match &self.voxel_mean {
             Some(m) => m.data().iter().map(|m| 255.0 - m).collect(),
-            None => self.mean.iter().map(|m| 255.0 - m).collect(),
+            None => (0..3)
+                .map(|c| (255.0 - self.mean[c]) / self.std[c])
+                .collect(),
         }
     }
 }
 
 /// An unknown preset name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown preprocessing preset {0:?} (known: caffe, port; NAME@SIZE for a square input of SIZE pixels, e.g. caffe@64)")]
+#[error("unknown preprocessing preset {0:?} (known: caffe, port, kinetics; NAME@SIZE for a square input of SIZE pixels, e.g. caffe@64)")]
 pub struct UnknownPreset(pub String);
 
 impl FromStr for Preprocess {
@@ -223,6 +249,7 @@ impl FromStr for Preprocess {
         let preset = match name {
             "caffe" => Self::caffe(),
             "port" => Self::port(),
+            "kinetics" => Self::kinetics(),
             _ => return Err(UnknownPreset(s.to_string())),
         };
         match size {
@@ -256,6 +283,36 @@ mod tests {
         assert_eq!(p.high(), vec![164.75, 157.34, 153.59]);
         assert_eq!(Preprocess::port().low(), vec![0.0; 3]);
         assert_eq!(Preprocess::port().high(), vec![255.0; 3]);
+    }
+
+    #[test]
+    fn kinetics_bounds_are_torchvisions_normalisation_of_0_and_1() {
+        let p = Preprocess::kinetics();
+        let (m, s) = (
+            [0.43216f64, 0.394666, 0.37645],
+            [0.22803f64, 0.22145, 0.216989],
+        );
+        for c in 0..3 {
+            let (lo, hi) = (-m[c] / s[c], (1.0 - m[c]) / s[c]);
+            assert!((f64::from(p.low()[c]) - lo).abs() < 1e-5, "{c}");
+            assert!((f64::from(p.high()[c]) - hi).abs() < 1e-5, "{c}");
+        }
+        assert_eq!(p.channel_order, ChannelOrder::Rgb);
+        assert_eq!(p.crop, ([8, 30], [112, 112]));
+        assert_eq!(p.clone().at_size(56).unwrap().to_string(), "kinetics@56");
+        // Preprocessing a white and a black frame gives the bounds, in network channel order.
+        for (v, want) in [(255u8, p.high()), (0u8, p.low())] {
+            let frame = crate::source::RgbFrame {
+                width: 171,
+                height: 128,
+                data: vec![v; 128 * 171 * 3],
+            };
+            let x = crate::preprocess::preprocess(&[frame], &p).unwrap();
+            let plane = 112 * 112;
+            for (c, (got, w)) in x.data().chunks(plane).zip(&want).enumerate() {
+                assert!(got.iter().all(|&g| (g - w).abs() < 1e-5), "{v}: {c}");
+            }
+        }
     }
 
     #[test]

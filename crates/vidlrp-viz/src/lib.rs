@@ -140,6 +140,7 @@ pub fn input_frames(x: &HostTensor, preset: &Preprocess) -> Result<Vec<RgbImage>
                 let mut out = [0u8; 3];
                 for c in 0..3 {
                     let v = x.data()[c * plane + (f * h + py as usize) * w + px as usize]
+                        * preset.std[c]
                         + preset.mean[c];
                     out[preset.channel_order.rgb_channel(c)] = v.round().clamp(0.0, 255.0) as u8;
                 }
