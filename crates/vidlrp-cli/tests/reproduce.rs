@@ -106,6 +106,10 @@ fn reproduce_quick_writes_every_stage_and_the_report() {
     assert!(claims[7]["not_judged"].as_str().unwrap().contains("100 %"));
     assert!(words.contains(&claims[6]["verdict"].as_str().unwrap()));
     let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
+    assert!(
+        !report.contains("One model only"),
+        "two models need no warning"
+    );
     for part in [
         "Table 1",
         "The rule, the same for every claim",
@@ -267,6 +271,24 @@ fn reproduce_on_given_untrained_weights_judges_no_effect() {
     assert!(report.contains("Models and videos"), "{report}");
     assert!(report.contains("untrained-12.safetensors"));
     assert!(!report.contains("null"));
+    // One model: the report warns that its intervals rest on the test videos alone.
+    let one = d.join("one");
+    ok(vidlrp(&[
+        "reproduce",
+        "--out",
+        s(&one),
+        "--quick",
+        "--weights",
+        s(&models[0]),
+        "--manifest",
+        s(&data.join("test.csv")),
+        "--preset",
+        "caffe@48",
+        "--threads",
+        "2",
+    ]));
+    let report = std::fs::read_to_string(one.join("REPORT.md")).unwrap();
+    assert!(report.contains("One model only"), "{report}");
     // --weights without a manifest is a usage error.
     let o = vidlrp(&[
         "reproduce",

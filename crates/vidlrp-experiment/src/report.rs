@@ -72,6 +72,15 @@ pub fn claims_section(results: &[ClaimResult], seeds: usize, resamples: usize) -
             format!(" Shown but not judged: {}.", not_judged.join("; "))
         }
     )));
+    if seeds == 1 {
+        doc.push(Block::Para(
+            "**One model only:** its intervals rest on the test videos alone. Another model \
+             trained from another seed, or another network of the same architecture, can \
+             differ by more than they show (two untrained networks differ in their border \
+             strength); judge the claims over several models."
+                .into(),
+        ));
+    }
     doc.push(Block::Heading(3, "Per model".into()));
     let mut header = vec!["#".into()];
     header.extend((1..=seeds).map(|k| format!("model {k} [95 % interval]: verdict")));
