@@ -190,7 +190,7 @@ fn options(a: &DataArgs) -> Result<RunOptions> {
         shard,
         bootstrap: a.bootstrap,
         seed: a.seed,
-        journal: Some(journal_path(&a.out)),
+        journal: Some(vidlrp_dataset::Journal::beside(&a.out)),
         resume: a.resume,
         batch: a.batch,
         chunk_bytes: usize::try_from(a.chunk_mb << 20).unwrap_or(usize::MAX),
@@ -241,7 +241,7 @@ pub fn analyse(
     let summary = vidlrp_dataset::summarize(&staged, &records)?;
     outputs.publish()?;
     // The outputs are complete: the journal has served.
-    let _ = std::fs::remove_file(journal_path(out));
+    let _ = std::fs::remove_file(vidlrp_dataset::Journal::beside(out));
     eprintln!(
         "{command}: shard {shard}, {} of {} manifest items",
         shard.len_of(records.manifest_items),
@@ -319,14 +319,6 @@ pub fn merge(a: MergeArgs) -> Result<crate::summary::Finished> {
     Ok(crate::summary::Finished::summary(
         json!({"out": a.out, "summary": a.out.join("summary.json")}),
     ))
-}
-
-/// The journal of a run into `out`: `OUT.journal.jsonl` beside it.
-pub fn journal_path(out: &std::path::Path) -> PathBuf {
-    let name = out
-        .file_name()
-        .map_or("vidlrp-run".into(), |n| n.to_string_lossy().into_owned());
-    out.with_file_name(format!("{name}.journal.jsonl"))
 }
 
 /// Default offsets of the offset sweep: 0, 8, ..., 256.

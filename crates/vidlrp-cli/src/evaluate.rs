@@ -141,7 +141,7 @@ fn options(a: &Args, preset: Preprocess) -> Result<EvaluationOptions> {
         methods: a.methods.clone(),
         orders: a.order.clone(),
         batch: a.batch,
-        journal: Some(crate::analysis::journal_path(&a.out)),
+        journal: Some(vidlrp_dataset::Journal::beside(&a.out)),
         resume: a.resume,
         measure_overhead: a.measure_overhead,
     })
@@ -181,7 +181,7 @@ pub fn evaluate(
     let (summary, figures) = vidlrp_dataset::summarize_evaluation(&staged, &records)?;
     outputs.publish()?;
     // The outputs are complete: the journal has served.
-    let _ = std::fs::remove_file(crate::analysis::journal_path(out));
+    let _ = std::fs::remove_file(vidlrp_dataset::Journal::beside(out));
     report(&summary);
     if let Some(f) = timing.forward_only_s {
         eprintln!(

@@ -216,7 +216,7 @@ pub fn run(a: Args) -> Result<Finished> {
         text += &format!(
             "{:<12} {:<14} {}/{}  {}\n",
             c.claim.id,
-            verdict_word(c),
+            c.verdict_word(),
             c.holds_in,
             claims.seeds,
             c.claim.statement
@@ -249,7 +249,7 @@ fn study(a: &Args, lab: &CliLab, plan: &Plan, vary: &Vary, started: Instant) -> 
     for (v, r) in &levels {
         text += &format!("{name} = {}:", level_text(*v));
         for c in &r.results {
-            text += &format!(" {} {};", c.claim.id, verdict_word(c));
+            text += &format!(" {} {};", c.claim.id, c.verdict_word());
         }
         text += "\n";
     }
@@ -262,14 +262,6 @@ fn study(a: &Args, lab: &CliLab, plan: &Plan, vary: &Vary, started: Instant) -> 
     let json = json!({"study": a.out.join("STUDY.md"), "factor": name, "levels": json_levels,
                       "seconds": started.elapsed().as_secs_f64()});
     Ok(Finished::with_text(json, text))
-}
-
-/// A claim's pooled verdict in words (`not judged` where it is shown only).
-fn verdict_word(c: &ClaimResult) -> &'static str {
-    match c.claim.not_judged {
-        Some(_) => "not judged",
-        None => c.pooled.verdict.word(),
-    }
 }
 
 /// A judged claim as the command's JSON reports it.
@@ -286,7 +278,7 @@ fn claim_json(c: &ClaimResult) -> serde_json::Value {
         "judged": c.claim.not_judged.is_none(),
         "not_judged": c.claim.not_judged,
         "pooled": judged(&c.pooled),
-        "verdict": verdict_word(c),
+        "verdict": c.verdict_word(),
         "holds_in": c.holds_in,
         "per_seed": c.per_model.iter().map(judged).collect::<Vec<_>>(),
     })

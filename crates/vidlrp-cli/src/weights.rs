@@ -62,19 +62,7 @@ pub fn default_preset(_origin: Origin) -> Preprocess {
 /// The preset a command uses: `given` (`--preset`) if any, else the one recorded in the
 /// weights' safetensors metadata (models from `vidlrp train`, e.g. `caffe@64`), else `caffe`.
 pub fn resolve_preset(given: Option<&Preprocess>, weights: &Path) -> Result<Preprocess> {
-    if let Some(p) = given {
-        return Ok(p.clone());
-    }
-    let recorded = vidlrp_io::read_safetensors_metadata(weights)
-        .ok()
-        .flatten()
-        .and_then(|m| m.get(vidlrp_c3d::PRESET_KEY).cloned());
-    match recorded {
-        Some(p) => p
-            .parse()
-            .with_context(|| format!("{}: recorded preset {p:?}", weights.display())),
-        None => Ok(Preprocess::caffe()),
-    }
+    Ok(vidlrp_dataset::resolve_preset(given, weights)?)
 }
 
 #[derive(clap::Args)]

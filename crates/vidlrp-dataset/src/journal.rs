@@ -43,6 +43,21 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
 }
 
 impl Journal {
+    /// Where the commands keep the journal of a run into the directory `out`:
+    /// `OUT.journal.jsonl` beside it.
+    ///
+    /// ```
+    /// use std::path::{Path, PathBuf};
+    /// let p = vidlrp_dataset::Journal::beside(Path::new("runs/profile"));
+    /// assert_eq!(p, PathBuf::from("runs/profile.journal.jsonl"));
+    /// ```
+    pub fn beside(out: &Path) -> PathBuf {
+        let name = out
+            .file_name()
+            .map_or("vidlrp-run".into(), |n| n.to_string_lossy().into_owned());
+        out.with_file_name(format!("{name}.journal.jsonl"))
+    }
+
     /// Opens the journal at `path` for the run described by `run` (anything serializable
     /// naming the command, options, conditions and shard; its JSON, keys sorted, heads the
     /// journal). With `resume`, an existing journal of the same

@@ -72,6 +72,16 @@ pub enum DatasetError {
     /// Weight or tensor files.
     #[error(transparent)]
     Io(#[from] vidlrp_io::IoError),
+    /// A model records a preprocessing preset vidlrp does not know.
+    #[error("{path}: recorded preset {preset:?}: {cause}")]
+    Preset {
+        /// The weight file.
+        path: PathBuf,
+        /// The recorded name.
+        preset: String,
+        /// Why it is not a preset.
+        cause: vidlrp_snippet::UnknownPreset,
+    },
     /// The model could not be built.
     #[error(transparent)]
     Model(#[from] vidlrp_c3d::C3dError),
@@ -91,6 +101,32 @@ pub enum DatasetError {
 
 /// Result alias of this crate.
 pub type Result<T, E = DatasetError> = std::result::Result<T, E>;
+
+/// The preset of a model: `given` if any, else the one recorded in the weights' safetensors
+/// metadata under `vidlrp_c3d::PRESET_KEY` (models from `vidlrp train`, e.g. `caffe@64`), else
+/// `caffe`.
+///
+/// **Errors** if the recorded preset is not one vidlrp knows.
+pub fn resolve_preset(
+    given: Option<&vidlrp_snippet::Preprocess>,
+    weights: &std::path::Path,
+) -> Result<vidlrp_snippet::Preprocess> {
+    if let Some(p) = given {
+        return Ok(p.clone());
+    }
+    let recorded = vidlrp_io::read_safetensors_metadata(weights)
+        .ok()
+        .flatten()
+        .and_then(|m| m.get(vidlrp_c3d::PRESET_KEY).cloned());
+    match recorded {
+        Some(preset) => preset.parse().map_err(|cause| DatasetError::Preset {
+            path: weights.to_path_buf(),
+            preset,
+            cause,
+        }),
+        None => Ok(vidlrp_snippet::Preprocess::caffe()),
+    }
+}
 
 /// The SHA-256 of a file's bytes, in hex, read in 1 MiB blocks.
 ///

@@ -427,6 +427,16 @@ pub struct ClaimResult {
     pub holds_in: usize,
 }
 
+impl ClaimResult {
+    /// The pooled verdict in words, or `not judged` for a claim that is shown only.
+    pub fn verdict_word(&self) -> &'static str {
+        match self.claim.not_judged {
+            Some(_) => "not judged",
+            None => self.pooled.verdict.word(),
+        }
+    }
+}
+
 /// Judges every claim on every model and pooled. The bootstrap of model `m` uses seed
 /// `b.seed + m`; the pooled one `b.seed + models`.
 ///

@@ -410,21 +410,9 @@ fn train(stages: &mut Stages, sh: &Shared, s: &SeedRun) -> Result<()> {
     )
 }
 
-/// The preset of model `s`: the shared one, else the one recorded in its weights, else caffe.
+/// The preset of a model: the shared one, else the one recorded in its weights, else caffe.
 fn model_preset(sh: &Shared, weights: &Path) -> Result<Preprocess> {
-    if let Some(p) = &sh.preset {
-        return Ok(p.clone());
-    }
-    let recorded = vidlrp_io::read_safetensors_metadata(weights)
-        .ok()
-        .flatten()
-        .and_then(|m| m.get(vidlrp_c3d::PRESET_KEY).cloned());
-    match recorded {
-        Some(p) => p.parse().map_err(|e| {
-            ExperimentError::Data(format!("{}: recorded preset {p:?}: {e}", weights.display()))
-        }),
-        None => Ok(Preprocess::caffe()),
-    }
+    Ok(vidlrp_dataset::resolve_preset(sh.preset.as_ref(), weights)?)
 }
 
 /// The stages of one model after training: its untrained twin, and the three analyses on the
@@ -469,7 +457,7 @@ fn model_stages(stages: &mut Stages, sh: &Shared, s: &SeedRun) -> Result<()> {
         shard: Shard::WHOLE,
         bootstrap: plan.bootstrap,
         seed: s.seed,
-        journal: Some(journal_path(dir)),
+        journal: Some(vidlrp_dataset::Journal::beside(dir)),
         resume: true,
         batch: vidlrp_dataset::BatchSize::Auto,
         chunk_bytes: RunOptions::DEFAULT_CHUNK_BYTES,
@@ -509,15 +497,6 @@ fn model_stages(stages: &mut Stages, sh: &Shared, s: &SeedRun) -> Result<()> {
             analyse("sweep-offsets", "offsets", conditions)
         },
     )
-}
-
-/// A run's journal: `DIR.journal.jsonl` beside its output directory (where the data-set
-/// commands keep it).
-fn journal_path(dir: &Path) -> PathBuf {
-    let name = dir
-        .file_name()
-        .map_or("vidlrp-run".into(), |n| n.to_string_lossy().into_owned());
-    dir.with_file_name(format!("{name}.journal.jsonl"))
 }
 
 /// The stages shown for one model only: heatmaps of DTD and SA of it and of its untrained twin
@@ -573,7 +552,7 @@ fn examples(stages: &mut Stages, sh: &Shared, s: &SeedRun) -> Result<()> {
             methods: methods.clone(),
             orders: vec![Order::Morf],
             batch: 8,
-            journal: Some(journal_path(&dir)),
+            journal: Some(vidlrp_dataset::Journal::beside(&dir)),
             resume: true,
             measure_overhead: false,
         };

@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::document::{html, markdown, Block};
 use crate::plan::Plan;
 use crate::run::{run_one, Lab, Models, RunClaims};
-use crate::{ClaimResult, Result};
+use crate::Result;
 
 /// A factor a study varies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,14 +172,6 @@ pub fn study(
     Ok(levels)
 }
 
-/// A claim's pooled verdict in words (`not judged` where it is shown only).
-pub fn verdict_word(c: &ClaimResult) -> &'static str {
-    match c.claim.not_judged {
-        Some(_) => "not judged",
-        None => c.pooled.verdict.word(),
-    }
-}
-
 /// STUDY.md, study.html and the figure of border strength against the factor.
 fn write_report(out: &Path, vary: &Vary, levels: &[(f64, RunClaims)]) -> Result<()> {
     let name = vary.factor.name();
@@ -207,7 +199,7 @@ fn write_report(out: &Path, vary: &Vary, levels: &[(f64, RunClaims)]) -> Result<
             let mut row = vec![level_text(*v)];
             row.extend(
                 (r.results.iter())
-                    .map(|c| format!("{} ({}/{})", verdict_word(c), c.holds_in, r.seeds)),
+                    .map(|c| format!("{} ({}/{})", c.verdict_word(), c.holds_in, r.seeds)),
             );
             row
         })

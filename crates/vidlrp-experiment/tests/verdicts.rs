@@ -181,83 +181,26 @@ fn train_step_better(c: usize) -> f64 {
 
 #[test]
 fn each_rule_finds_its_effect_its_opposite_and_no_effect() {
+    let border = |f: fn(usize) -> f64| Effects { border: f, ..NONE };
+    let lookahead = |f: fn(usize) -> f64| Effects {
+        lookahead: f,
+        ..NONE
+    };
+    let accuracy = |f: fn(usize) -> f64| Effects {
+        accuracy: f,
+        ..NONE
+    };
     let cases: [(&str, Effects, Effects); 7] = [
-        (
-            "C1 (DTD)",
-            Effects {
-                border: border_up,
-                ..NONE
-            },
-            Effects {
-                border: border_down,
-                ..NONE
-            },
-        ),
-        (
-            "C1 (SA)",
-            Effects {
-                border: border_up,
-                ..NONE
-            },
-            Effects {
-                border: border_down,
-                ..NONE
-            },
-        ),
-        (
-            "C2",
-            Effects {
-                border: first_only,
-                ..NONE
-            },
-            Effects {
-                border: first_only_neg,
-                ..NONE
-            },
-        ),
-        (
-            "C3",
-            Effects {
-                border: border_down,
-                ..NONE
-            },
-            Effects {
-                border: border_up,
-                ..NONE
-            },
-        ),
-        (
-            "C4",
-            Effects {
-                border: falling,
-                ..NONE
-            },
-            Effects {
-                border: rising,
-                ..NONE
-            },
-        ),
-        (
-            "C5",
-            Effects {
-                lookahead: early_lookahead,
-                ..NONE
-            },
-            Effects {
-                lookahead: late_lookahead,
-                ..NONE
-            },
-        ),
+        ("C1 (DTD)", border(border_up), border(border_down)),
+        ("C1 (SA)", border(border_up), border(border_down)),
+        ("C2", border(first_only), border(first_only_neg)),
+        ("C3", border(border_down), border(border_up)),
+        ("C4", border(falling), border(rising)),
+        ("C5", lookahead(early_lookahead), lookahead(late_lookahead)),
         (
             "C6 (top-1)",
-            Effects {
-                accuracy: step4_better,
-                ..NONE
-            },
-            Effects {
-                accuracy: train_step_better,
-                ..NONE
-            },
+            accuracy(step4_better),
+            accuracy(train_step_better),
         ),
     ];
     for (id, holds, opposite) in cases {
