@@ -228,6 +228,10 @@ fn wide_transposed_convolutions_match_direct_loops() {
         (3, [4, 9, 130], g([3, 3, 3], [1; 3], [1; 3])),
         (1, [3, 10, 30], g([2, 3, 3], [1; 3], [0, 2, 1])),
         (2, [5, 7, 17], g([3, 1, 5], [1; 3], [2, 0, 0])),
+        // Rows of three 16-column vectors (the small model's 48x48 input).
+        (3, [3, 6, 48], g([3, 3, 3], [1; 3], [1; 3])),
+        // Onto 8 channels (the small model's conv2; flipped with AVX-512F).
+        (8, [4, 12, 24], g([3, 3, 3], [1; 3], [1; 3])),
     ] {
         let c = ConvCase {
             n: 2,

@@ -61,7 +61,10 @@ pub(crate) fn conv_transposed_direct_sample(
         }
     }
     let [t_in, h_in, w_in] = dims.input;
-    let chunks = w_in.div_ceil(16 * VECS);
+    // As many vectors per stretch as a row needs, up to VECS: a 48-column row holds 3, and
+    // FMAs of vectors past the row's end would be work on masked-out lanes.
+    let vecs = w_in.div_ceil(16).clamp(1, VECS);
+    let chunks = w_in.div_ceil(16 * vecs);
     let job = Job {
         dims,
         c_out,
@@ -76,11 +79,7 @@ pub(crate) fn conv_transposed_direct_sample(
         // and no other task writes it.
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            match c_in {
-                1 => job.stretch::<1>(row / h_in, row % h_in, chunk, ptr),
-                2 => job.stretch::<2>(row / h_in, row % h_in, chunk, ptr),
-                _ => job.stretch::<3>(row / h_in, row % h_in, chunk, ptr),
-            }
+            job.dispatch(c_in, vecs, row / h_in, row % h_in, chunk, ptr);
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (row, chunk, &job, ptr);
@@ -96,7 +95,41 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
-    /// `dx[.., t, h, w]` for `w` in stretch `chunk` (`16 VECS` columns) of the row, all `C`
+    /// [`Job::stretch`] for `c_in` channels and `vecs` vectors per stretch.
+    ///
+    /// # Safety
+    /// As [`Job::stretch`]; `1 <= c_in <= MAX_CHANNELS`, `1 <= vecs <= VECS`.
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn dispatch(
+        &self,
+        c_in: usize,
+        vecs: usize,
+        t: usize,
+        h: usize,
+        chunk: usize,
+        dx: SendPtr,
+    ) {
+        macro_rules! by_vecs {
+            ($c:literal) => {
+                match vecs {
+                    1 => self.stretch::<$c, 1>(t, h, chunk, dx),
+                    2 => self.stretch::<$c, 2>(t, h, chunk, dx),
+                    3 => self.stretch::<$c, 3>(t, h, chunk, dx),
+                    4 => self.stretch::<$c, 4>(t, h, chunk, dx),
+                    5 => self.stretch::<$c, 5>(t, h, chunk, dx),
+                    6 => self.stretch::<$c, 6>(t, h, chunk, dx),
+                    _ => self.stretch::<$c, VECS>(t, h, chunk, dx),
+                }
+            };
+        }
+        match c_in {
+            1 => by_vecs!(1),
+            2 => by_vecs!(2),
+            _ => by_vecs!(3),
+        }
+    }
+
+    /// `dx[.., t, h, w]` for `w` in stretch `chunk` (`16 V` columns) of the row, all `C`
     /// input channels.
     ///
     /// # Safety
@@ -104,7 +137,13 @@ impl Job<'_> {
     /// alone writes the stretch.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    unsafe fn stretch<const C: usize>(&self, t: usize, h: usize, chunk: usize, dx: SendPtr) {
+    unsafe fn stretch<const C: usize, const V: usize>(
+        &self,
+        t: usize,
+        h: usize,
+        chunk: usize,
+        dx: SendPtr,
+    ) {
         use std::arch::x86_64::*;
         let d = self.dims;
         let [t_in, h_in, w_in] = d.input;
@@ -113,12 +152,12 @@ impl Job<'_> {
         let [pt, ph, pw] = d.g.padding;
         let kvol = kt * kh * kw;
         let positions = d.positions();
-        let w0 = chunk * 16 * VECS;
+        let w0 = chunk * 16 * V;
         // Per tap column e and vector v: the offset of lane 0 in a gradient row, and the lanes
         // whose column w0 + 16 v + l is in dx and reads a gradient column inside the row.
-        let mut loads = vec![(0isize, 0u16); kw * VECS];
+        let mut loads = vec![(0isize, 0u16); kw * V];
         for e in 0..kw {
-            for v in 0..VECS {
+            for v in 0..V {
                 let first = (w0 + 16 * v + pw) as isize - e as isize;
                 let mut mask = 0u16;
                 for l in 0..16 {
@@ -127,10 +166,10 @@ impl Job<'_> {
                         mask |= 1 << l;
                     }
                 }
-                loads[e * VECS + v] = (first, mask);
+                loads[e * V + v] = (first, mask);
             }
         }
-        let mut acc = [[_mm512_setzero_ps(); VECS]; C];
+        let mut acc = [[_mm512_setzero_ps(); V]; C];
         for o in 0..self.c_out {
             for a in 0..kt {
                 let Some(to) = (t + pt).checked_sub(a).filter(|&v| v < t_out) else {
@@ -146,9 +185,9 @@ impl Job<'_> {
                         .add(o * positions + (to * h_out + ho) * w_out);
                     let tap0 = (o * kvol + (a * kh + b) * kw) * C;
                     let taps = &self.taps[tap0..tap0 + kw * C];
-                    for (tap, lanes) in taps.chunks_exact(C).zip(loads.chunks_exact(VECS)) {
+                    for (tap, lanes) in taps.chunks_exact(C).zip(loads.chunks_exact(V)) {
                         let wt: [__m512; C] = std::array::from_fn(|i| _mm512_set1_ps(tap[i]));
-                        let lanes: &[(isize, u16); VECS] = lanes.try_into().expect("VECS loads");
+                        let lanes: &[(isize, u16); V] = lanes.try_into().expect("V loads");
                         for (v, &(first, mask)) in lanes.iter().enumerate() {
                             // Only the mask's lanes, all inside this gradient row, are read.
                             let x = _mm512_maskz_loadu_ps(mask, row.wrapping_offset(first));

@@ -694,10 +694,16 @@ pub(crate) fn conv_transposed_sample(
 pub(crate) const FLIPPED_MIN_POSITIONS: usize = 512;
 
 /// The fewest input channels (the flipped convolution's GEMM rows) for which the flipped
-/// convolution beats `w^T g` + col2im, with the AVX-512 and with the AVX2 kernel (measured at
-/// C3D sizes on AVX2: conv2's transpose onto 64 channels 0.20 s flipped, 0.27 s through
-/// col2im; conv3a's onto 128 equal; 64 onto 64 at 16x56x56 0.11 s and 0.18 s).
+/// convolution beats `w^T g` + col2im with the AVX2 kernel (measured at C3D sizes on AVX2:
+/// conv2's transpose onto 64 channels 0.20 s flipped, 0.27 s through col2im; conv3a's onto 128
+/// equal; 64 onto 64 at 16x56x56 0.11 s and 0.18 s).
 const FLIPPED_MIN_ROWS: usize = 32;
+
+/// [`FLIPPED_MIN_ROWS`] with the AVX-512 kernel, which pays from half a register tile of rows
+/// (measured on the small model's shapes, non-negative operands, batch 32, 2 threads: onto 8
+/// channels at 16x24x24 31 ms flipped, 86 ms through col2im; onto 16 at 8x12x12 9.0 and 24.6
+/// ms; at batch 1 0.96 and 2.4 ms, 0.31 and 0.81 ms).
+const FLIPPED_MIN_ROWS_AVX512: usize = 8;
 
 /// For stride 1 and padding `p <= k - 1`, the transposed convolution is a convolution of the
 /// gradient with the flipped, transposed kernel ([`flipped_kernel`]) and padding `k - 1 - p`:
@@ -716,7 +722,12 @@ pub(crate) fn flipped_dims(dims: &ConvDims, c_out: usize, n: usize) -> Option<Co
     } else {
         positions
     };
-    if dims.c_in < FLIPPED_MIN_ROWS || columns < FLIPPED_MIN_POSITIONS {
+    let min_rows = if crate::gemm::avx512() {
+        FLIPPED_MIN_ROWS_AVX512
+    } else {
+        FLIPPED_MIN_ROWS
+    };
+    if dims.c_in < min_rows || columns < FLIPPED_MIN_POSITIONS {
         return None;
     }
     let [kt, kh, kw] = g.kernel;
