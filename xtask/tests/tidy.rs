@@ -89,6 +89,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "vidlrp-video-resnet",
+        &["vidlrp-core", "vidlrp-io", "vidlrp-rng"],
+    ),
+    (
         "vidlrp-conformance",
         &["vidlrp-c3d", "vidlrp-core", "vidlrp-io", "vidlrp-rng"],
     ),

@@ -57,9 +57,17 @@ pub fn layerwise<B: Backend>(
     composite: &Composite,
 ) -> Result<Vec<LayerConservation>, String> {
     use BinaryOp::{Add, Sub};
+    if !net.is_flat() {
+        return Err(
+            "layer-wise conservation is computed for chains of layers; a network with \
+                    residual blocks reports its per-layer sums in its explanation"
+                .to_string(),
+        );
+    }
     let rules = net.rules(composite).map_err(err)?;
+    let leaves = net.leaves();
     let mut acts = vec![x.clone()];
-    for layer in net.layers() {
+    for layer in &leaves {
         let next = layer
             .forward(be, acts.last().expect("input"))
             .map_err(err)?;
@@ -76,7 +84,7 @@ pub fn layerwise<B: Backend>(
     seed.data_mut()[c] = score;
     let mut r = be.upload(&seed).map_err(err)?;
     let mut out = Vec::new();
-    for (i, layer) in net.layers().iter().enumerate().rev() {
+    for (i, layer) in leaves.iter().enumerate().rev() {
         let xi = &acts[i];
         let rule = &rules[i];
         let abs = be.unary(&r, UnaryOp::Positive).map_err(err)?;

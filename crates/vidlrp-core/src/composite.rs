@@ -215,6 +215,9 @@ pub struct Composite {
     pub pool: Rule,
     /// Rule of the activations.
     pub activation: Rule,
+    /// Rule of residual sums: [`Rule::SumProportional`] for the LRP presets, [`Rule::Gradient`]
+    /// (each branch gets `R`) for the gradient ones.
+    pub sum: Rule,
     /// The output relevance.
     pub seed: Seed,
     /// The final map of the input relevance.
@@ -271,6 +274,7 @@ impl Composite {
             linear,
             pool,
             activation: Rule::Pass,
+            sum: Rule::SumProportional,
             seed: Seed::Score,
             finish: Finish::Identity,
             requires_positive_score: false,
@@ -285,6 +289,7 @@ impl Composite {
             linear: Rule::Gradient,
             pool: Rule::Gradient,
             activation: Rule::Gradient,
+            sum: Rule::Gradient,
             seed: Seed::Unit,
             finish,
             requires_positive_score: false,
@@ -470,6 +475,7 @@ impl Composite {
                 (_, Role::Pooling) => self.pool.clone(),
                 (_, Role::Activation) => self.activation.clone(),
                 (_, Role::Reshape) => Rule::Pass,
+                (_, Role::Sum) => self.sum.clone(),
             })
             .collect()
     }

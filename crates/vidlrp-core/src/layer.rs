@@ -19,6 +19,8 @@ pub enum Role {
     Activation,
     /// A reshape that moves values without changing them: relevance passes unchanged.
     Reshape,
+    /// A residual block's sum of its two branches: the composite's `sum` rule.
+    Sum,
 }
 
 impl Role {
@@ -44,6 +46,7 @@ impl Role {
             ),
             Role::Activation => matches!(rule, Rule::Pass | Rule::Gradient),
             Role::Reshape => true,
+            Role::Sum => matches!(rule, Rule::SumProportional | Rule::Gradient),
         }
     }
 }
@@ -67,6 +70,8 @@ pub enum LayerKind {
     Relu,
     /// Reshape `[N, ...] -> [N, D]`.
     Flatten,
+    /// The sum `main(x) + shortcut(x)` that ends a residual block.
+    ResidualSum,
     /// A layer defined outside this crate.
     Custom {
         /// The layer type's name, for reports (e.g. `"dropout"`).
@@ -85,6 +90,7 @@ impl LayerKind {
             LayerKind::MaxPool3d | LayerKind::AvgPool3d => Role::Pooling,
             LayerKind::Relu => Role::Activation,
             LayerKind::Flatten => Role::Reshape,
+            LayerKind::ResidualSum => Role::Sum,
             LayerKind::Custom { role, .. } => role,
         }
     }

@@ -57,6 +57,6 @@ pub use geometry::{Conv3dGeometry, Pool3dGeometry};
 pub use layer::{
     AvgPool3d, AvgWindows, Conv3d, Flatten, Layer, LayerKind, Linear, MaxPool3d, Relu, Role,
 };
-pub use model::{top_k, Explanation, LayerRelevance, Sequential, Target};
+pub use model::{top_k, Explanation, LayerRelevance, Node, Residual, Sequential, Target};
 pub use rules::{Affine, Rule};
 pub use tensor::HostTensor;

@@ -70,6 +70,9 @@ pub enum Rule {
     PoolProportional,
     /// Pooling: all of `R_j` to the first maximum of its pool (the gradient; Zennit's default).
     PoolWinnerTakeAll,
+    /// A residual sum `y = a + b`: `R_a = a / stab(a + b) R`, `R_b = b / stab(a + b) R`
+    /// ([`sum_relevance`]; the z rule of a sum, Zennit's `Norm`).
+    SumProportional,
 }
 
 impl Rule {
@@ -92,6 +95,7 @@ impl Rule {
             Rule::Gamma { gamma } => format!("gamma({gamma})"),
             Rule::PoolProportional => "proportional".into(),
             Rule::PoolWinnerTakeAll => "winner-take-all".into(),
+            Rule::SumProportional => "proportional (sum)".into(),
         }
     }
 

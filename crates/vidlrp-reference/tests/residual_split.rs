@@ -107,3 +107,100 @@ fn the_cpu_backend_agrees_with_the_reference() {
         assert!(worst <= 1e-4 * scale, "{worst} of {scale}");
     }
 }
+
+/// A network with nested residual blocks (an identity shortcut around a block that itself
+/// holds a block with a convolution shortcut), non-negative weights and input, no biases:
+/// z+ everywhere conserves relevance up to the stabiliser (each neuron keeps `z / (z + 1e-6)` of
+/// its relevance), so in f64 the input relevance sums to the score within 1e-6 and each block's
+/// sum passes on what reaches it within 1e-10; the gradient composite's relevance is the
+/// gradient (checked against central differences of the forward pass).
+#[test]
+fn nested_residual_blocks_conserve_and_pass_the_gradient() {
+    use vidlrp_core::{
+        Composite, Conv3d, Flatten, LayerKind, Linear, Relu, Residual, Sequential, Target,
+    };
+    let be = Reference::<f64>::new();
+    let pos = |n: usize, seed: u64| {
+        values(n, seed)
+            .iter()
+            .map(|v| v.abs() + 0.1)
+            .collect::<Vec<f32>>()
+    };
+    let conv = |name: &str, cin: usize, cout: usize, k: usize, seed: u64| {
+        let w =
+            HostTensor::new(vec![cout, cin, k, k, k], pos(cout * cin * k * k * k, seed)).unwrap();
+        Conv3d::from_host(&be, name, w, None, [1; 3], [k / 2; 3]).unwrap()
+    };
+    let mut inner_main = Sequential::new(vec![]);
+    inner_main.push(conv("b.inner.conv", 2, 2, 3, 11));
+    let mut inner_short = Sequential::new(vec![]);
+    inner_short.push(conv("b.inner.short", 2, 2, 1, 12));
+    let mut outer_main = Sequential::new(vec![]);
+    outer_main.push(conv("b.conv1", 2, 2, 3, 13));
+    outer_main.push(Relu::new("b.relu1"));
+    outer_main.push_residual(Residual::new("b.inner", inner_main, inner_short));
+    let mut net = Sequential::new(vec![]);
+    net.push(conv("stem", 1, 2, 3, 10));
+    net.push(Relu::new("stem.relu"));
+    net.push_residual(Residual::new("b", outer_main, Sequential::new(vec![])));
+    net.push(Relu::new("b.relu"));
+    net.push(Flatten::new("flatten"));
+    let fc = HostTensor::new(vec![3, 2 * 2 * 3 * 3], pos(3 * 36, 14)).unwrap();
+    net.push(Linear::from_host(&be, "fc", fc, None).unwrap());
+    let input = HostTensor::new(vec![1, 1, 2, 3, 3], pos(18, 15)).unwrap();
+    let x = be.upload(&input).unwrap();
+    let zplus = Composite {
+        first: None,
+        ..Composite::dtd(vec![0.0], vec![1.0])
+    };
+    let e = net.explain(&be, &x, &Target::TopOne, &zplus).unwrap();
+    let score = f64::from(e.scores[0]);
+    assert!(
+        (e.input_sums[0] - score).abs() <= 1e-6 * score,
+        "{} vs {score}",
+        e.input_sums[0]
+    );
+    let sums: Vec<_> = e
+        .layers
+        .iter()
+        .filter(|l| l.kind == LayerKind::ResidualSum)
+        .collect();
+    assert_eq!(sums.len(), 2);
+    for l in sums {
+        assert!(
+            (l.input_sum[0] - l.output_sum[0]).abs() <= 1e-10 * score,
+            "{}",
+            l.layer
+        );
+    }
+    // Rules in forward order: the stem gets the first rule of DTD, the sums the sum rule.
+    let rules = net.rules(&Composite::dtd(vec![0.0], vec![1.0])).unwrap();
+    assert_eq!(rules.len(), net.leaves().len() + 2);
+    assert!(matches!(rules[0], vidlrp_core::Rule::ZBox { .. }));
+    // The gradient through both blocks, against central differences.
+    let c = e.classes[0];
+    let g = net
+        .explain(&be, &x, &Target::Class(c), &Composite::sensitivity())
+        .unwrap();
+    let f = |v: &HostTensor| {
+        let out = be
+            .download(&net.forward(&be, &be.upload(v).unwrap()).unwrap())
+            .unwrap();
+        f64::from(out.data()[c])
+    };
+    for i in 0..input.data().len() {
+        let (mut up, mut down) = (input.clone(), input.clone());
+        // Every unit is active (positive weights and input): the network is linear here, so a
+        // wide step loses nothing, and it keeps the f32 rounding of the logits small.
+        up.data_mut()[i] += 0.05;
+        down.data_mut()[i] -= 0.05;
+        let step = f64::from(up.data()[i]) - f64::from(down.data()[i]);
+        let numeric = (f(&up) - f(&down)) / step;
+        let sa = f64::from(g.relevance.data()[i]);
+        assert!(
+            (sa - numeric * numeric).abs() <= 1e-3 * sa.max(1.0),
+            "{i}: {sa} vs {}",
+            numeric * numeric
+        );
+    }
+}

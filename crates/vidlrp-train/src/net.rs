@@ -87,6 +87,14 @@ impl<B: Backend> TrainNet<B> {
                 LayerSpec::MaxPool3d { geometry, .. } => Op::Pool(*geometry),
                 LayerSpec::Relu { .. } => Op::Relu,
                 LayerSpec::Flatten { .. } => Op::Flatten,
+                other => {
+                    return Err(TrainError::Invalid(format!(
+                        "layer {} cannot be trained here: training takes convolutions, dense \
+                         layers, max pooling, ReLU and flatten (C3D); batch normalisation, \
+                         average pooling and residual blocks are explained, not trained",
+                        other.name()
+                    )))
+                }
             };
             let relu_after_linear = matches!(op, Op::Relu) && after_linear;
             after_linear = matches!(op, Op::Linear { .. });
