@@ -2,6 +2,8 @@
 //! definitions written out here in f64, the adjoint identity, conservation of DTD through it,
 //! and the CPU backend against the reference.
 
+mod common;
+
 use ndarray::{ArrayD, IxDyn};
 use vidlrp_core::{
     AvgPool3d, Backend, Composite, Flatten, HostTensor, Layer, Linear, Pool3dGeometry, Rule,
@@ -11,15 +13,7 @@ use vidlrp_reference::Reference;
 
 /// Values in `[lo, lo + 2)` from a xorshift stream, exact in f32.
 fn values(n: usize, seed: u64, lo: f64) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (lo + (s % 2048) as f64 / 1024.0) as f32
-        })
-        .collect()
+    common::dyadic_values(n, seed, lo, 2048)
 }
 
 fn host(shape: &[usize], seed: u64, lo: f64) -> HostTensor {

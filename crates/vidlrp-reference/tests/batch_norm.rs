@@ -2,26 +2,15 @@
 //! against `BN(conv(x))` computed in f64 on the reference backend, for strided convolutions
 //! with and without bias (as in the video ResNets).
 
+mod common;
+
 use ndarray::{ArrayD, Axis};
 use vidlrp_core::{Backend, BatchNorm, Conv3dGeometry, HostTensor};
 use vidlrp_reference::Reference;
 
-/// Values `lo + k / 1024` (dyadic, exact in f32) from a xorshift stream.
-fn values(n: usize, seed: u64, lo: f64, span: u64) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (lo + (s % span) as f64 / 1024.0) as f32
-        })
-        .collect()
-}
-
 fn host(shape: &[usize], seed: u64) -> HostTensor {
     let n = shape.iter().product();
-    HostTensor::new(shape.to_vec(), values(n, seed, -1.0, 2048)).unwrap()
+    HostTensor::new(shape.to_vec(), common::dyadic_values(n, seed, -1.0, 2048)).unwrap()
 }
 
 /// `BN(conv(x; w, b))` in f64 and the folded convolution's output, on the reference backend.
@@ -86,10 +75,10 @@ fn a_folded_convolution_equals_convolution_then_batch_norm() {
     // are rounded to f32 once, which bounds the difference (2^-24 relative per weight).
     let c = 6;
     let bn = BatchNorm::new(
-        values(c, 4, 0.25, 2048),
-        values(c, 5, -1.0, 2048),
-        values(c, 6, -1.0, 2048),
-        values(c, 7, 0.1, 2048),
+        common::dyadic_values(c, 4, 0.25, 2048),
+        common::dyadic_values(c, 5, -1.0, 2048),
+        common::dyadic_values(c, 6, -1.0, 2048),
+        common::dyadic_values(c, 7, 0.1, 2048),
         1e-5,
     )
     .unwrap();

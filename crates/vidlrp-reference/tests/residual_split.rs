@@ -2,20 +2,15 @@
 //! (`vidlrp_core::rules::sum_relevance`): against its definition in f64, conservation, the
 //! stabiliser where the summands cancel, and the CPU backend against the reference.
 
+mod common;
+
 use vidlrp_core::rules::{sum_relevance, STABILIZER};
 use vidlrp_core::{Backend, HostTensor};
 use vidlrp_reference::Reference;
 
+/// Values in `[-2, 2)` from a xorshift stream, exact in f32.
 fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s % 4096) as f64 / 1024.0 - 2.0) as f32
-        })
-        .collect()
+    common::dyadic_values(n, seed, -2.0, 4096)
 }
 
 const SHAPE: [usize; 5] = [2, 4, 3, 5, 5];
