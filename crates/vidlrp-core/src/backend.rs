@@ -223,6 +223,27 @@ pub trait Backend: Send + Sync + 'static {
         input_shape: &[usize],
     ) -> Result<Self::Tensor>;
 
+    /// Relevance through sum pooling in proportion to the inputs:
+    /// `y[i] = x[i] sum_{j : i in pool(j)} r[j] / stab(s[j], eps)` with `s` the window sums
+    /// ([`Backend::sum_pool3d`]), shaped like `x`.
+    ///
+    /// The default composes [`Backend::sum_pool3d`], [`BinaryOp::StabDiv`],
+    /// [`Backend::sum_pool3d_transposed`] and [`BinaryOp::Mul`]; a backend may fuse them into
+    /// one pass over `x` (the CPU does for non-overlapping windows) if it computes the same.
+    fn sum_pool3d_proportional(
+        &self,
+        x: &Self::Tensor,
+        r: &Self::Tensor,
+        geometry: &Pool3dGeometry,
+        eps: f32,
+    ) -> Result<Self::Tensor> {
+        let sums = self.sum_pool3d(x, geometry)?;
+        let s = self.binary_owned_rhs(r, sums, BinaryOp::StabDiv(eps))?;
+        let spread = self.sum_pool3d_transposed(&s, geometry, &self.shape(x))?;
+        drop(s);
+        self.binary_owned(spread, x, BinaryOp::Mul)
+    }
+
     // ---- parameter gradients (training) ----
 
     /// The gradient of `sum(g * conv3d(x, w))` with respect to `w`:

@@ -149,21 +149,24 @@ pub trait Affine<B: Backend> {
     ) -> Result<B::Tensor>;
 }
 
-/// The input split into `x+` and, if any value is negative, `x-`.
-struct SignSplit<T> {
-    pos: T,
+/// The input split into `x+` and, if any value is negative, `x-`. A non-negative input is
+/// its own `x+`, borrowed: `Tensor::clone` is a deep copy on the ndarray backends, a full
+/// pass over an input that is often the largest tensor of the layer.
+struct SignSplit<'a, T: Clone> {
+    pos: std::borrow::Cow<'a, T>,
     neg: Option<T>,
 }
 
-fn split_signs<B: Backend>(be: &B, x: &B::Tensor) -> Result<SignSplit<B::Tensor>> {
+fn split_signs<'a, B: Backend>(be: &B, x: &'a B::Tensor) -> Result<SignSplit<'a, B::Tensor>> {
+    use std::borrow::Cow;
     Ok(if be.min_value(x)? < 0.0 {
         SignSplit {
-            pos: be.unary(x, UnaryOp::Positive)?,
+            pos: Cow::Owned(be.unary(x, UnaryOp::Positive)?),
             neg: Some(be.unary(x, UnaryOp::Negative)?),
         }
     } else {
         SignSplit {
-            pos: x.clone(),
+            pos: Cow::Borrowed(x),
             neg: None,
         }
     })
@@ -292,7 +295,7 @@ impl<B: Backend, A: Affine<B> + ?Sized> AffineOp<'_, B, A> {
     /// alpha-beta and gamma.
     fn split_pass(
         &self,
-        xs: &SignSplit<B::Tensor>,
+        xs: &SignSplit<'_, B::Tensor>,
         wa: &B::Tensor,
         wb: Option<&B::Tensor>,
         b: Option<&B::Tensor>,
@@ -496,13 +499,7 @@ pub fn pool_relevance<B: Backend>(
 ) -> Result<B::Tensor> {
     match rule {
         Rule::PoolWinnerTakeAll | Rule::Gradient => be.max_pool3d_transposed(x, r, geometry),
-        Rule::PoolProportional => {
-            let sums = be.sum_pool3d(x, geometry)?;
-            let s = be.binary_owned_rhs(r, sums, BinaryOp::StabDiv(STABILIZER))?;
-            let spread = be.sum_pool3d_transposed(&s, geometry, &be.shape(x))?;
-            drop(s);
-            be.binary_owned(spread, x, BinaryOp::Mul)
-        }
+        Rule::PoolProportional => be.sum_pool3d_proportional(x, r, geometry, STABILIZER),
         other => Err(other.unsupported(name)),
     }
 }

@@ -327,7 +327,8 @@ impl Backend for Cpu {
         let dims = conv_dims(x.shape(), w.shape(), g)?;
         let (n, c_out) = (x.shape()[0], w.shape()[0]);
         operands::bias("conv3d", bias.map(ndarray::ArrayBase::shape), c_out)?;
-        let mut out = vec![0.0f32; n * c_out * dims.positions()];
+        let len = n * c_out * dims.positions();
+        let mut out = self.run(|| elementwise::zeros(len));
         let (x, w, b) = (slice(x), slice(w), bias.map(slice));
         self.run(|| {
             let path = conv::choose(Direction::Forward, &dims, n, c_out, x, w);
@@ -429,7 +430,8 @@ impl Backend for Cpu {
         let dims = conv_dims(input_shape, w.shape(), g)?;
         operands::conv3d_gradient(input_shape, w.shape(), gy.shape(), dims.output)?;
         let (n, c_out) = (input_shape[0], w.shape()[0]);
-        let mut dx = vec![0.0f32; n * dims.input_len()];
+        let len = n * dims.input_len();
+        let mut dx = self.run(|| elementwise::zeros(len));
         let (gy, w) = (slice(gy), slice(w));
         self.run(|| {
             let path = conv::choose(Direction::Transposed, &dims, n, c_out, gy, w);
@@ -503,7 +505,8 @@ impl Backend for Cpu {
     fn max_pool3d(&self, x: &ArrayD<f32>, g: &Pool3dGeometry) -> Result<ArrayD<f32>> {
         standard!(x);
         let d = pool_dims(x.shape(), g)?;
-        let mut y = vec![0.0f32; x.shape()[0] * x.shape()[1] * d.output.iter().product::<usize>()];
+        let len = x.shape()[0] * x.shape()[1] * d.output.iter().product::<usize>();
+        let mut y = self.run(|| elementwise::zeros(len));
         self.run(|| pool::max_pool(&d, slice(x), &mut y));
         let [to, ho, wo] = d.output;
         Ok(from_vec(&[x.shape()[0], x.shape()[1], to, ho, wo], y))
@@ -518,7 +521,8 @@ impl Backend for Cpu {
         standard!(x, gy);
         let d = pool_dims(x.shape(), g)?;
         operands::pool3d_gradient(x.shape(), gy.shape(), d.output)?;
-        let mut dx = vec![0.0f32; x.len()];
+        let len = x.len();
+        let mut dx = self.run(|| elementwise::zeros(len));
         self.run(|| pool::max_pool_transposed(&d, slice(x), slice(gy), &mut dx));
         Ok(from_vec(x.shape(), dx))
     }
@@ -526,7 +530,8 @@ impl Backend for Cpu {
     fn sum_pool3d(&self, x: &ArrayD<f32>, g: &Pool3dGeometry) -> Result<ArrayD<f32>> {
         standard!(x);
         let d = pool_dims(x.shape(), g)?;
-        let mut y = vec![0.0f32; x.shape()[0] * x.shape()[1] * d.output.iter().product::<usize>()];
+        let len = x.shape()[0] * x.shape()[1] * d.output.iter().product::<usize>();
+        let mut y = self.run(|| elementwise::zeros(len));
         self.run(|| pool::sum_pool(&d, slice(x), &mut y));
         let [to, ho, wo] = d.output;
         Ok(from_vec(&[x.shape()[0], x.shape()[1], to, ho, wo], y))
@@ -541,8 +546,25 @@ impl Backend for Cpu {
         standard!(gy);
         let d = pool_dims(input_shape, g)?;
         operands::pool3d_gradient(input_shape, gy.shape(), d.output)?;
-        let mut dx = vec![0.0f32; input_shape.iter().product()];
+        let len = input_shape.iter().product();
+        let mut dx = self.run(|| elementwise::zeros(len));
         self.run(|| pool::sum_pool_transposed(&d, slice(gy), &mut dx));
         Ok(from_vec(input_shape, dx))
+    }
+
+    fn sum_pool3d_proportional(
+        &self,
+        x: &ArrayD<f32>,
+        r: &ArrayD<f32>,
+        g: &Pool3dGeometry,
+        eps: f32,
+    ) -> Result<ArrayD<f32>> {
+        standard!(x, r);
+        let d = pool_dims(x.shape(), g)?;
+        operands::pool3d_gradient(x.shape(), r.shape(), d.output)?;
+        let len = x.len();
+        let mut dx = self.run(|| elementwise::zeros(len));
+        self.run(|| pool::sum_pool_proportional(&d, slice(x), slice(r), eps, &mut dx));
+        Ok(from_vec(x.shape(), dx))
     }
 }

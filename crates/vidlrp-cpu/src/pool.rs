@@ -1,7 +1,7 @@
 //! 3-d pooling kernels over clipped windows, one `(n, c)` plane per task.
 
 use rayon::prelude::*;
-use vidlrp_core::Pool3dGeometry;
+use vidlrp_core::{BinaryOp, Pool3dGeometry};
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PoolDims {
@@ -98,6 +98,15 @@ fn argmax(x: &[f32], window: Window) -> Option<usize> {
 }
 
 impl PoolDims {
+    /// [`Self::tiled_2x2`] where the windows cover the whole input (no rows or columns left
+    /// over at the far edges).
+    fn tiled_2x2_exact(&self) -> Option<usize> {
+        self.tiled_2x2().filter(|&kt| {
+            let k = [kt, 2, 2];
+            (0..3).all(|a| self.output[a] * k[a] == self.input[a])
+        })
+    }
+
     /// `Some(kT)` for `[kT, 2, 2]` windows (`kT` 1 or 2) with stride = kernel, no padding and
     /// no window clipped (C3D's pool1 to pool4): those take [`tiled`].
     fn tiled_2x2(&self) -> Option<usize> {
@@ -148,6 +157,14 @@ enum Tiled<'a> {
     Sum { y: &'a mut [f32] },
     /// `dx[i] += g` for every element `i` of each window.
     Spread { g: &'a [f32], dx: &'a mut [f32] },
+    /// `dx[i] = (0 + r / stab(s, eps)) x[i]` for every element `i` of each window, `s` the
+    /// window's sum as [`Tiled::Sum`] adds it: what spreading `r / stab(s)` onto zeros and
+    /// multiplying by `x` gives, bit for bit, in one pass.
+    Proportional {
+        r: &'a [f32],
+        eps: f32,
+        dx: &'a mut [f32],
+    },
 }
 
 /// One plane with `[KT, 2, 2]` windows, output row by output row (`x` is the input plane, unused
@@ -195,6 +212,30 @@ fn tiled_plane<const KT: usize>(d: &PoolDims, x: &[f32], mut job: Tiled<'_>) {
                             sum += row[2 * wo + 1];
                         }
                         *yv = sum;
+                    }
+                }
+                Tiled::Proportional { r, eps, dx } => {
+                    let rows = input_rows();
+                    for (wo, sv) in best.iter_mut().enumerate() {
+                        let mut sum = 0.0f32;
+                        for row in rows.iter().flatten() {
+                            sum += row[2 * wo];
+                            sum += row[2 * wo + 1];
+                        }
+                        // `0 +` as the spread onto zeros adds it (turns -0 into +0).
+                        *sv = 0.0 + BinaryOp::StabDiv(*eps).apply(r[out.start + wo], sum);
+                    }
+                    for a in 0..KT {
+                        for b in 0..2 {
+                            let xs = &x[start(a, b)..start(a, b) + 2 * wo_n];
+                            let row = &mut dx[start(a, b)..start(a, b) + 2 * wo_n];
+                            for ((pair, xp), &s) in
+                                row.chunks_exact_mut(2).zip(xs.chunks_exact(2)).zip(&best)
+                            {
+                                pair[0] = s * xp[0];
+                                pair[1] = s * xp[1];
+                            }
+                        }
                     }
                 }
                 Tiled::Spread { g, dx } => {
@@ -303,5 +344,35 @@ pub(crate) fn sum_pool_transposed(d: &PoolDims, g: &[f32], dx: &mut [f32]) {
         .zip(g.par_chunks(d.out_len()))
         .for_each(|(dxp, gp)| {
             d.for_each_window(&wins, |j, w| w.for_each(|i| dxp[i] += gp[j]));
+        });
+}
+
+/// Proportional relevance through sum pooling, `dx[i] = x[i] sum_{j : i in pool(j)} r[j] /
+/// stab(s[j], eps)` (`s` the window sums), the same values as [`sum_pool`], `StabDiv`,
+/// [`sum_pool_transposed`] and `Mul` one after the other, bit for bit: one pass per plane
+/// where the `[kT, 2, 2]` windows tile the input exactly, else spread then multiply, each
+/// plane while it is in cache. `dx` is zeros on entry.
+pub(crate) fn sum_pool_proportional(d: &PoolDims, x: &[f32], r: &[f32], eps: f32, dx: &mut [f32]) {
+    if let Some(kt) = d.tiled_2x2_exact() {
+        dx.par_chunks_mut(d.in_len())
+            .zip(x.par_chunks(d.in_len()))
+            .zip(r.par_chunks(d.out_len()))
+            .for_each(|((dx, xp), r)| tiled(kt, d, xp, Tiled::Proportional { r, eps, dx }));
+        return;
+    }
+    let wins = d.windows();
+    dx.par_chunks_mut(d.in_len())
+        .zip(x.par_chunks(d.in_len()))
+        .zip(r.par_chunks(d.out_len()))
+        .for_each(|((dxp, xp), rp)| {
+            d.for_each_window(&wins, |j, w| {
+                let mut sum = 0.0f32;
+                w.for_each(|i| sum += xp[i]);
+                let s = BinaryOp::StabDiv(eps).apply(rp[j], sum);
+                w.for_each(|i| dxp[i] += s);
+            });
+            for (v, &xv) in dxp.iter_mut().zip(xp) {
+                *v *= xv;
+            }
         });
 }

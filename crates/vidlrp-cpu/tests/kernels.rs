@@ -2,7 +2,7 @@
 
 use ndarray::ArrayD;
 use proptest::prelude::*;
-use vidlrp_core::{Backend, Conv3dGeometry, HostTensor, Pool3dGeometry};
+use vidlrp_core::{Backend, BinaryOp, Conv3dGeometry, HostTensor, Pool3dGeometry};
 use vidlrp_cpu::Cpu;
 
 fn cpu() -> Cpu {
@@ -353,14 +353,20 @@ fn be_transposed(
 #[test]
 fn c3d_pooling_windows_match_the_definition_exactly() {
     let be = cpu();
-    for kernel in [[1, 2, 2], [2, 2, 2]] {
+    // Odd extents leave inputs outside every window; even ones are tiled exactly (the fused
+    // proportional pass).
+    for (kernel, input) in [
+        ([1, 2, 2], [5usize, 7, 38]),
+        ([2, 2, 2], [5, 7, 38]),
+        ([1, 2, 2], [5, 6, 38]),
+        ([2, 2, 2], [4, 6, 38]),
+    ] {
         let g = Pool3dGeometry {
             kernel,
             stride: kernel,
             padding: [0; 3],
             ceil_mode: false,
         };
-        let input = [5usize, 7, 38];
         let shape = [2, 3, input[0], input[1], input[2]];
         let len: usize = shape.iter().product();
         let mut rng = vidlrp_rng::SplitMix64(kernel[0] as u64);
@@ -425,7 +431,25 @@ fn c3d_pooling_windows_match_the_definition_exactly() {
             bits(&want_spread),
             "sum transposed"
         );
+        assert_eq!(
+            got(be.sum_pool3d_proportional(&x, &gt, &g, 1e-6).unwrap()),
+            got(composed_proportional(&be, &x, &gt, &g)),
+            "proportional {kernel:?} on {input:?}"
+        );
     }
+}
+
+/// Proportional pooling relevance as the backend trait's default composes it.
+fn composed_proportional(
+    be: &Cpu,
+    x: &ArrayD<f32>,
+    r: &ArrayD<f32>,
+    g: &Pool3dGeometry,
+) -> ArrayD<f32> {
+    let sums = be.sum_pool3d(x, g).unwrap();
+    let s = be.binary(r, &sums, BinaryOp::StabDiv(1e-6)).unwrap();
+    let spread = be.sum_pool3d_transposed(&s, g, x.shape()).unwrap();
+    be.binary(&spread, x, BinaryOp::Mul).unwrap()
 }
 
 proptest! {
@@ -502,6 +526,11 @@ proptest! {
         let lhs: f64 = sm.iter().zip(&gv).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
         let rhs: f64 = xv.iter().zip(back.iter()).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
         prop_assert!((lhs - rhs).abs() <= 1e-4 * (1.0 + lhs.abs()));
+        // The fused proportional relevance is the composition, bit for bit.
+        let fused = be.sum_pool3d_proportional(&x, &gt, &g, 1e-6).unwrap();
+        let composed = composed_proportional(&be, &x, &gt, &g);
+        let bits = |a: &ArrayD<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        prop_assert_eq!(bits(&fused), bits(&composed));
     }
 
     #[test]
