@@ -93,6 +93,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["vidlrp-core", "vidlrp-io", "vidlrp-rng"],
     ),
     (
+        "vidlrp-model",
+        &[
+            "vidlrp-c3d",
+            "vidlrp-checkpoint",
+            "vidlrp-core",
+            "vidlrp-io",
+            "vidlrp-video-resnet",
+        ],
+    ),
+    (
         "vidlrp-conformance",
         &["vidlrp-c3d", "vidlrp-core", "vidlrp-io", "vidlrp-rng"],
     ),
@@ -111,6 +121,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "vidlrp-core",
             "vidlrp-evaluate",
             "vidlrp-io",
+            "vidlrp-model",
             "vidlrp-snippet",
             "vidlrp-stats",
             "vidlrp-viz",

@@ -34,8 +34,8 @@ mod weights;
 
 pub use init::init_weights;
 pub use weights::{
-    load_weights, save_weights, to_port_names, C3dWeights, Origin, CAFFE_CONV_NAMES, ORIGIN_KEY,
-    PRESET_KEY, SOURCE_FORMAT_KEY,
+    from_checkpoint, load_weights, save_weights, to_port_names, C3dWeights, Origin,
+    CAFFE_CONV_NAMES, ORIGIN_KEY, PRESET_KEY, SOURCE_FORMAT_KEY,
 };
 
 use std::fmt;

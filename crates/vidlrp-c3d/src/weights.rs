@@ -167,7 +167,13 @@ pub fn to_port_names(tensors: TensorMap) -> (TensorMap, Origin) {
 /// Whether the tensors form a C3D is checked by [`build`](crate::build) and
 /// [`C3dSpec::from_weights`](crate::C3dSpec::from_weights).
 pub fn load_weights(path: &Path) -> Result<C3dWeights> {
-    let ck = vidlrp_checkpoint::read(path)?;
+    from_checkpoint(vidlrp_checkpoint::read(path)?, path)
+}
+
+/// [`load_weights`] of a checkpoint already read from `path` (named in errors).
+///
+/// **Errors** on a recorded origin that is unknown.
+pub fn from_checkpoint(ck: vidlrp_checkpoint::Checkpoint, path: &Path) -> Result<C3dWeights> {
     let (tensors, detected) = to_port_names(ck.tensors);
     let origin = match ck.metadata.get(ORIGIN_KEY) {
         Some(o) => o

@@ -120,11 +120,11 @@ pub fn preset_with_mean(
 }
 
 impl ClipArgs {
-    /// The preset (`--preset`, else the one recorded in `weights`, else caffe), with the
-    /// per-voxel mean of `--mean` if given.
-    pub fn resolved_preset(&self, weights: &Path) -> Result<Preprocess> {
+    /// The preset (`--preset`, else the one recorded in the model's file, else its family's:
+    /// caffe for C3D, kinetics for video ResNets), with the per-voxel mean of `--mean` if given.
+    pub fn resolved_preset(&self, model: &vidlrp_model::Model) -> Result<Preprocess> {
         let length = self.video.as_ref().map(|_| self.length);
-        let preset = crate::weights::resolve_preset(self.preset.as_ref(), weights)?;
+        let preset = crate::weights::model_preset(self.preset.as_ref(), model)?;
         preset_with_mean(&preset, self.mean.as_deref(), length)
     }
 

@@ -65,7 +65,8 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<crate::summary::Finished> {
-    let preset = a.clip.resolved_preset(&a.weights)?;
+    let model = crate::weights::load(&a.weights, a.pool5)?;
+    let preset = a.clip.resolved_preset(&model)?;
     let (composite, bounds_source) = a.rules.composite(a.method, &preset)?;
     let mut outputs = Outputs::new();
     let out_staged = outputs.file(&a.out)?;
@@ -77,13 +78,12 @@ pub fn run(a: Args) -> Result<crate::summary::Finished> {
         .map(vidlrp_dataset::read_labels)
         .transpose()?;
     let s = clip.x.shape().to_vec();
-    let model = crate::weights::load(&a.weights, a.pool5)?;
-    let described = model.describe();
-    let pool5 = model.pool5;
-    let weights = model.weights.tensors;
+    let described = crate::weights::describe(&model);
+    let parameters = model.num_params();
     let out = crate::device::with_backend!(&a.device, |be| {
-        let (net, spec) = vidlrp_c3d::build(be, weights, pool5, [s[1], s[2], s[3], s[4]])
-            .with_context(|| format!("cannot build C3D from {}", a.weights.display()))?;
+        let net = model
+            .into_network(be, [s[1], s[2], s[3], s[4]])
+            .with_context(|| format!("cannot build the network of {}", a.weights.display()))?;
         net.rules(&composite)?;
         let target = a.class.map_or(Target::TopOne, Target::Class);
         let (e, wall) = timed_explain(be, &net, &clip.x, &target, &composite)?;
@@ -115,7 +115,7 @@ pub fn run(a: Args) -> Result<crate::summary::Finished> {
         if let Some(mean) = &a.clip.mean {
             obj.insert("mean".into(), json!(mean));
         }
-        obj.insert("parameters".into(), json!(spec.num_params()));
+        obj.insert("parameters".into(), json!(parameters));
         obj.insert("bounds".into(), json!(bounds_source));
         obj.insert("backend".into(), json!(be.name()));
         obj.insert("output".into(), json!(a.out));

@@ -60,7 +60,8 @@ pub struct Args {
 /// `vidlrp sheet`: the contact sheet `a` describes, written whole.
 pub fn run(a: Args) -> Result<crate::summary::Finished> {
     let palette = &a.pictures.cmap;
-    let preset = a.clip.resolved_preset(&a.weights)?;
+    let model = crate::weights::load(&a.weights, a.pool5)?;
+    let preset = a.clip.resolved_preset(&model)?;
     let composites = a
         .methods
         .iter()
@@ -81,13 +82,11 @@ pub fn run(a: Args) -> Result<crate::summary::Finished> {
         "a contact sheet shows one clip; the input holds {}",
         s[0]
     );
-    let model = crate::weights::load(&a.weights, a.pool5)?;
-    let described = model.describe();
-    let pool5 = model.pool5;
-    let weights = model.weights.tensors;
+    let described = crate::weights::describe(&model);
     let (rows, results, backend) = crate::device::with_backend!(&a.device, |be| {
-        let (net, _) = vidlrp_c3d::build(be, weights, pool5, [s[1], s[2], s[3], s[4]])
-            .with_context(|| format!("cannot build C3D from {}", a.weights.display()))?;
+        let net = model
+            .into_network(be, [s[1], s[2], s[3], s[4]])
+            .with_context(|| format!("cannot build the network of {}", a.weights.display()))?;
         for c in &composites {
             net.rules(c)?;
         }

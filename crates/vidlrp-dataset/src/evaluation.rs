@@ -381,14 +381,8 @@ pub fn evaluate<B: Backend>(
             shape[4]
         )));
     }
-    let loaded = vidlrp_c3d::load_weights(&opts.weights)?;
-    let pool5 = opts.pool5.unwrap_or(loaded.origin.pool5());
-    let (net, _) = vidlrp_c3d::build(
-        be,
-        loaded.tensors,
-        pool5,
-        [shape[1], shape[2], shape[3], shape[4]],
-    )?;
+    let net = vidlrp_model::load(&opts.weights, opts.pool5)?
+        .into_network(be, [shape[1], shape[2], shape[3], shape[4]])?;
     let preset_options = PresetOptions {
         low: opts.preset.low(),
         high: opts.preset.high(),

@@ -85,6 +85,9 @@ pub enum DatasetError {
     /// The model could not be built.
     #[error(transparent)]
     Model(#[from] vidlrp_c3d::C3dError),
+    /// The weights could not be loaded as a supported network, or it could not be built.
+    #[error(transparent)]
+    Network(#[from] vidlrp_model::ModelError),
     /// The engine failed.
     #[error(transparent)]
     Core(#[from] vidlrp_core::Error),
@@ -104,9 +107,11 @@ pub type Result<T, E = DatasetError> = std::result::Result<T, E>;
 
 /// The preset of a model: `given` if any, else the one recorded in the weights' safetensors
 /// metadata under `vidlrp_c3d::PRESET_KEY` (models from `vidlrp train`, e.g. `caffe@64`), else
-/// `caffe`.
+/// the network family's ([`vidlrp_model::preset_of`]: `caffe` for C3D, `kinetics` for video
+/// ResNets).
 ///
-/// **Errors** if the recorded preset is not one vidlrp knows.
+/// **Errors** if the recorded preset is not one vidlrp knows, or the file cannot be read as a
+/// model where its header does not tell.
 pub fn resolve_preset(
     given: Option<&vidlrp_snippet::Preprocess>,
     weights: &std::path::Path,
@@ -114,18 +119,12 @@ pub fn resolve_preset(
     if let Some(p) = given {
         return Ok(p.clone());
     }
-    let recorded = vidlrp_io::read_safetensors_metadata(weights)
-        .ok()
-        .flatten()
-        .and_then(|m| m.get(vidlrp_c3d::PRESET_KEY).cloned());
-    match recorded {
-        Some(preset) => preset.parse().map_err(|cause| DatasetError::Preset {
-            path: weights.to_path_buf(),
-            preset,
-            cause,
-        }),
-        None => Ok(vidlrp_snippet::Preprocess::caffe()),
-    }
+    let preset = vidlrp_model::preset_of(weights)?;
+    preset.parse().map_err(|cause| DatasetError::Preset {
+        path: weights.to_path_buf(),
+        preset,
+        cause,
+    })
 }
 
 /// The SHA-256 of a file's bytes, in hex, read in 1 MiB blocks.

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use vidlrp_c3d::{init_weights, C3dSpec, Pool5};
+use vidlrp_c3d::Pool5;
 use vidlrp_core::{Backend, Composite, HostTensor, PresetOptions, Sequential, Target};
 use vidlrp_snippet::{Preprocess, ShortPolicy, SnippetError, SnippetSpec};
 use vidlrp_stats::{Accumulator, Observation};
@@ -18,11 +18,12 @@ use crate::{
 pub struct RunOptions {
     /// The videos.
     pub manifest: Manifest,
-    /// The C3D weight file.
+    /// The weight file: any network [`vidlrp_model::load`] reads (C3D, video ResNets).
     pub weights: PathBuf,
     /// Preprocessing preset (and the z^B bounds of DTD).
     pub preset: Preprocess,
-    /// pool5 variant; `None`: the weights' origin's ([`vidlrp_c3d::Origin::pool5`]).
+    /// C3D's pool5 variant; `None`: the weights' origin's ([`vidlrp_c3d::Origin::pool5`]).
+    /// Must be `None` for other networks.
     pub pool5: Option<Pool5>,
     /// Frames per snippet.
     pub length: usize,
@@ -123,14 +124,12 @@ pub fn run<B: Backend>(
     let [h, w] = opts.preset.input_size();
     let input = [3, opts.length, h, w];
     let weights_sha256 = crate::sha256_file(&opts.weights)?;
-    let loaded = vidlrp_c3d::load_weights(&opts.weights)?;
-    let origin = loaded.origin;
-    let pool5 = opts.pool5.unwrap_or(origin.pool5());
-    let spec = C3dSpec::from_weights(&loaded.tensors)?;
-    let (net, _) = vidlrp_c3d::build(be, loaded.tensors, pool5, input)?;
+    let mut model = vidlrp_model::load(&opts.weights, opts.pool5)?;
+    let tensors = std::mem::take(&mut model.tensors);
+    let net = model.build_with(be, tensors, input)?;
     let composites = composites(&net, &conditions, opts)?;
     let batch = opts.batch.resolve(&net, input)?;
-    let config = run_config(opts, weights_sha256, pool5, origin);
+    let config = run_config(opts, weights_sha256, &model);
     let (mut journal, mut resumed) = open_journal(command, opts, batch, &config, &conditions)?;
 
     let mine: Vec<&Item> = opts
@@ -152,9 +151,8 @@ pub fn run<B: Backend>(
     let builder = NetworkBuilder {
         be,
         opts,
-        spec,
+        model: &model,
         weights_sha256: &config.weights_sha256,
-        pool5,
         input,
     };
     // The videos to compute, in item order: a reader thread decodes and preprocesses them one
@@ -314,20 +312,17 @@ fn composites<B: Backend>(
 }
 
 /// The run's options as recorded with its results.
-fn run_config(
-    opts: &RunOptions,
-    weights_sha256: String,
-    pool5: Pool5,
-    origin: vidlrp_c3d::Origin,
-) -> RunConfig {
+fn run_config(opts: &RunOptions, weights_sha256: String, model: &vidlrp_model::Model) -> RunConfig {
     RunConfig {
         manifest: opts.manifest.path.clone(),
         manifest_sha256: opts.manifest.sha256.clone(),
         weights: opts.weights.clone(),
         weights_sha256,
         preset: preset_id(&opts.preset),
-        pool5: pool5.to_string(),
-        origin: origin.to_string(),
+        // C3D's pool5 variant; "none" for networks without one (the weights' hash tells them
+        // apart).
+        pool5: model.pool5().map_or("none".into(), |p| p.to_string()),
+        origin: model.origin(),
         length: opts.length,
         short: match opts.short {
             ShortPolicy::Skip => "skip".into(),
@@ -394,13 +389,14 @@ fn chunk_items<'a>(
 }
 
 /// Builds the networks a run swaps in: the trained one from its weight file (checked to be
-/// unchanged since the run began), the untrained one from the run's seed.
+/// unchanged since the run began), the untrained one from the run's seed (initialised as the
+/// architecture's own code does, [`vidlrp_model::Model::untrained`]).
 struct NetworkBuilder<'a, B: Backend> {
     be: &'a B,
     opts: &'a RunOptions,
-    spec: C3dSpec,
+    /// The architecture (its tensors taken for the first network).
+    model: &'a vidlrp_model::Model,
     weights_sha256: &'a str,
-    pool5: Pool5,
     input: [usize; 4],
 }
 
@@ -409,7 +405,7 @@ impl<B: Backend> NetworkBuilder<'_, B> {
     fn build(&self, network: Network) -> Result<Sequential<B>> {
         let opts = self.opts;
         let weights = match network {
-            Network::Untrained => init_weights(&self.spec, opts.seed),
+            Network::Untrained => self.model.untrained(opts.seed),
             Network::Trained => {
                 let now = crate::sha256_file(&opts.weights)?;
                 if now != self.weights_sha256 {
@@ -420,10 +416,10 @@ impl<B: Backend> NetworkBuilder<'_, B> {
                         self.weights_sha256
                     )));
                 }
-                vidlrp_c3d::load_weights(&opts.weights)?.tensors
+                vidlrp_model::load(&opts.weights, opts.pool5)?.tensors
             }
         };
-        Ok(vidlrp_c3d::build(self.be, weights, self.pool5, self.input)?.0)
+        Ok(self.model.build_with(self.be, weights, self.input)?)
     }
 }
 
