@@ -4,7 +4,7 @@
 use std::str::FromStr;
 
 use anyhow::Result;
-use vidlrp_core::{Composite, Method, PoolRule, PresetOptions};
+use vidlrp_core::{Composite, Method, PoolRule, PresetOptions, Rule};
 use vidlrp_snippet::Preprocess;
 
 /// One z^B bound per input channel, or one for all: `-1` or `-90.25,-97.66,-101.41`.
@@ -24,6 +24,109 @@ impl FromStr for BoundValues {
             return Err(format!("{s:?}: bounds must be finite"));
         }
         Ok(Self(v))
+    }
+}
+
+/// A rule given for one layer by name (`--rule fc8=epsilon:0.25`): `LAYER=RULE[:PARAM]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleOverride {
+    /// The layer (or residual sum) name, as in the JSON's per-layer list.
+    pub layer: String,
+    /// The rule's name.
+    pub rule: String,
+    /// Its parameter (epsilon, gamma, alpha), if given.
+    pub param: Option<f32>,
+}
+
+/// The rule names `--rule` takes; the parameterised ones take `:VALUE`.
+const OVERRIDE_RULES: &str = "zplus, zplus-bias, zb, epsilon[:E], gamma[:G], alpha-beta[:ALPHA], \
+     wsquare, flat, gradient, pass, proportional, wta, sum";
+
+impl FromStr for RuleOverride {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (layer, rule) = s
+            .split_once('=')
+            .filter(|(l, r)| !l.is_empty() && !r.is_empty())
+            .ok_or_else(|| format!("{s:?}: expected LAYER=RULE, e.g. fc8=epsilon:0.25"))?;
+        let (name, param) = match rule.split_once(':') {
+            Some((n, p)) => {
+                let v: f32 = p
+                    .parse()
+                    .map_err(|_| format!("{s:?}: {p:?} is not a number"))?;
+                (n, Some(v))
+            }
+            None => (rule, None),
+        };
+        let takes_param = matches!(name, "epsilon" | "gamma" | "alpha-beta");
+        let known = takes_param
+            || [
+                "zplus",
+                "zplus-bias",
+                "zb",
+                "wsquare",
+                "flat",
+                "gradient",
+                "pass",
+                "proportional",
+                "wta",
+                "sum",
+            ]
+            .contains(&name);
+        if !known {
+            return Err(format!(
+                "{s:?}: unknown rule {name:?}; known: {OVERRIDE_RULES}"
+            ));
+        }
+        if param.is_some() && !takes_param {
+            return Err(format!("{s:?}: {name} takes no parameter"));
+        }
+        Ok(Self {
+            layer: layer.to_string(),
+            rule: name.to_string(),
+            param,
+        })
+    }
+}
+
+impl RuleOverride {
+    /// The engine's rule, parameters not given taken from `opts` (`--epsilon`, `--gamma`,
+    /// `--alpha`; z^B's bounds as the composite's).
+    fn rule(&self, opts: &PresetOptions) -> Rule {
+        let p = self.param;
+        match self.rule.as_str() {
+            "zplus" => Rule::ZPlus {
+                positive_bias: false,
+            },
+            "zplus-bias" => Rule::ZPlus {
+                positive_bias: true,
+            },
+            "zb" => Rule::ZBox {
+                low: opts.low.clone(),
+                high: opts.high.clone(),
+            },
+            "epsilon" => Rule::Epsilon {
+                epsilon: p.unwrap_or(opts.epsilon),
+            },
+            "gamma" => Rule::Gamma {
+                gamma: p.unwrap_or(opts.gamma),
+            },
+            "alpha-beta" => {
+                let alpha = p.unwrap_or(opts.alpha);
+                Rule::AlphaBeta {
+                    alpha,
+                    beta: if p.is_some() { alpha - 1.0 } else { opts.beta },
+                }
+            }
+            "wsquare" => Rule::WSquare,
+            "flat" => Rule::Flat,
+            "gradient" => Rule::Gradient,
+            "pass" => Rule::Pass,
+            "proportional" => Rule::PoolProportional,
+            "wta" => Rule::PoolWinnerTakeAll,
+            _ => Rule::SumProportional,
+        }
     }
 }
 
@@ -60,6 +163,12 @@ pub struct RuleArgs {
     /// Add the positive bias to z+ denominators in dtd/zplus (Zennit's ZPlus default).
     #[arg(long)]
     pub zplus_bias: bool,
+    /// A rule for one layer by name, over the method's choice, as LAYER=RULE[:PARAM]
+    /// (repeatable; names as in the JSON's per-layer list). Rules: zplus, zplus-bias, zb,
+    /// epsilon[:E], gamma[:G], alpha-beta[:ALPHA] (beta = alpha - 1), wsquare, flat, gradient,
+    /// pass, proportional, wta, sum. E.g. --rule fc8=epsilon:0.25 --rule pool1=wta.
+    #[arg(long = "rule", value_name = "LAYER=RULE")]
+    pub rules: Vec<RuleOverride>,
 }
 
 impl Default for RuleArgs {
@@ -75,6 +184,7 @@ impl Default for RuleArgs {
             alpha: 2.0,
             beta: 1.0,
             zplus_bias: false,
+            rules: Vec::new(),
         }
     }
 }
@@ -102,13 +212,48 @@ impl RuleArgs {
             pool: self.pool,
             zplus_bias: self.zplus_bias,
         };
-        Ok((Composite::preset(method, &opts)?, source))
+        let mut composite = Composite::preset(method, &opts)?;
+        for o in &self.rules {
+            composite = composite.with_rule(o.layer.clone(), o.rule(&opts));
+        }
+        Ok((composite, source))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rule_overrides_parse() {
+        let o: RuleOverride = "fc8=epsilon:0.25".parse().unwrap();
+        assert_eq!(
+            (o.layer.as_str(), o.rule.as_str(), o.param),
+            ("fc8", "epsilon", Some(0.25))
+        );
+        let opts = PresetOptions::default();
+        assert_eq!(o.rule(&opts), Rule::Epsilon { epsilon: 0.25 });
+        let o: RuleOverride = "conv1=alpha-beta:3".parse().unwrap();
+        assert_eq!(
+            o.rule(&opts),
+            Rule::AlphaBeta {
+                alpha: 3.0,
+                beta: 2.0
+            }
+        );
+        let o: RuleOverride = "layer1.0=sum".parse().unwrap();
+        assert_eq!(o.rule(&opts), Rule::SumProportional);
+        for bad in [
+            "fc8",
+            "=zplus",
+            "fc8=",
+            "fc8=magic",
+            "fc8=zplus:1",
+            "fc8=epsilon:x",
+        ] {
+            assert!(bad.parse::<RuleOverride>().is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn bounds_parse() {

@@ -247,3 +247,55 @@ fn data_set_commands_take_a_video_resnet() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("pool5 variant is a C3D choice"));
 }
+
+#[test]
+fn rules_are_given_by_layer_name() {
+    let d = tmp("rules");
+    let g = golden("r3d");
+    let run = |extra: &[&str]| {
+        let (w, x, out) = (
+            g.join("checkpoint.pth"),
+            g.join("input.npy"),
+            d.join("r.npy"),
+        );
+        let mut args = vec![
+            "explain",
+            "--weights",
+            s(&w),
+            "--input",
+            s(&x),
+            "--out",
+            s(&out),
+        ];
+        args.extend_from_slice(extra);
+        vidlrp(&args)
+    };
+    let j = stdout_json(&run(&[
+        "--rule",
+        "fc=epsilon:0.25",
+        "--rule",
+        "layer1.0=gradient",
+    ]));
+    let rule_of = |name: &str| {
+        j["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["layer"] == name)
+            .map(|l| l["rule"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(rule_of("fc"), "epsilon(0.25)");
+    assert_eq!(rule_of("layer1.0"), "gradient");
+    assert_eq!(rule_of("layer1.1"), "proportional (sum)");
+    assert_eq!(rule_of("layer1.0.conv1.0"), "z+");
+    let bad = run(&["--rule", "fc8=epsilon"]);
+    assert_eq!(bad.status.code(), Some(1));
+    let msg = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        msg.contains("\"fc8\"") && msg.contains("layer4.0.downsample.0"),
+        "{msg}"
+    );
+    let bad = run(&["--rule", "fc=magic"]);
+    assert_eq!(bad.status.code(), Some(2), "a usage error");
+}

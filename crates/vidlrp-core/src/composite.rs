@@ -224,6 +224,10 @@ pub struct Composite {
     pub finish: Finish,
     /// Whether the explained score must be positive (DTD is defined for `f_c(x) > 0` only).
     pub requires_positive_score: bool,
+    /// Rules for steps by name, over the choice by role ([`Composite::with_rule`]); the last
+    /// one given for a name wins. A name that is no step of the network is an error of
+    /// [`crate::Sequential::rules`].
+    pub overrides: Vec<(String, Rule)>,
 }
 
 /// The names of [`Method`], with a one-line description each, in [`Method::ALL`] order.
@@ -278,6 +282,7 @@ impl Composite {
             seed: Seed::Score,
             finish: Finish::Identity,
             requires_positive_score: false,
+            overrides: Vec::new(),
         }
     }
 
@@ -293,6 +298,7 @@ impl Composite {
             seed: Seed::Unit,
             finish,
             requires_positive_score: false,
+            overrides: Vec::new(),
         }
     }
 
@@ -411,7 +417,8 @@ impl Composite {
             }
         }
         let rules = [Some(&self.conv), Some(&self.linear), self.first.as_ref()];
-        for rule in rules.into_iter().flatten() {
+        let overrides = self.overrides.iter().map(|(_, r)| r);
+        for rule in rules.into_iter().flatten().chain(overrides) {
             match rule {
                 Rule::AlphaBeta { alpha, beta }
                     if *alpha < 0.0 || *beta < 0.0 || (alpha - beta - 1.0).abs() > 1e-6 =>
@@ -461,8 +468,22 @@ impl Composite {
         Ok(())
     }
 
+    /// This composite with `rule` on the step (layer or residual sum) named `layer`, whatever
+    /// its role would choose:
+    ///
+    /// ```
+    /// use vidlrp_core::{Composite, Rule};
+    /// let c = Composite::dtd(vec![-1.0], vec![1.0]).with_rule("fc8", Rule::Epsilon { epsilon: 0.25 });
+    /// assert_eq!(c.overrides, vec![("fc8".to_string(), Rule::Epsilon { epsilon: 0.25 })]);
+    /// ```
+    pub fn with_rule(mut self, layer: impl Into<String>, rule: Rule) -> Self {
+        self.overrides.push((layer.into(), rule));
+        self
+    }
+
     /// The rule of each layer, given the layers' kinds in forward order: the first affine layer
-    /// gets `first` (if set), the others the rule of their [`Role`].
+    /// gets `first` (if set), the others the rule of their [`Role`] (names' overrides are
+    /// applied by [`crate::Sequential::rules`]).
     pub fn assign(&self, kinds: &[LayerKind]) -> Vec<Rule> {
         let first_affine = kinds.iter().position(|k| k.is_affine());
         kinds

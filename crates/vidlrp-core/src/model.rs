@@ -292,7 +292,21 @@ impl<B: Backend> Sequential<B> {
         let mut steps = Vec::new();
         self.visit(&mut |s| steps.push((s.name().to_string(), s.kind())));
         let kinds: Vec<LayerKind> = steps.iter().map(|s| s.1).collect();
-        let rules = composite.assign(&kinds);
+        let mut rules = composite.assign(&kinds);
+        for (layer, rule) in &composite.overrides {
+            let at = steps.iter().position(|s| s.0 == *layer).ok_or_else(|| {
+                let names: Vec<&str> = steps.iter().map(|s| s.0.as_str()).collect();
+                Error::new(
+                    ErrorKind::Rule,
+                    format!(
+                        "a rule is given for layer {layer:?}, which the network does not have \
+                         (its layers: {})",
+                        names.join(", ")
+                    ),
+                )
+            })?;
+            rules[at] = rule.clone();
+        }
         for ((name, kind), rule) in steps.iter().zip(&rules) {
             if !kind.role().accepts(rule) {
                 return Err(Error::new(

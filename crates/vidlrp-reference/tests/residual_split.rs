@@ -109,12 +109,10 @@ fn the_cpu_backend_agrees_with_the_reference() {
 /// its relevance), so in f64 the input relevance sums to the score within 1e-6 and each block's
 /// sum passes on what reaches it within 1e-10; the gradient composite's relevance is the
 /// gradient (checked against central differences of the forward pass).
-#[test]
-fn nested_residual_blocks_conserve_and_pass_the_gradient() {
-    use vidlrp_core::{
-        Composite, Conv3d, Flatten, LayerKind, Linear, Relu, Residual, Sequential, Target,
-    };
-    let be = Reference::<f64>::new();
+/// A stem, a block holding a block (network shortcut inside, identity outside), a dense head;
+/// positive weights and input, on the f64 reference. Returns the network and its input.
+fn nested_net(be: &Reference<f64>) -> (vidlrp_core::Sequential<Reference<f64>>, HostTensor) {
+    use vidlrp_core::{Conv3d, Flatten, Linear, Relu, Residual, Sequential};
     let pos = |n: usize, seed: u64| {
         values(n, seed)
             .iter()
@@ -124,7 +122,7 @@ fn nested_residual_blocks_conserve_and_pass_the_gradient() {
     let conv = |name: &str, cin: usize, cout: usize, k: usize, seed: u64| {
         let w =
             HostTensor::new(vec![cout, cin, k, k, k], pos(cout * cin * k * k * k, seed)).unwrap();
-        Conv3d::from_host(&be, name, w, None, [1; 3], [k / 2; 3]).unwrap()
+        Conv3d::from_host(be, name, w, None, [1; 3], [k / 2; 3]).unwrap()
     };
     let mut inner_main = Sequential::new(vec![]);
     inner_main.push(conv("b.inner.conv", 2, 2, 3, 11));
@@ -141,8 +139,16 @@ fn nested_residual_blocks_conserve_and_pass_the_gradient() {
     net.push(Relu::new("b.relu"));
     net.push(Flatten::new("flatten"));
     let fc = HostTensor::new(vec![3, 2 * 2 * 3 * 3], pos(3 * 36, 14)).unwrap();
-    net.push(Linear::from_host(&be, "fc", fc, None).unwrap());
+    net.push(Linear::from_host(be, "fc", fc, None).unwrap());
     let input = HostTensor::new(vec![1, 1, 2, 3, 3], pos(18, 15)).unwrap();
+    (net, input)
+}
+
+#[test]
+fn nested_residual_blocks_conserve_and_pass_the_gradient() {
+    use vidlrp_core::{Composite, LayerKind, Target};
+    let be = Reference::<f64>::new();
+    let (net, input) = nested_net(&be);
     let x = be.upload(&input).unwrap();
     let zplus = Composite {
         first: None,
@@ -198,4 +204,66 @@ fn nested_residual_blocks_conserve_and_pass_the_gradient() {
             numeric * numeric
         );
     }
+}
+
+/// A rule given by name replaces the role's choice for that step only (layers and residual
+/// sums), and the same checks hold: unknown names, rules that do not fit, bad parameters.
+#[test]
+fn rules_by_name_override_the_role_choice() {
+    use vidlrp_core::{Composite, Rule, Target};
+    let be = Reference::<f64>::new();
+    let (net, input) = nested_net(&be);
+    let x = be.upload(&input).unwrap();
+    let dtd = Composite::dtd(vec![0.0], vec![1.0]);
+    let eps = Rule::Epsilon { epsilon: 0.25 };
+    // The only dense layer by name = every dense layer by role: the same numbers.
+    let by_name = dtd.clone().with_rule("fc", eps.clone());
+    let by_role = Composite {
+        linear: eps.clone(),
+        ..dtd.clone()
+    };
+    let (a, b) = (
+        net.explain(&be, &x, &Target::TopOne, &by_name).unwrap(),
+        net.explain(&be, &x, &Target::TopOne, &by_role).unwrap(),
+    );
+    assert_eq!(a.relevance.data(), b.relevance.data());
+    let plain = net.explain(&be, &x, &Target::TopOne, &dtd).unwrap();
+    assert_ne!(a.relevance.data(), plain.relevance.data());
+    // A residual sum by name; the last rule given for a name wins.
+    let rules = net
+        .rules(
+            &dtd.clone()
+                .with_rule("b.inner", Rule::Pass)
+                .with_rule("b.inner", Rule::Gradient),
+        )
+        .unwrap();
+    // The per-layer list runs top to bottom; rules run in forward order.
+    let names: Vec<&str> = a.layers.iter().rev().map(|l| l.layer.as_str()).collect();
+    let at = names.iter().position(|n| *n == "b.inner").unwrap();
+    assert_eq!(rules[at], Rule::Gradient);
+    assert_eq!(rules.iter().filter(|r| **r == Rule::Gradient).count(), 1);
+    // Refusals.
+    let err = net
+        .rules(&dtd.clone().with_rule("fc8", eps))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("\"fc8\"") && err.contains("b.inner"), "{err}");
+    let err = net
+        .rules(&dtd.clone().with_rule(
+            "stem.relu",
+            Rule::ZPlus {
+                positive_bias: false,
+            },
+        ))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("cannot be applied to layer stem.relu"),
+        "{err}"
+    );
+    let err = net
+        .rules(&dtd.with_rule("fc", Rule::Epsilon { epsilon: -1.0 }))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("epsilon must be >= 0"), "{err}");
 }
