@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
 """The PyTorch/Zennit side of `cargo xtask bench`: one task, timed, in a fresh process.
 
-Loads the same safetensors weights and .npy clip as vidlrp, builds the PyTorch C3D port at the
-weights' widths (torch_c3d.py, pool5 padding (0,1,1)), and times: forward; DTD (Zennit ZBox on
-conv1 with the caffe bounds, ZPlus(zero_params='bias') above, max pooling by gradient); SA
-(autograd, squared); train (one SGD step: momentum 0.9, weight decay 5e-4, lr 0.003, mean
-cross-entropy, dropout 0.5). Prints one JSON line: {"task", "times", "peak_rss_mb"}.
+Loads the same safetensors weights and .npy clip as vidlrp, builds the network -- the PyTorch
+C3D port at the weights' widths (torch_c3d.py, pool5 padding (0,1,1)), or torchvision's video
+ResNet (--arch r3d_18 / mc3_18) -- and times: forward; DTD (Zennit ZBox on the first
+convolution with the bounds vidlrp uses, ZPlus(zero_params='bias') above; C3D's max pooling by
+gradient; for the ResNets batch norm merged into the convolutions (Zennit's
+SequentialMergeBatchNorm) and each block's `out += residual` rewritten as Zennit's Sum layer
+(VideoBasicBlockCanonizer below, as Zennit's ResNetCanonizer does for 2-D ResNets), the sums
+and the average pool under Zennit's Norm rule, i.e. split in proportion to their inputs); SA
+(autograd, squared); train (C3D: one SGD step, momentum 0.9, weight decay 5e-4, lr 0.003,
+mean cross-entropy, dropout 0.5). Prints one JSON line: {"task", "times", "peak_rss_mb"}.
 """
 import argparse
 import json
@@ -28,6 +33,44 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_c3d import C3D  # noqa: E402
 
 
+def video_resnet(arch, weights):
+    """torchvision's video ResNet with vidlrp's safetensors weights (float32), in eval mode."""
+    from torchvision.models import video
+    sd = load_file(weights)
+    model = getattr(video, arch)(num_classes=sd["fc.weight"].shape[0])
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    assert not unexpected and all(k.endswith("num_batches_tracked") for k in missing), (
+        missing, unexpected)
+    return model.eval()
+
+
+def resnet_canonizers():
+    """Batch norm merged into the convolution before it; each BasicBlock's residual sum as a
+    zennit Sum module (Zennit canonizes only 2-D torchvision ResNets)."""
+    from torchvision.models.video.resnet import BasicBlock
+    from zennit.canonizers import AttributeCanonizer, SequentialMergeBatchNorm
+    from zennit.layer import Sum
+
+    class VideoBasicBlockCanonizer(AttributeCanonizer):
+        def __init__(self):
+            super().__init__(self._attribute_map)
+
+        @classmethod
+        def _attribute_map(cls, name, module):
+            if isinstance(module, BasicBlock):
+                return {"forward": cls.forward.__get__(module), "canonizer_sum": Sum()}
+            return None
+
+        @staticmethod
+        def forward(self, x):
+            residual = x if self.downsample is None else self.downsample(x)
+            out = self.conv2(self.conv1(x))
+            out = self.canonizer_sum(torch.stack([out, residual], dim=-1))
+            return self.relu(out)
+
+    return [SequentialMergeBatchNorm(), VideoBasicBlockCanonizer()]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--task", required=True, choices=["forward", "dtd", "sa", "train"])
@@ -36,24 +79,35 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument("--arch", default="c3d", help="c3d, r3d_18 or mc3_18")
+    ap.add_argument("--low", default="-90.25,-97.66,-101.41", help="z^B lower bound per channel")
+    ap.add_argument("--high", default="164.75,157.34,153.59", help="z^B upper bound per channel")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     # Full float32 on both sides: no TF32 tensor-core shortcuts in cuDNN/cuBLAS.
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     dev = torch.device(a.device)
-    model = C3D(load_file(a.weights)).eval()
+    resnet = a.arch != "c3d"
+    model = video_resnet(a.arch, a.weights) if resnet else C3D(load_file(a.weights)).eval()
     model.to(dev)
     if a.task == "train":
+        assert not resnet, "the train task times C3D only"
         model.train()
         opt = torch.optim.SGD(model.parameters(), lr=0.003, momentum=0.9, weight_decay=5e-4)
     x = torch.from_numpy(np.load(a.input))
-    mean = torch.tensor([90.25, 97.66, 101.41]).view(1, 3, 1, 1, 1)
-    low, high = (-mean).expand_as(x).to(dev), (255 - mean).expand_as(x).to(dev)
+    bound = lambda v: torch.tensor([float(t) for t in v.split(",")]).view(1, 3, 1, 1, 1)
+    low, high = bound(a.low).expand_as(x).to(dev), bound(a.high).expand_as(x).to(dev)
+    layer_map = [(Activation, Pass()), (Convolution, ZPlus(zero_params="bias")),
+                 (torch.nn.Linear, ZPlus(zero_params="bias"))]
+    if resnet:
+        from zennit.layer import Sum
+        from zennit.rules import Norm
+        from zennit.types import AvgPool
+        layer_map += [(Sum, Norm()), (AvgPool, Norm())]
     composite = SpecialFirstLayerMapComposite(
-        layer_map=[(Activation, Pass()), (Convolution, ZPlus(zero_params="bias")),
-                   (torch.nn.Linear, ZPlus(zero_params="bias"))],
-        first_map=[(Convolution, ZBox(low, high))])
+        layer_map=layer_map, first_map=[(Convolution, ZBox(low, high))],
+        canonizers=resnet_canonizers() if resnet else None)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times = []
     for _ in range(a.repeat):

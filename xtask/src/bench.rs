@@ -1,19 +1,20 @@
 //! `cargo xtask bench`: a C3D (full width, the built-in small trained model, or any
-//! safetensors), ours against PyTorch/Zennit on the same machine, same run: forward, DTD, SA
+//! safetensors) or a torchvision video ResNet (`r3d_18`, `mc3_18`; Zennit with a canonizer for
+//! its batch norms and residual sums), ours against PyTorch/Zennit on the same machine, same run: forward, DTD, SA
 //! and a training step at each batch size, with the FLOP bound beside each time, and where our
 //! time goes per layer and per phase (arithmetic, packing, transforms, allocation, the rest).
 //!
 //! Every measurement runs in a fresh process (ours: `cargo xtask bench --worker`, theirs:
 //! `benches/torch_bench.py`), so each peak RSS is that task's own.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use vidlrp_c3d::{init_weights, C3dSpec, Pool5};
-use vidlrp_core::{Backend, Composite, HostTensor, Target};
+use vidlrp_core::{Backend, Composite, HostTensor, Rule, Sequential, Target};
 use vidlrp_cpu::Cpu;
 use vidlrp_rng::Rng;
 use vidlrp_snippet::Preprocess;
@@ -22,11 +23,13 @@ use vidlrp_snippet::Preprocess;
 #[command(after_help = "Examples:\n  \
     cargo xtask bench --threads 2                                  # full C3D, batch 1\n  \
     cargo xtask bench --model small --batch 1,4,32 --tasks forward,dtd,sa,train --threads 2\n  \
-    cargo xtask bench --model m.safetensors --batch 8")]
+    cargo xtask bench --model m.safetensors --batch 8\n  \
+    cargo xtask bench --model r3d_18 --tasks dtd,sa --threads 2    # 16x112x112, Kinetics head")]
 pub struct Args {
     /// The model: full (seeded full-width C3D, 112x112), small (the built-in trained model,
-    /// fixtures/demo/model.safetensors) or a safetensors file of PyTorch-port names (its input
-    /// size from its recorded preset, else 112).
+    /// fixtures/demo/model.safetensors), r3d_18 or mc3_18 (torchvision's initialisation, seed 0,
+    /// 400 classes, 112x112, the kinetics preset) or a weight file (its input size from its
+    /// recorded or family preset).
     #[arg(long, default_value = "full")]
     model: String,
     /// Threads for both sides (0: all cores).
@@ -65,21 +68,28 @@ pub struct Args {
     input: Option<PathBuf>,
 }
 
-/// The model under test: its weights, the input's side in pixels, a name for the table.
+/// The model under test: its weights, the input's side in pixels, its preset, a name for the
+/// table and its architecture (`c3d`, `r3d_18`, ...: the PyTorch side builds the same).
 struct Model {
     weights: PathBuf,
     size: usize,
+    preset: Preprocess,
     name: String,
+    arch: String,
 }
 
-/// The input side a model's recorded preset implies (`caffe@48`: 48), else 112.
-fn recorded_size(path: &Path) -> Result<usize> {
-    let w = vidlrp_c3d::load_weights(path)?;
-    let preset: Preprocess = match &w.preset {
-        Some(p) => p.parse().map_err(anyhow::Error::msg)?,
-        None => Preprocess::caffe(),
-    };
-    Ok(preset.input_size()[0])
+/// A model from a weight file: its recorded or family preset (`caffe@48`: 48 pixels).
+fn from_file(w: PathBuf, name: String) -> Result<Model> {
+    let preset: Preprocess = vidlrp_model::preset_of(&w)?
+        .parse()
+        .map_err(anyhow::Error::msg)?;
+    Ok(Model {
+        size: preset.input_size()[0],
+        preset,
+        name,
+        arch: vidlrp_model::load(&w, None)?.arch(),
+        weights: w,
+    })
 }
 
 /// Writes what the model needs and names it.
@@ -95,39 +105,53 @@ fn model(a: &Args) -> Result<Model> {
             Ok(Model {
                 weights: w,
                 size: 112,
+                preset: Preprocess::caffe(),
                 name: "full-width C3D".into(),
+                arch: "c3d".into(),
             })
         }
         "small" => {
             let w = crate::repo_root().join("fixtures/demo/model.safetensors");
-            Ok(Model {
-                size: recorded_size(&w)?,
-                weights: w,
-                name: "small trained C3D (fixtures/demo)".into(),
-            })
+            from_file(w, "small trained C3D (fixtures/demo)".into())
         }
-        path => {
-            let w = PathBuf::from(path);
-            Ok(Model {
-                size: recorded_size(&w)?,
-                name: w.display().to_string(),
-                weights: w,
-            })
+        arch @ ("r3d_18" | "mc3_18") => {
+            let w = a.dir.join(format!("{arch}.safetensors"));
+            if !w.exists() {
+                eprintln!("bench: writing seeded {arch} to {}", w.display());
+                let spec = vidlrp_video_resnet::VideoResNetSpec::named(arch, 400)?;
+                let weights = vidlrp_video_resnet::init_weights(&spec, 0);
+                vidlrp_model::Model::from_tensors(weights, &w, None)?.save(&w)?;
+            }
+            from_file(
+                w,
+                format!("{arch} (torchvision's initialisation, 400 classes)"),
+            )
         }
+        path => from_file(PathBuf::from(path), path.to_string()),
     }
 }
 
-/// The clip file of `batch` clips of `size` pixels: uniform values on the caffe scale (each
-/// batch's first clip is the same).
-fn clip(a: &Args, batch: usize, size: usize) -> Result<PathBuf> {
-    let x = a.dir.join(format!("clip-s{size}-b{batch}.npy"));
+/// The clip file of `batch` clips of `size` pixels: uniform pixel values preprocessed by
+/// `preset`'s mean and std (caffe: 0..255 less the mean, the same values as before presets
+/// had a std; each batch's first clip is the same).
+fn clip(a: &Args, batch: usize, size: usize, preset: &Preprocess) -> Result<PathBuf> {
+    let name = if preset.name == "caffe" {
+        format!("clip-s{size}-b{batch}.npy")
+    } else {
+        format!("clip-{}-s{size}-b{batch}.npy", preset.name)
+    };
+    let x = a.dir.join(name);
     if !x.exists() {
-        let caffe = Preprocess::caffe();
         let mut rng = Rng::new(42);
         let plane = 16 * size * size;
         let data = (0..batch * 3 * plane)
-            .map(|i| (rng.uniform() * 255.0) as f32 - caffe.mean[(i / plane) % 3])
+            .map(|i| {
+                let c = (i / plane) % 3;
+                let pixel = (rng.uniform() * 255.0) as f32;
+                (pixel - preset.mean[c]) / preset.std[c]
+            })
             .collect();
+
         vidlrp_io::write_npy(&x, &HostTensor::new(vec![batch, 3, 16, size, size], data)?)?;
     }
     Ok(x)
@@ -146,32 +170,27 @@ fn peak_rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// Multiply-adds x 2 of one forward pass of `spec` on a 3x16xSxS clip: the eight 3x3x3 "same"
-/// convolutions (extents floored by the pools as in C3D: pool1 halves H and W, pool2..4 all
-/// three) and the three dense layers.
-fn c3d_forward_flops(spec: &C3dSpec, size: usize) -> f64 {
-    let (t, s) = (16, size);
-    let extents = [
-        [t, s, s],
-        [t, s / 2, s / 2],
-        [t / 2, s / 4, s / 4],
-        [t / 2, s / 4, s / 4],
-        [t / 4, s / 8, s / 8],
-        [t / 4, s / 8, s / 8],
-        [t / 8, s / 16, s / 16],
-        [t / 8, s / 16, s / 16],
-    ];
-    let mut c_in = spec.in_channels;
+/// Multiply-adds x 2 of one forward pass of `net` on one clip of shape `[C, T, H, W]`: every
+/// convolution's and dense layer's weight count times its output positions.
+fn forward_flops<B: Backend>(be: &B, net: &Sequential<B>, input: [usize; 4]) -> Result<f64> {
+    let shapes = net.shapes(&[1, input[0], input[1], input[2], input[3]])?;
+    // The steps in forward order are the layers and the residual sums; DTD's rules tell the
+    // sums (`SumProportional`) from the layers, so each layer finds its output shape.
+    let rules = net.rules(&Composite::dtd(vec![0.0], vec![1.0]))?;
+    let mut layers = net.leaves().into_iter();
     let mut flops = 0.0;
-    for (i, &c_out) in spec.conv_widths.iter().enumerate() {
-        let k: usize = spec.kernels[i].iter().product();
-        let p: usize = extents[i].iter().product();
-        flops += 2.0 * (c_out * c_in * k * p) as f64;
-        c_in = c_out;
+    for (step, rule) in rules.iter().enumerate() {
+        if *rule == Rule::SumProportional {
+            continue;
+        }
+        let layer = layers.next().context("one layer per step")?;
+        if let Some(affine) = layer.affine() {
+            let weights: usize = be.shape(affine.weight()).iter().product();
+            let positions: usize = shapes[step + 1][2..].iter().product();
+            flops += 2.0 * (weights * positions) as f64;
+        }
     }
-    let [f6, f7] = spec.fc_widths;
-    flops += 2.0 * (spec.fc6_inputs * f6 + f6 * f7 + f7 * spec.classes) as f64;
-    flops
+    Ok(flops)
 }
 
 /// Forward-sized passes of a task: DTD runs the forward, the z+ forward and one transposed
@@ -278,24 +297,32 @@ fn time_task<B: Backend>(a: &Args, task: &str, be: &B) -> Result<Value> {
     let (Some(wpath), Some(xpath)) = (&a.weights, &a.input) else {
         bail!("the worker needs --weights and --input");
     };
-    let weights = vidlrp_io::read_tensors(wpath)?;
+    let model = vidlrp_model::load(wpath, None)?;
     let x = vidlrp_io::read_npy(xpath)?;
     let input = [x.shape()[1], x.shape()[2], x.shape()[3], x.shape()[4]];
-    let caffe = Preprocess::caffe();
+    let preset: Preprocess = model.preset_name().parse().map_err(anyhow::Error::msg)?;
     let composite = match task {
-        "dtd" => Some(Composite::dtd(caffe.low(), caffe.high())),
+        "dtd" => Some(Composite::dtd(preset.low(), preset.high())),
         "sa" => Some(Composite::sensitivity()),
         "forward" | "train" => None,
         other => bail!("unknown task {other}"),
     };
     // Only the network the task needs is built (its memory is part of the task's peak RSS).
     let mut work = if task == "train" {
-        let classes = C3dSpec::from_weights(&weights)?.classes;
+        let vidlrp_model::Architecture::C3d { spec, .. } = &model.architecture else {
+            bail!(
+                "the train task times C3D only; {} is a {}",
+                wpath.display(),
+                model.arch()
+            );
+        };
+        let classes = spec.classes;
+        let weights = model.tensors;
         let labels: Vec<usize> = (0..x.shape()[0]).map(|i| i % classes).collect();
         let net = vidlrp_train::TrainNet::c3d(be, weights, Pool5::Port, input, 0.5)?;
         Work::Train(net, vidlrp_train::Sgd::new(0.003, 0.9, 5e-4), labels)
     } else {
-        Work::Infer(vidlrp_c3d::build(be, weights, Pool5::Port, input)?.0)
+        Work::Infer(model.into_network(be, input)?)
     };
     let mut step = 0u64;
     let mut once = |be: &B| -> Result<Outcome> {
@@ -367,6 +394,11 @@ fn time_task<B: Backend>(a: &Args, task: &str, be: &B) -> Result<Value> {
     )
 }
 
+/// Values joined by commas, for the PyTorch side's bounds.
+fn join(v: &[f32]) -> String {
+    v.iter().map(f32::to_string).collect::<Vec<_>>().join(",")
+}
+
 fn run_json(cmd: &mut Command) -> Result<Value> {
     let out = cmd
         .output()
@@ -392,7 +424,16 @@ pub fn run(a: Args) -> Result<()> {
         return worker(&a, task);
     }
     let m = model(&a)?;
-    let spec = C3dSpec::from_weights(&vidlrp_io::read_tensors(&m.weights)?)?;
+    let loaded = vidlrp_model::load(&m.weights, None)?;
+    let parameters = loaded.num_params();
+    let clip_gflop = {
+        let cpu = Cpu::new(1)?;
+        forward_flops(
+            &cpu,
+            &loaded.into_network(&cpu, [3, 16, m.size, m.size])?,
+            [3, 16, m.size, m.size],
+        )? / 1e9
+    };
     let threads = if a.threads == 0 {
         std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
     } else {
@@ -427,12 +468,11 @@ pub fn run(a: Args) -> Result<()> {
     } else {
         f64::NAN
     };
-    let clip_gflop = c3d_forward_flops(&spec, m.size) / 1e9;
     println!(
         "{} ({:.1}M parameters), input 3x16x{s}x{s}, {clip_gflop:.3} GFLOP per forward pass of \
          one clip; device {}, {threads} threads, min of {} rounds x {} runs",
         m.name,
-        spec.num_params() as f64 / 1e6,
+        parameters as f64 / 1e6,
         a.device,
         a.rounds,
         a.repeat,
@@ -458,7 +498,7 @@ pub fn run(a: Args) -> Result<()> {
     );
     let mut rows = Vec::new();
     for &batch in &a.batch {
-        let x = clip(&a, batch, m.size)?;
+        let x = clip(&a, batch, m.size, &m.preset)?;
         for task in &a.tasks {
             let worker = || {
                 run_json(
@@ -479,6 +519,10 @@ pub fn run(a: Args) -> Result<()> {
                         .arg(&torch_script)
                         .args(["--task", task, "--threads", &threads.to_string()])
                         .args(["--repeat", &a.repeat.to_string(), "--device", &a.device])
+                        .args(["--arch", &m.arch])
+                        // `=`: the values start with a minus sign.
+                        .arg(format!("--low={}", join(&m.preset.low())))
+                        .arg(format!("--high={}", join(&m.preset.high())))
                         .arg("--weights")
                         .arg(&m.weights)
                         .arg("--input")

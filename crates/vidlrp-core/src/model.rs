@@ -355,7 +355,7 @@ impl<B: Backend> Sequential<B> {
             nodes: Vec::with_capacity(self.nodes.len()),
         };
         for node in &self.nodes {
-            let start = Instant::now();
+            let mut start = Instant::now();
             let input = match trace.slots.last() {
                 Some(Some(t)) => t,
                 _ => x,
@@ -365,6 +365,8 @@ impl<B: Backend> Sequential<B> {
                 Node::Residual(r) => {
                     let main = r.main.record(be, input)?;
                     let short = r.shortcut.record(be, input)?;
+                    // The sum's own time: its branches' layers report theirs.
+                    start = Instant::now();
                     let sum = be.binary(main.output(input), short.output(input), BinaryOp::Add)?;
                     (sum, Some((main, short)))
                 }
