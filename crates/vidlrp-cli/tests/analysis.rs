@@ -548,3 +548,138 @@ fn a_killed_run_resumes_to_the_outputs_of_an_uninterrupted_one() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("another run"));
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// A `.npy` of frames whose header declares more than any machine holds
+/// (`(1, 2^63, 2, 3)`: the product wraps unchecked), among good videos: that video fails with
+/// a clear reason, the others are explained, the run finishes (#30).
+#[test]
+fn a_crafted_npy_among_good_videos_fails_alone() {
+    let d = tmp("crafted");
+    let (m, labels, w) = dataset(&d, 2);
+    let mut header =
+        "{'descr': '|u1', 'fortran_order': False, 'shape': (1, 9223372036854775808, 2, 3), }"
+            .to_string();
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&[7u8; 48]);
+    std::fs::write(d.join("crafted.npy"), bytes).unwrap();
+    let mut manifest = std::fs::read_to_string(&m).unwrap();
+    manifest += "crafted.npy,1\n";
+    std::fs::write(&m, manifest).unwrap();
+    let out = d.join("out");
+    ok(vidlrp(
+        &[
+            "profile",
+            "--manifest",
+            s(&m),
+            "--weights",
+            s(&w),
+            "--labels",
+            s(&labels),
+            "--out",
+            s(&out),
+        ],
+        &[],
+    ));
+    let records: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("records.json")).unwrap()).unwrap();
+    let outcomes = records["outcomes"].as_array().unwrap();
+    let crafted: Vec<&Value> = outcomes
+        .iter()
+        .filter(|o| o["path"] == "crafted.npy")
+        .collect();
+    assert_eq!(crafted.len(), 3, "one outcome per condition");
+    for o in crafted {
+        assert_eq!(o["status"], "failed");
+        assert!(
+            o["reason"]
+                .as_str()
+                .unwrap()
+                .contains("more than the file's"),
+            "{o}"
+        );
+    }
+    let ok_count = outcomes.iter().filter(|o| o["status"] == "ok").count();
+    assert_eq!(
+        ok_count,
+        2 * 3,
+        "the two good videos, three conditions each"
+    );
+}
+
+/// Symbolic links planted where vidlrp writes (an output file, the journal beside `--out`)
+/// are replaced or refused, never written through: the files they point at stay as they were
+/// (#30).
+#[test]
+fn planted_symlinks_are_never_written_through() {
+    let d = tmp("symlinks");
+    let (m, labels, w) = dataset(&d, 2);
+    let victim = d.join("victim.txt");
+    std::fs::write(&victim, "precious").unwrap();
+    let out = d.join("out");
+    let journal = d.join("out.journal.jsonl");
+    std::os::unix::fs::symlink(&victim, &journal).unwrap();
+    let args = |extra: &[&str]| {
+        let mut v = vec![
+            "profile",
+            "--manifest",
+            s(&m),
+            "--weights",
+            s(&w),
+            "--labels",
+            s(&labels),
+            "--out",
+            s(&out),
+        ];
+        v.extend_from_slice(extra);
+        v.iter().map(ToString::to_string).collect::<Vec<String>>()
+    };
+    // Resuming through a planted link is refused.
+    let refs = args(&["--resume"]);
+    let o = vidlrp(&refs.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("symbolic link"));
+    // A fresh run replaces the link with its own journal (removed when the run is done).
+    let fresh = args(&[]);
+    ok(vidlrp(
+        &fresh.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[],
+    ));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(
+        std::fs::symlink_metadata(&journal).is_err(),
+        "the journal has served"
+    );
+    // An output file that is a planted link is replaced, not written through.
+    let clip = d.join("clip.npy");
+    let x = vidlrp_core::HostTensor::new(vec![1, 3, 16, 112, 112], vec![0.5; 3 * 16 * 112 * 112])
+        .unwrap();
+    vidlrp_io::write_npy(&clip, &x).unwrap();
+    let rel = d.join("rel.npy");
+    std::os::unix::fs::symlink(&victim, &rel).unwrap();
+    ok(vidlrp(
+        &[
+            "explain",
+            "--weights",
+            s(&w),
+            "--input",
+            s(&clip),
+            "--method",
+            "sa",
+            "--out",
+            s(&rel),
+        ],
+        &[],
+    ));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(!std::fs::symlink_metadata(&rel)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(vidlrp_io::read_npy(&rel).unwrap().shape(), x.shape());
+}

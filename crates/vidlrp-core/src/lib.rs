@@ -59,4 +59,4 @@ pub use layer::{
 };
 pub use model::{top_k, Explanation, LayerRelevance, Node, Residual, Sequential, Target};
 pub use rules::{Affine, Rule};
-pub use tensor::HostTensor;
+pub use tensor::{checked_len, HostTensor};

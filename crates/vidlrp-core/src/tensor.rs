@@ -10,12 +10,32 @@ pub struct HostTensor {
     data: Vec<f32>,
 }
 
+/// The number of elements of `shape`, checked: shapes read from files can ask for more than a
+/// `usize` holds, and an unchecked product wraps around in release builds.
+///
+/// ```
+/// assert_eq!(vidlrp_core::checked_len(&[2, 3, 4]).unwrap(), 24);
+/// assert!(vidlrp_core::checked_len(&[1 << 40, 1 << 40]).is_err());
+/// ```
+///
+/// **Errors** if the product overflows `usize`.
+pub fn checked_len(shape: &[usize]) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| {
+            Error::shape(format!(
+                "shape {shape:?} has more elements than this machine can address"
+            ))
+        })
+}
+
 impl HostTensor {
     /// Wraps `data` as a tensor of `shape`.
     ///
-    /// **Errors** if `data.len()` is not the product of `shape`.
+    /// **Errors** if `data.len()` is not the product of `shape` (or the product overflows).
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self> {
-        let n: usize = shape.iter().product();
+        let n = checked_len(&shape)?;
         if n != data.len() {
             return Err(Error::shape(format!(
                 "shape {shape:?} holds {n} values but {} were given",

@@ -459,7 +459,18 @@ pub fn evaluate<B: Backend>(
                 )))
             }
             None => {
-                let r = evaluator.clip(item, name.clone(), &p, &mut timing)?;
+                // A panic while reading or explaining one clip misses that clip, with the
+                // message; the run goes on.
+                let r =
+                    crate::contain_panic(|| evaluator.clip(item, name.clone(), &p, &mut timing))
+                        .unwrap_or_else(|message| {
+                            Ok(ClipRecord {
+                                item,
+                                clip: name.clone(),
+                                curves: Vec::new(),
+                                missed: Some(message),
+                            })
+                        })?;
                 if let Some(j) = journal.as_mut() {
                     j.append(&r)?;
                 }

@@ -74,6 +74,14 @@ impl Journal {
             DatasetError::Records(format!("the run cannot be described as JSON: {e}"))
         })?;
         let header = serde_json::json!({"journal": JOURNAL_FORMAT, "run": run}).to_string();
+        let planted = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+        if resume && planted {
+            return Err(DatasetError::Records(format!(
+                "{}: the journal is a symbolic link; vidlrp does not resume through one (it \
+                 writes its journals itself)",
+                path.display()
+            )));
+        }
         if resume && path.exists() {
             let mut file = OpenOptions::new()
                 .read(true)
@@ -116,10 +124,25 @@ impl Journal {
                 done,
             ));
         }
-        let mut file = File::create(path).map_err(io(path))?;
-        file.write_all(format!("{header}\n").as_bytes())
+        // A new journal: written under an unpredictable name created exclusively, then renamed
+        // into place (replacing whatever is at `path`, a planted symbolic link included,
+        // without writing through it).
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let stem = path
+            .file_name()
+            .map_or("journal".into(), |n| n.to_string_lossy().into_owned());
+        let (mut file, tmp) = vidlrp_io::create_exclusive(dir, &stem, "new").map_err(io(path))?;
+        let written = file
+            .write_all(format!("{header}\n").as_bytes())
             .and_then(|()| file.sync_data())
-            .map_err(io(path))?;
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(path)(e));
+        }
         Ok((
             Self {
                 file,

@@ -105,6 +105,20 @@ pub enum DatasetError {
 /// Result alias of this crate.
 pub type Result<T, E = DatasetError> = std::result::Result<T, E>;
 
+/// Runs `f`, turning a panic inside it into an error message: the boundary around each video
+/// (and each clip of `evaluate`), so that a bug or a hostile file met by one item fails that
+/// item, with the message, and the run goes on.
+pub(crate) fn contain_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        format!("internal error (a panic, please report it as a bug): {message}")
+    })
+}
+
 /// The preset of a model: `given` if any, else the one recorded in the weights' safetensors
 /// metadata under `vidlrp_c3d::PRESET_KEY` (models from `vidlrp train`, e.g. `caffe@64`), else
 /// the network family's ([`vidlrp_model::preset_of`]: `caffe` for C3D, `kinetics` for video
@@ -148,4 +162,21 @@ pub fn sha256_file(path: &std::path::Path) -> Result<String> {
         h.update(&buf[..n]);
     }
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_panic_becomes_the_items_error_message() {
+        assert_eq!(super::contain_panic(|| 7), Ok(7));
+        let err =
+            super::contain_panic(|| -> usize { panic!("slice index 9 out of range") }).unwrap_err();
+        assert!(
+            err.contains("slice index 9 out of range") && err.contains("bug"),
+            "{err}"
+        );
+        let owned = format!("overflow at {}", 3);
+        let err = super::contain_panic(move || -> () { panic!("{owned}") }).unwrap_err();
+        assert!(err.contains("overflow at 3"), "{err}");
+    }
 }

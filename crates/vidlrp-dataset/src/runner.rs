@@ -171,7 +171,15 @@ pub fn run<B: Backend>(
             yield_to_compute();
             for item in todo {
                 // The receiver hangs up when the run stops early: then stop reading too.
-                if tx.send(read_inputs(item, points, opts)).is_err() {
+                let inputs = crate::contain_panic(|| read_inputs(item, points, opts))
+                    .unwrap_or_else(|message| Inputs {
+                        item: item.index,
+                        snippets: points
+                            .iter()
+                            .map(|_| Err(Miss::Failed(message.clone())))
+                            .collect(),
+                    });
+                if tx.send(inputs).is_err() {
                     break;
                 }
             }
@@ -211,18 +219,34 @@ pub fn run<B: Backend>(
                         tally.explain_s += s;
                         progress(tally.at(total, item));
                     };
-                    observe_groups(
-                        be,
-                        item,
-                        &conditions,
-                        &plan,
-                        (network, net),
-                        &composites,
-                        &inputs[v],
-                        batch,
-                        &mut results[v],
-                        &mut on_group,
-                    );
+                    let observed = crate::contain_panic(|| {
+                        observe_groups(
+                            be,
+                            item,
+                            &conditions,
+                            &plan,
+                            (network, net),
+                            &composites,
+                            &inputs[v],
+                            batch,
+                            &mut results[v],
+                            &mut on_group,
+                        );
+                    });
+                    if let Err(message) = observed {
+                        // The network's conditions this video did not finish fail with the
+                        // panic's message.
+                        let mut failed = 0;
+                        for (_, model, members) in &plan.groups {
+                            for &i in members.iter().filter(|_| *model == network) {
+                                if results[v][i].is_none() {
+                                    results[v][i] = Some(Err(Miss::Failed(message.clone())));
+                                    failed += 1;
+                                }
+                            }
+                        }
+                        on_group(failed, 0.0);
+                    }
                 }
             }
             let mut results = results.into_iter();

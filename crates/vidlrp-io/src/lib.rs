@@ -62,15 +62,61 @@ impl IoError {
 /// Result alias of this crate.
 pub type Result<T, E = IoError> = std::result::Result<T, E>;
 
-fn npy_to_host<R: Read>(path: &Path, npy: npyz::NpyFile<R>, what: &str) -> Result<HostTensor> {
+/// The values an `.npy` header declares, checked against `max_bytes` before anything is
+/// allocated: a header may declare any shape, and the reader would reserve room for all of it.
+///
+/// **Errors** if the shape's product overflows, the dtype's bytes per value times it does, or
+/// it exceeds `max_bytes` (what the file can hold).
+pub fn declared_values(
+    path: &Path,
+    shape: &[u64],
+    bytes_per_value: u64,
+    max_bytes: u64,
+    what: &str,
+) -> Result<usize> {
+    let too_big = || {
+        IoError::format(
+            path,
+            format!(
+                "{what}: the header declares shape {shape:?}, more than the {max_bytes} bytes \
+                 the file can hold; is it corrupt?"
+            ),
+        )
+    };
+    let n = shape
+        .iter()
+        .try_fold(1u64, |n, &d| n.checked_mul(d))
+        .ok_or_else(too_big)?;
+    let bytes = n.checked_mul(bytes_per_value).ok_or_else(too_big)?;
+    if bytes > max_bytes {
+        return Err(too_big());
+    }
+    usize::try_from(n).map_err(|_| too_big())
+}
+
+/// The most bytes the arrays of an `.npz` may inflate to, all together: 64 times the archive's
+/// size plus 256 MiB. Weights and clips compress by far less; a zip bomb is refused before it
+/// is inflated.
+pub fn npz_inflation_limit(file_bytes: u64) -> u64 {
+    file_bytes.saturating_mul(64).saturating_add(256 << 20)
+}
+
+fn npy_to_host<R: Read>(
+    path: &Path,
+    npy: npyz::NpyFile<R>,
+    what: &str,
+    max_bytes: u64,
+) -> Result<HostTensor> {
     if npy.order() != npyz::Order::C {
         return Err(IoError::format(
             path,
             format!("{what}: Fortran-order arrays are not supported; save a C-contiguous array"),
         ));
     }
-    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     let dtype = npy.dtype().descr();
+    let width = if dtype == "'<f8'" { 8 } else { 4 };
+    declared_values(path, npy.shape(), width, max_bytes, what)?;
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     let data: Vec<f32> = match dtype.as_str() {
         "'<f4'" | "'|f4'" => npy.into_vec::<f32>(),
         "'<f8'" => npy
@@ -107,9 +153,10 @@ fn npy_to_host<R: Read>(path: &Path, npy: npyz::NpyFile<R>, what: &str) -> Resul
 /// **Errors** on a missing, truncated or non-npy file and on other dtypes.
 pub fn read_npy(path: &Path) -> Result<HostTensor> {
     let file = File::open(path).map_err(|e| IoError::io(path, e))?;
+    let size = file.metadata().map_err(|e| IoError::io(path, e))?.len();
     let npy = npyz::NpyFile::new(io::BufReader::new(file))
         .map_err(|e| IoError::format(path, format!("not a readable .npy file ({e})")))?;
-    npy_to_host(path, npy, "array")
+    npy_to_host(path, npy, "array", size)
 }
 
 /// Writes `f32` data of `shape` as a `.npy` array, atomically.
@@ -165,13 +212,17 @@ fn read_npz(path: &Path) -> Result<TensorMap> {
     if names.is_empty() {
         return Err(IoError::format(path, "the .npz archive holds no arrays"));
     }
+    let size = fs::metadata(path).map_err(|e| IoError::io(path, e))?.len();
+    // What the arrays may still inflate to (npz_inflation_limit), counted down per array.
+    let mut left = npz_inflation_limit(size);
     let mut out = TensorMap::new();
     for name in names {
         let npy = npz
             .by_name(&name)
             .map_err(|e| IoError::format(path, format!("array {name}: {e}")))?
             .ok_or_else(|| IoError::format(path, format!("array {name} vanished")))?;
-        let t = npy_to_host(path, npy, &format!("array {name}"))?;
+        let t = npy_to_host(path, npy, &format!("array {name}"), left)?;
+        left -= 4 * t.data().len() as u64;
         out.insert(name, t);
     }
     Ok(out)
@@ -458,8 +509,46 @@ pub fn write_npz(path: &Path, tensors: &TensorMap) -> Result<()> {
     })
 }
 
-/// Runs `write` on a temporary file next to `path` and renames it into place; on any error the
-/// temporary file is removed and `path` is left untouched.
+/// 16 hex digits no other process can predict (the standard library's per-process random
+/// hash keys, drawn from the OS): the part of temporary names that keeps them from being
+/// planted in advance.
+pub fn unpredictable_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("{:016x}", h.finish())
+}
+
+/// Creates a new file next to `near` named `.{stem}.{tag}-{pid}-{token}`, exclusively
+/// (`create_new`: an existing file or symbolic link of that name is never opened, so nothing
+/// planted there is written through). Returns the file and its path.
+///
+/// **Errors** if no such file can be created (eight names tried).
+pub fn create_exclusive(dir: &Path, stem: &str, tag: &str) -> io::Result<(File, PathBuf)> {
+    let mut last = None;
+    for _ in 0..8 {
+        let p = dir.join(format!(
+            ".{stem}.{tag}-{}-{}",
+            std::process::id(),
+            unpredictable_token()
+        ));
+        match fs::OpenOptions::new().write(true).create_new(true).open(&p) {
+            Ok(f) => return Ok((f, p)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no temporary name was free")))
+}
+
+/// Runs `write` on a temporary file next to `path` (created exclusively under an unpredictable
+/// name, [`create_exclusive`]) and renames it into place (a symbolic link at `path` is
+/// replaced, not followed); on any error the temporary file is removed and `path` is left
+/// untouched.
 pub fn atomic_write(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
@@ -471,13 +560,9 @@ pub fn atomic_write(
     let name = path
         .file_name()
         .ok_or_else(|| IoError::format(path, "not a file path"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    let (file, tmp) =
+        create_exclusive(dir, &name.to_string_lossy(), "tmp").map_err(|e| IoError::io(path, e))?;
     let result = (|| {
-        let file = File::create(&tmp)?;
         let mut w = BufWriter::new(file);
         write(&mut w)?;
         let file = w

@@ -83,9 +83,12 @@ fn sibling(target: &Path, tag: &str) -> Result<PathBuf> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let k = COUNTER.fetch_add(1, Ordering::Relaxed);
+    // Unpredictable: a staged directory is made with `create_dir`, which fails on anything
+    // planted under its name; a staged file is renamed over, never opened through.
     Ok(dir.join(format!(
-        ".vidlrp-{tag}-{}-{k}.{}",
+        ".vidlrp-{tag}-{}-{k}-{}.{}",
         std::process::id(),
+        crate::unpredictable_token(),
         name.to_string_lossy()
     )))
 }

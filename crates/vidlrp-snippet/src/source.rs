@@ -204,13 +204,32 @@ impl NpyFrames {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
+        let size = file.metadata().map_or(0, |m| m.len());
         let npy = npyz::NpyFile::new(std::io::BufReader::new(file))
             .map_err(|e| invalid(path, format!("not a readable .npy file ({e})")))?;
-        let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-        if shape.len() != 4 || shape[3] != 3 || shape[..3].contains(&0) {
+        let declared = npy.shape().to_vec();
+        if declared.len() != 4 || declared[3] != 3 || declared[..3].contains(&0) {
             return Err(invalid(
                 path,
-                format!("frames must have shape (T, H, W, 3), got {shape:?}"),
+                format!("frames must have shape (T, H, W, 3), got {declared:?}"),
+            ));
+        }
+        // Checked against the file's size before the reader reserves room for it all: a
+        // header may declare any shape (at least one byte per value, uint8).
+        let shape: Vec<usize> = declared
+            .iter()
+            .map(|&d| usize::try_from(d).unwrap_or(usize::MAX))
+            .collect();
+        let values = vidlrp_core::checked_len(&shape)
+            .ok()
+            .filter(|&n| (n as u64) <= size);
+        if values.is_none() {
+            return Err(invalid(
+                path,
+                format!(
+                    "the header declares frames of shape {declared:?}, more than the file's \
+                     {size} bytes hold; is it corrupt?"
+                ),
             ));
         }
         let bytes: Vec<u8> = match npy.dtype().descr().as_str() {
