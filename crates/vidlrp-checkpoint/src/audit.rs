@@ -4,8 +4,11 @@
 //! Nothing pickled is ever executed here (the tensor reader interprets the tensor-rebuild calls
 //! and keeps everything else opaque); the audit makes that policy visible: a checkpoint that
 //! *asks* for `os.system`, `builtins.eval` or any other callable is an error, not a silently
-//! ignored object. The audit walks opcodes only (it skips their arguments), reads at most
-//! [`MAX_LINE`] bytes of any text argument and allocates nothing sized by the file.
+//! ignored object. The audit walks opcodes only (it skips their arguments) and reads at most
+//! [`MAX_LINE`] bytes of any text argument. Its memory is bounded whatever the file: the memo
+//! holds at most [`MAX_MEMO`] entries (a pickle with more is refused), each a shared pointer
+//! to a string the file spelled out (so repeating a memo opcode copies nothing), and the list
+//! of globals found holds each allowed global once.
 
 use std::io::{self, BufRead, Read};
 
@@ -45,6 +48,10 @@ const TORCH_DTYPES: &[&str] = &[
 
 /// The longest text argument (a global's module or name, a decimal number) read.
 pub const MAX_LINE: usize = 4096;
+
+/// The most memo entries a pickle may make (2^20; PyTorch state dicts of a thousand tensors
+/// make about ten thousand): the audit's memo is then at most ~50 MB.
+pub const MAX_MEMO: usize = 1 << 20;
 
 /// Whether `module.name` is allowed.
 pub fn is_allowed(module: &str, name: &str) -> bool {
@@ -145,25 +152,32 @@ fn string_arg<R: Read>(r: &mut R, n: u64) -> Result<Option<String>, AuditError> 
 /// [`AuditError::Invalid`] on unknown opcodes, extension-registry references, a
 /// `STACK_GLOBAL` whose operands are not literal strings, or truncation.
 pub fn audit_pickle<R: BufRead>(r: &mut R) -> Result<Vec<String>, AuditError> {
+    use std::rc::Rc;
     let mut found = Vec::new();
     // The last two values pushed, as strings where they are strings (for STACK_GLOBAL), and
-    // the memo of strings (for a STACK_GLOBAL operand fetched with GET).
-    let mut recent: [Option<String>; 2] = [None, None];
-    let mut memo: std::collections::HashMap<u64, String> = std::collections::HashMap::new();
+    // the memo as the unpickler keeps it: every index it assigns, with the string stored there
+    // (`None` for any other value), so that MEMOIZE's index (the memo's length) is the
+    // unpickler's and a GET sees what the unpickler's GET would.
+    let mut recent: [Option<Rc<str>>; 2] = [None, None];
+    let mut memo: std::collections::HashMap<u64, Option<Rc<str>>> =
+        std::collections::HashMap::new();
     let check = |module: &str, name: &str, found: &mut Vec<String>| {
-        let g = format!("{module}.{name}");
         if is_allowed(module, name) {
-            found.push(g);
+            // Each allowed global once: their number is bounded by the allow-list.
+            let g = format!("{module}.{name}");
+            if !found.contains(&g) {
+                found.push(g);
+            }
             Ok(())
         } else {
-            Err(AuditError::Forbidden(g))
+            Err(AuditError::Forbidden(format!("{module}.{name}")))
         }
     };
     loop {
         let op = read_exact(r, 1)?[0];
         // What this opcode pushes, for the STACK_GLOBAL bookkeeping: Some(Some(s)) a string,
         // Some(None) another value, None nothing (or a memo store).
-        let mut pushed: Option<Option<String>> = Some(None);
+        let mut pushed: Option<Option<Rc<str>>> = Some(None);
         match op {
             b'.' => return Ok(found),
             // Globals.
@@ -212,10 +226,10 @@ pub fn audit_pickle<R: BufRead>(r: &mut R) -> Result<Vec<String>, AuditError> {
                         .map_err(|_| invalid("a PUT index is not a number"))?,
                     _ => memo.len() as u64,
                 };
-                match &recent[1] {
-                    Some(s) => memo.insert(idx, s.clone()),
-                    None => memo.remove(&idx),
-                };
+                memo.insert(idx, recent[1].clone());
+                if memo.len() > MAX_MEMO {
+                    return Err(invalid(format!("more than {MAX_MEMO} memo entries")));
+                }
                 pushed = None;
             }
             b'h' | b'j' | b'g' => {
@@ -227,23 +241,23 @@ pub fn audit_pickle<R: BufRead>(r: &mut R) -> Result<Vec<String>, AuditError> {
                         .parse()
                         .map_err(|_| invalid("a GET index is not a number"))?,
                 };
-                pushed = Some(memo.get(&idx).cloned());
+                pushed = Some(memo.get(&idx).cloned().flatten());
             }
             // Length-prefixed strings and bytes.
             b'X' | b'T' | b'B' => {
                 let n = read_u64(r, 4)?;
                 let s = string_arg(r, n)?;
-                pushed = Some(if op == b'B' { None } else { s });
+                pushed = Some(if op == b'B' { None } else { s.map(Rc::from) });
             }
             0x8c | b'U' | b'C' => {
                 let n = read_u64(r, 1)?;
                 let s = string_arg(r, n)?;
-                pushed = Some(if op == b'C' { None } else { s });
+                pushed = Some(if op == b'C' { None } else { s.map(Rc::from) });
             }
             0x8d | 0x8e | 0x96 => {
                 let n = read_u64(r, 8)?;
                 let s = string_arg(r, n)?;
-                pushed = Some(if op == 0x8d { s } else { None });
+                pushed = Some(if op == 0x8d { s.map(Rc::from) } else { None });
             }
             0x8a => {
                 let n = read_u64(r, 1)?;
@@ -259,7 +273,7 @@ pub fn audit_pickle<R: BufRead>(r: &mut R) -> Result<Vec<String>, AuditError> {
             }
             b'S' | b'V' => {
                 let s = read_line(r)?;
-                pushed = Some(Some(s.trim_matches(['\'', '"']).to_string()));
+                pushed = Some(Some(Rc::from(s.trim_matches(['\'', '"']))));
             }
             // No arguments.
             b'('
@@ -301,6 +315,39 @@ mod tests {
 
     fn audit(b: &[u8]) -> Result<Vec<String>, AuditError> {
         audit_pickle(&mut io::Cursor::new(b))
+    }
+
+    /// MEMOIZE's index is the unpickler's memo length, non-string values included: counting
+    /// only strings would shift every later index by one here, and the audit would check
+    /// `torch.Tensor` (its indices 1 and 3) while the unpickler imports `os.system` (#30).
+    #[test]
+    fn memo_indices_follow_the_unpickler() {
+        let skew = b"\x80\x04N\x94\x8c\x02os\x94\x8c\x05torch\x94\x8c\x06system\x94\x8c\x06Tensor\x94h\x01h\x03\x93.";
+        assert_eq!(audit(skew), Err(AuditError::Forbidden("os.system".into())));
+        let fine = b"\x80\x04N\x94\x8c\x02os\x94\x8c\x05torch\x94\x8c\x06system\x94\x8c\x06Tensor\x94h\x02h\x04\x93.";
+        assert_eq!(audit(fine).unwrap(), vec!["torch.Tensor"]);
+    }
+
+    /// One 4 KiB string memoized again and again: each MEMOIZE shares the string (no copy),
+    /// and past MAX_MEMO entries the pickle is refused; repeated globals are listed once.
+    #[test]
+    fn the_memo_and_the_globals_found_are_bounded() {
+        let mut p = b"\x80\x04\x8c\x05torch\x94\x8c\x06Tensor\x94".to_vec();
+        p.extend_from_slice(b"X\x00\x10\x00\x00");
+        p.extend(std::iter::repeat_n(b'a', 4096));
+        p.extend(std::iter::repeat_n(0x94, MAX_MEMO));
+        p.push(b'.');
+        let err = audit(&p).unwrap_err();
+        assert!(
+            matches!(&err, AuditError::Invalid(m) if m.contains("memo entries")),
+            "{err:?}"
+        );
+        let mut q = b"\x80\x04\x8c\x05torch\x94\x8c\x06Tensor\x94".to_vec();
+        for _ in 0..10_000 {
+            q.extend_from_slice(b"h\x00h\x01\x93");
+        }
+        q.push(b'.');
+        assert_eq!(audit(&q).unwrap(), vec!["torch.Tensor"]);
     }
 
     #[test]
