@@ -11,7 +11,11 @@
 //!
 //! Blob bytes are sliced from the file's buffer (`Bytes`), not copied, and decoded once into
 //! `f32`. prost has no message size limit; every length it reads is checked against the
-//! bytes that remain, so a corrupt header cannot make it allocate more than the file holds.
+//! bytes that remain. What prost builds per message can still outgrow the bytes that encode
+//! it (a 2-byte empty layer becomes a ~56-byte struct, a 1-byte `dim` an 8-byte `i64`), so
+//! the wire format is walked first ([`check_counts`]): at most [`MAX_LAYERS`] layers and
+//! [`MAX_BLOBS`] blobs, and at most [`MAX_DIMS`] dimensions per blob shape. Decoding then
+//! allocates at most ~6 MB beyond the file's own bytes.
 
 use prost::bytes::Bytes;
 use prost::Message;
@@ -160,11 +164,121 @@ pub struct CaffeModel {
     pub skipped: Vec<String>,
 }
 
+/// The most layers a model may have (C3D has about 30).
+pub const MAX_LAYERS: usize = 1 << 16;
+/// The most blobs, all layers together.
+pub const MAX_BLOBS: usize = 1 << 16;
+/// The most dimensions of a blob's shape.
+pub const MAX_DIMS: usize = 32;
+
+/// Calls `f(field, payload)` for every field of a protobuf message (the payload of a
+/// length-delimited field, empty for the others), without decoding or allocating anything.
+///
+/// **Errors** on truncated varints or payloads, groups and unknown wire types.
+fn for_each_field(
+    mut b: &[u8],
+    mut f: impl FnMut(u64, &[u8]) -> Result<(), String>,
+) -> Result<(), String> {
+    fn varint(b: &mut &[u8]) -> Result<u64, String> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = b.split_first().ok_or("a truncated varint")?;
+            *b = rest;
+            v |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("a varint longer than 10 bytes".into())
+    }
+    while !b.is_empty() {
+        let key = varint(&mut b)?;
+        let take = |b: &mut &[u8], n: u64| -> Result<(), String> {
+            let n = usize::try_from(n).ok().filter(|&n| n <= b.len());
+            *b = &b[n.ok_or("a field runs past the end of its message")?..];
+            Ok(())
+        };
+        match key & 7 {
+            0 => {
+                varint(&mut b)?;
+                f(key >> 3, &[])?;
+            }
+            1 => {
+                take(&mut b, 8)?;
+                f(key >> 3, &[])?;
+            }
+            2 => {
+                let n = varint(&mut b)?;
+                let whole = b;
+                take(&mut b, n)?;
+                f(key >> 3, &whole[..whole.len() - b.len()])?;
+            }
+            5 => {
+                take(&mut b, 4)?;
+                f(key >> 3, &[])?;
+            }
+            w => return Err(format!("wire type {w} (groups or unknown)")),
+        }
+    }
+    Ok(())
+}
+
+/// The counts a model may have before it is decoded: layers (fields 2 and 100) at most
+/// [`MAX_LAYERS`], their blobs (V1 field 6, layer field 7) at most [`MAX_BLOBS`].
+///
+/// **Errors** naming the count exceeded, or on a malformed wire format.
+pub fn check_counts(bytes: &[u8]) -> Result<(), String> {
+    let (mut layers, mut blobs) = (0usize, 0usize);
+    for_each_field(bytes, |field, payload| {
+        if field != 2 && field != 100 {
+            return Ok(());
+        }
+        layers += 1;
+        if layers > MAX_LAYERS {
+            return Err(format!("more than {MAX_LAYERS} layers"));
+        }
+        let blob_field = if field == 2 { 6 } else { 7 };
+        for_each_field(payload, |f, _| {
+            if f == blob_field {
+                blobs += 1;
+            }
+            Ok(())
+        })?;
+        if blobs > MAX_BLOBS {
+            return Err(format!("more than {MAX_BLOBS} blobs"));
+        }
+        Ok(())
+    })
+    .map_err(|e| format!("not a Caffe model this reader accepts ({e})"))
+}
+
 /// Decodes a `BlobProto` (either dialect) into its dimensions and data.
 ///
-/// **Errors** on bytes that are no blob, negative or overflowing dimensions, and data whose
-/// length does not match the dimensions.
+/// **Errors** on bytes that are no blob, a shape of more than [`MAX_DIMS`] dimensions,
+/// negative or overflowing dimensions, and data whose length does not match the dimensions.
 pub fn decode_blob(bytes: Bytes) -> Result<HostTensor, String> {
+    for_each_field(&bytes, |field, payload| {
+        if field != 7 {
+            return Ok(());
+        }
+        let mut dims = 0usize;
+        for_each_field(payload, |f, p| {
+            if f == 1 {
+                // One varint, or a packed run of them (each ends with a byte below 0x80).
+                dims += if p.is_empty() {
+                    1
+                } else {
+                    p.iter().filter(|&&b| b < 0x80).count()
+                };
+            }
+            Ok(())
+        })?;
+        if dims > MAX_DIMS {
+            return Err(format!("a blob shape of more than {MAX_DIMS} dimensions"));
+        }
+        Ok(())
+    })
+    .map_err(|e| format!("not a Caffe BlobProto this reader accepts ({e})"))?;
     let (dims, data) = match fast_blob(&bytes) {
         Some(found) => found,
         None => slow_blob(bytes)?,
@@ -316,6 +430,7 @@ fn layer_from_blobs(
 /// layer names, layers with parameters of a type that is neither a convolution nor an inner
 /// product, and blobs of the wrong size.
 pub fn decode_model(bytes: Bytes) -> Result<CaffeModel, String> {
+    check_counts(&bytes)?;
     let net = NetParameter::decode(bytes).map_err(|e| format!("not a Caffe model ({e})"))?;
     let mut model = CaffeModel {
         name: net.name,
@@ -395,6 +510,41 @@ mod tests {
         let t = decode_blob(Bytes::from(v11.encode_to_vec())).unwrap();
         assert_eq!(t.shape(), &[2, 3]);
         assert_eq!(t.data(), &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    }
+
+    /// Messages that would make prost build far more than their bytes: many empty layers,
+    /// many empty blobs, a long packed shape (#30).
+    #[test]
+    fn amplifying_messages_are_refused_before_decoding() {
+        // 2^16 + 1 empty V1 layers (2 bytes each).
+        let layers: Vec<u8> = std::iter::repeat_n([0x12u8, 0x00], MAX_LAYERS + 1)
+            .flatten()
+            .collect();
+        let e = decode_model(Bytes::from(layers)).unwrap_err();
+        assert!(e.contains("more than 65536 layers"), "{e}");
+        // One layer of 2^16 + 1 empty blobs.
+        let mut inner = vec![0x22u8, 0x01, b'x'];
+        inner.extend(std::iter::repeat_n([0x32u8, 0x00], MAX_BLOBS + 1).flatten());
+        let mut net = vec![0x12u8];
+        let mut n = inner.len();
+        while n >= 0x80 {
+            net.push((n as u8 & 0x7f) | 0x80);
+            n >>= 7;
+        }
+        net.push(n as u8);
+        net.extend(inner);
+        let e = decode_model(Bytes::from(net)).unwrap_err();
+        assert!(e.contains("more than 65536 blobs"), "{e}");
+        // A shape of 33 dimensions.
+        let wide = BlobV11 {
+            shape: Some(BlobShape { dim: vec![1; 33] }),
+            data: vec![1.0],
+            ..Default::default()
+        };
+        let e = decode_blob(Bytes::from(wide.encode_to_vec())).unwrap_err();
+        assert!(e.contains("more than 32 dimensions"), "{e}");
+        // Truncated wire format.
+        assert!(check_counts(&[0x12, 0x05, 0x00]).is_err());
     }
 
     #[test]

@@ -333,6 +333,10 @@ fn read_torch(path: &Path, format: Format) -> Result<Checkpoint> {
         unwrapped.push("'module.' prefix".into());
     }
     let file_len = std::fs::metadata(path).map_err(|e| io_err(path, e))?.len();
+    // All tensors together: views of one storage are each materialised, so a file of one
+    // storage and many views of it could ask for any multiple of its size; twice the file
+    // (tied weights) plus 1 MiB is the most read.
+    let mut left = file_len.saturating_mul(2).saturating_add(1 << 20);
     let mut tensors = TensorMap::new();
     for (name, t) in entries {
         // A view may declare more elements than its storage holds (stride 0); a weight never
@@ -347,6 +351,15 @@ fn read_torch(path: &Path, format: Format) -> Result<Checkpoint> {
                 ),
             ));
         }
+        left = left.checked_sub(t.byte_len() as u64).ok_or_else(|| {
+            format_err(
+                path,
+                format!(
+                    "the tensors up to {name} declare more than twice the file's {file_len} \
+                     bytes (views of one storage, each materialised); refusing to read them"
+                ),
+            )
+        })?;
         let bytes = t
             .read()
             .map_err(|e| format_err(path, format!("tensor {name}: {e}")))?;

@@ -114,6 +114,14 @@ fn a_view_larger_than_the_file_is_not_materialised() {
     assert!(e.contains("more than the file holds"), "{e}");
 }
 
+/// 300 full views of one 4 KB storage: each view is within the file's size, all together
+/// they declare 1.2 MB from a 28 KB file, beyond twice the file plus 1 MiB (#30).
+#[test]
+fn many_views_of_one_storage_are_not_all_materialised() {
+    let e = read(&dir().join("many-views.pt")).unwrap_err().to_string();
+    assert!(e.contains("more than twice the file's"), "{e}");
+}
+
 #[test]
 fn the_mean_blob_reads_with_its_five_dimensions() {
     let t = read_blob(&dir().join("mean.binaryproto")).unwrap();
