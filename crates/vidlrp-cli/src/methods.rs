@@ -163,10 +163,11 @@ pub struct RuleArgs {
     /// Add the positive bias to z+ denominators in dtd/zplus (Zennit's ZPlus default).
     #[arg(long)]
     pub zplus_bias: bool,
-    /// A rule for one layer by name, over the method's choice, as LAYER=RULE[:PARAM]
-    /// (repeatable; names as in the JSON's per-layer list). Rules: zplus, zplus-bias, zb,
-    /// epsilon[:E], gamma[:G], alpha-beta[:ALPHA] (beta = alpha - 1), wsquare, flat, gradient,
-    /// pass, proportional, wta, sum. E.g. --rule fc8=epsilon:0.25 --rule pool1=wta.
+    /// A rule for one layer by name, over the method's choice, as LAYER=RULE or
+    /// LAYER=RULE:PARAM (repeatable; names as in the JSON's per-layer list). Rules: zplus,
+    /// zplus-bias, zb, epsilon:E, gamma:G, alpha-beta:ALPHA (beta = alpha - 1; the parameters
+    /// default to --epsilon, --gamma, --alpha), wsquare, flat, gradient, pass, proportional,
+    /// wta, sum. E.g. --rule fc8=epsilon:0.25 --rule pool1=wta.
     #[arg(long = "rule", value_name = "LAYER=RULE")]
     pub rules: Vec<RuleOverride>,
 }
