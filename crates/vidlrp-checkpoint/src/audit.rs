@@ -145,6 +145,21 @@ fn string_arg<R: Read>(r: &mut R, n: u64) -> Result<Option<String>, AuditError> 
     }
 }
 
+/// Adds `module.name` to `found` if it is allowed (each once: their number is bounded by the
+/// allow-list).
+///
+/// **Errors** with [`AuditError::Forbidden`] if it is not.
+fn note_global(module: &str, name: &str, found: &mut Vec<String>) -> Result<(), AuditError> {
+    let g = format!("{module}.{name}");
+    if !is_allowed(module, name) {
+        return Err(AuditError::Forbidden(g));
+    }
+    if !found.contains(&g) {
+        found.push(g);
+    }
+    Ok(())
+}
+
 /// Audits one pickle, reading up to and including its STOP opcode, and returns the globals
 /// it names (all allowed).
 ///
@@ -161,18 +176,7 @@ pub fn audit_pickle<R: BufRead>(r: &mut R) -> Result<Vec<String>, AuditError> {
     let mut recent: [Option<Rc<str>>; 2] = [None, None];
     let mut memo: std::collections::HashMap<u64, Option<Rc<str>>> =
         std::collections::HashMap::new();
-    let check = |module: &str, name: &str, found: &mut Vec<String>| {
-        if is_allowed(module, name) {
-            // Each allowed global once: their number is bounded by the allow-list.
-            let g = format!("{module}.{name}");
-            if !found.contains(&g) {
-                found.push(g);
-            }
-            Ok(())
-        } else {
-            Err(AuditError::Forbidden(format!("{module}.{name}")))
-        }
-    };
+    let check = note_global;
     loop {
         let op = read_exact(r, 1)?[0];
         // What this opcode pushes, for the STACK_GLOBAL bookkeeping: Some(Some(s)) a string,

@@ -125,13 +125,11 @@ pub fn run<B: Backend>(
     let input = [3, opts.length, h, w];
     let weights_sha256 = crate::sha256_file(&opts.weights)?;
     let mut model = vidlrp_model::load(&opts.weights, opts.pool5)?;
-    let tensors = std::mem::take(&mut model.tensors);
-    let net = model.build_with(be, tensors, input)?;
+    let net = model.take_network(be, input)?;
     let composites = composites(&net, &conditions, opts)?;
     let batch = opts.batch.resolve(&net, input)?;
     let config = run_config(opts, weights_sha256, &model);
     let (mut journal, mut resumed) = open_journal(command, opts, batch, &config, &conditions)?;
-
     let mine: Vec<&Item> = opts
         .manifest
         .items
@@ -139,10 +137,7 @@ pub fn run<B: Backend>(
         .filter(|it| opts.shard.contains(it.index))
         .collect();
     let total = mine.len() * conditions.len();
-    let mut accumulators: BTreeMap<String, Accumulator> = conditions
-        .iter()
-        .map(|c| (c.key.clone(), Accumulator::default()))
-        .collect();
+    let mut accumulators = empty_accumulators(&conditions);
     let mut outcomes = Vec::with_capacity(total);
     let plan = Plan::new(&conditions);
     let networks = plan.networks();
@@ -171,15 +166,7 @@ pub fn run<B: Backend>(
             yield_to_compute();
             for item in todo {
                 // The receiver hangs up when the run stops early: then stop reading too.
-                let inputs = crate::contain_panic(|| read_inputs(item, points, opts))
-                    .unwrap_or_else(|message| Inputs {
-                        item: item.index,
-                        snippets: points
-                            .iter()
-                            .map(|_| Err(Miss::Failed(message.clone())))
-                            .collect(),
-                    });
-                if tx.send(inputs).is_err() {
+                if tx.send(read_contained(item, points, opts)).is_err() {
                     break;
                 }
             }
@@ -234,18 +221,10 @@ pub fn run<B: Backend>(
                         );
                     });
                     if let Err(message) = observed {
-                        // The network's conditions this video did not finish fail with the
-                        // panic's message.
-                        let mut failed = 0;
-                        for (_, model, members) in &plan.groups {
-                            for &i in members.iter().filter(|_| *model == network) {
-                                if results[v][i].is_none() {
-                                    results[v][i] = Some(Err(Miss::Failed(message.clone())));
-                                    failed += 1;
-                                }
-                            }
-                        }
-                        on_group(failed, 0.0);
+                        on_group(
+                            fail_unfinished(&mut results[v], &plan, network, &message),
+                            0.0,
+                        );
                     }
                 }
             }
@@ -283,6 +262,14 @@ pub fn run<B: Backend>(
         accumulators,
         outcomes,
     })
+}
+
+/// One empty accumulator per condition, by key.
+fn empty_accumulators(conditions: &[Condition]) -> BTreeMap<String, Accumulator> {
+    conditions
+        .iter()
+        .map(|c| (c.key.clone(), Accumulator::default()))
+        .collect()
 }
 
 /// **Errors** if there are no conditions, two share a key, or snippets would have no frame.
@@ -588,6 +575,38 @@ impl Plan {
 struct Inputs {
     item: usize,
     snippets: Vec<std::result::Result<HostTensor, Miss>>,
+}
+
+/// [`read_inputs`] inside the panic boundary: a panic fails every snippet of the video with
+/// its message.
+fn read_contained(item: &Item, points: &[(usize, usize)], opts: &RunOptions) -> Inputs {
+    crate::contain_panic(|| read_inputs(item, points, opts)).unwrap_or_else(|message| Inputs {
+        item: item.index,
+        snippets: points
+            .iter()
+            .map(|_| Err(Miss::Failed(message.clone())))
+            .collect(),
+    })
+}
+
+/// After a panic while `network` explained one video: each of its conditions the video did
+/// not finish fails with `message`. Returns how many.
+fn fail_unfinished(
+    results: &mut [Option<Observed>],
+    plan: &Plan,
+    network: Network,
+    message: &str,
+) -> usize {
+    let mut failed = 0;
+    for (_, model, members) in &plan.groups {
+        for &i in members.iter().filter(|_| *model == network) {
+            if results[i].is_none() {
+                results[i] = Some(Err(Miss::Failed(message.to_string())));
+                failed += 1;
+            }
+        }
+    }
+    failed
 }
 
 /// Opens `item`, reads every snippet the plan needs in one pass, and preprocesses them into

@@ -349,6 +349,15 @@ impl Model {
         build_arch(be, &architecture, tensors, input, &path)
     }
 
+    /// [`Model::build`] moving the tensors into the network: the model keeps its architecture
+    /// (for [`Model::build_with`] and [`Model::untrained`]) but no longer its tensors.
+    ///
+    /// **Errors** as [`Model::build`].
+    pub fn take_network<B: Backend>(&mut self, be: &B, input: [usize; 4]) -> Result<Sequential<B>> {
+        let tensors = std::mem::take(&mut self.tensors);
+        self.build_with(be, tensors, input)
+    }
+
     /// The same architecture with other weights (e.g. [`Model::untrained`]).
     ///
     /// **Errors** as [`Model::build`], and if `weights` do not have this architecture.
