@@ -91,8 +91,9 @@ def main():
     methods = a.methods.split(",")
     models = {}
     for name, path in (("trained", a.weights), ("untrained", a.untrained)):
-        m = C3D().eval()
-        m.load_state_dict(load_file(path))
+        sd = load_file(path)
+        m = C3D(sd).eval()
+        m.load_state_dict(sd)
         models[name] = m.to(dev)
     base = os.path.dirname(os.path.abspath(a.manifest))
     with open(a.manifest) as f:

@@ -45,9 +45,12 @@ pub struct Args {
     /// the spread of our rounds is shown).
     #[arg(long, default_value_t = 2)]
     rounds: usize,
-    /// Python with torch and zennit (skipped when it cannot import them).
+    /// Python with torch and zennit (an error if it cannot import them, unless --ours-only).
     #[arg(long, default_value = "python3")]
     python: String,
+    /// Time ours alone, without the PyTorch side (no ratios).
+    #[arg(long)]
+    ours_only: bool,
     /// Working directory for the generated weights and clips (never committed).
     #[arg(long, default_value = "target/bench")]
     dir: PathBuf,
@@ -441,13 +444,15 @@ pub fn run(a: Args) -> Result<()> {
     };
     let exe = std::env::current_exe()?;
     let torch_script = crate::repo_root().join("benches/torch_bench.py");
-    let have_torch = Command::new(&a.python)
-        .args(["-c", "import torch, zennit"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have_torch {
-        eprintln!(
-            "bench: {} cannot import torch and zennit; timing ours only",
+    let have_torch = !a.ours_only
+        && Command::new(&a.python)
+            .args(["-c", "import torch, zennit"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !have_torch && !a.ours_only {
+        bail!(
+            "{} cannot import torch and zennit: there is nothing to compare with (install them, \
+             point --python at a Python that has them, or pass --ours-only)",
             a.python
         );
     }

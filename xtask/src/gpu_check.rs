@@ -41,6 +41,10 @@ pub struct Args {
     /// Python with torch, zennit, numpy (and av for mp4 videos).
     #[arg(long, default_value = "python3")]
     python: String,
+    /// Run the benchmarks without the PyTorch side (a machine without torch; nothing is
+    /// compared there).
+    #[arg(long)]
+    ours_only: bool,
     /// A prebuilt vidlrp binary (built with `--features cuda` for a GPU); default: build one.
     #[arg(long)]
     vidlrp: Option<PathBuf>,
@@ -292,6 +296,7 @@ pub fn run(a: Args) -> Result<()> {
                 "2",
             ])
             .args(["--python", &a.python])
+            .args(a.ours_only.then_some("--ours-only"))
             .arg("--dir")
             .arg(&bench_dir),
         &a.out.join("bench.log"),
@@ -347,6 +352,7 @@ pub fn run(a: Args) -> Result<()> {
     ])
     .args(["--videos", &videos.to_string(), "--steps", &steps])
     .args(["--format", &a.format])
+    .args(a.ours_only.then_some("--ours-only"))
     .arg("--dir")
     .arg(&data_dir);
     if let Some(v) = &a.vidlrp {
