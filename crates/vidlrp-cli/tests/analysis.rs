@@ -683,3 +683,34 @@ fn planted_symlinks_are_never_written_through() {
         .is_symlink());
     assert_eq!(vidlrp_io::read_npy(&rel).unwrap().shape(), x.shape());
 }
+
+/// Frames larger than the cap (`VIDLRP_MAX_FRAME_PIXELS`, default 8192 x 8192) are refused
+/// from the header, for `.npy` frames and video files alike (#30).
+#[test]
+fn frames_beyond_the_size_cap_are_refused_from_the_header() {
+    let d = tmp("framecap");
+    let (_, _, w) = dataset(&d, 1);
+    let frames = d.join("frames.npy");
+    let x =
+        vidlrp_core::HostTensor::new(vec![16, 20, 20, 3], vec![128.0; 16 * 20 * 20 * 3]).unwrap();
+    vidlrp_io::write_npy(&frames, &x).unwrap();
+    let out = d.join("r.npy");
+    for video in [frames, d.join("v0.mp4")] {
+        let args = [
+            "explain",
+            "--weights",
+            s(&w),
+            "--video",
+            s(&video),
+            "--short",
+            "clamp",
+            "--out",
+            s(&out),
+        ];
+        let capped = vidlrp(&args, &[("VIDLRP_MAX_FRAME_PIXELS", "100")]);
+        assert_eq!(capped.status.code(), Some(1), "{}", video.display());
+        let msg = String::from_utf8_lossy(&capped.stderr);
+        assert!(msg.contains("larger than the cap of 100 pixels"), "{msg}");
+        ok(vidlrp(&args, &[]));
+    }
+}

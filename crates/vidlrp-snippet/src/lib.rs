@@ -24,7 +24,9 @@ pub use encode::{rgb_to_yuv420, Yuv420};
 pub use preprocess::{preprocess, resize_bilinear};
 pub use preset::{ChannelOrder, Preprocess, UnknownPreset};
 pub use sampling::{ShortPolicy, SnippetSpec};
-pub use source::{open, FrameSource, Prefetched, RgbFrame, SourceInfo};
+pub use source::{
+    max_frame_pixels, open, FrameSource, Prefetched, RgbFrame, SourceInfo, DEFAULT_MAX_FRAME_PIXELS,
+};
 
 use std::path::PathBuf;
 

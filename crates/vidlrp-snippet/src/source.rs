@@ -50,8 +50,43 @@ pub(crate) fn invalid(path: &Path, message: impl Into<String>) -> SnippetError {
     }
 }
 
+/// The largest frame (width x height) a source may have by default: 8192 x 8192 pixels (an 8K
+/// UHD frame is 33 million). A header can declare any size; decoding it would allocate that
+/// much per frame.
+pub const DEFAULT_MAX_FRAME_PIXELS: usize = 8192 * 8192;
+
+/// The frame-size cap in force: `VIDLRP_MAX_FRAME_PIXELS` (a positive number of pixels) if
+/// set, else [`DEFAULT_MAX_FRAME_PIXELS`].
+pub fn max_frame_pixels() -> usize {
+    std::env::var("VIDLRP_MAX_FRAME_PIXELS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(DEFAULT_MAX_FRAME_PIXELS)
+}
+
+/// **Errors** if a `width x height` frame is empty or larger than [`max_frame_pixels`].
+fn check_frame_size(path: &Path, width: usize, height: usize) -> Result<()> {
+    let cap = max_frame_pixels();
+    match width.checked_mul(height) {
+        Some(0) => Err(invalid(
+            path,
+            format!("frames of {width}x{height} pixels are empty"),
+        )),
+        Some(n) if n <= cap => Ok(()),
+        _ => Err(invalid(
+            path,
+            format!(
+                "frames of {width}x{height} pixels are larger than the cap of {cap} pixels \
+                 (set VIDLRP_MAX_FRAME_PIXELS to allow more)"
+            ),
+        )),
+    }
+}
+
 /// Opens a frame source by what `path` is: a directory of images, a `.npy` array, or (with the
-/// `video` feature) a video file.
+/// `video` feature) a video file. Frames larger than [`max_frame_pixels`] are refused from the
+/// header, before any is decoded.
 ///
 /// **Errors** on a missing path, an unreadable or corrupt source, and a source without frames.
 pub fn open(path: &Path) -> Result<Box<dyn FrameSource>> {
@@ -142,6 +177,7 @@ impl ImageDir {
             }
         }
         let (w, h) = size.expect("non-empty");
+        check_frame_size(dir, w as usize, h as usize)?;
         let info = SourceInfo {
             path: dir.to_path_buf(),
             kind: "images",
@@ -232,6 +268,7 @@ impl NpyFrames {
                 ),
             ));
         }
+        check_frame_size(path, shape[2], shape[1])?;
         let bytes: Vec<u8> = match npy.dtype().descr().as_str() {
             "'|u1'" => npy.into_vec::<u8>(),
             "'<f4'" => npy.into_vec::<f32>().map(|v| {
@@ -330,6 +367,7 @@ mod video {
                 )
             })?;
             let (w, h) = decoder.size();
+            super::check_frame_size(path, w as usize, h as usize)?;
             let fps = f64::from(decoder.frame_rate());
             if !(fps.is_finite() && fps > 0.0) {
                 return Err(invalid(path, "the video stream reports no frame rate"));
