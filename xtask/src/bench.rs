@@ -81,16 +81,16 @@ struct Model {
     arch: String,
 }
 
-/// A model from a weight file: its recorded or family preset (`caffe@48`: 48 pixels).
+/// A model from a weight file (read once): its recorded or family preset (`caffe@48`: 48
+/// pixels) and architecture.
 fn from_file(w: PathBuf, name: String) -> Result<Model> {
-    let preset: Preprocess = vidlrp_model::preset_of(&w)?
-        .parse()
-        .map_err(anyhow::Error::msg)?;
+    let loaded = vidlrp_model::load(&w, None)?;
+    let preset: Preprocess = loaded.preset_name().parse().map_err(anyhow::Error::msg)?;
     Ok(Model {
         size: preset.input_size()[0],
         preset,
         name,
-        arch: vidlrp_model::load(&w, None)?.arch(),
+        arch: loaded.arch(),
         weights: w,
     })
 }

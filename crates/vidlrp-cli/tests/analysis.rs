@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{interrupt_after_two, ok, s, small_model, tmp, tree, vidlrp_env as vidlrp};
+use common::{interrupt_after_two, ok, read_json, s, small_model, tmp, tree, vidlrp_env as vidlrp};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -75,7 +75,7 @@ fn dataset(d: &Path, n: usize) -> (PathBuf, PathBuf, PathBuf) {
 }
 
 fn summary(dir: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+    read_json(&dir.join("summary.json"))
 }
 
 #[test]
@@ -586,8 +586,7 @@ fn a_crafted_npy_among_good_videos_fails_alone() {
         ],
         &[],
     ));
-    let records: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("records.json")).unwrap()).unwrap();
+    let records = read_json(&out.join("records.json"));
     let outcomes = records["outcomes"].as_array().unwrap();
     let crafted: Vec<&Value> = outcomes
         .iter()
@@ -624,32 +623,23 @@ fn planted_symlinks_are_never_written_through() {
     let out = d.join("out");
     let journal = d.join("out.journal.jsonl");
     std::os::unix::fs::symlink(&victim, &journal).unwrap();
-    let args = |extra: &[&str]| {
-        let mut v = vec![
-            "profile",
-            "--manifest",
-            s(&m),
-            "--weights",
-            s(&w),
-            "--labels",
-            s(&labels),
-            "--out",
-            s(&out),
-        ];
-        v.extend_from_slice(extra);
-        v.iter().map(ToString::to_string).collect::<Vec<String>>()
-    };
+    let profile = [
+        "profile",
+        "--manifest",
+        s(&m),
+        "--weights",
+        s(&w),
+        "--labels",
+        s(&labels),
+        "--out",
+        s(&out),
+    ];
     // Resuming through a planted link is refused.
-    let refs = args(&["--resume"]);
-    let o = vidlrp(&refs.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let o = vidlrp(&[&profile[..], &["--resume"]].concat(), &[]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("symbolic link"));
     // A fresh run replaces the link with its own journal (removed when the run is done).
-    let fresh = args(&[]);
-    ok(vidlrp(
-        &fresh.iter().map(String::as_str).collect::<Vec<_>>(),
-        &[],
-    ));
+    ok(vidlrp(&profile, &[]));
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     assert!(
         std::fs::symlink_metadata(&journal).is_err(),

@@ -2,24 +2,15 @@
 
 mod common;
 
-use common::{s, small_model, tmp, vidlrp};
+use common::{s, small_model, stdout_json, tmp, vidlrp};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::Value;
 use vidlrp_core::HostTensor;
 
 fn golden(name: &str) -> PathBuf {
     vidlrp_conformance::golden::fixtures_dir().join(name)
-}
-
-fn stdout_json(o: &Output) -> Value {
-    assert!(
-        o.status.success(),
-        "vidlrp failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).expect("one JSON object on stdout")
 }
 
 /// Fails with a message containing `needle`, exit code 1, no panic, no output file.

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{interrupt_after_two, ok, s, small_model, tmp, tree, vidlrp};
+use common::{interrupt_after_two, ok, read_json, s, small_model, tmp, tree, vidlrp};
 use vidlrp_core::HostTensor;
 
 /// A random clip in the caffe preset's range, `(1, 3, 16, 112, 112)`.
@@ -47,8 +47,7 @@ fn frame_flipping_writes_curves_summary_and_figures_and_is_reproducible() {
     let o = run(&d.join("a"));
     let line: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(line["figures"].as_array().unwrap().len(), 4);
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(d.join("a/summary.json")).unwrap()).unwrap();
+    let summary = read_json(&d.join("a/summary.json"));
     assert_eq!(summary["run"]["regions"], 16);
     let results = summary["results"].as_array().unwrap();
     assert_eq!(results.len(), 6, "3 methods x 2 orders");

@@ -4,20 +4,14 @@
 
 mod common;
 
-use common::{ok, s, tmp, vidlrp};
+use common::{ok, read_json, s, stdout_json, tmp, vidlrp};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::Value;
-
 fn golden(arch: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/golden/video-resnets")
+    vidlrp_conformance::golden::fixtures_dir()
+        .join("video-resnets")
         .join(arch)
-}
-
-fn stdout_json(o: &std::process::Output) -> Value {
-    serde_json::from_slice(&ok(o.clone()).stdout).expect("one JSON summary")
 }
 
 fn read(path: &Path) -> vidlrp_core::HostTensor {
@@ -189,13 +183,11 @@ fn data_set_commands_take_a_video_resnet() {
         "--out",
         s(&prof),
     ]));
-    let records: Value =
-        serde_json::from_str(&std::fs::read_to_string(prof.join("records.json")).unwrap()).unwrap();
+    let records = read_json(&prof.join("records.json"));
     assert_eq!(records["config"]["origin"], "torchvision");
     assert_eq!(records["config"]["pool5"], "none");
     assert_eq!(records["config"]["preset"], "kinetics");
-    let summary: Value =
-        serde_json::from_str(&std::fs::read_to_string(prof.join("summary.json")).unwrap()).unwrap();
+    let summary = read_json(&prof.join("summary.json"));
     let text = summary.to_string();
     for key in ["\"dtd\"", "\"sa\"", "\"dtd-u\""] {
         assert!(text.contains(key), "{key} missing from {text}");
@@ -227,8 +219,7 @@ fn data_set_commands_take_a_video_resnet() {
         "--out",
         s(&eval),
     ]));
-    let e: Value =
-        serde_json::from_str(&std::fs::read_to_string(eval.join("summary.json")).unwrap()).unwrap();
+    let e = read_json(&eval.join("summary.json"));
     assert_eq!(e["clips"], 3);
     assert_eq!(e["run"]["preset"], "kinetics");
     assert_eq!(e["results"][0]["method"], "dtd");

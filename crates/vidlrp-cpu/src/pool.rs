@@ -147,6 +147,19 @@ fn row_winners<const KT: usize>(rows: &[[&[f32]; 2]; KT], best: &mut [f32], code
     }
 }
 
+/// The sum of window `wo` of a `[KT, 2, 2]` row of windows (`rows` as in [`row_winners`]), in
+/// scan order: the one order [`Tiled::Sum`] and [`Tiled::Proportional`] share, so their sums
+/// are the same bits.
+#[inline(always)]
+fn window_sum<const KT: usize>(rows: &[[&[f32]; 2]; KT], wo: usize) -> f32 {
+    let mut sum = 0.0f32;
+    for row in rows.iter().flatten() {
+        sum += row[2 * wo];
+        sum += row[2 * wo + 1];
+    }
+    sum
+}
+
 /// What a tiled pass over one plane computes.
 enum Tiled<'a> {
     /// `y` = each window's maximum.
@@ -206,22 +219,13 @@ fn tiled_plane<const KT: usize>(d: &PoolDims, x: &[f32], mut job: Tiled<'_>) {
                 Tiled::Sum { y } => {
                     let rows = input_rows();
                     for (wo, yv) in y[out].iter_mut().enumerate() {
-                        let mut sum = 0.0f32;
-                        for row in rows.iter().flatten() {
-                            sum += row[2 * wo];
-                            sum += row[2 * wo + 1];
-                        }
-                        *yv = sum;
+                        *yv = window_sum(&rows, wo);
                     }
                 }
                 Tiled::Proportional { r, eps, dx } => {
                     let rows = input_rows();
                     for (wo, sv) in best.iter_mut().enumerate() {
-                        let mut sum = 0.0f32;
-                        for row in rows.iter().flatten() {
-                            sum += row[2 * wo];
-                            sum += row[2 * wo + 1];
-                        }
+                        let sum = window_sum(&rows, wo);
                         // `0 +` as the spread onto zeros adds it (turns -0 into +0).
                         *sv = 0.0 + BinaryOp::StabDiv(*eps).apply(r[out.start + wo], sum);
                     }

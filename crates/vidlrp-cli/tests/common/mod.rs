@@ -53,6 +53,21 @@ pub fn tmp(tag: &str) -> PathBuf {
     d
 }
 
+/// The one JSON object a `--json` run printed, after asserting that it succeeded.
+pub fn stdout_json(o: &Output) -> serde_json::Value {
+    assert!(
+        o.status.success(),
+        "vidlrp failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).expect("one JSON object on stdout")
+}
+
+/// A JSON file a command wrote (`summary.json`, `records.json`).
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
