@@ -5,6 +5,7 @@
 //! - `cargo xtask bench-weights`: loading full-size C3D from every weight format vs safetensors;
 //! - `cargo xtask bench-train`: a training step of a small C3D, ours vs PyTorch;
 //! - `cargo xtask bench-dataset`: a whole `sweep-steps` run vs a PyAV + Zennit pipeline;
+//! - `cargo xtask fuzz`: the weight-file readers fuzzed under their memory budget, many cases;
 //! - `cargo xtask gpu-check`: conformance, full-width agreement and the benchmarks on a GPU
 //!   (or `--device cpu`), one report.
 
@@ -13,6 +14,7 @@ mod bench_dataset;
 mod bench_train;
 mod bench_weights;
 mod conformance;
+mod fuzz;
 mod gpu_check;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +43,9 @@ enum Cmd {
     /// On a GPU machine: conformance, full-width C3D against the CPU, bench and bench-dataset
     /// against PyTorch/Zennit on the same GPU, one report (`--device cpu`: a dry run).
     GpuCheck(gpu_check::Args),
+    /// Fuzz the weight-file readers (pickles, protobufs, .npz, safetensors) under their
+    /// memory budget with many generated cases (CI runs a few).
+    Fuzz(fuzz::Args),
 }
 
 /// The repository's root, for its scripts and fixtures: `VIDLRP_REPO`, else the directory
@@ -79,6 +84,7 @@ fn main() -> std::process::ExitCode {
         Cmd::BenchTrain(a) => bench_train::run(a),
         Cmd::BenchDataset(a) => bench_dataset::run(a),
         Cmd::GpuCheck(a) => gpu_check::run(a),
+        Cmd::Fuzz(a) => fuzz::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

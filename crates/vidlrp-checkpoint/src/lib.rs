@@ -21,6 +21,18 @@
 //! println!("{} with {} tensors", ck.format, ck.tensors.len());
 //! ```
 //!
+//! ## Memory
+//!
+//! Files come from strangers, so what a file *declares* (shapes, storage sizes, layer and
+//! dimension counts, inflated sizes) is checked before it is allocated. Reading a file of `n`
+//! bytes holds at most `8 n + 16 MiB` at once, plus, for `.npz`, what its arrays may inflate
+//! to ([`vidlrp_io::npz_inflation_limit`]) and, for PyTorch pickles, the 128 MiB the pickle
+//! reader may copy out of its memo before it refuses the file as a memo bomb; a file that
+//! would need more is refused with an error. `tests/hostile.rs` checks this with a counting
+//! allocator on generated files (pickle opcode streams, protobuf messages, `.npy` headers in
+//! zip directories, safetensors headers) and on the corpus of `fixtures/hostile`;
+//! `cargo xtask fuzz` runs many more cases.
+//!
 //! Model-specific naming (which layer is `conv1`) is the business of the model crate
 //! (`vidlrp-c3d`); this crate knows formats only.
 

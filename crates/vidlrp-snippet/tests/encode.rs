@@ -122,10 +122,15 @@ fn the_bytes_are_the_recorded_ones_on_every_cpu() {
     let version: String = header[at..].chars().take(RECORDED_X264.len()).collect();
     let digest = fnv1a(&bytes);
     if version != RECORDED_X264 {
-        eprintln!(
-            "skipped: the digest was recorded with {RECORDED_X264:?}, this build is {version:?} \
+        let why = format!(
+            "the digest was recorded with {RECORDED_X264:?}, this build is {version:?} \
              (digest {digest:#018x}, {} bytes)",
             bytes.len()
+        );
+        eprintln!("skipped: {why}");
+        vidlrp_conformance::environment::log_skip(
+            "the_bytes_are_the_recorded_ones_on_every_cpu",
+            &why,
         );
         return;
     }

@@ -122,6 +122,16 @@ impl Adam {
             moments: HashMap::new(),
         }
     }
+
+    /// Adam with learning rate `lr`, moment decay rates `betas` (`b1`, `b2`) and `eps`, as
+    /// `torch.optim.Adam(params, lr, betas, eps)`.
+    pub fn with_betas(lr: f32, betas: (f32, f32), eps: f32) -> Self {
+        Self {
+            betas,
+            eps,
+            ..Self::new(lr)
+        }
+    }
 }
 
 impl Optimizer for Adam {

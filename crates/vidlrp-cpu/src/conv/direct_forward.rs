@@ -239,7 +239,12 @@ mod tests {
                 g,
             };
             if !applies(&d) {
-                eprintln!("skipped: the direct forward convolution needs AVX-512F");
+                let why = "the direct forward convolution needs AVX-512F";
+                eprintln!("skipped: {why}");
+                vidlrp_conformance::environment::log_skip(
+                    "conv::direct_forward::tests::gives_the_gemm_s_bits",
+                    why,
+                );
                 return;
             }
             let x = vidlrp_rng::uniform_values(n * d.input_len(), 5, -1.0, 1.0);

@@ -424,7 +424,12 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     fn the_avx2_and_avx512_kernels_agree_bit_for_bit() {
         if !std::is_x86_feature_detected!("avx512f") {
-            eprintln!("skipped: this CPU has no AVX-512F to compare the AVX2 kernel with");
+            let why = "this CPU has no AVX-512F to compare the AVX2 kernel with";
+            eprintln!("skipped: {why}");
+            vidlrp_conformance::environment::log_skip(
+                "the_avx2_and_avx512_kernels_agree_bit_for_bit",
+                why,
+            );
             return;
         }
         let (m, n, k) = (70, 300, 600);
