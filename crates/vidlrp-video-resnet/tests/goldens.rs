@@ -1,7 +1,8 @@
 //! The video ResNets against torchvision (fixtures/golden/video_resnets.py): logits of the
 //! unfolded torchvision network, DTD of an independent PyTorch implementation, SA by autograd,
-//! for r3d, mc3 and r2plus1d with random BN statistics; and the architecture read from the
-//! names of torchvision's full-size models.
+//! for r3d, mc3 and r2plus1d with random BN statistics; the folded network's logits against
+//! torchvision's unfolded ones to 1e-10 in f64 where the folding is exact in f32; and the
+//! architecture read from the names of torchvision's full-size models.
 
 use std::path::PathBuf;
 
@@ -112,6 +113,45 @@ fn reference_backend_matches_torchvision_and_the_pytorch_dtd() {
     let be = vidlrp_reference::Reference::<f32>::new();
     for arch in ["r3d", "mc3", "r2plus1d"] {
         check(&be, arch, TOL_F32);
+    }
+}
+
+/// BatchNorm folded into the convolutions (as every network is built) changes nothing but
+/// rounding: with BN parameters under which the folded weights are exact in f32
+/// (`fold-exact.safetensors`: scales that are powers of two up to 1e-12, dyadic shifts), the
+/// reference backend's f64 logits of the folded network equal the float64 logits of
+/// torchvision's unfolded network (`fold-exact.json`) to 1e-10 of the largest.
+#[test]
+fn folded_logits_equal_torchvisions_unfolded_ones_to_1e_10_in_f64() {
+    let be = vidlrp_reference::Reference::<f64>::new();
+    for arch in ["r3d", "mc3", "r2plus1d"] {
+        let d = dir(arch);
+        let mut weights = read(d.join("model.safetensors"));
+        let bn = read(d.join("fold-exact.safetensors"));
+        assert!(bn.len() >= 50, "{arch}: {} BN tensors", bn.len());
+        for (name, t) in bn {
+            assert!(
+                weights.contains_key(&name),
+                "{arch}: {name} is not in the model"
+            );
+            weights.insert(name, t);
+        }
+        let x = vidlrp_io::read_npy(&d.join("input.npy")).expect("input");
+        let s = x.shape().to_vec();
+        let (net, _) = build(&be, weights, [s[1], s[2], s[3], s[4]]).unwrap();
+        let logits = net.forward(&be, &be.upload(&x).unwrap()).unwrap();
+        let text = std::fs::read_to_string(d.join("fold-exact.json")).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let want: Vec<f64> = serde_json::from_value(doc["logits"].clone()).unwrap();
+        assert_eq!(logits.len(), want.len(), "{arch}");
+        let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+        let worst = (logits.iter().zip(&want)).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+        eprintln!("{arch}: folded vs unfolded logits {:e} of the largest", worst / scale);
+        assert!(
+            worst <= 1e-10 * scale,
+            "{arch}: folded logits differ from torchvision's by {:e} of the largest",
+            worst / scale
+        );
     }
 }
 
