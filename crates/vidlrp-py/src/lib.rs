@@ -1,0 +1,530 @@
+//! `vidlrp` for Python: the native part (`vidlrp._native`) of the module that
+//! `python/vidlrp/__init__.py` presents. A thin layer over the crates: [`vidlrp_model::load`]
+//! reads the weights, [`vidlrp_core::Sequential::explain`] explains on the CPU backend,
+//! [`vidlrp_snippet::read_snippet`] samples frames, [`vidlrp_stats`] fits the shares.
+//!
+//! Conventions: arrays are float32 `numpy.ndarray`s in the network's layout `(N, 3, T, H, W)`;
+//! the GIL is released while the engine computes; every failure is a Python exception of the
+//! `vidlrp.Error` family (`InputError` is also a `ValueError`, `MissingFileError` a
+//! `FileNotFoundError`), never a crash of the interpreter: a panic inside the engine is caught
+//! and raised as `vidlrp.Error`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use numpy::{IntoPyArray, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use vidlrp_core::{Composite, HostTensor, Method, PoolRule, PresetOptions, Sequential, Target};
+use vidlrp_cpu::Cpu;
+use vidlrp_snippet::Preprocess;
+
+/// The kinds of error, raised as the classes of the same names in `vidlrp/__init__.py`.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// Bad input: dtype, shape, values, an unknown name or option (`ValueError`).
+    Input,
+    /// A path that does not exist (`FileNotFoundError`).
+    Missing,
+    /// Everything else: unreadable or refused files, engine failures (`vidlrp.Error`).
+    Other,
+}
+
+/// A failure on its way to Python.
+struct Failure(Kind, String);
+
+impl Failure {
+    fn input(m: impl Into<String>) -> Self {
+        Self(Kind::Input, m.into())
+    }
+    fn other(e: impl std::fmt::Display) -> Self {
+        Self(Kind::Other, e.to_string())
+    }
+}
+
+impl From<Failure> for PyErr {
+    fn from(f: Failure) -> PyErr {
+        let class = match f.0 {
+            Kind::Input => "InputError",
+            Kind::Missing => "MissingFileError",
+            Kind::Other => "Error",
+        };
+        Python::attach(|py| {
+            match py
+                .import("vidlrp")
+                .and_then(|m| m.getattr(class))
+                .and_then(|c| c.call1((f.1.clone(),)))
+            {
+                Ok(instance) => PyErr::from_value(instance),
+                Err(e) => e,
+            }
+        })
+    }
+}
+
+type Result<T, E = Failure> = std::result::Result<T, E>;
+
+/// `f()` with the GIL released and a panic turned into a [`Failure`].
+fn compute<T: Send>(py: Python<'_>, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    py.detach(|| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+            let m = p
+                .downcast_ref::<&str>()
+                .map(ToString::to_string)
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown cause".into());
+            Err(Failure(Kind::Other, format!("internal error (a bug): {m}")))
+        })
+    })
+}
+
+fn existing(path: &Path) -> Result<()> {
+    if path.exists() {
+        Ok(())
+    } else {
+        Err(Failure(
+            Kind::Missing,
+            format!("{}: no such file or directory", path.display()),
+        ))
+    }
+}
+
+/// A float32 array of `obj` as a host tensor: read in place when C-contiguous, in logical
+/// order otherwise. Other dtypes, empty and non-finite arrays are input errors.
+fn host_tensor(obj: &Bound<'_, PyAny>, what: &str) -> Result<HostTensor> {
+    let Ok(array) = obj.cast::<PyArrayDyn<f32>>() else {
+        let dtype = obj
+            .getattr("dtype")
+            .map_or_else(|_| obj.get_type().to_string(), |d| d.to_string());
+        return Err(Failure::input(format!(
+            "{what} must be a float32 numpy.ndarray, got {dtype} (convert with \
+             numpy.asarray(x, dtype=numpy.float32))"
+        )));
+    };
+    let ro = array
+        .try_readonly()
+        .map_err(|e| Failure::input(format!("{what}: {e}")))?;
+    let shape = ro.shape().to_vec();
+    let data: Vec<f32> = match ro.as_slice() {
+        Ok(s) => s.to_vec(),
+        Err(_) => ro.as_array().iter().copied().collect(),
+    };
+    if data.is_empty() {
+        return Err(Failure::input(format!("{what} is empty (shape {shape:?})")));
+    }
+    if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+        return Err(Failure::input(format!(
+            "{what} holds a non-finite value ({}) at flat index {i}",
+            data[i]
+        )));
+    }
+    HostTensor::new(shape, data).map_err(Failure::other)
+}
+
+fn numpy<'py>(py: Python<'py>, t: HostTensor) -> Result<Bound<'py, PyArrayDyn<f32>>> {
+    let (shape, data) = t.into_parts();
+    let flat = data.into_pyarray(py);
+    flat.reshape(shape)
+        .map_err(|e| Failure::other(format!("reshaping the result: {e}")))
+}
+
+/// A network built for one input shape and thread count, kept for the next call.
+struct Built {
+    input: [usize; 4],
+    threads: usize,
+    be: Cpu,
+    net: Sequential<Cpu>,
+}
+
+/// A network's weights and what vidlrp read about them; see `vidlrp.load`.
+#[pyclass(module = "vidlrp", frozen)]
+struct Model {
+    model: vidlrp_model::Model,
+    preset: Preprocess,
+    /// The last network built (one call at a time uses it; others wait).
+    built: Mutex<Option<Built>>,
+}
+
+/// Options of `Model.explain` beyond the method.
+struct ExplainOptions {
+    method: Method,
+    pool: Option<PoolRule>,
+    bounds: Option<(Vec<f32>, Vec<f32>)>,
+    threads: usize,
+}
+
+impl Model {
+    fn composite(&self, o: &ExplainOptions) -> Result<Composite> {
+        let (low, high) = o
+            .bounds
+            .clone()
+            .unwrap_or_else(|| (self.preset.low(), self.preset.high()));
+        let opts = PresetOptions {
+            low,
+            high,
+            pool: o.pool,
+            ..PresetOptions::default()
+        };
+        Composite::preset(o.method, &opts).map_err(|e| Failure::input(e.to_string()))
+    }
+
+    /// Explains `x` `[N, C, T, H, W]` on a network built for its shape (reused when the
+    /// shape and threads are those of the last call).
+    fn run(
+        &self,
+        x: &HostTensor,
+        target: &Target,
+        o: &ExplainOptions,
+    ) -> Result<vidlrp_core::Explanation> {
+        let s = x.shape();
+        let input = [s[1], s[2], s[3], s[4]];
+        self.model
+            .check_input(input)
+            .map_err(|e| Failure::input(e.to_string()))?;
+        let composite = self.composite(o)?;
+        let mut built = self.built.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let reuse = matches!(&*built, Some(b) if b.input == input && b.threads == o.threads);
+        if !reuse {
+            *built = None;
+            let be = Cpu::new(o.threads).map_err(Failure::other)?;
+            let net = self.model.build(&be, input).map_err(Failure::other)?;
+            *built = Some(Built {
+                input,
+                threads: o.threads,
+                be,
+                net,
+            });
+        }
+        let b = built.as_ref().expect("built above");
+        b.net
+            .rules(&composite)
+            .map_err(|e| Failure::input(e.to_string()))?;
+        let xt = vidlrp_core::Backend::upload(&b.be, x).map_err(Failure::other)?;
+        b.net
+            .explain(&b.be, &xt, target, &composite)
+            .map_err(Failure::other)
+    }
+}
+
+fn parse<T: std::str::FromStr>(value: &str, what: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    value
+        .parse()
+        .map_err(|e| Failure::input(format!("{what}: {e}")))
+}
+
+/// The target of `Model.explain`: `None` (top-1), an int, or one int per clip.
+fn target(obj: Option<&Bound<'_, PyAny>>, n: usize, classes: usize) -> Result<Target> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok(Target::TopOne);
+    };
+    let check = |c: i64| -> Result<usize> {
+        usize::try_from(c)
+            .ok()
+            .filter(|&c| c < classes)
+            .ok_or_else(|| {
+                Failure::input(format!("target {c} is not a class of this model (0..{classes})"))
+            })
+    };
+    if let Ok(c) = obj.extract::<i64>() {
+        return Ok(Target::Class(check(c)?));
+    }
+    let list: Vec<i64> = obj
+        .call_method0("tolist")
+        .unwrap_or_else(|_| obj.clone())
+        .extract()
+        .map_err(|_| Failure::input("target must be None, an int or a sequence of ints"))?;
+    if list.len() != n {
+        return Err(Failure::input(format!(
+            "{} targets for {n} clip(s)",
+            list.len()
+        )));
+    }
+    let classes: Vec<usize> = list.into_iter().map(check).collect::<Result<_>>()?;
+    Ok(Target::PerSample(classes))
+}
+
+#[pymethods]
+impl Model {
+    /// What vidlrp read: path, format, origin, architecture, widths, classes, parameters,
+    /// pool5 (C3D), preset and the input size `(3, T, H, W)` the preset crops to.
+    #[getter]
+    fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let m = &self.model;
+        let d = PyDict::new(py);
+        d.set_item("path", m.path.to_string_lossy().into_owned())?;
+        d.set_item("format", m.format.to_string())?;
+        d.set_item("origin", m.origin())?;
+        d.set_item("architecture", m.arch())?;
+        d.set_item("widths", m.widths())?;
+        d.set_item("classes", m.classes())?;
+        d.set_item("parameters", m.num_params())?;
+        d.set_item("pool5", m.pool5().map(|p| format!("{p:?}").to_lowercase()))?;
+        d.set_item("preset", self.preset.to_string())?;
+        let [h, w] = self.preset.crop.1;
+        d.set_item("input_size", (3, 16, h, w))?;
+        d.set_item("skipped", m.skipped.clone())?;
+        Ok(d)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "vidlrp.Model({} from {}, {} classes, preset {})",
+            self.model.arch(),
+            self.model.path.display(),
+            self.model.classes(),
+            self.preset
+        )
+    }
+
+    /// Explains `clips` (float32, `(3, T, H, W)` or `(N, 3, T, H, W)`) with `method` for
+    /// `target` (None: each clip's top class; an int; one int per clip).
+    #[pyo3(signature = (clips, method="dtd", target=None, *, pool=None, bounds=None, device="cpu", threads=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn explain(
+        &self,
+        py: Python<'_>,
+        clips: &Bound<'_, PyAny>,
+        method: &str,
+        target: Option<&Bound<'_, PyAny>>,
+        pool: Option<&str>,
+        bounds: Option<&Bound<'_, PyAny>>,
+        device: &str,
+        threads: usize,
+    ) -> PyResult<Explanation> {
+        if device != "cpu" {
+            return Err(Failure::input(format!(
+                "device {device:?}: this build of the Python module runs on the CPU (\"cpu\")"
+            ))
+            .into());
+        }
+        let x = host_tensor(clips, "clips")?;
+        let single = x.shape().len() == 4;
+        let x = match x.shape().len() {
+            4 => {
+                let shape = [&[1], x.shape()].concat();
+                x.reshape(shape).map_err(Failure::other)?
+            }
+            5 => x,
+            _ => {
+                return Err(Failure::input(format!(
+                    "clips must have shape (3, T, H, W) or (N, 3, T, H, W), got {:?}",
+                    x.shape()
+                ))
+                .into())
+            }
+        };
+        let bounds = match bounds.filter(|b| !b.is_none()) {
+            None => None,
+            Some(b) => {
+                let p: Option<String> = b.extract().ok();
+                match p {
+                    Some(name) => {
+                        let preset: Preprocess = parse(&name, "bounds")?;
+                        Some((preset.low(), preset.high()))
+                    }
+                    None => Some(b.extract::<(Vec<f32>, Vec<f32>)>().map_err(|_| {
+                        Failure::input("bounds must be a preset name or (low, high) lists")
+                    })?),
+                }
+            }
+        };
+        let options = ExplainOptions {
+            method: parse(method, "method")?,
+            pool: pool.map(|p| parse(p, "pool")).transpose()?,
+            bounds,
+            threads,
+        };
+        let target = target_of(target, x.shape()[0], self.model.classes())?;
+        let e = compute(py, || self.run(&x, &target, &options))?;
+        Ok(Explanation::new(e, single))
+    }
+}
+
+fn target_of(obj: Option<&Bound<'_, PyAny>>, n: usize, classes: usize) -> Result<Target> {
+    target(obj, n, classes)
+}
+
+/// The result of `Model.explain`.
+#[pyclass(module = "vidlrp", frozen)]
+struct Explanation {
+    e: vidlrp_core::Explanation,
+    single: bool,
+}
+
+impl Explanation {
+    fn new(e: vidlrp_core::Explanation, single: bool) -> Self {
+        Self { e, single }
+    }
+}
+
+#[pymethods]
+impl Explanation {
+    /// Relevance of every input value, in the shape of the clips given.
+    #[getter]
+    fn relevance<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+        let mut r = self.e.relevance.clone();
+        if self.single {
+            let shape = r.shape()[1..].to_vec();
+            r = r.reshape(shape).map_err(Failure::other)?;
+        }
+        Ok(numpy(py, r)?)
+    }
+
+    /// The logits `(N, classes)` (`(classes,)` for one clip).
+    #[getter]
+    fn logits<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+        let mut l = self.e.logits.clone();
+        if self.single {
+            let shape = l.shape()[1..].to_vec();
+            l = l.reshape(shape).map_err(Failure::other)?;
+        }
+        Ok(numpy(py, l)?)
+    }
+
+    /// The class explained, per clip (an int for one clip).
+    #[getter]
+    fn explained_class(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        Ok(if self.single {
+            self.e.classes[0].into_pyobject(py)?.into_any().unbind()
+        } else {
+            self.e.classes.clone().into_pyobject(py)?.into_any().unbind()
+        })
+    }
+
+    /// `sum R / f_c(x)` per clip (a float for one clip): 1 for a conserving explanation.
+    #[getter]
+    fn conservation(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let c = self.e.conservation();
+        Ok(if self.single {
+            c[0].into_pyobject(py)?.into_any().unbind()
+        } else {
+            c.into_pyobject(py)?.into_any().unbind()
+        })
+    }
+
+    /// Per layer, from the output down: name, kind, rule, relevance sums at its output and
+    /// input (per clip).
+    #[getter]
+    fn layers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        for l in &self.e.layers {
+            let d = PyDict::new(py);
+            d.set_item("layer", &l.layer)?;
+            d.set_item("kind", format!("{:?}", l.kind).to_lowercase())?;
+            d.set_item("rule", &l.rule)?;
+            d.set_item("output_sum", l.output_sum.clone())?;
+            d.set_item("input_sum", l.input_sum.clone())?;
+            list.append(d)?;
+        }
+        Ok(list)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "vidlrp.Explanation(classes {:?}, conservation {:?})",
+            self.e.classes,
+            self.e.conservation()
+        )
+    }
+}
+
+/// Reads a model from any weight file vidlrp reads.
+#[pyfunction]
+#[pyo3(signature = (path, *, pool5=None, preset=None))]
+fn load(py: Python<'_>, path: PathBuf, pool5: Option<&str>, preset: Option<&str>) -> PyResult<Model> {
+    existing(&path)?;
+    let pool5 = pool5.map(|p| parse(p, "pool5")).transpose()?;
+    let model = compute(py, || {
+        vidlrp_model::load(&path, pool5).map_err(|e| match e {
+            vidlrp_model::ModelError::Argument(_) => Failure::input(e.to_string()),
+            e => Failure::other(e),
+        })
+    })?;
+    let name = preset.map_or_else(|| model.preset_name(), ToString::to_string);
+    let preset: Preprocess = parse(&name, "preset")?;
+    Ok(Model {
+        model,
+        preset,
+        built: Mutex::new(None),
+    })
+}
+
+/// One snippet of a video, frames directory or `.npy` of frames, preprocessed: float32
+/// `(3, length, H, W)`.
+#[pyfunction]
+#[pyo3(signature = (video, offset=0, step=1, preset="caffe", length=16))]
+fn read_snippet<'py>(
+    py: Python<'py>,
+    video: PathBuf,
+    offset: usize,
+    step: usize,
+    preset: &str,
+    length: usize,
+) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    existing(&video)?;
+    let preset: Preprocess = parse(preset, "preset")?;
+    let spec = vidlrp_snippet::SnippetSpec {
+        length,
+        offset,
+        step,
+    };
+    let snippet = compute(py, || {
+        vidlrp_snippet::read_snippet(&video, &spec, vidlrp_snippet::ShortPolicy::Skip, &preset)
+            .map_err(|e| match e {
+                vidlrp_snippet::SnippetError::TooShort { .. }
+                | vidlrp_snippet::SnippetError::Argument(_) => Failure::input(e.to_string()),
+                e => Failure::other(e),
+            })
+    })?;
+    Ok(numpy(py, snippet.input)?)
+}
+
+/// Frame shares `r_t = R_t / sum R` of one relevance map `(3, T, H, W)` or `(1, 3, T, H, W)`.
+#[pyfunction]
+fn frame_shares(relevance: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
+    let r = host_tensor(relevance, "relevance")?;
+    Ok(vidlrp_stats::frame_shares(r.data(), r.shape())
+        .map_err(|e| Failure::input(e.to_string()))?)
+}
+
+/// The border fit `r(tau) ~ a tau^2 + b tau + c`: `(a, b, c)`; `a` is the border strength.
+#[pyfunction]
+fn border_fit(shares: Vec<f64>) -> PyResult<(f64, f64, f64)> {
+    let [a, b, c] =
+        vidlrp_stats::fit_quadratic(&shares).map_err(|e| Failure::input(e.to_string()))?;
+    Ok((a, b, c))
+}
+
+/// The lookahead fit `r(tau) ~ b' tau + c'`: `(b', c')`; `b'` is the lookahead strength.
+#[pyfunction]
+fn lookahead_fit(shares: Vec<f64>) -> PyResult<(f64, f64)> {
+    let [b, c] = vidlrp_stats::fit_linear(&shares).map_err(|e| Failure::input(e.to_string()))?;
+    Ok((b, c))
+}
+
+/// The method names `Model.explain` takes, with a line each.
+#[pyfunction]
+fn methods() -> Vec<(&'static str, &'static str)> {
+    Method::ALL
+        .iter()
+        .map(|m| (m.name(), m.description()))
+        .collect()
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    vidlrp_alloc::init();
+    m.add_class::<Model>()?;
+    m.add_class::<Explanation>()?;
+    m.add_function(wrap_pyfunction!(load, m)?)?;
+    m.add_function(wrap_pyfunction!(read_snippet, m)?)?;
+    m.add_function(wrap_pyfunction!(frame_shares, m)?)?;
+    m.add_function(wrap_pyfunction!(border_fit, m)?)?;
+    m.add_function(wrap_pyfunction!(lookahead_fit, m)?)?;
+    m.add_function(wrap_pyfunction!(methods, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
