@@ -154,6 +154,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "vidlrp-stats",
         ],
     ),
+    (
+        "vidlrp-py",
+        &[
+            "vidlrp-alloc",
+            "vidlrp-core",
+            "vidlrp-cpu",
+            "vidlrp-model",
+            "vidlrp-snippet",
+            "vidlrp-stats",
+        ],
+    ),
 ];
 
 #[test]

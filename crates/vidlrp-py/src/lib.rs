@@ -105,9 +105,11 @@ fn host_tensor(obj: &Bound<'_, PyAny>, what: &str) -> Result<HostTensor> {
         .try_readonly()
         .map_err(|e| Failure::input(format!("{what}: {e}")))?;
     let shape = ro.shape().to_vec();
+    // `as_slice` also accepts Fortran order (memory order, not logical order): only a
+    // C-contiguous array is read as its memory.
     let data: Vec<f32> = match ro.as_slice() {
-        Ok(s) => s.to_vec(),
-        Err(_) => ro.as_array().iter().copied().collect(),
+        Ok(s) if ro.is_c_contiguous() => s.to_vec(),
+        _ => ro.as_array().iter().copied().collect(),
     };
     if data.is_empty() {
         return Err(Failure::input(format!("{what} is empty (shape {shape:?})")));
@@ -182,7 +184,10 @@ impl Model {
             .check_input(input)
             .map_err(|e| Failure::input(e.to_string()))?;
         let composite = self.composite(o)?;
-        let mut built = self.built.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut built = self
+            .built
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let reuse = matches!(&*built, Some(b) if b.input == input && b.threads == o.threads);
         if !reuse {
             *built = None;
@@ -225,7 +230,9 @@ fn target(obj: Option<&Bound<'_, PyAny>>, n: usize, classes: usize) -> Result<Ta
             .ok()
             .filter(|&c| c < classes)
             .ok_or_else(|| {
-                Failure::input(format!("target {c} is not a class of this model (0..{classes})"))
+                Failure::input(format!(
+                    "target {c} is not a class of this model (0..{classes})"
+                ))
             })
     };
     if let Ok(c) = obj.extract::<i64>() {
@@ -390,7 +397,12 @@ impl Explanation {
         Ok(if self.single {
             self.e.classes[0].into_pyobject(py)?.into_any().unbind()
         } else {
-            self.e.classes.clone().into_pyobject(py)?.into_any().unbind()
+            self.e
+                .classes
+                .clone()
+                .into_pyobject(py)?
+                .into_any()
+                .unbind()
         })
     }
 
@@ -434,7 +446,12 @@ impl Explanation {
 /// Reads a model from any weight file vidlrp reads.
 #[pyfunction]
 #[pyo3(signature = (path, *, pool5=None, preset=None))]
-fn load(py: Python<'_>, path: PathBuf, pool5: Option<&str>, preset: Option<&str>) -> PyResult<Model> {
+fn load(
+    py: Python<'_>,
+    path: PathBuf,
+    pool5: Option<&str>,
+    preset: Option<&str>,
+) -> PyResult<Model> {
     existing(&path)?;
     let pool5 = pool5.map(|p| parse(p, "pool5")).transpose()?;
     let model = compute(py, || {

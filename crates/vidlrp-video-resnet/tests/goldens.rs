@@ -146,7 +146,10 @@ fn folded_logits_equal_torchvisions_unfolded_ones_to_1e_10_in_f64() {
         assert_eq!(logits.len(), want.len(), "{arch}");
         let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
         let worst = (logits.iter().zip(&want)).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
-        eprintln!("{arch}: folded vs unfolded logits {:e} of the largest", worst / scale);
+        eprintln!(
+            "{arch}: folded vs unfolded logits {:e} of the largest",
+            worst / scale
+        );
         assert!(
             worst <= 1e-10 * scale,
             "{arch}: folded logits differ from torchvision's by {:e} of the largest",
