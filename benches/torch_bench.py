@@ -82,6 +82,7 @@ def main():
     ap.add_argument("--arch", default="c3d", help="c3d, r3d_18 or mc3_18")
     ap.add_argument("--low", default="-90.25,-97.66,-101.41", help="z^B lower bound per channel")
     ap.add_argument("--high", default="164.75,157.34,153.59", help="z^B upper bound per channel")
+    ap.add_argument("--save", help="write the last run's output (logits, relevance) as .npy")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     # Full float32 on both sides: no TF32 tensor-core shortcuts in cuDNN/cuBLAS.
@@ -110,6 +111,7 @@ def main():
         canonizers=resnet_canonizers() if resnet else None)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times = []
+    output = None
     for _ in range(a.repeat):
         sync()
         start = time.perf_counter()
@@ -122,19 +124,21 @@ def main():
             opt.step()
         elif a.task == "forward":
             with torch.no_grad():
-                model(x_dev).cpu()
+                output = model(x_dev).cpu()
         elif a.task == "dtd":
             with Gradient(model=model, composite=composite) as attributor:
                 out, rel = attributor(x_dev, lambda o: torch.zeros_like(o).scatter_(
                     1, o.argmax(1, keepdim=True), o.gather(1, o.argmax(1, keepdim=True))))
-            rel.cpu()
+            output = rel.cpu()
         else:
             xg = x_dev.clone().requires_grad_(True)
             out = model(xg)
             (g,) = torch.autograd.grad(out, xg, torch.zeros_like(out).scatter_(1, out.argmax(1, keepdim=True), 1.0))
-            (g ** 2).cpu()
+            output = (g ** 2).cpu()
         sync()
         times.append(time.perf_counter() - start)
+    if a.save and output is not None:
+        np.save(a.save, output.detach().numpy().astype(np.float32))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     result = {"task": a.task, "times": times, "peak_rss_mb": rss, "torch": torch.__version__}
     if dev.type == "cuda":

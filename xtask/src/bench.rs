@@ -60,6 +60,14 @@ pub struct Args {
     /// Where both sides run: cpu, cuda or cuda:N (PyTorch on the same GPU).
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// The largest difference allowed between the two sides' outputs (logits, relevance), as a
+    /// share of the largest PyTorch/Zennit value; beyond it, or with nothing compared, the
+    /// command fails.
+    #[arg(long, default_value_t = 1e-3)]
+    tolerance: f64,
+    /// Where the worker writes its output (`.npy`; used by `bench` itself).
+    #[arg(long, hide = true)]
+    save: Option<PathBuf>,
     /// Run one task in this process and print its JSON (used by `bench` itself).
     #[arg(long, hide = true)]
     worker: Option<String>,
@@ -290,6 +298,7 @@ enum Work<B: Backend> {
 /// One run of `task`: what it computed, for the record.
 enum Outcome {
     Explained(vidlrp_core::Explanation),
+    Logits(HostTensor),
     Done,
 }
 
@@ -304,8 +313,16 @@ fn time_task<B: Backend>(a: &Args, task: &str, be: &B) -> Result<Value> {
     let x = vidlrp_io::read_npy(xpath)?;
     let input = [x.shape()[1], x.shape()[2], x.shape()[3], x.shape()[4]];
     let preset: Preprocess = model.preset_name().parse().map_err(anyhow::Error::msg)?;
+    // DTD with max pooling routed as Zennit routes it (winner-take-all), so that both sides
+    // compute, and can be compared on, the same relevance.
+    let dtd = vidlrp_core::PresetOptions {
+        low: preset.low(),
+        high: preset.high(),
+        pool: Some(vidlrp_core::PoolRule::WinnerTakeAll),
+        ..vidlrp_core::PresetOptions::default()
+    };
     let composite = match task {
-        "dtd" => Some(Composite::dtd(preset.low(), preset.high())),
+        "dtd" => Some(Composite::preset(vidlrp_core::Method::Dtd, &dtd)?),
         "sa" => Some(Composite::sensitivity()),
         "forward" | "train" => None,
         other => bail!("unknown task {other}"),
@@ -349,10 +366,7 @@ fn time_task<B: Backend>(a: &Args, task: &str, be: &B) -> Result<Value> {
                 &Target::TopOne,
                 c,
             )?)),
-            None => {
-                be.download(&net.forward(be, &xb)?)?;
-                Ok(Outcome::Done)
-            }
+            None => Ok(Outcome::Logits(be.download(&net.forward(be, &xb)?)?)),
         }
     };
     let mut times = Vec::new();
@@ -361,8 +375,16 @@ fn time_task<B: Backend>(a: &Args, task: &str, be: &B) -> Result<Value> {
         let start = Instant::now();
         let outcome = once(be)?;
         times.push(start.elapsed().as_secs_f64());
-        if let Outcome::Explained(e) = outcome {
-            conservation = json!(e.conservation());
+        let output = match outcome {
+            Outcome::Explained(e) => {
+                conservation = json!(e.conservation());
+                Some(e.relevance)
+            }
+            Outcome::Logits(l) => Some(l),
+            Outcome::Done => None,
+        };
+        if let (Some(path), Some(t)) = (&a.save, output) {
+            vidlrp_io::write_npy(path, &t)?;
         }
     }
     // The breakdown run.
@@ -384,7 +406,7 @@ fn time_task<B: Backend>(a: &Args, task: &str, be: &B) -> Result<Value> {
             .rev()
             .map(|l| json!({"layer": l.layer, "rule": l.rule, "forward_s": l.forward_s, "relevance_s": l.relevance_s}))
             .collect::<Vec<_>>()),
-        Outcome::Done => Value::Null,
+        Outcome::Logits(_) | Outcome::Done => Value::Null,
     };
     let phases = json!({
         "wall_s": wall, "pack_s": p.pack_s, "arithmetic_s": p.arithmetic_s,
@@ -502,9 +524,16 @@ pub fn run(a: Args) -> Result<()> {
         "RSS MB ours/th"
     );
     let mut rows = Vec::new();
+    // (task, batch, max |ours - theirs| / max |theirs|) of every output both sides wrote.
+    let mut compared: Vec<(String, usize, f64)> = Vec::new();
     for &batch in &a.batch {
         let x = clip(&a, batch, m.size, &m.preset)?;
         for task in &a.tasks {
+            let ours_out = a.dir.join(format!("out-{task}-{batch}-vidlrp.npy"));
+            let theirs_out = a.dir.join(format!("out-{task}-{batch}-torch.npy"));
+            for p in [&ours_out, &theirs_out] {
+                let _ = std::fs::remove_file(p);
+            }
             let worker = || {
                 run_json(
                     Command::new(&exe)
@@ -515,7 +544,9 @@ pub fn run(a: Args) -> Result<()> {
                         .arg("--input")
                         .arg(&x)
                         .arg("--dir")
-                        .arg(&a.dir),
+                        .arg(&a.dir)
+                        .arg("--save")
+                        .arg(&ours_out),
                 )
             };
             let torch = || {
@@ -531,7 +562,9 @@ pub fn run(a: Args) -> Result<()> {
                         .arg("--weights")
                         .arg(&m.weights)
                         .arg("--input")
-                        .arg(&x),
+                        .arg(&x)
+                        .arg("--save")
+                        .arg(&theirs_out),
                 )
             };
             // Rounds alternate the two sides, so a slow phase of a shared machine hits both;
@@ -571,12 +604,23 @@ pub fn run(a: Args) -> Result<()> {
                 t_ours / bound,
                 format!("{}/{}", rss(Some(&ours)), rss(theirs.as_ref())),
             );
+            let difference = if have_torch && task != "train" {
+                let d = output_difference(&ours_out, &theirs_out)?;
+                println!(
+                    "         outputs: max |vidlrp - torch| = {d:.2e} of max |torch| ({})",
+                    if d <= a.tolerance { "within" } else { "BEYOND" }
+                );
+                compared.push((task.clone(), batch, d));
+                Some(d)
+            } else {
+                None
+            };
             print_phases(&ours, threads);
             print_profile(&ours);
             rows.push(
                 json!({"task": task, "batch": batch, "vidlrp": ours, "torch": theirs,
                 "ratio": t_ours / t_theirs, "bound_s": bound, "rounds": ours_all.len(),
-                "slowest_round_s": worst}),
+                "slowest_round_s": worst, "output_difference": difference}),
             );
         }
     }
@@ -592,6 +636,41 @@ pub fn run(a: Args) -> Result<()> {
          round's minimum over the fastest's; report: {})",
         report.display()
     );
+    check_outputs(&compared, have_torch, &a)
+}
+
+/// `max |ours - theirs| / max |theirs|` of the two sides' saved outputs (shapes must agree).
+fn output_difference(ours: &std::path::Path, theirs: &std::path::Path) -> Result<f64> {
+    let (o, t) = (vidlrp_io::read_npy(ours)?, vidlrp_io::read_npy(theirs)?);
+    if o.shape() != t.shape() {
+        bail!(
+            "the two sides' outputs differ in shape: {:?} (vidlrp) and {:?} (torch)",
+            o.shape(),
+            t.shape()
+        );
+    }
+    let (err, scale) = vidlrp_conformance::max_errors(o.data(), t.data());
+    Ok(if scale > 0.0 { err / scale } else { err })
+}
+
+/// Fails when an output differs beyond the tolerance, or when PyTorch ran and nothing was
+/// compared (a train-only run compares nothing by design).
+fn check_outputs(compared: &[(String, usize, f64)], have_torch: bool, a: &Args) -> Result<()> {
+    let beyond: Vec<String> = compared
+        .iter()
+        .filter(|(_, _, d)| d.is_nan() || *d > a.tolerance)
+        .map(|(t, b, d)| format!("{t} at batch {b}: {d:.2e}"))
+        .collect();
+    if !beyond.is_empty() {
+        bail!(
+            "vidlrp and PyTorch/Zennit computed different outputs (beyond --tolerance {:e}): {}",
+            a.tolerance,
+            beyond.join("; ")
+        );
+    }
+    if have_torch && compared.is_empty() && a.tasks.iter().any(|t| t != "train") {
+        bail!("PyTorch ran, but no output of the two sides was compared");
+    }
     Ok(())
 }
 
