@@ -139,6 +139,10 @@ struct Built {
 }
 
 /// A network's weights and what vidlrp read about them; see `vidlrp.load`.
+///
+///     >>> model = vidlrp.load("c3d.pickle")
+///     >>> model.info["architecture"], model.info["classes"]
+///     ('c3d', 487)
 #[pyclass(module = "vidlrp", frozen)]
 struct Model {
     model: vidlrp_model::Model,
@@ -287,7 +291,12 @@ impl Model {
     }
 
     /// Explains `clips` (float32, `(3, T, H, W)` or `(N, 3, T, H, W)`) with `method` for
-    /// `target` (None: each clip's top class; an int; one int per clip).
+    /// `target` (None: each clip's top class; an int; one int per clip). `pool`: proportional
+    /// or wta; `bounds`: z^B bounds as a preset name or `(low, high)`; `threads`: 0 for all.
+    ///
+    ///     >>> e = model.explain(clip, "dtd")
+    ///     >>> e.relevance.shape == clip.shape, round(e.conservation, 3)
+    ///     (True, 1.0)
     #[pyo3(signature = (clips, method="dtd", target=None, *, pool=None, bounds=None, device="cpu", threads=0))]
     #[allow(clippy::too_many_arguments)]
     fn explain(
@@ -354,7 +363,12 @@ fn target_of(obj: Option<&Bound<'_, PyAny>>, n: usize, classes: usize) -> Result
     target(obj, n, classes)
 }
 
-/// The result of `Model.explain`.
+/// The result of `Model.explain`: `relevance`, `logits`, `explained_class`, `conservation`,
+/// `layers`.
+///
+///     >>> e = model.explain(clip, "sa", target=3)
+///     >>> e.explained_class
+///     3
 #[pyclass(module = "vidlrp", frozen)]
 struct Explanation {
     e: vidlrp_core::Explanation,
@@ -443,7 +457,13 @@ impl Explanation {
     }
 }
 
-/// Reads a model from any weight file vidlrp reads.
+/// Reads a model from any weight file vidlrp reads (safetensors, .npz, PyTorch zip or legacy
+/// checkpoints, Caffe models; C3D and torchvision's video ResNets). `pool5`: port or caffe;
+/// `preset`: caffe, port or kinetics, optionally with `@SIZE`.
+///
+///     >>> model = vidlrp.load("r3d_18.pth")
+///     >>> model.info["preset"]
+///     'kinetics'
 #[pyfunction]
 #[pyo3(signature = (path, *, pool5=None, preset=None))]
 fn load(
@@ -471,6 +491,10 @@ fn load(
 
 /// One snippet of a video, frames directory or `.npy` of frames, preprocessed: float32
 /// `(3, length, H, W)`.
+///
+///     >>> clip = vidlrp.read_snippet("tennis.mp4", offset=0, step=2, preset="caffe")
+///     >>> clip.shape
+///     (3, 16, 112, 112)
 #[pyfunction]
 #[pyo3(signature = (video, offset=0, step=1, preset="caffe", length=16))]
 fn read_snippet<'py>(
@@ -500,6 +524,10 @@ fn read_snippet<'py>(
 }
 
 /// Frame shares `r_t = R_t / sum R` of one relevance map `(3, T, H, W)` or `(1, 3, T, H, W)`.
+///
+///     >>> shares = vidlrp.frame_shares(e.relevance)
+///     >>> len(shares), round(sum(shares), 6)
+///     (16, 1.0)
 #[pyfunction]
 fn frame_shares(relevance: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
     let r = host_tensor(relevance, "relevance")?;
@@ -508,6 +536,8 @@ fn frame_shares(relevance: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
 }
 
 /// The border fit `r(tau) ~ a tau^2 + b tau + c`: `(a, b, c)`; `a` is the border strength.
+///
+///     >>> a, b, c = vidlrp.border_fit(shares)
 #[pyfunction]
 fn border_fit(shares: Vec<f64>) -> PyResult<(f64, f64, f64)> {
     let [a, b, c] =
@@ -516,6 +546,8 @@ fn border_fit(shares: Vec<f64>) -> PyResult<(f64, f64, f64)> {
 }
 
 /// The lookahead fit `r(tau) ~ b' tau + c'`: `(b', c')`; `b'` is the lookahead strength.
+///
+///     >>> slope, intercept = vidlrp.lookahead_fit(shares)
 #[pyfunction]
 fn lookahead_fit(shares: Vec<f64>) -> PyResult<(f64, f64)> {
     let [b, c] = vidlrp_stats::fit_linear(&shares).map_err(|e| Failure::input(e.to_string()))?;
@@ -523,6 +555,9 @@ fn lookahead_fit(shares: Vec<f64>) -> PyResult<(f64, f64)> {
 }
 
 /// The method names `Model.explain` takes, with a line each.
+///
+///     >>> dict(vidlrp.methods())["dtd"]
+///     'deep Taylor: z^B on the first layer, z+ above, proportional pooling (the paper)'
 #[pyfunction]
 fn methods() -> Vec<(&'static str, &'static str)> {
     Method::ALL

@@ -174,3 +174,11 @@ def test_snippets_and_temporal_statistics(tmp_path):
     assert abs(a) < 1e-12 and slope > 0 and abs(b - slope) < 1e-12
     with pytest.raises(ValueError):
         vidlrp.border_fit([0.5, 0.5])
+
+
+def test_every_public_callable_has_a_docstring_with_an_example():
+    for name in ["load", "read_snippet", "frame_shares", "border_fit", "lookahead_fit",
+                 "methods", "Model", "Explanation"]:
+        doc = getattr(vidlrp, name).__doc__ or ""
+        assert ">>>" in doc, f"vidlrp.{name} has no example in its docstring"
+    assert ">>>" in (vidlrp.Model.explain.__doc__ or "")
