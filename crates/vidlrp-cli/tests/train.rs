@@ -6,31 +6,33 @@ mod common;
 
 use common::{ok, s, tmp, vidlrp};
 
+/// `vidlrp synth` of 2 classes, `videos` videos of 24 frames of 64x48 as `.npy`, into `data`.
+fn synth_npy(data: &std::path::Path, videos: usize, seed: u64) -> std::process::Output {
+    let (videos, seed) = (videos.to_string(), seed.to_string());
+    vidlrp(&[
+        "synth",
+        "--out",
+        s(data),
+        "--classes",
+        "2",
+        "--videos",
+        &videos,
+        "--frames",
+        "24",
+        "--size",
+        "64x48",
+        "--format",
+        "npy",
+        "--seed",
+        &seed,
+    ])
+}
+
 #[test]
 fn synth_then_train_writes_a_model_every_command_loads() {
     let d = tmp("train");
     let data = d.join("data");
-    let j: serde_json::Value = serde_json::from_slice(
-        &ok(vidlrp(&[
-            "synth",
-            "--out",
-            s(&data),
-            "--classes",
-            "2",
-            "--videos",
-            "8",
-            "--frames",
-            "24",
-            "--size",
-            "64x48",
-            "--format",
-            "npy",
-            "--seed",
-            "5",
-        ]))
-        .stdout,
-    )
-    .unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&ok(synth_npy(&data, 8, 5)).stdout).unwrap();
     assert_eq!(
         (j["train"].as_u64(), j["val"].as_u64(), j["test"].as_u64()),
         (Some(4), Some(2), Some(2))
@@ -125,23 +127,7 @@ fn checkpoint_epoch(path: &std::path::Path) -> Option<usize> {
 fn a_run_killed_mid_epoch_resumes_to_the_model_of_an_uninterrupted_one() {
     let d = tmp("train-kill");
     let data = d.join("data");
-    ok(vidlrp(&[
-        "synth",
-        "--out",
-        s(&data),
-        "--classes",
-        "2",
-        "--videos",
-        "24",
-        "--frames",
-        "24",
-        "--size",
-        "64x48",
-        "--format",
-        "npy",
-        "--seed",
-        "6",
-    ]));
+    ok(synth_npy(&data, 24, 6));
     let (train_csv, val_csv) = (data.join("train.csv"), data.join("val.csv"));
     let args = |out: &std::path::Path| -> Vec<String> {
         [

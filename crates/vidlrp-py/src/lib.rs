@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use numpy::{IntoPyArray, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
+use pyo3::IntoPyObjectExt;
 use vidlrp_core::{Composite, HostTensor, Method, PoolRule, PresetOptions, Sequential, Target};
 use vidlrp_cpu::Cpu;
 use vidlrp_snippet::Preprocess;
@@ -353,14 +354,10 @@ impl Model {
             bounds,
             threads,
         };
-        let target = target_of(target, x.shape()[0], self.model.classes())?;
+        let target = self::target(target, x.shape()[0], self.model.classes())?;
         let e = compute(py, || self.run(&x, &target, &options))?;
         Ok(Explanation::new(e, single))
     }
-}
-
-fn target_of(obj: Option<&Bound<'_, PyAny>>, n: usize, classes: usize) -> Result<Target> {
-    target(obj, n, classes)
 }
 
 /// The result of `Model.explain`: `relevance`, `logits`, `explained_class`, `conservation`,
@@ -379,6 +376,33 @@ impl Explanation {
     fn new(e: vidlrp_core::Explanation, single: bool) -> Self {
         Self { e, single }
     }
+
+    /// `t` as numpy, without its leading batch axis when one clip was explained.
+    fn per_call<'py>(
+        &self,
+        py: Python<'py>,
+        t: &HostTensor,
+    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+        let mut t = t.clone();
+        if self.single {
+            let shape = t.shape()[1..].to_vec();
+            t = t.reshape(shape).map_err(Failure::other)?;
+        }
+        Ok(numpy(py, t)?)
+    }
+
+    /// The value of the one clip explained, or the list of all.
+    fn one_or_all<'py, T>(&self, py: Python<'py>, values: Vec<T>) -> PyResult<Py<PyAny>>
+    where
+        T: IntoPyObject<'py> + Clone,
+        Vec<T>: IntoPyObject<'py>,
+    {
+        Ok(if self.single {
+            values[0].clone().into_bound_py_any(py)?.unbind()
+        } else {
+            values.into_bound_py_any(py)?.unbind()
+        })
+    }
 }
 
 #[pymethods]
@@ -386,49 +410,25 @@ impl Explanation {
     /// Relevance of every input value, in the shape of the clips given.
     #[getter]
     fn relevance<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        let mut r = self.e.relevance.clone();
-        if self.single {
-            let shape = r.shape()[1..].to_vec();
-            r = r.reshape(shape).map_err(Failure::other)?;
-        }
-        Ok(numpy(py, r)?)
+        self.per_call(py, &self.e.relevance)
     }
 
     /// The logits `(N, classes)` (`(classes,)` for one clip).
     #[getter]
     fn logits<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        let mut l = self.e.logits.clone();
-        if self.single {
-            let shape = l.shape()[1..].to_vec();
-            l = l.reshape(shape).map_err(Failure::other)?;
-        }
-        Ok(numpy(py, l)?)
+        self.per_call(py, &self.e.logits)
     }
 
     /// The class explained, per clip (an int for one clip).
     #[getter]
     fn explained_class(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        Ok(if self.single {
-            self.e.classes[0].into_pyobject(py)?.into_any().unbind()
-        } else {
-            self.e
-                .classes
-                .clone()
-                .into_pyobject(py)?
-                .into_any()
-                .unbind()
-        })
+        self.one_or_all(py, self.e.classes.clone())
     }
 
     /// `sum R / f_c(x)` per clip (a float for one clip): 1 for a conserving explanation.
     #[getter]
     fn conservation(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        let c = self.e.conservation();
-        Ok(if self.single {
-            c[0].into_pyobject(py)?.into_any().unbind()
-        } else {
-            c.into_pyobject(py)?.into_any().unbind()
-        })
+        self.one_or_all(py, self.e.conservation())
     }
 
     /// Per layer, from the output down: name, kind, rule, relevance sums at its output and

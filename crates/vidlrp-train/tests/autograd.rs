@@ -23,10 +23,8 @@ fn load(name: &str) -> TensorMap {
     vidlrp_io::read_tensors(&dir().join(name)).unwrap()
 }
 
-/// `max |a - b| <= tol * max |b|` (plus a tiny absolute floor for all-zero tensors).
-#[track_caller]
-fn close(what: &str, a: &HostTensor, b: &HostTensor, tol: f64) {
-    assert_eq!(a.shape(), b.shape(), "{what}");
+/// `(max |a - b|, max |b|)`.
+fn max_error_and_scale(a: &HostTensor, b: &HostTensor) -> (f64, f64) {
     let scale = b
         .data()
         .iter()
@@ -36,6 +34,14 @@ fn close(what: &str, a: &HostTensor, b: &HostTensor, tol: f64) {
         .iter()
         .zip(b.data())
         .fold(0.0f64, |m, (x, y)| m.max(f64::from((x - y).abs())));
+    (err, scale)
+}
+
+/// `max |a - b| <= tol * max |b|` (plus a tiny absolute floor for all-zero tensors).
+#[track_caller]
+fn close(what: &str, a: &HostTensor, b: &HostTensor, tol: f64) {
+    assert_eq!(a.shape(), b.shape(), "{what}");
+    let (err, scale) = max_error_and_scale(a, b);
     assert!(
         err <= tol * scale + 1e-9,
         "{what}: max error {err:.3e} against max |torch| {scale:.3e}"
@@ -50,13 +56,34 @@ fn batch() -> (HostTensor, Vec<usize>) {
 
 /// `max |a - b| / max |b|`, the quantity [`close`] bounds.
 fn relative_error(a: &HostTensor, b: &HostTensor) -> f64 {
-    let scale = b
-        .data()
-        .iter()
-        .fold(0.0f64, |m, v| m.max(f64::from(v.abs())));
-    let err =
-        (a.data().iter().zip(b.data())).fold(0.0f64, |m, (x, y)| m.max(f64::from((x - y).abs())));
+    let (err, scale) = max_error_and_scale(a, b);
     err / scale.max(1e-30)
+}
+
+/// The goldens' small C3D (fixtures/training/weights.safetensors) with dropout `p`.
+fn golden_net<B: Backend>(be: &B, p: f32) -> vidlrp_train::Result<TrainNet<B>> {
+    TrainNet::c3d(
+        be,
+        load("weights.safetensors"),
+        Pool5::Port,
+        [3, 16, 32, 32],
+        p,
+    )
+}
+
+/// One optimiser step of `net` per batch, in order, without dropout.
+fn train_steps<'a, B: Backend>(
+    be: &B,
+    net: &mut TrainNet<B>,
+    opt: &mut dyn Optimizer,
+    batches: impl IntoIterator<Item = &'a (HostTensor, Vec<usize>)>,
+) {
+    for (x, labels) in batches {
+        let (logits, tape) = net.forward_train(be, x, None).unwrap();
+        let (_, d) = softmax_cross_entropy(&logits, labels).unwrap();
+        let grads = net.backward(be, tape, &d).unwrap();
+        net.apply(be, opt, &grads).unwrap();
+    }
 }
 
 /// The optimisers of steps.safetensors, by the names generate.py's `STEPS` gives them.
@@ -86,21 +113,8 @@ fn several_steps<B: Backend>(be: &B) {
         })
         .collect();
     for (prefix, mut opt) in step_optimizers() {
-        let mut net = TrainNet::c3d(
-            be,
-            load("weights.safetensors"),
-            Pool5::Port,
-            [3, 16, 32, 32],
-            0.0,
-        )
-        .unwrap();
-        for step in 0..6 {
-            let (x, labels) = &batches[step % 3];
-            let (logits, tape) = net.forward_train(be, x, None).unwrap();
-            let (_, d) = softmax_cross_entropy(&logits, labels).unwrap();
-            let grads = net.backward(be, tape, &d).unwrap();
-            net.apply(be, opt.as_mut(), &grads).unwrap();
-        }
+        let mut net = golden_net(be, 0.0).unwrap();
+        train_steps(be, &mut net, opt.as_mut(), batches.iter().cycle().take(6));
         for (name, p) in net.weights() {
             close(
                 &format!("six steps of {prefix}: {name}"),
@@ -115,14 +129,7 @@ fn several_steps<B: Backend>(be: &B) {
 fn check<B: Backend>(be: &B) {
     let golden = load("golden.safetensors");
     let (x, labels) = batch();
-    let net = TrainNet::c3d(
-        be,
-        load("weights.safetensors"),
-        Pool5::Port,
-        [3, 16, 32, 32],
-        0.0,
-    )
-    .unwrap();
+    let net = golden_net(be, 0.0).unwrap();
     let (logits, tape) = net.forward_train(be, &x, Some(1)).unwrap();
     close("logits", &logits, &golden["logits"], 1e-5);
     let (loss, dlogits) = softmax_cross_entropy(&logits, &labels).unwrap();
@@ -149,20 +156,9 @@ fn check<B: Backend>(be: &B) {
         ("adam", Box::new(Adam::new(1e-3))),
     ] {
         let mut opt = opt;
-        let mut net = TrainNet::c3d(
-            be,
-            load("weights.safetensors"),
-            Pool5::Port,
-            [3, 16, 32, 32],
-            0.0,
-        )
-        .unwrap();
-        for _ in 0..2 {
-            let (logits, tape) = net.forward_train(be, &x, None).unwrap();
-            let (_, d) = softmax_cross_entropy(&logits, &labels).unwrap();
-            let grads = net.backward(be, tape, &d).unwrap();
-            net.apply(be, opt.as_mut(), &grads).unwrap();
-        }
+        let mut net = golden_net(be, 0.0).unwrap();
+        let one = (x.clone(), labels.clone());
+        train_steps(be, &mut net, opt.as_mut(), [&one, &one]);
         for (name, p) in net.weights() {
             close(
                 &format!("{prefix} {name}"),
@@ -220,14 +216,7 @@ fn the_reference_backend_trains_like_pytorch() {
 fn dropout_masks_are_seeded_and_scale_what_they_keep() {
     let cpu = vidlrp_cpu::Cpu::new(1).unwrap();
     let (x, _) = batch();
-    let net = TrainNet::c3d(
-        &cpu,
-        load("weights.safetensors"),
-        Pool5::Port,
-        [3, 16, 32, 32],
-        0.5,
-    )
-    .unwrap();
+    let net = golden_net(&cpu, 0.5).unwrap();
     let a = net.forward_train(&cpu, &x, Some(7)).unwrap().0;
     let b = net.forward_train(&cpu, &x, Some(7)).unwrap().0;
     let c = net.forward_train(&cpu, &x, Some(8)).unwrap().0;
@@ -235,14 +224,7 @@ fn dropout_masks_are_seeded_and_scale_what_they_keep() {
     assert_eq!(a, b, "same seed, same masks");
     assert_ne!(a, c, "another seed, other masks");
     assert_ne!(a, eval, "evaluation has no dropout");
-    assert!(TrainNet::c3d(
-        &cpu,
-        load("weights.safetensors"),
-        Pool5::Port,
-        [3, 16, 32, 32],
-        1.0
-    )
-    .is_err());
+    assert!(golden_net(&cpu, 1.0).is_err());
 }
 
 /// flatten - fc "h" - ReLU - (dropout) - fc "o", both identities without bias, so that the
