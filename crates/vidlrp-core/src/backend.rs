@@ -99,6 +99,18 @@ pub trait Backend: Send + Sync + 'static {
     /// A short name for reports, e.g. `cpu (2 threads)`.
     fn name(&self) -> String;
 
+    /// Runs `f`, a whole pass of many ops, on the backend's workers: a CPU backend runs it on
+    /// one of its pool's threads, so that each op's parallel work starts and ends there instead
+    /// of waking the pool from outside and sleeping until it is done (a hand-off per op that
+    /// costs more than the arithmetic of a small layer). Values are the same as calling `f`
+    /// directly, which is the default.
+    fn within<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R
+    where
+        Self: Sized,
+    {
+        f()
+    }
+
     // ---- transfer ----
 
     /// Copies a host tensor into the backend.

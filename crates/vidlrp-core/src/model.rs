@@ -325,7 +325,7 @@ impl<B: Backend> Sequential<B> {
     /// The forward pass.
     pub fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
         self.shapes(&be.shape(x))?;
-        self.forward_unchecked(be, x)
+        be.within(|| self.forward_unchecked(be, x))
     }
 
     fn forward_unchecked(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
@@ -517,6 +517,17 @@ impl<B: Backend> Sequential<B> {
     /// **Errors** as [`Sequential::explain`], before any relevance pass if a composite does
     /// not fit the network or a score it requires to be positive is not.
     pub fn explain_each(
+        &self,
+        be: &B,
+        x: &B::Tensor,
+        target: &Target,
+        composites: &[&Composite],
+    ) -> Result<Vec<Explanation>> {
+        be.within(|| self.explain_each_within(be, x, target, composites))
+    }
+
+    /// [`Sequential::explain_each`] on the backend's workers.
+    fn explain_each_within(
         &self,
         be: &B,
         x: &B::Tensor,

@@ -195,6 +195,10 @@ impl Backend for Cpu {
         )
     }
 
+    fn within<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(f)
+    }
+
     fn upload(&self, t: &HostTensor) -> Result<ArrayD<f32>> {
         Ok(from_vec(t.shape(), t.data().to_vec()))
     }

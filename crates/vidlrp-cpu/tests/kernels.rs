@@ -708,3 +708,54 @@ fn per_sample_sums_are_accurate_and_independent_of_threads() {
         }
     }
 }
+
+/// `Backend::within` runs a pass on one of the pool's threads, and every op gives there the
+/// bits it gives when called from outside the pool (dense and sparse transposes, the direct
+/// and packed forward paths, pooling): the hand-off saved is time only.
+#[test]
+fn ops_within_the_pool_match_ops_called_from_outside() {
+    let be = cpu();
+    assert_eq!(rayon::current_thread_index(), None);
+    assert!(be.within(|| rayon::current_thread_index().is_some()));
+    let g3 = Conv3dGeometry {
+        kernel: [3, 3, 3],
+        stride: [1, 1, 1],
+        padding: [1, 1, 1],
+    };
+    let pool = Pool3dGeometry {
+        kernel: [2, 2, 2],
+        stride: [2, 2, 2],
+        padding: [0; 3],
+        ceil_mode: false,
+    };
+    let (xs, ws, ys) = ([2, 3, 8, 20, 20], [8, 3, 3, 3, 3], [2, 8, 8, 20, 20]);
+    let (xs2, ws2) = ([2, 8, 8, 20, 20], [16, 8, 3, 3, 3]);
+    let x = t(&be, &xs, values(xs.iter().product(), 1));
+    let w = t(&be, &ws, values(ws.iter().product(), 2));
+    let x2 = t(&be, &xs2, values(xs2.iter().product(), 3));
+    let w2 = t(&be, &ws2, values(ws2.iter().product(), 4));
+    let dense = t(&be, &ys, values(ys.iter().product(), 5));
+    // One value in eight kept, as after winner-take-all pooling: the sparse transpose.
+    let thin: Vec<f32> = values(ys.iter().product(), 6)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| if i % 8 == 0 { v } else { 0.0 })
+        .collect();
+    let thin = t(&be, &ys, thin);
+    let run = || -> Vec<Vec<u32>> {
+        let bits = |a: ArrayD<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        vec![
+            bits(be.conv3d(&x, &w, None, &g3).unwrap()),
+            bits(be.conv3d(&x2, &w2, None, &g3).unwrap()),
+            bits(be.conv3d_transposed(&dense, &w, &g3, &xs).unwrap()),
+            bits(be.conv3d_transposed(&thin, &w, &g3, &xs).unwrap()),
+            bits(be.max_pool3d(&x2, &pool).unwrap()),
+            bits(be.binary(&x2, &x2, BinaryOp::Mul).unwrap()),
+        ]
+    };
+    let outside = run();
+    let inside = be.within(run);
+    for (i, (a, b)) in outside.iter().zip(&inside).enumerate() {
+        assert!(a == b, "op {i}: bits differ within the pool");
+    }
+}

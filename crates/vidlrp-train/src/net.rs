@@ -175,6 +175,16 @@ impl<B: Backend> TrainNet<B> {
         x: &HostTensor,
         dropout_seed: Option<u64>,
     ) -> Result<(HostTensor, Tape<B>)> {
+        be.within(|| self.forward_within(be, x, dropout_seed))
+    }
+
+    /// [`TrainNet::forward_train`] on the backend's workers.
+    fn forward_within(
+        &self,
+        be: &B,
+        x: &HostTensor,
+        dropout_seed: Option<u64>,
+    ) -> Result<(HostTensor, Tape<B>)> {
         let mut rng = dropout_seed.map(Rng::new);
         let mut h = be.upload(x)?;
         let mut tape = Tape {
@@ -227,6 +237,11 @@ impl<B: Backend> TrainNet<B> {
     ///
     /// **Errors** on a gradient of the wrong shape and backend failures.
     pub fn backward(&self, be: &B, tape: Tape<B>, dlogits: &HostTensor) -> Result<TensorMap> {
+        be.within(|| self.backward_within(be, tape, dlogits))
+    }
+
+    /// [`TrainNet::backward`] on the backend's workers.
+    fn backward_within(&self, be: &B, tape: Tape<B>, dlogits: &HostTensor) -> Result<TensorMap> {
         let mut g = be.upload(dlogits)?;
         let mut grads = TensorMap::new();
         for (i, op) in self.ops.iter().enumerate().rev() {
