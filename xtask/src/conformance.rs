@@ -131,7 +131,8 @@ fn agreement_with_reference<B: Backend>(other: &B, ops_seeds: u64, models: u64) 
 /// each layer passes down what its rule keeps to 1e-10.
 fn exact_conservation() -> Result<usize> {
     let be = Reference::<f64>::new();
-    let (mut layers, mut failed, mut worst) = (0, 0, 0f64);
+    // (model, network, input, composite) of every golden C3D and video ResNet.
+    let mut cases = Vec::new();
     for m in load_all(&fixtures_dir()).map_err(anyhow::Error::msg)? {
         let s = m.input.shape().to_vec();
         let one = s[1..].iter().product::<usize>();
@@ -142,22 +143,40 @@ fn exact_conservation() -> Result<usize> {
         let Some(dtd) = m.methods.iter().find(|g| g.key == "dtd") else {
             bail!("{}: no dtd golden", m.name);
         };
-        let xb = be.upload(&x)?;
-        for l in
-            conservation::layerwise(&be, &net, &xb, &dtd.composite).map_err(anyhow::Error::msg)?
-        {
+        cases.push((m.name.clone(), net, x, dtd.composite.clone()));
+    }
+    for arch in ["r3d", "mc3", "r2plus1d"] {
+        let d = fixtures_dir().join("video-resnets").join(arch);
+        let model = vidlrp_model::load(&d.join("model.safetensors"), None)?;
+        let x = vidlrp_io::read_npy(&d.join("input.npy"))?;
+        let s = x.shape().to_vec();
+        let net = model.into_network(&be, [s[1], s[2], s[3], s[4]])?;
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(d.join("meta.json"))?)?;
+        let bound = |k: &str| -> Result<Vec<f32>> { Ok(serde_json::from_value(meta[k].clone())?) };
+        cases.push((
+            format!("video-resnets/{arch}"),
+            net,
+            x,
+            vidlrp_core::Composite::dtd(bound("low")?, bound("high")?),
+        ));
+    }
+    let (mut layers, mut failed, mut worst) = (0, 0, 0f64);
+    for (name, net, x, composite) in &cases {
+        let xb = be.upload(x)?;
+        for l in conservation::layerwise(&be, net, &xb, composite).map_err(anyhow::Error::msg)? {
             layers += 1;
             worst = worst.max(l.relative());
             if l.relative() > 1e-10 {
                 failed += 1;
                 println!(
-                    "  FAIL {} / {}: kept {} passed down {}",
-                    m.name, l.layer, l.kept, l.got
+                    "  FAIL {name} / {}: kept {} passed down {}",
+                    l.layer, l.kept, l.got
                 );
             }
         }
     }
-    println!("  f64 conservation, layer by layer: {layers} layers of the goldens' models (worst {worst:.2e}, bound 1e-10), {failed} failed");
+    println!("  f64 conservation, step by step: {layers} layers and residual sums of {} golden models (C3D and video ResNets; worst {worst:.2e}, bound 1e-10), {failed} failed", cases.len());
     Ok(failed)
 }
 

@@ -3,7 +3,9 @@
 //! leak), so in `f64` the two sides agree to rounding, far below the leak itself.
 
 use vidlrp_core::rules::STABILIZER;
-use vidlrp_core::{Backend, BinaryOp, Composite, Rule, Sequential, UnaryOp};
+use vidlrp_core::{
+    Backend, BinaryOp, Composite, Layer, LayerKind, Node, Residual, Rule, Sequential, UnaryOp,
+};
 
 /// One layer's relevance sums: what it passed down and what the rule's formula keeps.
 #[derive(Debug, Clone)]
@@ -46,7 +48,10 @@ fn kept_sum<B: Backend>(
 }
 
 /// Explains the top class of the first sample of `x` with `composite` (z+, z^B, proportional
-/// pooling and passing rules) layer by layer and returns each layer's sums.
+/// pooling, proportional residual sums and passing rules) layer by layer and returns each
+/// step's sums, from the output down. A residual block reports its sum (`got`: `sum R_a + sum
+/// R_b`), then its shortcut's layers, then its main branch's, as [`Sequential::explain`]
+/// does; the two branches' relevance meets again at the block's input as a sum.
 ///
 /// **Errors** if the composite uses another rule, the score is not positive, or a backend op
 /// fails.
@@ -56,24 +61,10 @@ pub fn layerwise<B: Backend>(
     x: &B::Tensor,
     composite: &Composite,
 ) -> Result<Vec<LayerConservation>, String> {
-    use BinaryOp::{Add, Sub};
-    if !net.is_flat() {
-        return Err(
-            "layer-wise conservation is computed for chains of layers; a network with \
-                    residual blocks reports its per-layer sums in its explanation"
-                .to_string(),
-        );
-    }
     let rules = net.rules(composite).map_err(err)?;
-    let leaves = net.leaves();
-    let mut acts = vec![x.clone()];
-    for layer in &leaves {
-        let next = layer
-            .forward(be, acts.last().expect("input"))
-            .map_err(err)?;
-        acts.push(next);
-    }
-    let logits = be.download(acts.last().expect("output")).map_err(err)?;
+    let logits = be
+        .download(&net.forward(be, x).map_err(err)?)
+        .map_err(err)?;
     let k = logits.shape()[1];
     let (c, score) = vidlrp_core::top_k(&logits.data()[..k], 1)[0];
     if score <= 0.0 {
@@ -82,86 +73,226 @@ pub fn layerwise<B: Backend>(
     let n = logits.shape()[0];
     let mut seed = vidlrp_core::HostTensor::zeros(vec![n, k]);
     seed.data_mut()[c] = score;
-    let mut r = be.upload(&seed).map_err(err)?;
+    let r = be.upload(&seed).map_err(err)?;
     let mut out = Vec::new();
-    for (i, layer) in leaves.iter().enumerate().rev() {
-        let xi = &acts[i];
-        let rule = &rules[i];
-        let abs = be.unary(&r, UnaryOp::Positive).map_err(err)?;
-        let neg = be.unary(&r, UnaryOp::Negative).map_err(err)?;
-        let scale = be
-            .sum_per_sample(&be.binary(&abs, &neg, Sub).map_err(err)?)
-            .map_err(err)?[0];
-        let kept = match (rule, layer.affine(), layer.pooling()) {
-            (Rule::ZPlus { positive_bias }, Some(a), _) => {
-                let w = a.weight();
-                let wp = be.unary(w, UnaryOp::Positive).map_err(err)?;
-                let wn = be.unary(w, UnaryOp::Negative).map_err(err)?;
-                let xp = be.unary(xi, UnaryOp::Positive).map_err(err)?;
-                let xn = be.unary(xi, UnaryOp::Negative).map_err(err)?;
-                let zx = be
-                    .binary(
-                        &a.apply(be, &xp, &wp, None).map_err(err)?,
-                        &a.apply(be, &xn, &wn, None).map_err(err)?,
-                        Add,
-                    )
-                    .map_err(err)?;
-                let z = match (positive_bias, a.bias()) {
-                    (true, Some(b)) => {
-                        let bp = be.unary(b, UnaryOp::Positive).map_err(err)?;
-                        let zero = be.unary(&xp, UnaryOp::Scale(0.0)).map_err(err)?;
-                        let bias = a.apply(be, &zero, &wp, Some(&bp)).map_err(err)?;
-                        be.binary(&zx, &bias, Add).map_err(err)?
-                    }
-                    _ => zx.clone(),
-                };
-                kept_sum(be, &r, &zx, &z)?
+    walk(be, net, x, r, &rules, &mut out)?;
+    Ok(out)
+}
+
+/// The number of layers and residual sums of `net` (its share of [`Sequential::rules`]).
+fn steps<B: Backend>(net: &Sequential<B>) -> usize {
+    net.nodes()
+        .iter()
+        .map(|node| match node {
+            Node::Layer(_) => 1,
+            Node::Residual(b) => steps(b.main()) + steps(b.shortcut()) + 1,
+        })
+        .sum()
+}
+
+/// `sum_j |R_j|` of sample 0.
+fn abs_sum<B: Backend>(be: &B, r: &B::Tensor) -> Result<f64, String> {
+    let abs = be.unary(r, UnaryOp::Positive).map_err(err)?;
+    let neg = be.unary(r, UnaryOp::Negative).map_err(err)?;
+    Ok(be
+        .sum_per_sample(&be.binary(&abs, &neg, BinaryOp::Sub).map_err(err)?)
+        .map_err(err)?[0])
+}
+
+/// Carries `r` (the relevance at `net`'s output) down to `net`'s input `x`, pushing each
+/// step's sums; `rules` are `net`'s, in forward order.
+fn walk<B: Backend>(
+    be: &B,
+    net: &Sequential<B>,
+    x: &B::Tensor,
+    mut r: B::Tensor,
+    rules: &[Rule],
+    out: &mut Vec<LayerConservation>,
+) -> Result<B::Tensor, String> {
+    // The input of every node, and where its rules start.
+    let mut inputs = vec![x.clone()];
+    let mut first_rule = Vec::new();
+    let mut at = 0;
+    for node in net.nodes() {
+        let h = inputs.last().expect("input");
+        first_rule.push(at);
+        let next = match node {
+            Node::Layer(l) => {
+                at += 1;
+                l.forward(be, h).map_err(err)?
             }
-            (Rule::ZBox { low, high }, Some(a), _) => {
-                let shape = be.shape(xi);
-                let per = |v: &[f32]| {
-                    if v.len() == 1 {
-                        vec![v[0]; shape[1]]
-                    } else {
-                        v.to_vec()
-                    }
-                };
-                let lo = be.fill_channels(&shape, &per(low)).map_err(err)?;
-                let hi = be.fill_channels(&shape, &per(high)).map_err(err)?;
-                let w = a.weight();
-                let wp = be.unary(w, UnaryOp::Positive).map_err(err)?;
-                let wn = be.unary(w, UnaryOp::Negative).map_err(err)?;
-                let z = a.apply(be, xi, w, None).map_err(err)?;
-                let z = be
-                    .binary(&z, &a.apply(be, &lo, &wp, None).map_err(err)?, Sub)
-                    .map_err(err)?;
-                let z = be
-                    .binary(&z, &a.apply(be, &hi, &wn, None).map_err(err)?, Sub)
-                    .map_err(err)?;
-                kept_sum(be, &r, &z, &z)?
-            }
-            (Rule::PoolProportional, _, Some(g)) => {
-                let s = be.sum_pool3d(xi, g).map_err(err)?;
-                kept_sum(be, &r, &s, &s)?
-            }
-            (Rule::Pass | Rule::PoolWinnerTakeAll, _, _) => be.sum_per_sample(&r).map_err(err)?[0],
-            (other, _, _) => {
-                return Err(format!(
-                    "layer {}: rule {} is not checked here",
-                    layer.name(),
-                    other.name()
-                ))
+            Node::Residual(b) => {
+                at += steps(b.main()) + steps(b.shortcut()) + 1;
+                let (main, short) = branch_outputs(be, b, h)?;
+                be.binary(&main, &short, BinaryOp::Add).map_err(err)?
             }
         };
-        r = layer.relevance(be, xi, &r, rule).map_err(err)?;
-        let got = be.sum_per_sample(&r).map_err(err)?[0];
-        out.push(LayerConservation {
-            layer: layer.name().to_string(),
-            rule: rule.name(),
-            got,
-            kept,
-            scale,
-        });
+        inputs.push(next);
     }
-    Ok(out)
+    for (i, node) in net.nodes().iter().enumerate().rev() {
+        let xi = &inputs[i];
+        let from = first_rule[i];
+        r = match node {
+            Node::Layer(layer) => {
+                let rule = &rules[from];
+                let scale = abs_sum(be, &r)?;
+                let kept = layer_kept(be, layer.as_ref(), xi, &r, rule)?;
+                let down = layer.relevance(be, xi, &r, rule).map_err(err)?;
+                out.push(LayerConservation {
+                    layer: layer.name().to_string(),
+                    rule: rule.name(),
+                    got: be.sum_per_sample(&down).map_err(err)?[0],
+                    kept,
+                    scale,
+                });
+                down
+            }
+            Node::Residual(b) => {
+                let (m, s) = (steps(b.main()), steps(b.shortcut()));
+                let sum_rule = &rules[from + m + s];
+                if !matches!(sum_rule, Rule::SumProportional) {
+                    return Err(format!(
+                        "residual sum {}: rule {} is not checked here",
+                        b.name(),
+                        sum_rule.name()
+                    ));
+                }
+                let (a, c) = branch_outputs(be, b, xi)?;
+                let z = be.binary(&a, &c, BinaryOp::Add).map_err(err)?;
+                let kept = kept_sum(be, &r, &z, &z)?;
+                let scale = abs_sum(be, &r)?;
+                let (ra, rc) = vidlrp_core::rules::sum_relevance(be, &a, &c, &r).map_err(err)?;
+                out.push(LayerConservation {
+                    layer: b.name().to_string(),
+                    rule: sum_rule.name(),
+                    got: be.sum_per_sample(&ra).map_err(err)?[0]
+                        + be.sum_per_sample(&rc).map_err(err)?[0],
+                    kept,
+                    scale,
+                });
+                let short = walk(
+                    be,
+                    b.shortcut(),
+                    xi,
+                    rc,
+                    &rules[from + m..from + m + s],
+                    out,
+                )?;
+                let main = walk(be, b.main(), xi, ra, &rules[from..from + m], out)?;
+                be.binary(&main, &short, BinaryOp::Add).map_err(err)?
+            }
+        };
+    }
+    Ok(r)
+}
+
+/// A residual block's two summands at input `x` (the shortcut of an identity block is `x`).
+fn branch_outputs<B: Backend>(
+    be: &B,
+    b: &Residual<B>,
+    x: &B::Tensor,
+) -> Result<(B::Tensor, B::Tensor), String> {
+    let main = b.main().forward(be, x).map_err(err)?;
+    let short = if b.shortcut().nodes().is_empty() {
+        x.clone()
+    } else {
+        b.shortcut().forward(be, x).map_err(err)?
+    };
+    Ok((main, short))
+}
+
+/// What `rule` keeps of `r` at `layer` with input `xi`: `sum_j R_j num_j / stab(den_j)`.
+fn layer_kept<B: Backend>(
+    be: &B,
+    layer: &dyn Layer<B>,
+    xi: &B::Tensor,
+    r: &B::Tensor,
+    rule: &Rule,
+) -> Result<f64, String> {
+    use BinaryOp::{Add, Sub};
+    Ok(match (rule, layer.affine(), pooling_of(be, layer, xi)) {
+        (Rule::ZPlus { positive_bias }, Some(a), _) => {
+            let w = a.weight();
+            let wp = be.unary(w, UnaryOp::Positive).map_err(err)?;
+            let wn = be.unary(w, UnaryOp::Negative).map_err(err)?;
+            let xp = be.unary(xi, UnaryOp::Positive).map_err(err)?;
+            let xn = be.unary(xi, UnaryOp::Negative).map_err(err)?;
+            let zx = be
+                .binary(
+                    &a.apply(be, &xp, &wp, None).map_err(err)?,
+                    &a.apply(be, &xn, &wn, None).map_err(err)?,
+                    Add,
+                )
+                .map_err(err)?;
+            let z = match (positive_bias, a.bias()) {
+                (true, Some(b)) => {
+                    let bp = be.unary(b, UnaryOp::Positive).map_err(err)?;
+                    let zero = be.unary(&xp, UnaryOp::Scale(0.0)).map_err(err)?;
+                    let bias = a.apply(be, &zero, &wp, Some(&bp)).map_err(err)?;
+                    be.binary(&zx, &bias, Add).map_err(err)?
+                }
+                _ => zx.clone(),
+            };
+            kept_sum(be, r, &zx, &z)?
+        }
+        (Rule::ZBox { low, high }, Some(a), _) => {
+            let shape = be.shape(xi);
+            let per = |v: &[f32]| {
+                if v.len() == 1 {
+                    vec![v[0]; shape[1]]
+                } else {
+                    v.to_vec()
+                }
+            };
+            let lo = be.fill_channels(&shape, &per(low)).map_err(err)?;
+            let hi = be.fill_channels(&shape, &per(high)).map_err(err)?;
+            let w = a.weight();
+            let wp = be.unary(w, UnaryOp::Positive).map_err(err)?;
+            let wn = be.unary(w, UnaryOp::Negative).map_err(err)?;
+            let z = a.apply(be, xi, w, None).map_err(err)?;
+            let z = be
+                .binary(&z, &a.apply(be, &lo, &wp, None).map_err(err)?, Sub)
+                .map_err(err)?;
+            let z = be
+                .binary(&z, &a.apply(be, &hi, &wn, None).map_err(err)?, Sub)
+                .map_err(err)?;
+            kept_sum(be, r, &z, &z)?
+        }
+        (Rule::PoolProportional, _, Some(g)) => {
+            let s = be.sum_pool3d(xi, &g).map_err(err)?;
+            kept_sum(be, r, &s, &s)?
+        }
+        (Rule::Pass | Rule::PoolWinnerTakeAll, _, _) => be.sum_per_sample(r).map_err(err)?[0],
+        (other, _, _) => {
+            return Err(format!(
+                "layer {}: rule {} is not checked here",
+                layer.name(),
+                other.name()
+            ))
+        }
+    })
+}
+
+/// The windows of a pooling layer at input `xi`: its fixed geometry, or for an adaptive
+/// average pooling to one value per channel (the video ResNets' head) one window over the
+/// whole input.
+fn pooling_of<B: Backend>(
+    be: &B,
+    layer: &dyn Layer<B>,
+    xi: &B::Tensor,
+) -> Option<vidlrp_core::Pool3dGeometry> {
+    if let Some(g) = layer.pooling() {
+        return Some(*g);
+    }
+    let shape = be.shape(xi);
+    let out = layer.output_shape(&shape).ok()?;
+    (layer.kind() == LayerKind::AvgPool3d && shape.len() == 5 && out[2..] == [1, 1, 1]).then(|| {
+        let extent = [shape[2], shape[3], shape[4]];
+        vidlrp_core::Pool3dGeometry {
+            kernel: extent,
+            stride: extent,
+            padding: [0; 3],
+            ceil_mode: false,
+        }
+    })
 }

@@ -7,7 +7,8 @@
 //!   comparing backends with each other;
 //! - [`agreement`]: one backend against another on random models, every preset;
 //! - [`ops`]: one backend against another, op by op, on random geometries;
-//! - [`conservation`]: DTD's layer-by-layer conservation, exact up to the stabiliser.
+//! - [`conservation`]: DTD's layer-by-layer conservation, exact up to the stabiliser, residual
+//!   sums of nested networks included.
 
 pub mod agreement;
 pub mod conservation;

@@ -158,6 +158,52 @@ fn folded_logits_equal_torchvisions_unfolded_ones_to_1e_10_in_f64() {
     }
 }
 
+/// DTD on the video ResNets conserves relevance step by step in f64 on the reference backend:
+/// every layer, and every residual sum (`sum R_a + sum R_b` against `sum_j R_j z_j /
+/// stab(z_j)`), keeps what its rule's formula says to 1e-10 of the relevance it receives.
+#[test]
+fn dtd_conserves_layer_by_layer_and_at_every_residual_sum_to_1e_10_in_f64() {
+    let be = vidlrp_reference::Reference::<f64>::new();
+    for arch in ["r3d", "mc3", "r2plus1d"] {
+        let d = dir(arch);
+        let m = meta(arch);
+        let x = vidlrp_io::read_npy(&d.join("input.npy")).expect("input");
+        let s = x.shape().to_vec();
+        let (net, _) = build(
+            &be,
+            read(d.join("model.safetensors")),
+            [s[1], s[2], s[3], s[4]],
+        )
+        .unwrap();
+        let low: Vec<f32> = serde_json::from_value(m["low"].clone()).unwrap();
+        let high: Vec<f32> = serde_json::from_value(m["high"].clone()).unwrap();
+        let steps = vidlrp_conformance::conservation::layerwise(
+            &be,
+            &net,
+            &be.upload(&x).unwrap(),
+            &Composite::dtd(low, high),
+        )
+        .unwrap_or_else(|e| panic!("{arch}: {e}"));
+        let sums = steps
+            .iter()
+            .filter(|l| l.rule == "proportional (sum)")
+            .count();
+        assert!(sums >= 4, "{arch}: {sums} residual sums checked");
+        assert!(steps.len() >= 20, "{arch}: {} steps checked", steps.len());
+        for l in &steps {
+            assert!(
+                l.relative() <= 1e-10,
+                "{arch} / {} ({}): kept {} but passed down {} (rel {:.2e})",
+                l.layer,
+                l.rule,
+                l.kept,
+                l.got,
+                l.relative()
+            );
+        }
+    }
+}
+
 #[test]
 fn torchvision_full_size_architectures_are_recognised_with_their_parameter_counts() {
     for (name, params) in [
