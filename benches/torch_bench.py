@@ -3,9 +3,9 @@
 
 Loads the same safetensors weights and .npy clip as vidlrp, builds the network -- the PyTorch
 C3D port at the weights' widths (torch_c3d.py, pool5 padding (0,1,1)), or torchvision's video
-ResNet (--arch r3d_18 / mc3_18) -- and times: forward; DTD (Zennit ZBox on the first
-convolution with the bounds vidlrp uses, ZPlus(zero_params='bias') above; C3D's max pooling by
-gradient; for the ResNets batch norm merged into the convolutions (Zennit's
+ResNet (--arch r3d_18 / mc3_18 / r2plus1d_18) -- and times: forward; DTD (Zennit ZBox on the
+first convolution with the bounds vidlrp uses, ZPlus(zero_params='bias') above; C3D's max
+pooling by gradient; for the ResNets batch norm merged into the convolutions (Zennit's
 SequentialMergeBatchNorm) and each block's `out += residual` rewritten as Zennit's Sum layer
 (VideoBasicBlockCanonizer below, as Zennit's ResNetCanonizer does for 2-D ResNets), the sums
 and the average pool under Zennit's Norm rule, i.e. split in proportion to their inputs); SA
@@ -79,7 +79,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    ap.add_argument("--arch", default="c3d", help="c3d, r3d_18 or mc3_18")
+    ap.add_argument("--arch", default="c3d", help="c3d, r3d_18, mc3_18 or r2plus1d_18")
     ap.add_argument("--low", default="-90.25,-97.66,-101.41", help="z^B lower bound per channel")
     ap.add_argument("--high", default="164.75,157.34,153.59", help="z^B upper bound per channel")
     ap.add_argument("--save", help="write the last run's output (logits, relevance) as .npy")

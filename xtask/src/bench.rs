@@ -1,5 +1,5 @@
 //! `cargo xtask bench`: a C3D (full width, the built-in small trained model, or any
-//! safetensors) or a torchvision video ResNet (`r3d_18`, `mc3_18`; Zennit with a canonizer for
+//! safetensors) or a torchvision video ResNet (`r3d_18`, `mc3_18`, `r2plus1d_18`; Zennit with a canonizer for
 //! its batch norms and residual sums), ours against PyTorch/Zennit on the same machine, same run: forward, DTD, SA
 //! and a training step at each batch size, with the FLOP bound beside each time, and where our
 //! time goes per layer and per phase (arithmetic, packing, transforms, allocation, the rest).
@@ -27,7 +27,7 @@ use vidlrp_snippet::Preprocess;
     cargo xtask bench --model r3d_18 --tasks dtd,sa --threads 2    # 16x112x112, Kinetics head")]
 pub struct Args {
     /// The model: full (seeded full-width C3D, 112x112), small (the built-in trained model,
-    /// fixtures/demo/model.safetensors), r3d_18 or mc3_18 (torchvision's initialisation, seed 0,
+    /// fixtures/demo/model.safetensors), r3d_18, mc3_18 or r2plus1d_18 (torchvision's initialisation, seed 0,
     /// 400 classes, 112x112, the kinetics preset) or a weight file (its input size from its
     /// recorded or family preset).
     #[arg(long, default_value = "full")]
@@ -126,7 +126,7 @@ fn model(a: &Args) -> Result<Model> {
             let w = crate::repo_root().join("fixtures/demo/model.safetensors");
             from_file(w, "small trained C3D (fixtures/demo)".into())
         }
-        arch @ ("r3d_18" | "mc3_18") => {
+        arch @ ("r3d_18" | "mc3_18" | "r2plus1d_18") => {
             let w = a.dir.join(format!("{arch}.safetensors"));
             if !w.exists() {
                 eprintln!("bench: writing seeded {arch} to {}", w.display());

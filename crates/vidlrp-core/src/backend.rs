@@ -191,6 +191,34 @@ pub trait Backend: Send + Sync + 'static {
         input_shape: &[usize],
     ) -> Result<Self::Tensor>;
 
+    /// z^B's relevance at a convolution's input `x` where the bounds are constant per input
+    /// channel: `x ⊙ conv3d_transposed(s; w) − conv3d_transposed(s; k)` with `k = l w+ + h w-`.
+    ///
+    /// The default composes [`Backend::conv3d_transposed`] twice, [`BinaryOp::Mul`] and
+    /// [`BinaryOp::Sub`]; a backend may run both transposes in one pass over `s` (the CPU does
+    /// onto 1-3 channels) if it computes the same.
+    ///
+    /// # Shapes
+    /// s `[N, C_out, T', H', W']`, w and k `[C_out, C_in, kT, kH, kW]`, x `[N, C_in, T, H, W]`
+    /// -> the shape of `x`.
+    fn conv3d_transposed_bounded(
+        &self,
+        s: &Self::Tensor,
+        w: &Self::Tensor,
+        k: &Self::Tensor,
+        x: &Self::Tensor,
+        geometry: &Conv3dGeometry,
+    ) -> Result<Self::Tensor> {
+        let shape = self.shape(x);
+        let a = self.conv3d_transposed(s, w, geometry, &shape)?;
+        let out = self.binary_owned(a, x, BinaryOp::Mul)?;
+        self.binary_owned(
+            out,
+            &self.conv3d_transposed(s, k, geometry, &shape)?,
+            BinaryOp::Sub,
+        )
+    }
+
     // ---- dense ----
 
     /// `z = x w^T + bias`.

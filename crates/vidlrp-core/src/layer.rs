@@ -302,6 +302,16 @@ impl<B: Backend> Affine<B> for Conv3d<B> {
     ) -> Result<B::Tensor> {
         be.conv3d_transposed(g, w, &self.geometry, input_shape)
     }
+    fn apply_transposed_bounded(
+        &self,
+        be: &B,
+        g: &B::Tensor,
+        w: &B::Tensor,
+        k: &B::Tensor,
+        x: &B::Tensor,
+    ) -> Result<B::Tensor> {
+        be.conv3d_transposed_bounded(g, w, k, x, &self.geometry)
+    }
 }
 
 impl<B: Backend> Layer<B> for Conv3d<B> {

@@ -147,6 +147,26 @@ pub trait Affine<B: Backend> {
         w: &B::Tensor,
         input_shape: &[usize],
     ) -> Result<B::Tensor>;
+    /// `x ⊙ A^T(g; w) − A^T(g; k)`, z^B's relevance at the input `x` where the bounds are
+    /// constant per input channel (`k = l w+ + h w-`). The default composes
+    /// [`Affine::apply_transposed`] twice, a product and a difference; a convolution asks its
+    /// backend ([`Backend::conv3d_transposed_bounded`], which may fuse them).
+    fn apply_transposed_bounded(
+        &self,
+        be: &B,
+        g: &B::Tensor,
+        w: &B::Tensor,
+        k: &B::Tensor,
+        x: &B::Tensor,
+    ) -> Result<B::Tensor> {
+        let shape = be.shape(x);
+        let out = be.binary_owned(self.apply_transposed(be, g, w, &shape)?, x, BinaryOp::Mul)?;
+        be.binary_owned(
+            out,
+            &self.apply_transposed(be, g, k, &shape)?,
+            BinaryOp::Sub,
+        )
+    }
 }
 
 /// The input split into `x+` and, if any value is negative, `x-`. A non-negative input is
@@ -374,8 +394,7 @@ fn zbox<B: Backend, A: Affine<B> + ?Sized>(
         let z = op.owned(op.fwd(x, w, None)?, &op.fwd(&ones, &k, None)?, Sub)?;
         drop(ones);
         let s = op.stab_div_owned(r, z)?;
-        let out = op.owned(op.tr(&s, w)?, x, Mul)?;
-        return op.owned(out, &op.tr(&s, &k)?, Sub);
+        return op.layer.apply_transposed_bounded(be, &s, w, &k, x);
     }
     let lo = bound_tensor(be, shape, low, "low", name)?;
     let hi = bound_tensor(be, shape, high, "high", name)?;

@@ -456,6 +456,41 @@ impl Backend for Cpu {
         Ok(from_vec(input_shape, dx))
     }
 
+    fn conv3d_transposed_bounded(
+        &self,
+        s: &ArrayD<f32>,
+        w: &ArrayD<f32>,
+        k: &ArrayD<f32>,
+        x: &ArrayD<f32>,
+        g: &Conv3dGeometry,
+    ) -> Result<ArrayD<f32>> {
+        let shape = x.shape().to_vec();
+        let dims = conv_dims(&shape, w.shape(), g)?;
+        if w.shape() != k.shape() || !conv::direct::applies(&dims) {
+            // The composition (Backend's default).
+            let a = self.conv3d_transposed(s, w, g, &shape)?;
+            let out = self.binary_owned(a, x, BinaryOp::Mul)?;
+            return self.binary_owned(
+                out,
+                &self.conv3d_transposed(s, k, g, &shape)?,
+                BinaryOp::Sub,
+            );
+        }
+        standard!(s, w, k, x);
+        operands::conv3d_gradient(&shape, w.shape(), s.shape(), dims.output)?;
+        let (n, c_out) = (shape[0], w.shape()[0]);
+        let per = dims.input_len();
+        let mut out = self.run(|| elementwise::zeros(n * per));
+        let (s, w, k, x) = (slice(s), slice(w), slice(k), slice(x));
+        let per_s = c_out * dims.positions();
+        self.run(|| {
+            for ((ss, xs), os) in s.chunks(per_s).zip(x.chunks(per)).zip(out.chunks_mut(per)) {
+                conv::direct::conv_transposed_bounded_sample(&dims, c_out, ss, w, k, xs, os);
+            }
+        });
+        Ok(from_vec(&shape, out))
+    }
+
     fn linear(
         &self,
         x: &ArrayD<f32>,

@@ -759,3 +759,45 @@ fn ops_within_the_pool_match_ops_called_from_outside() {
         assert!(a == b, "op {i}: bits differ within the pool");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// z^B's fused relevance `x ⊙ conv^T(s; w) − conv^T(s; k)` (both transposes in one pass
+    /// onto 1-3 channels) gives the bits of the composition it replaces: two transposes, a
+    /// product, a difference; also where it does not apply (4 channels, stride 2).
+    #[test]
+    fn bounded_transpose_equals_its_composition_bit_for_bit(
+        c_in in 1usize..=4,
+        c_out in 1usize..=9,
+        frames in 1usize..=4,
+        h in 1usize..=7,
+        w in prop::sample::select(vec![1usize, 5, 16, 20, 33, 48, 70]),
+        kernel in prop::sample::select(vec![[3usize, 3, 3], [1, 3, 3], [3, 1, 1], [1, 1, 1]]),
+        stride in prop::sample::select(vec![1usize, 2]),
+        seed in 0u64..1000,
+    ) {
+        let be = cpu();
+        let g = Conv3dGeometry {
+            kernel,
+            stride: [stride; 3],
+            padding: [kernel[0] / 2, kernel[1] / 2, kernel[2] / 2],
+        };
+        let Ok(out) = g.output_extent([frames, h, w]) else { return Ok(()) };
+        let xs = [2, c_in, frames, h, w];
+        let ws = [c_out, c_in, kernel[0], kernel[1], kernel[2]];
+        let ss = [2, c_out, out[0], out[1], out[2]];
+        let x = t(&be, &xs, values(xs.iter().product(), seed));
+        let wt = t(&be, &ws, values(ws.iter().product(), seed + 1));
+        let k = t(&be, &ws, values(ws.iter().product(), seed + 2));
+        let s = t(&be, &ss, values(ss.iter().product(), seed + 3));
+        let fused = be.conv3d_transposed_bounded(&s, &wt, &k, &x, &g).unwrap();
+        let a = be.conv3d_transposed(&s, &wt, &g, &xs).unwrap();
+        let b = be.conv3d_transposed(&s, &k, &g, &xs).unwrap();
+        let composed = be
+            .binary(&be.binary(&a, &x, BinaryOp::Mul).unwrap(), &b, BinaryOp::Sub)
+            .unwrap();
+        let bits = |a: &ArrayD<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        prop_assert!(bits(&fused) == bits(&composed), "fused and composed differ");
+    }
+}

@@ -8,6 +8,11 @@
 //! every input channel, in registers and streams the gradient rows over it: each loaded
 //! gradient vector feeds one FMA per input channel. Every value of `dx` is written once by one
 //! task and sums its terms in the order `o, a, b, d`, whatever the number of threads.
+//!
+//! z^B's relevance with bounds constant per channel, `x ⊙ conv^T(g; w) − conv^T(g; k)`, runs
+//! both transposes as one ([`conv_transposed_bounded_sample`]): `2 C_in` channels of
+//! accumulators over one pass of `g`, each sum in the same order as alone, and the product
+//! and difference rounded separately at the store, so the bits are those of the composition.
 
 use crate::conv::ConvDims;
 use crate::gemm::SendPtr;
@@ -39,6 +44,37 @@ pub(crate) fn conv_transposed_direct_sample(
     w: &[f32],
     dx: &mut [f32],
 ) {
+    transpose_sample(dims, c_out, g, &[w], None, dx);
+}
+
+/// `out = x ⊙ conv^T(g; w) − conv^T(g; k)` for one sample (`out` overwritten; `x` and `out`
+/// `[C_in][input]`, `w` and `k` `[C_out][C_in][kvol]`): the two transposes summed in one pass
+/// over `g`, each value the bits of [`conv_transposed_direct_sample`], then `(a x) − b` as two
+/// roundings. Call only where [`applies`] holds.
+pub(crate) fn conv_transposed_bounded_sample(
+    dims: &ConvDims,
+    c_out: usize,
+    g: &[f32],
+    w: &[f32],
+    k: &[f32],
+    x: &[f32],
+    out: &mut [f32],
+) {
+    assert_eq!(x.len(), dims.input_len(), "x of the sample");
+    transpose_sample(dims, c_out, g, &[w, k], Some(x), out);
+}
+
+/// The transposes of `g` with each of `kernels` (`[C_out][C_in][kvol]` each) as one set of
+/// `kernels.len() C_in` accumulator channels; written to `dx` as they are (one kernel), or
+/// as `x ⊙ first − second` (two kernels and `x`).
+fn transpose_sample(
+    dims: &ConvDims,
+    c_out: usize,
+    g: &[f32],
+    kernels: &[&[f32]],
+    x: Option<&[f32]>,
+    dx: &mut [f32],
+) {
     let _timer = crate::phases::Timer::new(crate::phases::Phase::Arithmetic);
     assert!(
         applies(dims),
@@ -46,30 +82,38 @@ pub(crate) fn conv_transposed_direct_sample(
     );
     let kvol = dims.g.kernel.iter().product::<usize>();
     let c_in = dims.c_in;
+    let channels = kernels.len() * c_in;
     assert!(
         g.len() == c_out * dims.positions()
-            && w.len() == c_out * c_in * kvol
+            && kernels.iter().all(|w| w.len() == c_out * c_in * kvol)
             && dx.len() == dims.input_len()
+            && x.is_some() == (kernels.len() == 2)
     );
-    // w re-laid [o][a][b][d][i]: one tap's input-channel weights side by side.
-    let mut taps = vec![0.0f32; w.len()];
-    for o in 0..c_out {
-        for i in 0..c_in {
-            for k in 0..kvol {
-                taps[(o * kvol + k) * c_in + i] = w[(o * c_in + i) * kvol + k];
+    // The kernels re-laid [o][a][b][d][j][i]: one tap's channels side by side, kernel j's
+    // input channel i at j C_in + i.
+    let mut taps = vec![0.0f32; channels * c_out * kvol];
+    for (j, w) in kernels.iter().enumerate() {
+        for o in 0..c_out {
+            for i in 0..c_in {
+                for t in 0..kvol {
+                    taps[(o * kvol + t) * channels + j * c_in + i] = w[(o * c_in + i) * kvol + t];
+                }
             }
         }
     }
     let [t_in, h_in, w_in] = dims.input;
-    // As many vectors per stretch as a row needs, up to VECS: a 48-column row holds 3, and
-    // FMAs of vectors past the row's end would be work on masked-out lanes.
-    let vecs = w_in.div_ceil(16).clamp(1, VECS);
+    // As many vectors per stretch as a row needs, up to VECS and up to what leaves the
+    // accumulators, tap broadcasts and the loaded vector in the 32 registers: a 48-column row
+    // holds 3, and FMAs of vectors past the row's end would be work on masked-out lanes.
+    let fit = ((31 - channels) / channels).min(VECS);
+    let vecs = w_in.div_ceil(16).clamp(1, fit);
     let chunks = w_in.div_ceil(16 * vecs);
     let job = Job {
         dims,
         c_out,
         g,
         taps: &taps,
+        x,
     };
     let ptr = SendPtr(dx.as_mut_ptr());
     // One task per stretch of a dx row; each writes only its own stretch, for every channel.
@@ -79,7 +123,7 @@ pub(crate) fn conv_transposed_direct_sample(
         // and no other task writes it.
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            job.dispatch(c_in, vecs, row / h_in, row % h_in, chunk, ptr);
+            job.dispatch(channels, vecs, row / h_in, row % h_in, chunk, ptr);
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (row, chunk, &job, ptr);
@@ -92,17 +136,20 @@ struct Job<'a> {
     c_out: usize,
     g: &'a [f32],
     taps: &'a [f32],
+    /// The layer's input where the store writes `x ⊙ first − second` (two kernels).
+    x: Option<&'a [f32]>,
 }
 
 impl Job<'_> {
-    /// [`Job::stretch`] for `c_in` channels and `vecs` vectors per stretch.
+    /// [`Job::stretch`] for `channels` accumulator channels and `vecs` vectors per stretch.
     ///
     /// # Safety
-    /// As [`Job::stretch`]; `1 <= c_in <= MAX_CHANNELS`, `1 <= vecs <= VECS`.
+    /// As [`Job::stretch`]; `channels` is 1 to [`MAX_CHANNELS`], or twice that with `x`;
+    /// `1 <= vecs <= VECS` and `channels (vecs + 1) < 32`.
     #[cfg(target_arch = "x86_64")]
     unsafe fn dispatch(
         &self,
-        c_in: usize,
+        channels: usize,
         vecs: usize,
         t: usize,
         h: usize,
@@ -122,10 +169,17 @@ impl Job<'_> {
                 }
             };
         }
-        match c_in {
+        match channels {
             1 => by_vecs!(1),
             2 => by_vecs!(2),
-            _ => by_vecs!(3),
+            3 => by_vecs!(3),
+            4 => by_vecs!(4),
+            _ => match vecs {
+                1 => self.stretch::<6, 1>(t, h, chunk, dx),
+                2 => self.stretch::<6, 2>(t, h, chunk, dx),
+                3 => self.stretch::<6, 3>(t, h, chunk, dx),
+                _ => self.stretch::<6, 4>(t, h, chunk, dx),
+            },
         }
     }
 
@@ -200,16 +254,35 @@ impl Job<'_> {
             }
         }
         let plane = t_in * h_in * w_in;
+        let row0 = (t * h_in + h) * w_in;
+        let mask_of = |start: usize| ((1u32 << (w_in - start).min(16)) - 1) as u16;
+        if let Some(x) = self.x {
+            // x ⊙ a − b, rounded as the composition rounds it: a product, then a difference.
+            let half = C / 2;
+            for i in 0..half {
+                let base = dx.0.add(i * plane + row0);
+                let xs = x.as_ptr().add(i * plane + row0);
+                for (v, (&a, &b)) in acc[i].iter().zip(&acc[half + i]).enumerate() {
+                    let start = w0 + 16 * v;
+                    if start >= w_in {
+                        break;
+                    }
+                    let mask = mask_of(start);
+                    let xv = _mm512_maskz_loadu_ps(mask, xs.add(start));
+                    let r = _mm512_sub_ps(_mm512_mul_ps(a, xv), b);
+                    _mm512_mask_storeu_ps(base.add(start), mask, r);
+                }
+            }
+            return;
+        }
         for (i, acc_i) in acc.iter().enumerate() {
-            let base = dx.0.add(i * plane + (t * h_in + h) * w_in);
-            for (v, &x) in acc_i.iter().enumerate() {
+            let base = dx.0.add(i * plane + row0);
+            for (v, &a) in acc_i.iter().enumerate() {
                 let start = w0 + 16 * v;
                 if start >= w_in {
                     break;
                 }
-                let lanes = (w_in - start).min(16);
-                let mask = ((1u32 << lanes) - 1) as u16;
-                _mm512_mask_storeu_ps(base.add(start), mask, x);
+                _mm512_mask_storeu_ps(base.add(start), mask_of(start), a);
             }
         }
     }
