@@ -101,7 +101,7 @@ pub(crate) fn choose(
             if crate::gemm::fast() && w.iter().all(|v| v.is_finite()) {
                 let plane = dims.input.iter().product::<usize>();
                 let consts: Option<Vec<Vec<f32>>> = data
-                    .chunks(dims.input_len())
+                    .par_chunks(dims.input_len())
                     .map(|xs| constant::planes(xs, dims.c_in, plane))
                     .collect();
                 if let Some(consts) = consts {
@@ -178,20 +178,22 @@ pub(crate) fn run(
         }
         Path::Constant(consts) => {
             // A sample with the same constants as the one before (z^B's bound image is the
-            // same for every clip of a batch) copies its output instead of summing again.
-            let mut previous: Option<(&Vec<f32>, usize)> = None;
-            for (k, cs) in consts.iter().enumerate() {
-                match previous {
-                    Some((pc, pk)) if pc == cs => {
-                        out.copy_within(pk * per_out..(pk + 1) * per_out, k * per_out);
-                    }
+            // same for every clip of a batch) copies its output instead of summing again; the
+            // copies run in parallel.
+            let mut computed: Vec<(&Vec<f32>, &mut [f32])> = Vec::new();
+            let mut copies: Vec<(usize, &mut [f32])> = Vec::new();
+            for (cs, os) in consts.iter().zip(out.chunks_mut(per_out)) {
+                match computed.last() {
+                    Some((pc, _)) if *pc == cs => copies.push((computed.len() - 1, os)),
                     _ => {
-                        let os = &mut out[k * per_out..(k + 1) * per_out];
                         constant::conv_sample(dims, cs, w, bias, os);
-                        previous = Some((cs, k));
+                        computed.push((cs, os));
                     }
                 }
             }
+            copies
+                .par_iter_mut()
+                .for_each(|(d, os)| os.copy_from_slice(computed[*d].1));
         }
         Path::DirectForward => {
             direct_forward::conv_forward_direct(dims, n, c_out, data, w, bias, out);
