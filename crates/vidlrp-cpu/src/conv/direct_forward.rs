@@ -1,4 +1,5 @@
-//! The forward convolution of a few input channels (a video's RGB planes), computed directly:
+//! The forward convolution of a few input channels (a video's RGB planes, a small model's
+//! second layer), computed directly:
 //! `y[o, t, h, w] = sum_{c, a, b, e} w[o, c, a, b, e] x[c, t + a - pT, h + b - pH, w + e - pW]
 //! (+ bias[o])`, stride 1.
 //!
@@ -18,12 +19,15 @@ use crate::conv::ConvDims;
 use crate::gemm::SendPtr;
 use rayon::prelude::*;
 
-/// The most input channels this path takes.
-pub(crate) const MAX_CHANNELS: usize = 3;
+/// The most input channels this path takes (the RGB planes of conv1, and the 8 channels of a
+/// small model's conv2, where a 16-row GEMM would gather each input value 27 times into
+/// im2col columns to use it 16 times).
+pub(crate) const MAX_CHANNELS: usize = 8;
 
 /// Output channels per task.
 const OB: usize = 8;
-/// 16-lane vectors of one output row per step (48 columns).
+/// The most 16-lane vectors of one output row per step (48 columns); rows of up to 32
+/// columns take as many as they need, so that no FMA works on lanes past the row.
 const WV: usize = 3;
 
 /// Whether the direct path computes this forward convolution: stride 1, 1 to
@@ -72,7 +76,8 @@ pub(crate) fn conv_forward_direct(
     // long enough for the whole steps of WV vectors from every column tap (the lanes past w_o
     // read zeros or the row's own input, and are not stored).
     let (tp, hp) = (t_o + kt - 1, h_o + kh - 1);
-    let wp = w_o.div_ceil(WV * 16) * WV * 16 + kw - 1;
+    let wv = w_o.div_ceil(16).min(WV);
+    let wp = w_o.div_ceil(wv * 16) * wv * 16 + kw - 1;
     let frame = hp * wp;
     let mut padded = vec![0.0f32; dims.c_in * tp * frame];
     let optr = SendPtr(out.as_mut_ptr());
@@ -114,7 +119,11 @@ pub(crate) fn conv_forward_direct(
             // its output channels in sample s.
             unsafe {
                 let base = optr.get().add(s * c_out * p);
-                job.frame(ob, t, base, p, h_o * w_o);
+                match wv {
+                    1 => job.frame::<1>(ob, t, base, p, h_o * w_o),
+                    2 => job.frame::<2>(ob, t, base, p, h_o * w_o),
+                    _ => job.frame::<WV>(ob, t, base, p, h_o * w_o),
+                }
             }
         });
     }
@@ -141,7 +150,14 @@ impl Job<'_> {
     /// of which this call writes frame `t` of its channels only.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    unsafe fn frame(&self, ob: usize, t: usize, out: *mut f32, p: usize, plane: usize) {
+    unsafe fn frame<const V: usize>(
+        &self,
+        ob: usize,
+        t: usize,
+        out: *mut f32,
+        p: usize,
+        plane: usize,
+    ) {
         use std::arch::x86_64::*;
         let d = self.dims;
         let [_, h_o, w_o] = d.output;
@@ -152,7 +168,7 @@ impl Job<'_> {
         for h in 0..h_o {
             let mut w0 = 0;
             while w0 < w_o {
-                let mut acc = [[_mm512_setzero_ps(); WV]; OB];
+                let mut acc = [[_mm512_setzero_ps(); V]; OB];
                 let mut kk = 0;
                 for c in 0..d.c_in {
                     for a in 0..kt {
@@ -160,14 +176,14 @@ impl Job<'_> {
                         for b in 0..kh {
                             let row = fr.add((h + b) * self.wp + w0);
                             for e in 0..kw {
-                                let mut xv = [_mm512_setzero_ps(); WV];
+                                let mut xv = [_mm512_setzero_ps(); V];
                                 for (v, xv) in xv.iter_mut().enumerate() {
                                     *xv = _mm512_loadu_ps(row.add(v * 16 + e));
                                 }
                                 let wk = wt.add(kk * OB);
                                 for (o, acc) in acc.iter_mut().enumerate() {
                                     let wb = _mm512_set1_ps(*wk.add(o));
-                                    for v in 0..WV {
+                                    for v in 0..V {
                                         acc[v] = _mm512_fmadd_ps(wb, xv[v], acc[v]);
                                     }
                                 }
@@ -194,14 +210,14 @@ impl Job<'_> {
                         _mm512_mask_storeu_ps(dst.add(v * 16), mask, y);
                     }
                 }
-                w0 += WV * 16;
+                w0 += V * 16;
             }
         }
     }
 
     /// Never called: [`applies`] is false off x86-64.
     #[cfg(not(target_arch = "x86_64"))]
-    unsafe fn frame(&self, _: usize, _: usize, _: *mut f32, _: usize, _: usize) {
+    unsafe fn frame<const V: usize>(&self, _: usize, _: usize, _: *mut f32, _: usize, _: usize) {
         unreachable!("the direct forward convolution needs AVX-512F")
     }
 }
@@ -225,6 +241,10 @@ mod tests {
             (1, 2, 3, [2, 3, 50], [2, 1, 5], [1, 0, 2], true),
             (1, 3, 9, [1, 2, 97], [1, 2, 1], [0, 1, 0], true),
             (2, 3, 64, [2, 5, 112], [3, 3, 3], [1, 1, 1], true),
+            (2, 8, 16, [4, 6, 24], [3, 3, 3], [1, 1, 1], false),
+            (1, 8, 16, [3, 5, 12], [3, 3, 3], [1, 1, 1], true),
+            (1, 5, 11, [2, 3, 30], [3, 3, 3], [1, 1, 1], true),
+            (1, 7, 4, [2, 4, 7], [3, 3, 3], [1, 1, 1], false),
         ];
         for (n, c_in, c_out, input, kernel, padding, with_bias) in cases {
             let g = Conv3dGeometry {

@@ -305,6 +305,21 @@ mod tests {
             "im2col"
         };
         assert_eq!(name(&rgb), want);
+        // A small model's conv2 (8 -> 16 channels, depth 216 <= KC): direct too; conv3a's
+        // depth 432 is past one GEMM block: im2col.
+        let d2 = dims(8, 16, 24, 3, 1);
+        let x2 = values(d2.input_len(), true);
+        let w2 = values(16 * d2.rows(), true);
+        assert_eq!(
+            name(&choose(Direction::Forward, &d2, 1, 16, &x2, &w2)),
+            want
+        );
+        let d3 = dims(16, 8, 12, 3, 1);
+        let (x3, w3) = (values(d3.input_len(), true), values(32 * d3.rows(), true));
+        assert_eq!(
+            name(&choose(Direction::Forward, &d3, 1, 32, &x3, &w3)),
+            "im2col"
+        );
         let bound = choose(Direction::Forward, &d1, 1, 8, &l, &w1);
         assert_eq!(name(&bound), if fast() { "constant" } else { "im2col" });
         // A non-finite kernel is never summed by tap pattern.
