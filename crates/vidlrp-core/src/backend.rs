@@ -191,6 +191,27 @@ pub trait Backend: Send + Sync + 'static {
         input_shape: &[usize],
     ) -> Result<Self::Tensor>;
 
+    /// z^B's contribution sums at a convolution's output where the bounds are constant per
+    /// input channel: `conv3d(x; w) − conv3d(1; k)` with `k = l w+ + h w-` and `1` the input's
+    /// shape filled with ones (the bound term counts only taps inside the input).
+    ///
+    /// The default composes [`Backend::fill_channels`], [`Backend::conv3d`] twice and
+    /// [`BinaryOp::Sub`]; a backend may sum the bound term once for the whole batch (it is the
+    /// same for every sample) if it computes the same.
+    fn conv3d_bounded(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        k: &Self::Tensor,
+        geometry: &Conv3dGeometry,
+    ) -> Result<Self::Tensor> {
+        let shape = self.shape(x);
+        let ones = self.fill_channels(&shape, &vec![1.0; shape.get(1).copied().unwrap_or(0)])?;
+        let bound = self.conv3d(&ones, k, None, geometry)?;
+        drop(ones);
+        self.binary_owned(self.conv3d(x, w, None, geometry)?, &bound, BinaryOp::Sub)
+    }
+
     /// z^B's relevance at a convolution's input `x` where the bounds are constant per input
     /// channel: `x ⊙ conv3d_transposed(s; w) − conv3d_transposed(s; k)` with `k = l w+ + h w-`.
     ///

@@ -302,6 +302,15 @@ impl<B: Backend> Affine<B> for Conv3d<B> {
     ) -> Result<B::Tensor> {
         be.conv3d_transposed(g, w, &self.geometry, input_shape)
     }
+    fn apply_bounded(
+        &self,
+        be: &B,
+        x: &B::Tensor,
+        w: &B::Tensor,
+        k: &B::Tensor,
+    ) -> Result<B::Tensor> {
+        be.conv3d_bounded(x, w, k, &self.geometry)
+    }
     fn apply_transposed_bounded(
         &self,
         be: &B,

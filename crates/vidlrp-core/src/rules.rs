@@ -147,6 +147,23 @@ pub trait Affine<B: Backend> {
         w: &B::Tensor,
         input_shape: &[usize],
     ) -> Result<B::Tensor>;
+    /// `A(x; w) − A(1; k)`, z^B's contribution sums where the bounds are constant per input
+    /// channel (`k = l w+ + h w-`, `1` the input's shape filled with ones). The default
+    /// composes [`Affine::apply`]; a convolution asks its backend
+    /// ([`Backend::conv3d_bounded`], which may sum the bound term once per batch).
+    fn apply_bounded(
+        &self,
+        be: &B,
+        x: &B::Tensor,
+        w: &B::Tensor,
+        k: &B::Tensor,
+    ) -> Result<B::Tensor> {
+        let shape = be.shape(x);
+        let ones = be.fill_channels(&shape, &vec![1.0; shape.get(1).copied().unwrap_or(0)])?;
+        let bound = self.apply(be, &ones, k, None)?;
+        drop(ones);
+        be.binary_owned(self.apply(be, x, w, None)?, &bound, BinaryOp::Sub)
+    }
     /// `x ⊙ A^T(g; w) − A^T(g; k)`, z^B's relevance at the input `x` where the bounds are
     /// constant per input channel (`k = l w+ + h w-`). The default composes
     /// [`Affine::apply_transposed`] twice, a product and a difference; a convolution asks its
@@ -390,9 +407,7 @@ fn zbox<B: Backend, A: Affine<B> + ?Sized>(
         )?;
         let k = op.owned(k, &k_neg, Add)?;
         drop(k_neg);
-        let ones = be.fill_channels(shape, &vec![1.0; l.len()])?;
-        let z = op.owned(op.fwd(x, w, None)?, &op.fwd(&ones, &k, None)?, Sub)?;
-        drop(ones);
+        let z = op.layer.apply_bounded(be, x, w, &k)?;
         let s = op.stab_div_owned(r, z)?;
         return op.layer.apply_transposed_bounded(be, &s, w, &k, x);
     }

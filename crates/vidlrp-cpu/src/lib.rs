@@ -456,6 +456,50 @@ impl Backend for Cpu {
         Ok(from_vec(input_shape, dx))
     }
 
+    fn conv3d_bounded(
+        &self,
+        x: &ArrayD<f32>,
+        w: &ArrayD<f32>,
+        k: &ArrayD<f32>,
+        g: &Conv3dGeometry,
+    ) -> Result<ArrayD<f32>> {
+        let shape = x.shape().to_vec();
+        let dims = conv_dims(&shape, k.shape(), g)?;
+        let (n, c_out) = (shape[0], k.shape()[0]);
+        let one: Vec<usize> = [&[1], &shape[1..]].concat();
+        let ones = self.fill_channels(&one, &vec![1.0; shape[1]])?;
+        // The bound term is one sample's, the same for all: summed once and subtracted from
+        // each where the batch would take the constant-plane path for it (so the bits are the
+        // composition's); elsewhere (Winograd for the whole batch) the composition itself.
+        let constant = matches!(
+            conv::choose(
+                Direction::Forward,
+                &dims,
+                1,
+                c_out,
+                slice(&ones),
+                slice(&standard(k))
+            ),
+            conv::Path::Constant(_)
+        ) && !conv::winograd::applies(&dims, c_out, n);
+        if !constant || n == 0 {
+            let ones = self.fill_channels(&shape, &vec![1.0; shape[1]])?;
+            let bound = self.conv3d(&ones, k, None, g)?;
+            drop(ones);
+            return self.binary_owned(self.conv3d(x, w, None, g)?, &bound, BinaryOp::Sub);
+        }
+        let bound = self.conv3d(&ones, k, None, g)?;
+        let mut z = self.conv3d(x, w, None, g)?;
+        let b = slice(&bound);
+        let zs = z.as_slice_mut().expect("standard layout");
+        self.run(|| {
+            for zs in zs.chunks_mut(b.len()) {
+                elementwise::binary_in_place::<true>(zs, b, BinaryOp::Sub);
+            }
+        });
+        Ok(z)
+    }
+
     fn conv3d_transposed_bounded(
         &self,
         s: &ArrayD<f32>,

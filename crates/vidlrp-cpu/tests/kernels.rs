@@ -801,3 +801,49 @@ proptest! {
         prop_assert!(bits(&fused) == bits(&composed), "fused and composed differ");
     }
 }
+
+/// z^B's contribution sums `conv(x; w) − conv(1; k)` with the bound term summed once for the
+/// batch give the bits of the composition (ones of the batch's shape, two convolutions, a
+/// difference), on conv1's geometry, odd shapes, and a first layer wide enough for Winograd.
+#[test]
+fn bounded_convolution_equals_its_composition_bit_for_bit() {
+    let be = cpu();
+    let g3 = Conv3dGeometry {
+        kernel: [3, 3, 3],
+        stride: [1; 3],
+        padding: [1; 3],
+    };
+    let g2 = Conv3dGeometry {
+        kernel: [1, 3, 3],
+        stride: [1, 2, 2],
+        padding: [0, 1, 1],
+    };
+    for (n, c_in, c_out, input, g) in [
+        (3, 3, 8, [4, 12, 20], g3),
+        (1, 3, 8, [4, 12, 20], g3),
+        (2, 2, 5, [3, 7, 9], g2),
+        (2, 16, 16, [4, 16, 16], g3),
+    ] {
+        let xs = [n, c_in, input[0], input[1], input[2]];
+        let ws = [c_out, c_in, g.kernel[0], g.kernel[1], g.kernel[2]];
+        let x = t(&be, &xs, values(xs.iter().product(), 11));
+        let w = t(&be, &ws, values(ws.iter().product(), 12));
+        // k = l w+ + h w- is non-positive for l < 0 < h.
+        let k: Vec<f32> = values(ws.iter().product(), 13)
+            .into_iter()
+            .map(|v| -v.abs())
+            .collect();
+        let k = t(&be, &ws, k);
+        let got = be.conv3d_bounded(&x, &w, &k, &g).unwrap();
+        let ones = be.fill_channels(&xs, &vec![1.0; c_in]).unwrap();
+        let want = be
+            .binary(
+                &be.conv3d(&x, &w, None, &g).unwrap(),
+                &be.conv3d(&ones, &k, None, &g).unwrap(),
+                BinaryOp::Sub,
+            )
+            .unwrap();
+        let bits = |a: &ArrayD<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert!(bits(&got) == bits(&want), "{xs:?} {ws:?}: bits differ");
+    }
+}
