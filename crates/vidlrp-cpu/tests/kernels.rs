@@ -230,8 +230,12 @@ fn wide_transposed_convolutions_match_direct_loops() {
         (2, [5, 7, 17], g([3, 1, 5], [1; 3], [2, 0, 0])),
         // Rows of three 16-column vectors (the small model's 48x48 input).
         (3, [3, 6, 48], g([3, 3, 3], [1; 3], [1; 3])),
-        // Onto 8 channels (the small model's conv2; flipped with AVX-512F).
+        // Onto 4-8 channels (the small model's conv2): the flipped convolution on the direct
+        // kernel with AVX-512F, also for asymmetric kernels and paddings and ragged rows.
         (8, [4, 12, 24], g([3, 3, 3], [1; 3], [1; 3])),
+        (5, [3, 9, 37], g([3, 2, 3], [1; 3], [1, 0, 2])),
+        (4, [4, 8, 17], g([1, 3, 3], [1; 3], [0, 1, 1])),
+        (7, [2, 12, 50], g([2, 3, 1], [1; 3], [1, 2, 0])),
     ] {
         let c = ConvCase {
             n: 2,

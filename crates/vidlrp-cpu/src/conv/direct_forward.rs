@@ -34,10 +34,15 @@ const WV: usize = 3;
 /// [`MAX_CHANNELS`] input channels, padding below the kernel, a depth `C_in kvol` within one
 /// packed GEMM block (so that the bits equal the GEMM's), and the AVX-512 kernels on.
 pub(crate) fn applies(dims: &ConvDims) -> bool {
-    (1..=MAX_CHANNELS).contains(&dims.c_in)
-        && dims.g.stride == [1, 1, 1]
+    (1..=MAX_CHANNELS).contains(&dims.c_in) && dims.rows() <= crate::gemm::KC && kernel_fits(dims)
+}
+
+/// Whether the kernel of this path can compute `dims` at all (any number of input channels
+/// and any depth; its sums then follow the direct order, not the packed GEMM's blocks): stride
+/// 1, padding below the kernel, and the AVX-512 kernels on.
+pub(crate) fn kernel_fits(dims: &ConvDims) -> bool {
+    dims.g.stride == [1, 1, 1]
         && (0..3).all(|i| dims.g.padding[i] < dims.g.kernel[i])
-        && dims.rows() <= crate::gemm::KC
         && dims.positions() > 0
         && crate::gemm::fast()
         && crate::gemm::avx512()
@@ -56,7 +61,10 @@ pub(crate) fn conv_forward_direct(
     out: &mut [f32],
 ) {
     let _timer = crate::phases::Timer::new(crate::phases::Phase::Arithmetic);
-    assert!(applies(dims), "direct forward convolution does not apply");
+    assert!(
+        kernel_fits(dims),
+        "direct forward convolution does not apply"
+    );
     let k = dims.rows();
     let p = dims.positions();
     assert!(x.len() == n * dims.input_len() && w.len() == c_out * k && out.len() == n * c_out * p);

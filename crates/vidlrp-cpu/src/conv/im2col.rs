@@ -730,6 +730,16 @@ pub(crate) fn flipped_dims(dims: &ConvDims, c_out: usize, n: usize) -> Option<Co
     if dims.c_in < min_rows || columns < FLIPPED_MIN_POSITIONS {
         return None;
     }
+    flipped_geometry(dims, c_out)
+}
+
+/// The extents of the flipped convolution of [`flipped_dims`] wherever it exists (stride 1,
+/// padding `p <= k - 1`), whether or not the GEMM would pay.
+pub(crate) fn flipped_geometry(dims: &ConvDims, c_out: usize) -> Option<ConvDims> {
+    let g = dims.g;
+    if g.stride != [1, 1, 1] || (0..3).any(|a| g.padding[a] + 1 > g.kernel[a]) {
+        return None;
+    }
     let [kt, kh, kw] = g.kernel;
     Some(ConvDims {
         c_in: c_out,

@@ -52,6 +52,9 @@ pub(crate) enum Path {
     /// Transposed, stride 1: the forward convolution of the gradient with the flipped,
     /// transposed kernel, on `dims` ([`im2col::flipped_dims`]).
     Flipped(ConvDims),
+    /// Transposed onto few channels, stride 1: the flipped forward convolution
+    /// ([`Path::Flipped`]) on the direct kernel ([`direct_forward`]).
+    DirectFlipped(ConvDims),
     /// Transposed, anything else: GEMM + col2im over column tiles ([`im2col`]).
     Col2im,
 }
@@ -116,6 +119,16 @@ pub(crate) fn choose(
         Direction::Transposed => {
             if direct::applies(dims) {
                 return Path::Direct;
+            }
+            // Onto 4-8 channels the direct kernel runs the flipped convolution, dense, faster
+            // than gathering even a gradient with 1 value in 8 (lanes of 16 channels, half
+            // empty) or packing it for a GEMM of 8 rows.
+            if dims.c_in <= direct_forward::MAX_CHANNELS {
+                if let Some(fd) = im2col::flipped_geometry(dims, c_out) {
+                    if direct_forward::kernel_fits(&fd) {
+                        return Path::DirectFlipped(fd);
+                    }
+                }
             }
             // The count is a pass over the gradient: only made where the sparse path could apply.
             if dims.positions() >= sparse::SPARSE_MIN_POSITIONS {
@@ -218,6 +231,10 @@ pub(crate) fn run(
             let wf2 = ArrayView2::from_shape((dims.c_in, fd.rows()), &wf[..]).expect("shape");
             im2col::conv_forward(fd, n, data, wf2, None, out, &mut Vec::new());
         }
+        Path::DirectFlipped(fd) => {
+            let wf = im2col::flipped_kernel(w, c_out, dims.c_in, fd.rows() / c_out);
+            direct_forward::conv_forward_direct(fd, n, dims.c_in, data, &wf, None, out);
+        }
         Path::Col2im => {
             let mut col = Vec::new();
             for (gs, ds) in data.chunks(per_data).zip(out.chunks_mut(per_out)) {
@@ -266,6 +283,7 @@ mod tests {
             Path::DirectForward => "direct-forward",
             Path::Im2col => "im2col",
             Path::Direct => "direct",
+            Path::DirectFlipped(_) => "direct-flipped",
             Path::Sparse => "sparse",
             Path::Flipped(_) => "flipped",
             Path::Col2im => "col2im",
@@ -360,18 +378,32 @@ mod tests {
         let (gp, wp) = (values(g.len(), true), values(w.len(), true));
         let positive = choose(Direction::Transposed, &d, 1, 64, &gp, &wp);
         assert_eq!(name(&positive), if fast() { "flipped" } else { "col2im" });
-        // Onto 8 channels (the small model's conv2): flipped with AVX-512F, col2im with AVX2.
+        // Onto 8 channels (the small model's conv2): the flipped convolution on the direct
+        // kernel with AVX-512F, dense or with 1 value in 8 (before the sparse gather), col2im
+        // with AVX2; onto 16 the GEMM's paths again.
         let d8 = dims(8, 16, 24, 3, 1);
-        let g8 = values(16 * d8.positions(), true);
+        let mut g8 = values(16 * d8.positions(), true);
         let w8 = values(16 * d8.rows(), true);
-        let want8 = if fast() && crate::gemm::avx512() {
-            "flipped"
-        } else {
-            "col2im"
-        };
+        let avx512 = fast() && crate::gemm::avx512();
+        let want8 = if avx512 { "direct-flipped" } else { "col2im" };
         assert_eq!(
             name(&choose(Direction::Transposed, &d8, 1, 16, &g8, &w8)),
             want8
+        );
+        for (i, v) in g8.iter_mut().enumerate() {
+            if i % 8 != 0 {
+                *v = 0.0;
+            }
+        }
+        let thin8 = name(&choose(Direction::Transposed, &d8, 1, 16, &g8, &w8));
+        assert_eq!(thin8, if avx512 { "direct-flipped" } else { "sparse" });
+        let d16 = dims(16, 8, 12, 3, 1);
+        let g16 = values(32 * d16.positions(), true);
+        let w16 = values(32 * d16.rows(), true);
+        let want16 = if avx512 { "flipped" } else { "col2im" };
+        assert_eq!(
+            name(&choose(Direction::Transposed, &d16, 1, 32, &g16, &w16)),
+            want16
         );
         // Stride 2: GEMM + col2im.
         let d2 = dims(32, 8, 28, 3, 2);
