@@ -109,25 +109,29 @@ fn walk<B: Backend>(
     rules: &[Rule],
     out: &mut Vec<LayerConservation>,
 ) -> Result<B::Tensor, String> {
-    // The input of every node, and where its rules start.
+    // The input of every node (then the output), where its rules start, and a residual
+    // block's two summands (their sum is the next node's input).
     let mut inputs = vec![x.clone()];
     let mut first_rule = Vec::new();
+    let mut summands = Vec::new();
     let mut at = 0;
     for node in net.nodes() {
         let h = inputs.last().expect("input");
         first_rule.push(at);
-        let next = match node {
+        let (next, pair) = match node {
             Node::Layer(l) => {
                 at += 1;
-                l.forward(be, h).map_err(err)?
+                (l.forward(be, h).map_err(err)?, None)
             }
             Node::Residual(b) => {
                 at += steps(b.main()) + steps(b.shortcut()) + 1;
                 let (main, short) = branch_outputs(be, b, h)?;
-                be.binary(&main, &short, BinaryOp::Add).map_err(err)?
+                let sum = be.binary(&main, &short, BinaryOp::Add).map_err(err)?;
+                (sum, Some((main, short)))
             }
         };
         inputs.push(next);
+        summands.push(pair);
     }
     for (i, node) in net.nodes().iter().enumerate().rev() {
         let xi = &inputs[i];
@@ -157,11 +161,11 @@ fn walk<B: Backend>(
                         sum_rule.name()
                     ));
                 }
-                let (a, c) = branch_outputs(be, b, xi)?;
-                let z = be.binary(&a, &c, BinaryOp::Add).map_err(err)?;
-                let kept = kept_sum(be, &r, &z, &z)?;
+                let (a, c) = summands[i].as_ref().expect("a block's summands");
+                let z = &inputs[i + 1];
+                let kept = kept_sum(be, &r, z, z)?;
                 let scale = abs_sum(be, &r)?;
-                let (ra, rc) = vidlrp_core::rules::sum_relevance(be, &a, &c, &r).map_err(err)?;
+                let (ra, rc) = vidlrp_core::rules::sum_relevance(be, a, c, &r).map_err(err)?;
                 out.push(LayerConservation {
                     layer: b.name().to_string(),
                     rule: sum_rule.name(),

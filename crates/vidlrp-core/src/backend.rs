@@ -196,7 +196,7 @@ pub trait Backend: Send + Sync + 'static {
     /// shape filled with ones (the bound term counts only taps inside the input).
     ///
     /// The default composes [`Backend::fill_channels`], [`Backend::conv3d`] twice and
-    /// [`BinaryOp::Sub`]; a backend may sum the bound term once for the whole batch (it is the
+    /// [`BinaryOp::Sub`] ([`crate::rules::bounded_sums`]); a backend may sum the bound term once for the whole batch (it is the
     /// same for every sample) if it computes the same.
     fn conv3d_bounded(
         &self,
@@ -205,18 +205,16 @@ pub trait Backend: Send + Sync + 'static {
         k: &Self::Tensor,
         geometry: &Conv3dGeometry,
     ) -> Result<Self::Tensor> {
-        let shape = self.shape(x);
-        let ones = self.fill_channels(&shape, &vec![1.0; shape.get(1).copied().unwrap_or(0)])?;
-        let bound = self.conv3d(&ones, k, None, geometry)?;
-        drop(ones);
-        self.binary_owned(self.conv3d(x, w, None, geometry)?, &bound, BinaryOp::Sub)
+        crate::rules::bounded_sums(self, x, w, k, |input, kernel| {
+            self.conv3d(input, kernel, None, geometry)
+        })
     }
 
     /// z^B's relevance at a convolution's input `x` where the bounds are constant per input
     /// channel: `x ⊙ conv3d_transposed(s; w) − conv3d_transposed(s; k)` with `k = l w+ + h w-`.
     ///
     /// The default composes [`Backend::conv3d_transposed`] twice, [`BinaryOp::Mul`] and
-    /// [`BinaryOp::Sub`]; a backend may run both transposes in one pass over `s` (the CPU does
+    /// [`BinaryOp::Sub`] ([`crate::rules::bounded_relevance`]); a backend may run both transposes in one pass over `s` (the CPU does
     /// onto 1-3 channels) if it computes the same.
     ///
     /// # Shapes
@@ -231,12 +229,12 @@ pub trait Backend: Send + Sync + 'static {
         geometry: &Conv3dGeometry,
     ) -> Result<Self::Tensor> {
         let shape = self.shape(x);
-        let a = self.conv3d_transposed(s, w, geometry, &shape)?;
-        let out = self.binary_owned(a, x, BinaryOp::Mul)?;
-        self.binary_owned(
-            out,
-            &self.conv3d_transposed(s, k, geometry, &shape)?,
-            BinaryOp::Sub,
+        crate::rules::bounded_relevance(
+            self,
+            x,
+            |kernel| self.conv3d_transposed(s, kernel, geometry, &shape),
+            w,
+            k,
         )
     }
 

@@ -158,11 +158,9 @@ pub trait Affine<B: Backend> {
         w: &B::Tensor,
         k: &B::Tensor,
     ) -> Result<B::Tensor> {
-        let shape = be.shape(x);
-        let ones = be.fill_channels(&shape, &vec![1.0; shape.get(1).copied().unwrap_or(0)])?;
-        let bound = self.apply(be, &ones, k, None)?;
-        drop(ones);
-        be.binary_owned(self.apply(be, x, w, None)?, &bound, BinaryOp::Sub)
+        bounded_sums(be, x, w, k, |input, kernel| {
+            self.apply(be, input, kernel, None)
+        })
     }
     /// `x ⊙ A^T(g; w) − A^T(g; k)`, z^B's relevance at the input `x` where the bounds are
     /// constant per input channel (`k = l w+ + h w-`). The default composes
@@ -177,13 +175,51 @@ pub trait Affine<B: Backend> {
         x: &B::Tensor,
     ) -> Result<B::Tensor> {
         let shape = be.shape(x);
-        let out = be.binary_owned(self.apply_transposed(be, g, w, &shape)?, x, BinaryOp::Mul)?;
-        be.binary_owned(
-            out,
-            &self.apply_transposed(be, g, k, &shape)?,
-            BinaryOp::Sub,
+        bounded_relevance(
+            be,
+            x,
+            |kernel| self.apply_transposed(be, g, kernel, &shape),
+            w,
+            k,
         )
     }
+}
+
+/// z^B's contribution sums with bounds constant per input channel, composed:
+/// `A(x; w) − A(1; k)` (`1` the input's shape filled with ones), `apply(input, kernel)` the
+/// affine map without bias. The default of [`Affine::apply_bounded`] and
+/// [`Backend::conv3d_bounded`], and what a backend computes where it fuses nothing.
+///
+/// **Errors** as the operations it composes.
+pub fn bounded_sums<B: Backend + ?Sized>(
+    be: &B,
+    x: &B::Tensor,
+    w: &B::Tensor,
+    k: &B::Tensor,
+    apply: impl Fn(&B::Tensor, &B::Tensor) -> Result<B::Tensor>,
+) -> Result<B::Tensor> {
+    let shape = be.shape(x);
+    let ones = be.fill_channels(&shape, &vec![1.0; shape.get(1).copied().unwrap_or(0)])?;
+    let bound = apply(&ones, k)?;
+    drop(ones);
+    be.binary_owned(apply(x, w)?, &bound, BinaryOp::Sub)
+}
+
+/// z^B's relevance with bounds constant per input channel, composed: `x ⊙ A^T(s; w) −
+/// A^T(s; k)`, `transpose(kernel)` the transposed map of the relevance quotient `s`. The
+/// default of [`Affine::apply_transposed_bounded`] and [`Backend::conv3d_transposed_bounded`],
+/// and what a backend computes where it fuses nothing.
+///
+/// **Errors** as the operations it composes.
+pub fn bounded_relevance<B: Backend + ?Sized>(
+    be: &B,
+    x: &B::Tensor,
+    transpose: impl Fn(&B::Tensor) -> Result<B::Tensor>,
+    w: &B::Tensor,
+    k: &B::Tensor,
+) -> Result<B::Tensor> {
+    let out = be.binary_owned(transpose(w)?, x, BinaryOp::Mul)?;
+    be.binary_owned(out, &transpose(k)?, BinaryOp::Sub)
 }
 
 /// The input split into `x+` and, if any value is negative, `x-`. A non-negative input is

@@ -483,10 +483,9 @@ impl Backend for Cpu {
             conv::Path::Constant(_)
         ) && !conv::winograd::applies(&dims, c_out, n);
         if !constant || n == 0 {
-            let ones = self.fill_channels(&shape, &vec![1.0; shape[1]])?;
-            let bound = self.conv3d(&ones, k, None, g)?;
-            drop(ones);
-            return self.binary_owned(self.conv3d(x, w, None, g)?, &bound, BinaryOp::Sub);
+            return vidlrp_core::rules::bounded_sums(self, x, w, k, |input, kernel| {
+                self.conv3d(input, kernel, None, g)
+            });
         }
         let bound = self.conv3d(&ones, k, None, g)?;
         let mut z = self.conv3d(x, w, None, g)?;
@@ -511,13 +510,12 @@ impl Backend for Cpu {
         let shape = x.shape().to_vec();
         let dims = conv_dims(&shape, w.shape(), g)?;
         if w.shape() != k.shape() || !conv::direct::applies(&dims) {
-            // The composition (Backend's default).
-            let a = self.conv3d_transposed(s, w, g, &shape)?;
-            let out = self.binary_owned(a, x, BinaryOp::Mul)?;
-            return self.binary_owned(
-                out,
-                &self.conv3d_transposed(s, k, g, &shape)?,
-                BinaryOp::Sub,
+            return vidlrp_core::rules::bounded_relevance(
+                self,
+                x,
+                |kernel| self.conv3d_transposed(s, kernel, g, &shape),
+                w,
+                k,
             );
         }
         standard!(s, w, k, x);

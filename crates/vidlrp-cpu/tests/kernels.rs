@@ -18,6 +18,11 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
     vidlrp_rng::uniform_values(n, seed, -1.0, 1.0)
 }
 
+/// The bit patterns of `a`'s values, for comparisons that must be exact.
+fn bits(a: &ArrayD<f32>) -> Vec<u32> {
+    a.iter().map(|v| v.to_bits()).collect()
+}
+
 fn close(a: &[f32], b: &[f64], what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: lengths");
     let scale = b.iter().fold(1e-6f64, |m, v| m.max(v.abs()));
@@ -533,7 +538,6 @@ proptest! {
         // The fused proportional relevance is the composition, bit for bit.
         let fused = be.sum_pool3d_proportional(&x, &gt, &g, 1e-6).unwrap();
         let composed = composed_proportional(&be, &x, &gt, &g);
-        let bits = |a: &ArrayD<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         prop_assert_eq!(bits(&fused), bits(&composed));
     }
 
@@ -747,14 +751,13 @@ fn ops_within_the_pool_match_ops_called_from_outside() {
         .collect();
     let thin = t(&be, &ys, thin);
     let run = || -> Vec<Vec<u32>> {
-        let bits = |a: ArrayD<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         vec![
-            bits(be.conv3d(&x, &w, None, &g3).unwrap()),
-            bits(be.conv3d(&x2, &w2, None, &g3).unwrap()),
-            bits(be.conv3d_transposed(&dense, &w, &g3, &xs).unwrap()),
-            bits(be.conv3d_transposed(&thin, &w, &g3, &xs).unwrap()),
-            bits(be.max_pool3d(&x2, &pool).unwrap()),
-            bits(be.binary(&x2, &x2, BinaryOp::Mul).unwrap()),
+            bits(&be.conv3d(&x, &w, None, &g3).unwrap()),
+            bits(&be.conv3d(&x2, &w2, None, &g3).unwrap()),
+            bits(&be.conv3d_transposed(&dense, &w, &g3, &xs).unwrap()),
+            bits(&be.conv3d_transposed(&thin, &w, &g3, &xs).unwrap()),
+            bits(&be.max_pool3d(&x2, &pool).unwrap()),
+            bits(&be.binary(&x2, &x2, BinaryOp::Mul).unwrap()),
         ]
     };
     let outside = run();
@@ -801,7 +804,6 @@ proptest! {
         let composed = be
             .binary(&be.binary(&a, &x, BinaryOp::Mul).unwrap(), &b, BinaryOp::Sub)
             .unwrap();
-        let bits = |a: &ArrayD<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         prop_assert!(bits(&fused) == bits(&composed), "fused and composed differ");
     }
 }
@@ -847,7 +849,6 @@ fn bounded_convolution_equals_its_composition_bit_for_bit() {
                 BinaryOp::Sub,
             )
             .unwrap();
-        let bits = |a: &ArrayD<f32>| a.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         assert!(bits(&got) == bits(&want), "{xs:?} {ws:?}: bits differ");
     }
 }

@@ -711,10 +711,6 @@ const FLIPPED_MIN_ROWS_AVX512: usize = 8;
 /// `None` where it does not apply or does not pay: with few input channels (the GEMM's rows) or
 /// few positions, packing the gradient's columns costs more than GEMM + col2im.
 pub(crate) fn flipped_dims(dims: &ConvDims, c_out: usize, n: usize) -> Option<ConvDims> {
-    let g = dims.g;
-    if g.stride != [1, 1, 1] || (0..3).any(|a| g.padding[a] + 1 > g.kernel[a]) {
-        return None;
-    }
     let positions = dims.input.iter().product::<usize>();
     // A batch of small layers runs as one GEMM over all samples' columns (conv_forward).
     let columns = if positions < SPAN_MAX_POSITIONS {
