@@ -1,6 +1,7 @@
 //! `vidlrp` for Python: the native part (`vidlrp._native`) of the module that
 //! `python/vidlrp/__init__.py` presents. A thin layer over the crates: [`vidlrp_model::load`]
-//! reads the weights, [`vidlrp_core::Sequential::explain`] explains on the CPU backend,
+//! reads the weights, [`vidlrp_core::Sequential::explain`] explains on the device asked for
+//! (the CPU backend, the `f64` reference backend, or CUDA in a build with the `cuda` feature),
 //! [`vidlrp_snippet::read_snippet`] samples frames, [`vidlrp_stats`] fits the shares.
 //!
 //! Conventions: arrays are float32 `numpy.ndarray`s in the network's layout `(N, 3, T, H, W)`;
@@ -16,8 +17,12 @@ use numpy::{IntoPyArray, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use pyo3::IntoPyObjectExt;
-use vidlrp_core::{Composite, HostTensor, Method, PoolRule, PresetOptions, Sequential, Target};
+use vidlrp_core::{
+    Backend, Composite, HostTensor, LayerRelevance, Method, PoolRule, PresetOptions, Sequential,
+    Target,
+};
 use vidlrp_cpu::Cpu;
+use vidlrp_reference::Reference;
 use vidlrp_snippet::Preprocess;
 
 /// The kinds of error, raised as the classes of the same names in `vidlrp/__init__.py`.
@@ -131,12 +136,117 @@ fn numpy<'py>(py: Python<'py>, t: HostTensor) -> Result<Bound<'py, PyArrayDyn<f3
         .map_err(|e| Failure::other(format!("reshaping the result: {e}")))
 }
 
-/// A network built for one input shape and thread count, kept for the next call.
+/// Where `Model.explain` computes: `"cpu"`, `"reference"` (plain `f64` loops: slow, the
+/// oracle), `"cuda"` or `"cuda:N"` (a build with the `cuda` feature and an NVIDIA driver).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Device {
+    Cpu,
+    Reference,
+    Cuda(usize),
+}
+
+impl std::str::FromStr for Device {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "cpu" => Ok(Self::Cpu),
+            "reference" => Ok(Self::Reference),
+            "cuda" => Ok(Self::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(Self::Cuda)
+                .ok_or_else(|| format!("{s:?}: expected cpu, reference, cuda or cuda:N")),
+        }
+    }
+}
+
+/// A network built on one backend.
+enum Engine {
+    Cpu(Cpu, Sequential<Cpu>),
+    Reference(Reference<f64>, Sequential<Reference<f64>>),
+    #[cfg(feature = "cuda")]
+    Cuda(vidlrp_cuda::Cuda, Sequential<vidlrp_cuda::Cuda>),
+}
+
+/// Sets the rules, moves `x` onto `be` (no copy on the CPU) and explains it.
+fn explain_on<B: Backend>(
+    be: &B,
+    net: &Sequential<B>,
+    x: HostTensor,
+    target: &Target,
+    composite: &Composite,
+) -> Result<vidlrp_core::Explanation> {
+    net.rules(composite)
+        .map_err(|e| Failure::input(e.to_string()))?;
+    let xt = be.upload_owned(x).map_err(Failure::other)?;
+    net.explain(be, &xt, target, composite)
+        .map_err(Failure::other)
+}
+
+/// A network built for one input shape, device and thread count, kept for the next call.
 struct Built {
     input: [usize; 4],
+    device: Device,
     threads: usize,
-    be: Cpu,
-    net: Sequential<Cpu>,
+    engine: Engine,
+}
+
+impl Built {
+    fn new(
+        model: &vidlrp_model::Model,
+        input: [usize; 4],
+        device: Device,
+        threads: usize,
+    ) -> Result<Self> {
+        let engine = match device {
+            Device::Cpu => {
+                let be = Cpu::new(threads).map_err(Failure::other)?;
+                let net = model.build(&be, input).map_err(Failure::other)?;
+                Engine::Cpu(be, net)
+            }
+            Device::Reference => {
+                let be = Reference::<f64>::new();
+                let net = model.build(&be, input).map_err(Failure::other)?;
+                Engine::Reference(be, net)
+            }
+            #[cfg(feature = "cuda")]
+            Device::Cuda(n) => {
+                let be = vidlrp_cuda::Cuda::new(n).map_err(Failure::other)?;
+                let net = model.build(&be, input).map_err(Failure::other)?;
+                Engine::Cuda(be, net)
+            }
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(n) => {
+                return Err(Failure::input(format!(
+                    "device \"cuda:{n}\": this build of the Python module has no CUDA support \
+                     (built without its default feature `cuda`); rebuild it with its default \
+                     features"
+                )))
+            }
+        };
+        Ok(Self {
+            input,
+            device,
+            threads,
+            engine,
+        })
+    }
+
+    fn explain(
+        &self,
+        x: HostTensor,
+        target: &Target,
+        composite: &Composite,
+    ) -> Result<vidlrp_core::Explanation> {
+        match &self.engine {
+            Engine::Cpu(be, net) => explain_on(be, net, x, target, composite),
+            Engine::Reference(be, net) => explain_on(be, net, x, target, composite),
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(be, net) => explain_on(be, net, x, target, composite),
+        }
+    }
 }
 
 /// A network's weights and what vidlrp read about them; see `vidlrp.load`.
@@ -157,6 +267,7 @@ struct ExplainOptions {
     method: Method,
     pool: Option<PoolRule>,
     bounds: Option<(Vec<f32>, Vec<f32>)>,
+    device: Device,
     threads: usize,
 }
 
@@ -175,11 +286,11 @@ impl Model {
         Composite::preset(o.method, &opts).map_err(|e| Failure::input(e.to_string()))
     }
 
-    /// Explains `x` `[N, C, T, H, W]` on a network built for its shape (reused when the
-    /// shape and threads are those of the last call).
+    /// Explains `x` `[N, C, T, H, W]` on a network built for its shape on the device asked
+    /// for (reused when the shape, device and threads are those of the last call).
     fn run(
         &self,
-        x: &HostTensor,
+        x: HostTensor,
         target: &Target,
         o: &ExplainOptions,
     ) -> Result<vidlrp_core::Explanation> {
@@ -193,26 +304,16 @@ impl Model {
             .built
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let reuse = matches!(&*built, Some(b) if b.input == input && b.threads == o.threads);
+        let reuse = matches!(&*built, Some(b)
+            if b.input == input && b.device == o.device && b.threads == o.threads);
         if !reuse {
             *built = None;
-            let be = Cpu::new(o.threads).map_err(Failure::other)?;
-            let net = self.model.build(&be, input).map_err(Failure::other)?;
-            *built = Some(Built {
-                input,
-                threads: o.threads,
-                be,
-                net,
-            });
+            *built = Some(Built::new(&self.model, input, o.device, o.threads)?);
         }
-        let b = built.as_ref().expect("built above");
-        b.net
-            .rules(&composite)
-            .map_err(|e| Failure::input(e.to_string()))?;
-        let xt = vidlrp_core::Backend::upload(&b.be, x).map_err(Failure::other)?;
-        b.net
-            .explain(&b.be, &xt, target, &composite)
-            .map_err(Failure::other)
+        built
+            .as_ref()
+            .expect("built above")
+            .explain(x, target, &composite)
     }
 }
 
@@ -293,7 +394,8 @@ impl Model {
 
     /// Explains `clips` (float32, `(3, T, H, W)` or `(N, 3, T, H, W)`) with `method` for
     /// `target` (None: each clip's top class; an int; one int per clip). `pool`: proportional
-    /// or wta; `bounds`: z^B bounds as a preset name or `(low, high)`; `threads`: 0 for all.
+    /// or wta; `bounds`: z^B bounds as a preset name or `(low, high)`; `device`: cpu,
+    /// reference, cuda or cuda:N; `threads`: 0 for all.
     ///
     ///     >>> e = model.explain(clip, "dtd")
     ///     >>> e.relevance.shape == clip.shape, round(e.conservation, 3)
@@ -311,12 +413,7 @@ impl Model {
         device: &str,
         threads: usize,
     ) -> PyResult<Explanation> {
-        if device != "cpu" {
-            return Err(Failure::input(format!(
-                "device {device:?}: this build of the Python module runs on the CPU (\"cpu\")"
-            ))
-            .into());
-        }
+        let device: Device = parse(device, "device")?;
         let x = host_tensor(clips, "clips")?;
         let single = x.shape().len() == 4;
         let x = match x.shape().len() {
@@ -352,43 +449,53 @@ impl Model {
             method: parse(method, "method")?,
             pool: pool.map(|p| parse(p, "pool")).transpose()?,
             bounds,
+            device,
             threads,
         };
         let target = self::target(target, x.shape()[0], self.model.classes())?;
-        let e = compute(py, || self.run(&x, &target, &options))?;
-        Ok(Explanation::new(e, single))
+        let e = compute(py, || self.run(x, &target, &options))?;
+        Explanation::new(py, e, single)
     }
 }
 
 /// The result of `Model.explain`: `relevance`, `logits`, `explained_class`, `conservation`,
-/// `layers`.
+/// `layers`. The arrays are made once, from the engine's buffers without a copy; each access
+/// returns the same array.
 ///
 ///     >>> e = model.explain(clip, "sa", target=3)
 ///     >>> e.explained_class
 ///     3
 #[pyclass(module = "vidlrp", frozen)]
 struct Explanation {
-    e: vidlrp_core::Explanation,
+    relevance: Py<PyArrayDyn<f32>>,
+    logits: Py<PyArrayDyn<f32>>,
+    classes: Vec<usize>,
+    conservation: Vec<f64>,
+    layers: Vec<LayerRelevance>,
     single: bool,
 }
 
 impl Explanation {
-    fn new(e: vidlrp_core::Explanation, single: bool) -> Self {
-        Self { e, single }
-    }
-
-    /// `t` as numpy, without its leading batch axis when one clip was explained.
-    fn per_call<'py>(
-        &self,
-        py: Python<'py>,
-        t: &HostTensor,
-    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        let mut t = t.clone();
-        if self.single {
-            let shape = t.shape()[1..].to_vec();
-            t = t.reshape(shape).map_err(Failure::other)?;
-        }
-        Ok(numpy(py, t)?)
+    fn new(py: Python<'_>, e: vidlrp_core::Explanation, single: bool) -> PyResult<Self> {
+        let conservation = e.conservation();
+        // Without the leading batch axis when one clip was explained.
+        let per_call = |t: HostTensor| -> PyResult<Py<PyArrayDyn<f32>>> {
+            let t = if single {
+                let shape = t.shape()[1..].to_vec();
+                t.reshape(shape).map_err(Failure::other)?
+            } else {
+                t
+            };
+            Ok(numpy(py, t)?.unbind())
+        };
+        Ok(Self {
+            relevance: per_call(e.relevance)?,
+            logits: per_call(e.logits)?,
+            classes: e.classes,
+            conservation,
+            layers: e.layers,
+            single,
+        })
     }
 
     /// The value of the one clip explained, or the list of all.
@@ -409,26 +516,26 @@ impl Explanation {
 impl Explanation {
     /// Relevance of every input value, in the shape of the clips given.
     #[getter]
-    fn relevance<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        self.per_call(py, &self.e.relevance)
+    fn relevance<'py>(&self, py: Python<'py>) -> Bound<'py, PyArrayDyn<f32>> {
+        self.relevance.bind(py).clone()
     }
 
     /// The logits `(N, classes)` (`(classes,)` for one clip).
     #[getter]
-    fn logits<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        self.per_call(py, &self.e.logits)
+    fn logits<'py>(&self, py: Python<'py>) -> Bound<'py, PyArrayDyn<f32>> {
+        self.logits.bind(py).clone()
     }
 
     /// The class explained, per clip (an int for one clip).
     #[getter]
     fn explained_class(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        self.one_or_all(py, self.e.classes.clone())
+        self.one_or_all(py, self.classes.clone())
     }
 
     /// `sum R / f_c(x)` per clip (a float for one clip): 1 for a conserving explanation.
     #[getter]
     fn conservation(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        self.one_or_all(py, self.e.conservation())
+        self.one_or_all(py, self.conservation.clone())
     }
 
     /// Per layer, from the output down: name, kind, rule, relevance sums at its output and
@@ -436,7 +543,7 @@ impl Explanation {
     #[getter]
     fn layers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let list = PyList::empty(py);
-        for l in &self.e.layers {
+        for l in &self.layers {
             let d = PyDict::new(py);
             d.set_item("layer", &l.layer)?;
             d.set_item("kind", format!("{:?}", l.kind).to_lowercase())?;
@@ -451,8 +558,7 @@ impl Explanation {
     fn __repr__(&self) -> String {
         format!(
             "vidlrp.Explanation(classes {:?}, conservation {:?})",
-            self.e.classes,
-            self.e.conservation()
+            self.classes, self.conservation
         )
     }
 }

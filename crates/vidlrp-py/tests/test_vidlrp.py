@@ -101,6 +101,36 @@ def test_copied_and_in_place_input_give_the_same_bits():
     assert np.array_equal(a, b)
 
 
+def test_the_reference_device_agrees_with_the_cpu():
+    model = small_model()
+    x = clips(1)
+    for method in ("dtd", "sa"):
+        cpu = model.explain(x, method)
+        ref = model.explain(x, method, device="reference")
+        assert ref.explained_class == cpu.explained_class
+        assert relative(cpu.relevance, ref.relevance) <= TOLERANCE, method
+        assert relative(cpu.logits, ref.logits) <= 1e-5, method
+
+
+def test_cuda_runs_where_a_driver_is_and_says_why_not_elsewhere():
+    model = small_model()
+    x = clips(1)
+    try:
+        gpu = model.explain(x, device="cuda")
+    except vidlrp.Error as e:
+        # No NVIDIA driver on this machine (CI): a clear error, not a crash.
+        assert "cuda" in str(e).lower(), e
+        return
+    cpu = model.explain(x)
+    assert relative(gpu.relevance, cpu.relevance) <= TOLERANCE
+
+
+def test_results_are_arrays_made_once():
+    e = small_model().explain(clips(1))
+    assert e.relevance is e.relevance
+    assert e.relevance.flags["C_CONTIGUOUS"] and e.relevance.dtype == np.float32
+
+
 def test_bad_input_raises_clear_errors():
     model = small_model()
     x = clips(1)
@@ -120,6 +150,8 @@ def test_bad_input_raises_clear_errors():
         model.explain(x, target=99)
     with pytest.raises(ValueError, match="targets"):
         model.explain(x, target=[1, 2])
+    with pytest.raises(ValueError, match="expected cpu, reference, cuda or cuda:N"):
+        model.explain(x, device="tpu")
     with pytest.raises(ValueError):
         model.explain([[1.0]])
     with pytest.raises(FileNotFoundError):

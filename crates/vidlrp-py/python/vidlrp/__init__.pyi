@@ -70,7 +70,11 @@ class Model:
         (``vidlrp.methods()``: dtd, sa, gradient, gradient-x-input, the Zennit composites, ...)
         for ``target`` (None: each clip's top class). ``pool``: proportional or wta;
         ``bounds``: z^B bounds as a preset name or ``(low, high)`` per channel (default: the
-        model's preset); ``threads``: 0 for all cores. The GIL is released while it runs.
+        model's preset); ``device``: cpu, reference (plain f64 loops: slow, the oracle),
+        cuda or cuda:N (the NVIDIA driver, NVRTC and cuBLAS loaded when first used; an error
+        where there are none); ``threads``: 0 for all cores (CPU). The GIL is released while
+        it runs. The clips are copied once into the engine (read in place only to check
+        them); the result's arrays take the engine's buffers without a copy.
 
         >>> e = model.explain(clip, "dtd")
         >>> round(e.conservation, 3)
