@@ -40,9 +40,32 @@ pub fn resize_bilinear(src: &[f32], h: usize, w: usize, out_h: usize, out_w: usi
     out
 }
 
+/// Writes into `dst` (`ch x cw`, row-major) the window of channel `channel` of `f`
+/// resized by `resize_bilinear` whose rows are `ry` and columns `rx` (the axis weights of
+/// the window only): the same bits the whole resized plane has there, reading the frame's
+/// bytes in place.
+fn resized_window(
+    f: &RgbFrame,
+    channel: usize,
+    ry: &[(usize, usize, f32)],
+    rx: &[(usize, usize, f32)],
+    dst: &mut [f32],
+) {
+    let w = f.width;
+    let px = |y: usize, x: usize| f32::from(f.data[3 * (y * w + x) + channel]);
+    for (row, &(y0, y1, b)) in dst.chunks_exact_mut(rx.len()).zip(ry) {
+        for (out, &(x0, x1, a)) in row.iter_mut().zip(rx) {
+            let top = (1.0 - a) * px(y0, x0) + a * px(y0, x1);
+            let bottom = (1.0 - a) * px(y1, x0) + a * px(y1, x1);
+            *out = (1.0 - b) * top + b * bottom;
+        }
+    }
+}
+
 /// Preprocesses frames with a preset: resize to `preset.resize`, crop, reorder channels to
 /// `preset.channel_order`, subtract `preset.mean` (or the per-voxel `preset.voxel_mean`) and
-/// divide by `preset.std`.
+/// divide by `preset.std`. Only the crop's pixels of the resized frame are computed (each
+/// output pixel depends on its own position alone: the same bits as resizing all of it).
 /// Returns `[3, T, crop_h, crop_w]`.
 ///
 /// **Errors** if a per-voxel mean has another number of frames than `frames`.
@@ -61,22 +84,42 @@ pub fn preprocess(frames: &[RgbFrame], preset: &Preprocess) -> Result<HostTensor
     let mut data = vec![0.0f32; 3 * t_n * ch * cw];
     // Source RGB channel of each output channel.
     let order: [usize; 3] = [0, 1, 2].map(|c| preset.channel_order.rgb_channel(c));
+    // The window's axis weights, for the frame size they were made for (frames of one video
+    // share it).
+    let mut weights: Option<((usize, usize), Vec<_>, Vec<_>)> = None;
     for (t, f) in frames.iter().enumerate() {
-        for (c, &src_c) in order.iter().enumerate() {
-            let plane: Vec<f32> = (0..f.height * f.width)
-                .map(|i| f32::from(f.data[3 * i + src_c]))
-                .collect();
-            let resized = if (f.height, f.width) == (rh, rw) {
-                plane
-            } else {
-                resize_bilinear(&plane, f.height, f.width, rh, rw)
+        let size = (f.height, f.width);
+        if weights.as_ref().is_none_or(|w| w.0 != size) {
+            let window = |n_in, n_out, start: usize, len| -> Result<Vec<_>, String> {
+                axis_weights(n_in, n_out)
+                    .get(start..start + len)
+                    .map(<[_]>::to_vec)
+                    .ok_or_else(|| {
+                        format!(
+                            "the crop {:?} at {:?} leaves the resized frame {rh}x{rw}",
+                            preset.crop.1, preset.crop.0
+                        )
+                    })
             };
+            weights = Some((
+                size,
+                window(f.height, rh, top, ch)?,
+                window(f.width, rw, left, cw)?,
+            ));
+        }
+        let (_, ry, rx) = weights.as_ref().expect("set above");
+        for (c, &src_c) in order.iter().enumerate() {
             let at = (c * t_n + t) * ch * cw..(c * t_n + t + 1) * ch * cw;
             let dst = &mut data[at.clone()];
-            for y in 0..ch {
-                for x in 0..cw {
-                    dst[y * cw + x] = resized[(top + y) * rw + left + x];
+            if size == (rh, rw) {
+                // Not resized: the crop's bytes as they are.
+                for (y, row) in dst.chunks_exact_mut(cw).enumerate() {
+                    for (x, v) in row.iter_mut().enumerate() {
+                        *v = f32::from(f.data[3 * ((top + y) * f.width + left + x) + src_c]);
+                    }
                 }
+            } else {
+                resized_window(f, src_c, ry, rx, dst);
             }
             let std = preset.std[c];
             match &preset.voxel_mean {
