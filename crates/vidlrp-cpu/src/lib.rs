@@ -524,12 +524,7 @@ impl Backend for Cpu {
         let per = dims.input_len();
         let mut out = self.run(|| elementwise::zeros(n * per));
         let (s, w, k, x) = (slice(s), slice(w), slice(k), slice(x));
-        let per_s = c_out * dims.positions();
-        self.run(|| {
-            for ((ss, xs), os) in s.chunks(per_s).zip(x.chunks(per)).zip(out.chunks_mut(per)) {
-                conv::direct::conv_transposed_bounded_sample(&dims, c_out, ss, w, k, xs, os);
-            }
-        });
+        self.run(|| conv::direct::conv_transposed_bounded(&dims, n, c_out, s, w, k, x, &mut out));
         Ok(from_vec(&shape, out))
     }
 

@@ -152,11 +152,6 @@ fn naive_transposed(c: &ConvCase, g: &[f32], w: &[f32]) -> Vec<f64> {
     dx
 }
 
-/// Convolutions at sizes that leave the small-layer path (forward and transposed): stride 1 with many input
-/// channels (a convolution with the flipped kernel where the packed GEMM is in use), stride 1
-/// onto 1-3 input channels (the direct path: rows of one and two 112-column stretches, padding
-/// from 0 to k - 1) and mostly-zero gradients (gathered over the nonzeros, in 16- and 64-lane
-/// channel blocks with a partial last block), against direct loops.
 /// Direct weight gradient in f64: `dw[o, i, a] += g[n, o, p] x[n, i, p + a - pad]`.
 fn naive_weight_gradient(c: &ConvCase, x: &[f32], g: &[f32]) -> Vec<f64> {
     let k: usize = c.g.kernel.iter().product();
@@ -232,6 +227,12 @@ fn weight_gradients_match_direct_loops() {
     }
 }
 
+/// Convolutions at sizes that leave the small-layer path (forward and transposed): stride 1 with many input
+/// channels (a convolution with the flipped kernel where the packed GEMM is in use), stride 1
+/// onto 1-3 input channels (the direct path: rows of one and two 112-column stretches, padding
+/// from 0 to k - 1; a batch of three, so that two samples share a task and the third is
+/// alone) and mostly-zero gradients (gathered over the nonzeros, in 16- and 64-lane channel
+/// blocks with a partial last block), against direct loops.
 #[test]
 fn wide_transposed_convolutions_match_direct_loops() {
     let g = |kernel, stride, padding| Conv3dGeometry {
@@ -257,7 +258,7 @@ fn wide_transposed_convolutions_match_direct_loops() {
         (7, [2, 12, 50], g([2, 3, 1], [1; 3], [1, 2, 0])),
     ] {
         let c = ConvCase {
-            n: 2,
+            n: 3,
             c_in,
             c_out: 5,
             input,

@@ -6,8 +6,11 @@
 //! `3 kvol` rows and leaves a `3 kvol`-row col2im behind, the flipped convolution has 3 output
 //! rows. Here each task holds a stretch of [`VECS`] 16-lane vectors of one row of `dx`, for
 //! every input channel, in registers and streams the gradient rows over it: each loaded
-//! gradient vector feeds one FMA per input channel. Every value of `dx` is written once by one
-//! task and sums its terms in the order `o, a, b, d`, whatever the number of threads.
+//! gradient vector feeds one FMA per input channel; where two samples' accumulators fit in the
+//! registers, a task holds the same stretch of two samples, so each broadcast weight feeds
+//! twice the FMAs (one sample onto three channels is bound by the loads of weights and
+//! gradients, not by the FMAs). Every value of `dx` is written once by one task and sums its
+//! terms in the order `o, a, b, d`, whatever the number of threads or of samples per task.
 //!
 //! z^B's relevance with bounds constant per channel, `x ⊙ conv^T(g; w) − conv^T(g; k)`, runs
 //! both transposes as one ([`conv_transposed_bounded_sample`]): `2 C_in` channels of
@@ -35,24 +38,27 @@ pub(crate) fn applies(dims: &ConvDims) -> bool {
         && crate::gemm::avx512()
 }
 
-/// `dx = conv^T(g)` for one sample (`dx` overwritten); `g` is `[C_out][P]`, `w`
-/// `[C_out][C_in][kvol]`. Call only where [`applies`] holds.
-pub(crate) fn conv_transposed_direct_sample(
+/// `dx = conv^T(g)` for `n` samples (`dx` overwritten); `g` is `[N][C_out][P]`, `w`
+/// `[C_out][C_in][kvol]`, `dx` `[N][C_in][input]`. Call only where [`applies`] holds.
+pub(crate) fn conv_transposed_direct(
     dims: &ConvDims,
+    n: usize,
     c_out: usize,
     g: &[f32],
     w: &[f32],
     dx: &mut [f32],
 ) {
-    transpose_sample(dims, c_out, g, &[w], None, dx);
+    transpose(dims, n, c_out, g, &[w], None, dx);
 }
 
-/// `out = x ⊙ conv^T(g; w) − conv^T(g; k)` for one sample (`out` overwritten; `x` and `out`
-/// `[C_in][input]`, `w` and `k` `[C_out][C_in][kvol]`): the two transposes summed in one pass
-/// over `g`, each value the bits of [`conv_transposed_direct_sample`], then `(a x) − b` as two
+/// `out = x ⊙ conv^T(g; w) − conv^T(g; k)` for `n` samples (`out` overwritten; `x` and `out`
+/// `[N][C_in][input]`, `w` and `k` `[C_out][C_in][kvol]`): the two transposes summed in one
+/// pass over `g`, each value the bits of [`conv_transposed_direct`], then `(a x) − b` as two
 /// roundings. Call only where [`applies`] holds.
-pub(crate) fn conv_transposed_bounded_sample(
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv_transposed_bounded(
     dims: &ConvDims,
+    n: usize,
     c_out: usize,
     g: &[f32],
     w: &[f32],
@@ -60,15 +66,19 @@ pub(crate) fn conv_transposed_bounded_sample(
     x: &[f32],
     out: &mut [f32],
 ) {
-    assert_eq!(x.len(), dims.input_len(), "x of the sample");
-    transpose_sample(dims, c_out, g, &[w, k], Some(x), out);
+    assert_eq!(x.len(), n * dims.input_len(), "x of the batch");
+    transpose(dims, n, c_out, g, &[w, k], Some(x), out);
 }
 
 /// The transposes of `g` with each of `kernels` (`[C_out][C_in][kvol]` each) as one set of
 /// `kernels.len() C_in` accumulator channels; written to `dx` as they are (one kernel), or
-/// as `x ⊙ first − second` (two kernels and `x`).
-fn transpose_sample(
+/// as `x ⊙ first − second` (two kernels and `x`). Where the accumulators of two samples fit
+/// in the registers, a task computes its stretch for two samples at once: each tap's
+/// broadcast weights then feed twice the FMAs (onto three channels the loads, not the FMAs,
+/// bound one sample). Each value's terms are summed in the same order either way.
+fn transpose(
     dims: &ConvDims,
+    n: usize,
     c_out: usize,
     g: &[f32],
     kernels: &[&[f32]],
@@ -84,9 +94,10 @@ fn transpose_sample(
     let c_in = dims.c_in;
     let channels = kernels.len() * c_in;
     assert!(
-        g.len() == c_out * dims.positions()
+        g.len() == n * c_out * dims.positions()
             && kernels.iter().all(|w| w.len() == c_out * c_in * kvol)
-            && dx.len() == dims.input_len()
+            && dx.len() == n * dims.input_len()
+            && x.is_none_or(|x| x.len() == dx.len())
             && x.is_some() == (kernels.len() == 2)
     );
     // The kernels re-laid [o][a][b][d][j][i]: one tap's channels side by side, kernel j's
@@ -108,6 +119,14 @@ fn transpose_sample(
     let fit = ((31 - channels) / channels).min(VECS);
     let vecs = w_in.div_ceil(16).clamp(1, fit);
     let chunks = w_in.div_ceil(16 * vecs);
+    // Two samples per task where both sets of accumulators, the broadcasts and the loaded
+    // vector fit (one kernel only: the bounded store's x is read per sample, kept to one).
+    let per_task = if x.is_none() && n > 1 && 2 * channels * vecs + channels < 31 {
+        2
+    } else {
+        1
+    };
+    let groups = n.div_ceil(per_task);
     let job = Job {
         dims,
         c_out,
@@ -116,90 +135,116 @@ fn transpose_sample(
         x,
     };
     let ptr = SendPtr(dx.as_mut_ptr());
-    // One task per stretch of a dx row; each writes only its own stretch, for every channel.
-    (0..t_in * h_in * chunks).into_par_iter().for_each(|task| {
-        let (row, chunk) = (task / chunks, task % chunks);
-        // SAFETY: fast() (AVX-512F present) held in applies(); the task's stretch lies in dx
-        // and no other task writes it.
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            job.dispatch(channels, vecs, row / h_in, row % h_in, chunk, ptr);
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (row, chunk, &job, ptr);
-    });
+    let rows = t_in * h_in;
+    // One task per stretch of a dx row of one or two samples; each writes only its own
+    // stretches, for every channel.
+    (0..groups * rows * chunks)
+        .into_par_iter()
+        .for_each(|task| {
+            let (group, rest) = (task / (rows * chunks), task % (rows * chunks));
+            let (row, chunk) = (rest / chunks, rest % chunks);
+            let first = group * per_task;
+            let samples = per_task.min(n - first);
+            let at = Stretch {
+                sample: first,
+                t: row / h_in,
+                h: row % h_in,
+                chunk,
+            };
+            // SAFETY: fast() (AVX-512F present) held in applies(); the task's stretches lie in dx
+            // and no other task writes them.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                job.dispatch(channels, vecs, samples, &at, ptr);
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = (samples, &at, &job, ptr);
+        });
+}
+
+/// Where a task writes: rows `(t, h)`, stretch `chunk`, of samples `sample..`.
+struct Stretch {
+    sample: usize,
+    t: usize,
+    h: usize,
+    chunk: usize,
 }
 
 /// What every task reads.
 struct Job<'a> {
     dims: &'a ConvDims,
     c_out: usize,
+    /// The gradient of every sample, `[N][C_out][P]`.
     g: &'a [f32],
     taps: &'a [f32],
-    /// The layer's input where the store writes `x ⊙ first − second` (two kernels).
+    /// The layer's input of every sample where the store writes `x ⊙ first − second` (two
+    /// kernels).
     x: Option<&'a [f32]>,
 }
 
 impl Job<'_> {
-    /// [`Job::stretch`] for `channels` accumulator channels and `vecs` vectors per stretch.
+    /// [`Job::stretch`] for `channels` accumulator channels, `vecs` vectors per stretch and
+    /// `samples` (1 or 2) samples.
     ///
     /// # Safety
     /// As [`Job::stretch`]; `channels` is 1 to [`MAX_CHANNELS`], or twice that with `x`;
-    /// `1 <= vecs <= VECS` and `channels (vecs + 1) < 32`.
+    /// `1 <= vecs <= VECS`, `samples * channels * vecs + channels < 32`, and `samples` is 1
+    /// with `x`.
     #[cfg(target_arch = "x86_64")]
     unsafe fn dispatch(
         &self,
         channels: usize,
         vecs: usize,
-        t: usize,
-        h: usize,
-        chunk: usize,
+        samples: usize,
+        at: &Stretch,
         dx: SendPtr,
     ) {
         macro_rules! by_vecs {
-            ($c:literal) => {
+            ($c:literal, $s:literal) => {
                 match vecs {
-                    1 => self.stretch::<$c, 1>(t, h, chunk, dx),
-                    2 => self.stretch::<$c, 2>(t, h, chunk, dx),
-                    3 => self.stretch::<$c, 3>(t, h, chunk, dx),
-                    4 => self.stretch::<$c, 4>(t, h, chunk, dx),
-                    5 => self.stretch::<$c, 5>(t, h, chunk, dx),
-                    6 => self.stretch::<$c, 6>(t, h, chunk, dx),
-                    _ => self.stretch::<$c, VECS>(t, h, chunk, dx),
+                    1 => self.stretch::<$c, 1, $s>(at, dx),
+                    2 => self.stretch::<$c, 2, $s>(at, dx),
+                    3 => self.stretch::<$c, 3, $s>(at, dx),
+                    4 => self.stretch::<$c, 4, $s>(at, dx),
+                    5 => self.stretch::<$c, 5, $s>(at, dx),
+                    6 => self.stretch::<$c, 6, $s>(at, dx),
+                    _ => self.stretch::<$c, VECS, $s>(at, dx),
                 }
             };
         }
-        match channels {
-            1 => by_vecs!(1),
-            2 => by_vecs!(2),
-            3 => by_vecs!(3),
-            4 => by_vecs!(4),
+        match (channels, samples) {
+            (1, 1) => by_vecs!(1, 1),
+            (2, 1) => by_vecs!(2, 1),
+            (3, 1) => by_vecs!(3, 1),
+            (4, 1) => by_vecs!(4, 1),
+            (1, _) => by_vecs!(1, 2),
+            (2, _) => by_vecs!(2, 2),
+            (3, _) => by_vecs!(3, 2),
             _ => match vecs {
-                1 => self.stretch::<6, 1>(t, h, chunk, dx),
-                2 => self.stretch::<6, 2>(t, h, chunk, dx),
-                3 => self.stretch::<6, 3>(t, h, chunk, dx),
-                _ => self.stretch::<6, 4>(t, h, chunk, dx),
+                1 => self.stretch::<6, 1, 1>(at, dx),
+                2 => self.stretch::<6, 2, 1>(at, dx),
+                3 => self.stretch::<6, 3, 1>(at, dx),
+                _ => self.stretch::<6, 4, 1>(at, dx),
             },
         }
     }
 
-    /// `dx[.., t, h, w]` for `w` in stretch `chunk` (`16 V` columns) of the row, all `C`
-    /// input channels.
+    /// `dx[s, .., t, h, w]` for `w` in stretch `chunk` (`16 V` columns) of the row, all `C`
+    /// input channels, for the `S` samples from `at.sample`.
     ///
     /// # Safety
-    /// The CPU must support AVX-512F; `dx` must point at this sample's `dx`, of which this call
-    /// alone writes the stretch.
+    /// The CPU must support AVX-512F; `dx` must point at the batch's `dx`, of which this call
+    /// alone writes these stretches; samples `at.sample..at.sample + S` exist.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
-    unsafe fn stretch<const C: usize, const V: usize>(
+    unsafe fn stretch<const C: usize, const V: usize, const S: usize>(
         &self,
-        t: usize,
-        h: usize,
-        chunk: usize,
+        at: &Stretch,
         dx: SendPtr,
     ) {
         use std::arch::x86_64::*;
         let d = self.dims;
+        let (t, h, chunk) = (at.t, at.h, at.chunk);
         let [t_in, h_in, w_in] = d.input;
         let [t_out, h_out, w_out] = d.output;
         let [kt, kh, kw] = d.g.kernel;
@@ -223,7 +268,10 @@ impl Job<'_> {
                 loads[e * V + v] = (first, mask);
             }
         }
-        let mut acc = [[_mm512_setzero_ps(); V]; C];
+        let per_g = self.c_out * positions;
+        let g: [*const f32; S] =
+            std::array::from_fn(|s| self.g.as_ptr().add((at.sample + s) * per_g));
+        let mut acc = [[[_mm512_setzero_ps(); V]; C]; S];
         for o in 0..self.c_out {
             for a in 0..kt {
                 let Some(to) = (t + pt).checked_sub(a).filter(|&v| v < t_out) else {
@@ -233,20 +281,21 @@ impl Job<'_> {
                     let Some(ho) = (h + ph).checked_sub(b).filter(|&v| v < h_out) else {
                         continue;
                     };
-                    let row = self
-                        .g
-                        .as_ptr()
-                        .add(o * positions + (to * h_out + ho) * w_out);
+                    let offset = o * positions + (to * h_out + ho) * w_out;
                     let tap0 = (o * kvol + (a * kh + b) * kw) * C;
                     let taps = &self.taps[tap0..tap0 + kw * C];
                     for (tap, lanes) in taps.chunks_exact(C).zip(loads.chunks_exact(V)) {
                         let wt: [__m512; C] = std::array::from_fn(|i| _mm512_set1_ps(tap[i]));
                         let lanes: &[(isize, u16); V] = lanes.try_into().expect("V loads");
                         for (v, &(first, mask)) in lanes.iter().enumerate() {
-                            // Only the mask's lanes, all inside this gradient row, are read.
-                            let x = _mm512_maskz_loadu_ps(mask, row.wrapping_offset(first));
-                            for (acc_i, &w_i) in acc.iter_mut().zip(&wt) {
-                                acc_i[v] = _mm512_fmadd_ps(w_i, x, acc_i[v]);
+                            for (acc_s, g_s) in acc.iter_mut().zip(&g) {
+                                // Only the mask's lanes, all inside this gradient row, are
+                                // read.
+                                let row = g_s.add(offset);
+                                let x = _mm512_maskz_loadu_ps(mask, row.wrapping_offset(first));
+                                for (acc_i, &w_i) in acc_s.iter_mut().zip(&wt) {
+                                    acc_i[v] = _mm512_fmadd_ps(w_i, x, acc_i[v]);
+                                }
                             }
                         }
                     }
@@ -259,10 +308,11 @@ impl Job<'_> {
         if let Some(x) = self.x {
             // x ⊙ a − b, rounded as the composition rounds it: a product, then a difference.
             let half = C / 2;
+            let sample = at.sample * d.input_len();
             for i in 0..half {
-                let base = dx.0.add(i * plane + row0);
-                let xs = x.as_ptr().add(i * plane + row0);
-                for (v, (&a, &b)) in acc[i].iter().zip(&acc[half + i]).enumerate() {
+                let base = dx.0.add(sample + i * plane + row0);
+                let xs = x.as_ptr().add(sample + i * plane + row0);
+                for (v, (&a, &b)) in acc[0][i].iter().zip(&acc[0][half + i]).enumerate() {
                     let start = w0 + 16 * v;
                     if start >= w_in {
                         break;
@@ -275,14 +325,17 @@ impl Job<'_> {
             }
             return;
         }
-        for (i, acc_i) in acc.iter().enumerate() {
-            let base = dx.0.add(i * plane + row0);
-            for (v, &a) in acc_i.iter().enumerate() {
-                let start = w0 + 16 * v;
-                if start >= w_in {
-                    break;
+        for (s, acc_s) in acc.iter().enumerate() {
+            let sample = (at.sample + s) * d.input_len();
+            for (i, acc_i) in acc_s.iter().enumerate() {
+                let base = dx.0.add(sample + i * plane + row0);
+                for (v, &a) in acc_i.iter().enumerate() {
+                    let start = w0 + 16 * v;
+                    if start >= w_in {
+                        break;
+                    }
+                    _mm512_mask_storeu_ps(base.add(start), mask_of(start), a);
                 }
-                _mm512_mask_storeu_ps(base.add(start), mask_of(start), a);
             }
         }
     }

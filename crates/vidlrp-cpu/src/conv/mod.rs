@@ -215,9 +215,7 @@ pub(crate) fn run(
             im2col::conv_forward(dims, n, data, w2(), bias, out, &mut Vec::new());
         }
         Path::Direct => {
-            for (gs, ds) in data.chunks(per_data).zip(out.chunks_mut(per_out)) {
-                direct::conv_transposed_direct_sample(dims, c_out, gs, w, ds);
-            }
+            direct::conv_transposed_direct(dims, n, c_out, data, w, out);
         }
         Path::Sparse => {
             let kvol = dims.g.kernel.iter().product::<usize>();
