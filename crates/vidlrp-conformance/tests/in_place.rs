@@ -64,6 +64,7 @@ fn binary_owned_matches<B: Backend>(be: &B, seed: u64) {
         BinaryOp::Sub,
         BinaryOp::Mul,
         BinaryOp::StabDiv(1e-6),
+        BinaryOp::GatePositive,
     ] {
         let want = be.download(&be.binary(&a, &b, op).unwrap()).unwrap();
         let a2 = be.unary(&a, UnaryOp::Scale(1.0)).unwrap();

@@ -46,6 +46,19 @@ pub enum BinaryOp {
     Mul,
     /// `a / stab(b)` with `stab(b) = b + eps sign(b)`, `sign(0) = +1` (Zennit's stabiliser).
     StabDiv(f32),
+    /// `a [b > 0]`, computed as `a` times the step of `b` (`a 1` or `a 0`): the gradient `a`
+    /// through a ReLU whose input is `b`, one pass instead of a step then a product (the
+    /// same bits as [`UnaryOp::StepPositive`] of `b` times `a`).
+    ///
+    /// ```
+    /// use vidlrp_core::{BinaryOp, UnaryOp};
+    /// for (a, b) in [(2.5f32, 1.0f32), (-2.5, 1.0), (-2.5, 0.0), (f32::NAN, -1.0), (3.0, f32::NAN)] {
+    ///     let composed = UnaryOp::StepPositive.apply(b) * a;
+    ///     assert_eq!(BinaryOp::GatePositive.apply(a, b).to_bits(), composed.to_bits());
+    /// }
+    /// assert_eq!(BinaryOp::GatePositive.apply(-2.5, 0.0).to_bits(), (-0.0f32).to_bits());
+    /// ```
+    GatePositive,
 }
 
 impl UnaryOp {
@@ -85,6 +98,7 @@ impl BinaryOp {
             BinaryOp::Sub => a - b,
             BinaryOp::Mul => a * b,
             BinaryOp::StabDiv(eps) => a / stabilize(b, eps),
+            BinaryOp::GatePositive => a * UnaryOp::StepPositive.apply(b),
         }
     }
 }

@@ -603,7 +603,7 @@ pub fn activation_relevance<B: Backend>(
 ) -> Result<B::Tensor> {
     match rule {
         Rule::Pass => Ok(r.clone()),
-        Rule::Gradient => be.binary_owned(be.unary(x, UnaryOp::StepPositive)?, r, BinaryOp::Mul),
+        Rule::Gradient => be.binary(r, x, BinaryOp::GatePositive),
         other => Err(other.unsupported(name)),
     }
 }

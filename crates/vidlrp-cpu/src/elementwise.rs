@@ -82,6 +82,7 @@ pub(crate) fn binary(a: &[f32], b: &[f32], op: BinaryOp) -> Vec<f32> {
             BinaryOp::Sub => map2(a, b, out, |x, y| BinaryOp::Sub.apply(x, y)),
             BinaryOp::Mul => map2(a, b, out, |x, y| BinaryOp::Mul.apply(x, y)),
             BinaryOp::StabDiv(eps) => map2(a, b, out, |x, y| BinaryOp::StabDiv(eps).apply(x, y)),
+            BinaryOp::GatePositive => map2(a, b, out, |x, y| BinaryOp::GatePositive.apply(x, y)),
         }
     })
 }
@@ -108,6 +109,9 @@ pub(crate) fn binary_in_place<const OUT_FIRST: bool>(out: &mut [f32], other: &[f
             BinaryOp::Mul => each::<OUT_FIRST>(o, v, |x, y| BinaryOp::Mul.apply(x, y)),
             BinaryOp::StabDiv(eps) => {
                 each::<OUT_FIRST>(o, v, |x, y| BinaryOp::StabDiv(eps).apply(x, y));
+            }
+            BinaryOp::GatePositive => {
+                each::<OUT_FIRST>(o, v, |x, y| BinaryOp::GatePositive.apply(x, y));
             }
         });
 }
@@ -162,6 +166,7 @@ mod tests {
             BinaryOp::Sub,
             BinaryOp::Mul,
             BinaryOp::StabDiv(1e-6),
+            BinaryOp::GatePositive,
         ] {
             let want: Vec<f32> = a.iter().zip(&b).map(|(&x, &y)| op.apply(x, y)).collect();
             assert_eq!(

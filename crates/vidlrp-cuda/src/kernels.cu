@@ -68,7 +68,8 @@ extern "C" __global__ void vidlrp_unary(const float* x, float* y, i64 n, int op,
     FOR_EACH_INDEX(i, n) { y[i] = apply_unary(op, k, x[i]); }
 }
 
-// Op codes mirror `plan::binary_code`; 3 is a / stab(b), stab(b) = b + eps sign(b), sign(0) = 1.
+// Op codes mirror `plan::binary_code`; 3 is a / stab(b), stab(b) = b + eps sign(b), sign(0) = 1;
+// 4 is a times the step of b (a ReLU's gradient a at input b).
 extern "C" __global__ void vidlrp_binary(const float* a, const float* b, float* y, i64 n, int op,
                                          float eps) {
     FOR_EACH_INDEX(i, n) {
@@ -78,6 +79,7 @@ extern "C" __global__ void vidlrp_binary(const float* a, const float* b, float* 
         case 0: r = u + v; break;
         case 1: r = u - v; break;
         case 2: r = u * v; break;
+        case 4: r = u * (v > 0.0f ? 1.0f : 0.0f); break;
         default: r = u / (v >= 0.0f ? v + eps : v - eps); break;
         }
         y[i] = r;

@@ -122,6 +122,7 @@ pub fn binary_code(op: BinaryOp) -> (i32, f32) {
         BinaryOp::Sub => (1, 0.0),
         BinaryOp::Mul => (2, 0.0),
         BinaryOp::StabDiv(eps) => (3, eps),
+        BinaryOp::GatePositive => (4, 0.0),
     }
 }
 

@@ -180,7 +180,7 @@ proptest! {
             let e = emu.download(&emu.unary(&ae, op).unwrap()).unwrap();
             prop_assert_eq!(c.data(), e.data(), "{:?}", op);
         }
-        for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::StabDiv(1e-6), BinaryOp::StabDiv(0.25)] {
+        for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::StabDiv(1e-6), BinaryOp::StabDiv(0.25), BinaryOp::GatePositive] {
             let c = cpu.download(&cpu.binary(&ac, &bc, op).unwrap()).unwrap();
             let e = emu.download(&emu.binary(&ae, &be, op).unwrap()).unwrap();
             prop_assert_eq!(c.data(), e.data(), "{:?}", op);

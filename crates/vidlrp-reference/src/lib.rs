@@ -106,6 +106,7 @@ fn binary<E: Float>(a: E, b: E, op: BinaryOp) -> E {
         BinaryOp::Sub => a - b,
         BinaryOp::Mul => a * b,
         BinaryOp::StabDiv(eps) => a / stabilize(b, cast(eps)),
+        BinaryOp::GatePositive => a * if b > E::zero() { E::one() } else { E::zero() },
     }
 }
 

@@ -271,9 +271,7 @@ impl<B: Backend> TrainNet<B> {
                         g = be.linear_transposed(&g, w)?;
                     }
                 }
-                Op::Relu => {
-                    g = be.binary(&g, &be.unary(x, UnaryOp::StepPositive)?, BinaryOp::Mul)?;
-                }
+                Op::Relu => g = be.binary_owned(g, x, BinaryOp::GatePositive)?,
                 Op::Pool(geometry) => g = be.max_pool3d_transposed(x, &g, geometry)?,
                 Op::Flatten => g = be.reshape(&g, &be.shape(x))?,
                 Op::Dropout(_) => {
