@@ -34,7 +34,10 @@ use vidlrp_checkpoint::{Checkpoint, Format, Metadata};
 use vidlrp_core::{Backend, Sequential};
 use vidlrp_video_resnet::VideoResNetSpec;
 
+pub use device::Device;
 pub use vidlrp_io::TensorMap;
+
+mod device;
 
 /// The safetensors metadata key holding the architecture's name (`c3d`, `r3d_18`, ...).
 pub const ARCH_KEY: &str = "vidlrp.arch";

@@ -22,6 +22,7 @@ use vidlrp_core::{
     Target,
 };
 use vidlrp_cpu::Cpu;
+use vidlrp_model::Device;
 use vidlrp_reference::Reference;
 use vidlrp_snippet::Preprocess;
 
@@ -134,32 +135,6 @@ fn numpy<'py>(py: Python<'py>, t: HostTensor) -> Result<Bound<'py, PyArrayDyn<f3
     let flat = data.into_pyarray(py);
     flat.reshape(shape)
         .map_err(|e| Failure::other(format!("reshaping the result: {e}")))
-}
-
-/// Where `Model.explain` computes: `"cpu"`, `"reference"` (plain `f64` loops: slow, the
-/// oracle), `"cuda"` or `"cuda:N"` (a build with the `cuda` feature and an NVIDIA driver).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Device {
-    Cpu,
-    Reference,
-    Cuda(usize),
-}
-
-impl std::str::FromStr for Device {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "cpu" => Ok(Self::Cpu),
-            "reference" => Ok(Self::Reference),
-            "cuda" => Ok(Self::Cuda(0)),
-            _ => s
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse().ok())
-                .map(Self::Cuda)
-                .ok_or_else(|| format!("{s:?}: expected cpu, reference, cuda or cuda:N")),
-        }
-    }
 }
 
 /// A network built on one backend.
