@@ -75,6 +75,18 @@ fn binary_owned_matches<B: Backend>(be: &B, seed: u64) {
             .download(&be.binary_owned_rhs(&a, b2, op).unwrap())
             .unwrap();
         assert_eq!(want.data(), got.data(), "{op:?} (rhs)");
+        // A clone written in place leaves the tensor it was cloned from as it was (clones may
+        // share their values until written).
+        let before = be.download(&a).unwrap();
+        let got = be
+            .download(&be.binary_owned(a.clone(), &b, op).unwrap())
+            .unwrap();
+        assert_eq!(want.data(), got.data(), "{op:?} (clone)");
+        assert_eq!(
+            be.download(&a).unwrap(),
+            before,
+            "{op:?}: the original changed"
+        );
     }
     let short = be.upload(&HostTensor::zeros(vec![3, 999])).unwrap();
     assert!(be

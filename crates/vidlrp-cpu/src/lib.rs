@@ -1,6 +1,6 @@
 //! vidlrp-cpu: the pure-ndarray CPU [`Backend`] of vidlrp.
 //!
-//! Tensors are standard-layout `ndarray::ArrayD<f32>`. Convolutions run on [`gemm`], a packed
+//! Tensors are [`CpuTensor`]s, `f32` values in standard (row-major) layout. Convolutions run on [`gemm`], a packed
 //! GEMM (AVX-512F or AVX2+FMA register kernels) that gathers im2col columns straight from the
 //! input (tiled im2col + matrixmultiply on CPUs with neither); 3x3x3 stride-1 convolutions with
 //! mixed-sign operands by Winograd's `F(2x2x2, 3x3x3)` on the same GEMM (sums of non-negative
@@ -10,7 +10,7 @@
 //! gradients as gathers over their nonzeros; inputs whose channel planes are constants (z^B's
 //! bounds) as one sum per pattern of kernel taps inside the input. Work is split over a private rayon pool of
 //! [`Cpu::threads`] threads; results are identical across runs for a fixed thread count.
-//! Tensors of any other layout are accepted (copied into standard layout first).
+//! ndarray arrays of any layout convert into tensors (`CpuTensor::from`).
 //!
 //! ```
 //! use ndarray::{ArrayD, IxDyn};
@@ -19,12 +19,12 @@
 //!
 //! let cpu = Cpu::new(2).unwrap();
 //! // z[n,o,t,h,w] = sum_{i,a,b,c} x[n,i,t+a-1,h+b-1,w+c-1] w[o,i,a,b,c]: a 3x3x3 box filter.
-//! let x = ArrayD::<f32>::ones(IxDyn(&[1, 1, 4, 4, 4]));
-//! let w = ArrayD::<f32>::ones(IxDyn(&[1, 1, 3, 3, 3]));
+//! let x = ArrayD::<f32>::ones(IxDyn(&[1, 1, 4, 4, 4])).into();
+//! let w = ArrayD::<f32>::ones(IxDyn(&[1, 1, 3, 3, 3])).into();
 //! let g = Conv3dGeometry { kernel: [3; 3], stride: [1; 3], padding: [1; 3] };
 //! let z = cpu.conv3d(&x, &w, None, &g).unwrap();
-//! assert_eq!(z[[0, 0, 1, 1, 1]], 27.0); // an interior voxel sees all 27 taps
-//! assert_eq!(z[[0, 0, 0, 0, 0]], 8.0); // a corner sees 2 x 2 x 2
+//! assert_eq!(z.view()[[0, 0, 1, 1, 1]], 27.0); // an interior voxel sees all 27 taps
+//! assert_eq!(z.view()[[0, 0, 0, 0, 0]], 8.0); // a corner sees 2 x 2 x 2
 //! ```
 
 mod conv;
@@ -32,12 +32,13 @@ mod elementwise;
 pub mod gemm;
 pub mod phases;
 mod pool;
+mod tensor;
 
-use std::borrow::Cow;
+pub use tensor::CpuTensor;
 
 use conv::{ConvDims, Direction};
 use gemm::dense::par_gemm;
-use ndarray::{ArrayD, ArrayView2, ArrayViewMut2, IxDyn};
+use ndarray::{ArrayView2, ArrayViewMut2};
 use pool::PoolDims;
 use rayon::prelude::*;
 use vidlrp_core::{
@@ -94,36 +95,26 @@ impl Cpu {
     }
 
     /// `op(owned, other)` if `OWNED_FIRST`, else `op(other, owned)`, written into `owned`'s
-    /// buffer where it is in standard layout (else computed as [`Backend::binary`] does).
+    /// buffer (made first where `owned` shares or borrows its values).
     fn binary_into<const OWNED_FIRST: bool>(
         &self,
-        owned: ArrayD<f32>,
-        other: &ArrayD<f32>,
+        mut owned: CpuTensor,
+        other: &CpuTensor,
         op: BinaryOp,
-    ) -> Result<ArrayD<f32>> {
-        if !owned.is_standard_layout() {
-            return if OWNED_FIRST {
-                self.binary(&owned, other, op)
-            } else {
-                self.binary(other, &owned, op)
-            };
-        }
-        let other = standard(other);
-        let other: &ArrayD<f32> = &other;
+    ) -> Result<CpuTensor> {
         if OWNED_FIRST {
             same_shape(&owned, other, op)?;
         } else {
             same_shape(other, &owned, op)?;
         }
-        let mut owned = owned;
-        let out = owned.as_slice_mut().expect("standard layout");
-        self.run(|| elementwise::binary_in_place::<OWNED_FIRST>(out, slice(other), op));
+        let out = owned.make_mut();
+        self.run(|| elementwise::binary_in_place::<OWNED_FIRST>(out, other.as_slice(), op));
         Ok(owned)
     }
 }
 
 /// **Errors** unless the operands `a`, `b` of the elementwise `op` have one shape.
-fn same_shape(a: &ArrayD<f32>, b: &ArrayD<f32>, op: BinaryOp) -> Result<()> {
+fn same_shape(a: &CpuTensor, b: &CpuTensor, op: BinaryOp) -> Result<()> {
     if a.shape() == b.shape() {
         return Ok(());
     }
@@ -132,35 +123,6 @@ fn same_shape(a: &ArrayD<f32>, b: &ArrayD<f32>, op: BinaryOp) -> Result<()> {
         a.shape(),
         b.shape()
     )))
-}
-
-/// Borrows `t` if it is in standard (row-major, contiguous) layout, else copies it into one:
-/// tensors built by hand (transposed or sliced views made owned) are accepted, not a panic.
-fn standard(t: &ArrayD<f32>) -> Cow<'_, ArrayD<f32>> {
-    if t.is_standard_layout() && t.as_slice().is_some() {
-        Cow::Borrowed(t)
-    } else {
-        Cow::Owned(t.as_standard_layout().into_owned())
-    }
-}
-
-/// Rebinds each tensor argument to a standard-layout version of itself.
-macro_rules! standard {
-    ($($t:ident),+) => {
-        $(
-            let $t = standard($t);
-            let $t: &ArrayD<f32> = &$t;
-        )+
-    };
-}
-
-fn slice(t: &ArrayD<f32>) -> &[f32] {
-    t.as_slice()
-        .expect("vidlrp-cpu tensors are in standard layout")
-}
-
-fn from_vec(shape: &[usize], data: Vec<f32>) -> ArrayD<f32> {
-    ArrayD::from_shape_vec(IxDyn(shape), data).expect("length matches shape")
 }
 
 /// The checked extents of one convolution (see [`operands::conv3d`]).
@@ -185,7 +147,7 @@ fn pool_dims(x_shape: &[usize], g: &Pool3dGeometry) -> Result<PoolDims> {
 }
 
 impl Backend for Cpu {
-    type Tensor = ArrayD<f32>;
+    type Tensor = CpuTensor;
 
     fn name(&self) -> String {
         format!(
@@ -199,36 +161,34 @@ impl Backend for Cpu {
         self.pool.install(f)
     }
 
-    fn upload(&self, t: &HostTensor) -> Result<ArrayD<f32>> {
-        Ok(from_vec(t.shape(), t.data().to_vec()))
+    fn upload(&self, t: &HostTensor) -> Result<CpuTensor> {
+        Ok(CpuTensor::owned(t.shape(), t.data().to_vec()))
     }
 
-    fn upload_owned(&self, t: HostTensor) -> Result<ArrayD<f32>> {
+    fn upload_owned(&self, t: HostTensor) -> Result<CpuTensor> {
         let (shape, data) = t.into_parts();
-        Ok(from_vec(&shape, data))
+        Ok(CpuTensor::owned(&shape, data))
     }
 
-    fn download(&self, t: &ArrayD<f32>) -> Result<HostTensor> {
-        standard!(t);
-        HostTensor::new(t.shape().to_vec(), slice(t).to_vec())
+    fn download(&self, t: &CpuTensor) -> Result<HostTensor> {
+        HostTensor::new(t.shape().to_vec(), t.as_slice().to_vec())
     }
 
-    fn shape(&self, t: &ArrayD<f32>) -> Vec<usize> {
+    fn shape(&self, t: &CpuTensor) -> Vec<usize> {
         t.shape().to_vec()
     }
 
-    fn reshape(&self, t: &ArrayD<f32>, shape: &[usize]) -> Result<ArrayD<f32>> {
-        standard!(t);
+    fn reshape(&self, t: &CpuTensor, shape: &[usize]) -> Result<CpuTensor> {
         if t.len() != shape.iter().product::<usize>() {
             return Err(Error::shape(format!(
                 "cannot reshape {:?} to {shape:?}",
                 t.shape()
             )));
         }
-        Ok(from_vec(shape, slice(t).to_vec()))
+        Ok(CpuTensor::owned(shape, t.as_slice().to_vec()))
     }
 
-    fn fill_channels(&self, shape: &[usize], values: &[f32]) -> Result<ArrayD<f32>> {
+    fn fill_channels(&self, shape: &[usize], values: &[f32]) -> Result<CpuTensor> {
         if shape.len() < 2 || shape[1] != values.len() {
             return Err(Error::shape(format!(
                 "{} channel values for shape {shape:?}",
@@ -242,47 +202,39 @@ impl Backend for Cpu {
                 data.extend(std::iter::repeat_n(v, inner));
             }
         }
-        Ok(from_vec(shape, data))
+        Ok(CpuTensor::owned(shape, data))
     }
 
-    fn unary(&self, x: &ArrayD<f32>, op: UnaryOp) -> Result<ArrayD<f32>> {
-        standard!(x);
-        Ok(from_vec(
+    fn unary(&self, x: &CpuTensor, op: UnaryOp) -> Result<CpuTensor> {
+        Ok(CpuTensor::owned(
             x.shape(),
-            self.run(|| elementwise::unary(slice(x), op)),
+            self.run(|| elementwise::unary(x.as_slice(), op)),
         ))
     }
 
-    fn binary(&self, a: &ArrayD<f32>, b: &ArrayD<f32>, op: BinaryOp) -> Result<ArrayD<f32>> {
-        standard!(a, b);
+    fn binary(&self, a: &CpuTensor, b: &CpuTensor, op: BinaryOp) -> Result<CpuTensor> {
         same_shape(a, b, op)?;
-        Ok(from_vec(
+        Ok(CpuTensor::owned(
             a.shape(),
-            self.run(|| elementwise::binary(slice(a), slice(b), op)),
+            self.run(|| elementwise::binary(a.as_slice(), b.as_slice(), op)),
         ))
     }
 
-    fn binary_owned(&self, a: ArrayD<f32>, b: &ArrayD<f32>, op: BinaryOp) -> Result<ArrayD<f32>> {
+    fn binary_owned(&self, a: CpuTensor, b: &CpuTensor, op: BinaryOp) -> Result<CpuTensor> {
         self.binary_into::<true>(a, b, op)
     }
 
-    fn binary_owned_rhs(
-        &self,
-        a: &ArrayD<f32>,
-        b: ArrayD<f32>,
-        op: BinaryOp,
-    ) -> Result<ArrayD<f32>> {
+    fn binary_owned_rhs(&self, a: &CpuTensor, b: CpuTensor, op: BinaryOp) -> Result<CpuTensor> {
         self.binary_into::<false>(b, a, op)
     }
 
-    fn sum_per_sample(&self, x: &ArrayD<f32>) -> Result<Vec<f64>> {
-        standard!(x);
+    fn sum_per_sample(&self, x: &CpuTensor) -> Result<Vec<f64>> {
         let n = x.shape().first().copied().unwrap_or(0);
         if n == 0 {
             return Ok(Vec::new());
         }
         let per = x.len() / n;
-        Ok(slice(x)
+        Ok(x.as_slice()
             .chunks(per.max(1))
             .map(|s| {
                 // Fixed-size blocks, each summed in 8 interleaved lanes (independent additions
@@ -308,10 +260,9 @@ impl Backend for Cpu {
             .collect::<Vec<f64>>())
     }
 
-    fn min_value(&self, x: &ArrayD<f32>) -> Result<f32> {
-        standard!(x);
+    fn min_value(&self, x: &CpuTensor) -> Result<f32> {
         Ok(self.run(|| {
-            slice(x)
+            x.as_slice()
                 .par_iter()
                 .copied()
                 .reduce(|| f32::INFINITY, f32::min)
@@ -320,20 +271,17 @@ impl Backend for Cpu {
 
     fn conv3d(
         &self,
-        x: &ArrayD<f32>,
-        w: &ArrayD<f32>,
-        bias: Option<&ArrayD<f32>>,
+        x: &CpuTensor,
+        w: &CpuTensor,
+        bias: Option<&CpuTensor>,
         g: &Conv3dGeometry,
-    ) -> Result<ArrayD<f32>> {
-        standard!(x, w);
-        let bias = bias.map(standard);
-        let bias = bias.as_deref();
+    ) -> Result<CpuTensor> {
         let dims = conv_dims(x.shape(), w.shape(), g)?;
         let (n, c_out) = (x.shape()[0], w.shape()[0]);
-        operands::bias("conv3d", bias.map(ndarray::ArrayBase::shape), c_out)?;
+        operands::bias("conv3d", bias.map(CpuTensor::shape), c_out)?;
         let len = n * c_out * dims.positions();
         let mut out = self.run(|| elementwise::zeros(len));
-        let (x, w, b) = (slice(x), slice(w), bias.map(slice));
+        let (x, w, b) = (x.as_slice(), w.as_slice(), bias.map(CpuTensor::as_slice));
         self.run(|| {
             let path = conv::choose(Direction::Forward, &dims, n, c_out, x, w);
             let u = &self.winograd_kernels;
@@ -351,17 +299,16 @@ impl Backend for Cpu {
             );
         });
         let [to, ho, wo] = dims.output;
-        Ok(from_vec(&[n, c_out, to, ho, wo], out))
+        Ok(CpuTensor::owned(&[n, c_out, to, ho, wo], out))
     }
 
     fn conv3d_weight_gradient(
         &self,
-        x: &ArrayD<f32>,
-        gy: &ArrayD<f32>,
+        x: &CpuTensor,
+        gy: &CpuTensor,
         g: &Conv3dGeometry,
         weight_shape: &[usize],
-    ) -> Result<ArrayD<f32>> {
-        standard!(x, gy);
+    ) -> Result<CpuTensor> {
         operands::conv3d_weight_gradient(x.shape(), gy.shape(), weight_shape, g)?;
         let dims = conv_dims(x.shape(), weight_shape, g)?;
         let (n, c_out) = (x.shape()[0], weight_shape[0]);
@@ -372,32 +319,37 @@ impl Backend for Cpu {
                     &dims,
                     n,
                     c_out,
-                    slice(x),
-                    slice(gy),
+                    x.as_slice(),
+                    gy.as_slice(),
                     &mut dw,
                 );
             } else {
-                conv::im2col::conv_weight_gradient(&dims, n, c_out, slice(x), slice(gy), &mut dw);
+                conv::im2col::conv_weight_gradient(
+                    &dims,
+                    n,
+                    c_out,
+                    x.as_slice(),
+                    gy.as_slice(),
+                    &mut dw,
+                );
             }
         });
-        Ok(from_vec(weight_shape, dw))
+        Ok(CpuTensor::owned(weight_shape, dw))
     }
 
-    fn linear_weight_gradient(&self, x: &ArrayD<f32>, gy: &ArrayD<f32>) -> Result<ArrayD<f32>> {
-        standard!(x, gy);
+    fn linear_weight_gradient(&self, x: &CpuTensor, gy: &CpuTensor) -> Result<CpuTensor> {
         let (n, d_in, d_out) = operands::linear_weight_gradient(x.shape(), gy.shape())?;
-        let xv = ArrayView2::from_shape((n, d_in), slice(x)).expect("input shape");
-        let gv = ArrayView2::from_shape((n, d_out), slice(gy)).expect("gradient shape");
+        let xv = ArrayView2::from_shape((n, d_in), x.as_slice()).expect("input shape");
+        let gv = ArrayView2::from_shape((n, d_out), gy.as_slice()).expect("gradient shape");
         let mut dw = vec![0.0f32; d_out * d_in];
         self.run(|| {
             let dv = ArrayViewMut2::from_shape((d_out, d_in), &mut dw[..]).expect("shape");
             par_gemm(1.0, gv.t(), xv, 0.0, dv);
         });
-        Ok(from_vec(&[d_out, d_in], dw))
+        Ok(CpuTensor::owned(&[d_out, d_in], dw))
     }
 
-    fn sum_channels(&self, gy: &ArrayD<f32>) -> Result<ArrayD<f32>> {
-        standard!(gy);
+    fn sum_channels(&self, gy: &CpuTensor) -> Result<CpuTensor> {
         let shape = gy.shape();
         if shape.len() < 2 {
             return Err(vidlrp_core::Error::shape(format!(
@@ -406,7 +358,7 @@ impl Backend for Cpu {
         }
         let (n, c) = (shape[0], shape[1]);
         let inner: usize = shape[2..].iter().product();
-        let data = slice(gy);
+        let data = gy.as_slice();
         let sums: Vec<f32> = self.run(|| {
             (0..c)
                 .into_par_iter()
@@ -420,23 +372,22 @@ impl Backend for Cpu {
                 })
                 .collect()
         });
-        Ok(from_vec(&[c], sums))
+        Ok(CpuTensor::owned(&[c], sums))
     }
 
     fn conv3d_transposed(
         &self,
-        gy: &ArrayD<f32>,
-        w: &ArrayD<f32>,
+        gy: &CpuTensor,
+        w: &CpuTensor,
         g: &Conv3dGeometry,
         input_shape: &[usize],
-    ) -> Result<ArrayD<f32>> {
-        standard!(gy, w);
+    ) -> Result<CpuTensor> {
         let dims = conv_dims(input_shape, w.shape(), g)?;
         operands::conv3d_gradient(input_shape, w.shape(), gy.shape(), dims.output)?;
         let (n, c_out) = (input_shape[0], w.shape()[0]);
         let len = n * dims.input_len();
         let mut dx = self.run(|| elementwise::zeros(len));
-        let (gy, w) = (slice(gy), slice(w));
+        let (gy, w) = (gy.as_slice(), w.as_slice());
         self.run(|| {
             let path = conv::choose(Direction::Transposed, &dims, n, c_out, gy, w);
             let u = &self.winograd_kernels;
@@ -453,16 +404,16 @@ impl Backend for Cpu {
                 &mut dx,
             );
         });
-        Ok(from_vec(input_shape, dx))
+        Ok(CpuTensor::owned(input_shape, dx))
     }
 
     fn conv3d_bounded(
         &self,
-        x: &ArrayD<f32>,
-        w: &ArrayD<f32>,
-        k: &ArrayD<f32>,
+        x: &CpuTensor,
+        w: &CpuTensor,
+        k: &CpuTensor,
         g: &Conv3dGeometry,
-    ) -> Result<ArrayD<f32>> {
+    ) -> Result<CpuTensor> {
         let shape = x.shape().to_vec();
         let dims = conv_dims(&shape, k.shape(), g)?;
         let (n, c_out) = (shape[0], k.shape()[0]);
@@ -477,8 +428,8 @@ impl Backend for Cpu {
                 &dims,
                 1,
                 c_out,
-                slice(&ones),
-                slice(&standard(k))
+                ones.as_slice(),
+                k.as_slice()
             ),
             conv::Path::Constant(_)
         ) && !conv::winograd::applies(&dims, c_out, n);
@@ -489,8 +440,8 @@ impl Backend for Cpu {
         }
         let bound = self.conv3d(&ones, k, None, g)?;
         let mut z = self.conv3d(x, w, None, g)?;
-        let b = slice(&bound);
-        let zs = z.as_slice_mut().expect("standard layout");
+        let b = bound.as_slice();
+        let zs = z.make_mut();
         self.run(|| {
             for zs in zs.chunks_mut(b.len()) {
                 elementwise::binary_in_place::<true>(zs, b, BinaryOp::Sub);
@@ -501,12 +452,12 @@ impl Backend for Cpu {
 
     fn conv3d_transposed_bounded(
         &self,
-        s: &ArrayD<f32>,
-        w: &ArrayD<f32>,
-        k: &ArrayD<f32>,
-        x: &ArrayD<f32>,
+        s: &CpuTensor,
+        w: &CpuTensor,
+        k: &CpuTensor,
+        x: &CpuTensor,
         g: &Conv3dGeometry,
-    ) -> Result<ArrayD<f32>> {
+    ) -> Result<CpuTensor> {
         let shape = x.shape().to_vec();
         let dims = conv_dims(&shape, w.shape(), g)?;
         if w.shape() != k.shape() || !conv::direct::applies(&dims) {
@@ -518,32 +469,23 @@ impl Backend for Cpu {
                 k,
             );
         }
-        standard!(s, w, k, x);
         operands::conv3d_gradient(&shape, w.shape(), s.shape(), dims.output)?;
         let (n, c_out) = (shape[0], w.shape()[0]);
         let per = dims.input_len();
         let mut out = self.run(|| elementwise::zeros(n * per));
-        let (s, w, k, x) = (slice(s), slice(w), slice(k), slice(x));
+        let (s, w, k, x) = (s.as_slice(), w.as_slice(), k.as_slice(), x.as_slice());
         self.run(|| conv::direct::conv_transposed_bounded(&dims, n, c_out, s, w, k, x, &mut out));
-        Ok(from_vec(&shape, out))
+        Ok(CpuTensor::owned(&shape, out))
     }
 
-    fn linear(
-        &self,
-        x: &ArrayD<f32>,
-        w: &ArrayD<f32>,
-        bias: Option<&ArrayD<f32>>,
-    ) -> Result<ArrayD<f32>> {
-        standard!(x, w);
-        let bias = bias.map(standard);
-        let bias = bias.as_deref();
+    fn linear(&self, x: &CpuTensor, w: &CpuTensor, bias: Option<&CpuTensor>) -> Result<CpuTensor> {
         let (n, d_in, d_out) = operands::linear(x.shape(), w.shape())?;
-        operands::bias("linear", bias.map(ndarray::ArrayBase::shape), d_out)?;
-        let xv = ArrayView2::from_shape((n, d_in), slice(x)).expect("shape");
-        let wv = ArrayView2::from_shape((d_out, d_in), slice(w)).expect("shape");
+        operands::bias("linear", bias.map(CpuTensor::shape), d_out)?;
+        let xv = ArrayView2::from_shape((n, d_in), x.as_slice()).expect("shape");
+        let wv = ArrayView2::from_shape((d_out, d_in), w.as_slice()).expect("shape");
         let mut out = match bias {
             Some(b) => {
-                let row = slice(b);
+                let row = b.as_slice();
                 (0..n)
                     .flat_map(|_| row.iter().copied())
                     .collect::<Vec<f32>>()
@@ -552,95 +494,101 @@ impl Backend for Cpu {
         };
         self.run(|| {
             if n <= gemm::dense::SMALL_BATCH {
-                gemm::dense::small_batch_linear(slice(x), slice(w), &mut out, n, d_in);
+                gemm::dense::small_batch_linear(x.as_slice(), w.as_slice(), &mut out, n, d_in);
             } else {
                 let ov = ArrayViewMut2::from_shape((n, d_out), &mut out[..]).expect("shape");
                 par_gemm(1.0, xv, wv.t(), 1.0, ov);
             }
         });
-        Ok(from_vec(&[n, d_out], out))
+        Ok(CpuTensor::owned(&[n, d_out], out))
     }
 
-    fn linear_transposed(&self, g: &ArrayD<f32>, w: &ArrayD<f32>) -> Result<ArrayD<f32>> {
-        standard!(g, w);
+    fn linear_transposed(&self, g: &CpuTensor, w: &CpuTensor) -> Result<CpuTensor> {
         let (n, d_out, d_in) = operands::linear_gradient(g.shape(), w.shape())?;
-        let gv = ArrayView2::from_shape((n, d_out), slice(g)).expect("shape");
-        let wv = ArrayView2::from_shape((d_out, d_in), slice(w)).expect("shape");
+        let gv = ArrayView2::from_shape((n, d_out), g.as_slice()).expect("shape");
+        let wv = ArrayView2::from_shape((d_out, d_in), w.as_slice()).expect("shape");
         let mut out = vec![0.0f32; n * d_in];
         self.run(|| {
             if n <= gemm::dense::SMALL_BATCH {
-                gemm::dense::small_batch_linear_transposed(slice(g), slice(w), &mut out, n, d_in);
+                gemm::dense::small_batch_linear_transposed(
+                    g.as_slice(),
+                    w.as_slice(),
+                    &mut out,
+                    n,
+                    d_in,
+                );
             } else {
                 let ov = ArrayViewMut2::from_shape((n, d_in), &mut out[..]).expect("shape");
                 par_gemm(1.0, gv, wv, 0.0, ov);
             }
         });
-        Ok(from_vec(&[n, d_in], out))
+        Ok(CpuTensor::owned(&[n, d_in], out))
     }
 
-    fn max_pool3d(&self, x: &ArrayD<f32>, g: &Pool3dGeometry) -> Result<ArrayD<f32>> {
-        standard!(x);
+    fn max_pool3d(&self, x: &CpuTensor, g: &Pool3dGeometry) -> Result<CpuTensor> {
         let d = pool_dims(x.shape(), g)?;
         let len = x.shape()[0] * x.shape()[1] * d.output.iter().product::<usize>();
         let mut y = self.run(|| elementwise::zeros(len));
-        self.run(|| pool::max_pool(&d, slice(x), &mut y));
+        self.run(|| pool::max_pool(&d, x.as_slice(), &mut y));
         let [to, ho, wo] = d.output;
-        Ok(from_vec(&[x.shape()[0], x.shape()[1], to, ho, wo], y))
+        Ok(CpuTensor::owned(
+            &[x.shape()[0], x.shape()[1], to, ho, wo],
+            y,
+        ))
     }
 
     fn max_pool3d_transposed(
         &self,
-        x: &ArrayD<f32>,
-        gy: &ArrayD<f32>,
+        x: &CpuTensor,
+        gy: &CpuTensor,
         g: &Pool3dGeometry,
-    ) -> Result<ArrayD<f32>> {
-        standard!(x, gy);
+    ) -> Result<CpuTensor> {
         let d = pool_dims(x.shape(), g)?;
         operands::pool3d_gradient(x.shape(), gy.shape(), d.output)?;
         let len = x.len();
         let mut dx = self.run(|| elementwise::zeros(len));
-        self.run(|| pool::max_pool_transposed(&d, slice(x), slice(gy), &mut dx));
-        Ok(from_vec(x.shape(), dx))
+        self.run(|| pool::max_pool_transposed(&d, x.as_slice(), gy.as_slice(), &mut dx));
+        Ok(CpuTensor::owned(x.shape(), dx))
     }
 
-    fn sum_pool3d(&self, x: &ArrayD<f32>, g: &Pool3dGeometry) -> Result<ArrayD<f32>> {
-        standard!(x);
+    fn sum_pool3d(&self, x: &CpuTensor, g: &Pool3dGeometry) -> Result<CpuTensor> {
         let d = pool_dims(x.shape(), g)?;
         let len = x.shape()[0] * x.shape()[1] * d.output.iter().product::<usize>();
         let mut y = self.run(|| elementwise::zeros(len));
-        self.run(|| pool::sum_pool(&d, slice(x), &mut y));
+        self.run(|| pool::sum_pool(&d, x.as_slice(), &mut y));
         let [to, ho, wo] = d.output;
-        Ok(from_vec(&[x.shape()[0], x.shape()[1], to, ho, wo], y))
+        Ok(CpuTensor::owned(
+            &[x.shape()[0], x.shape()[1], to, ho, wo],
+            y,
+        ))
     }
 
     fn sum_pool3d_transposed(
         &self,
-        gy: &ArrayD<f32>,
+        gy: &CpuTensor,
         g: &Pool3dGeometry,
         input_shape: &[usize],
-    ) -> Result<ArrayD<f32>> {
-        standard!(gy);
+    ) -> Result<CpuTensor> {
         let d = pool_dims(input_shape, g)?;
         operands::pool3d_gradient(input_shape, gy.shape(), d.output)?;
         let len = input_shape.iter().product();
         let mut dx = self.run(|| elementwise::zeros(len));
-        self.run(|| pool::sum_pool_transposed(&d, slice(gy), &mut dx));
-        Ok(from_vec(input_shape, dx))
+        self.run(|| pool::sum_pool_transposed(&d, gy.as_slice(), &mut dx));
+        Ok(CpuTensor::owned(input_shape, dx))
     }
 
     fn sum_pool3d_proportional(
         &self,
-        x: &ArrayD<f32>,
-        r: &ArrayD<f32>,
+        x: &CpuTensor,
+        r: &CpuTensor,
         g: &Pool3dGeometry,
         eps: f32,
-    ) -> Result<ArrayD<f32>> {
-        standard!(x, r);
+    ) -> Result<CpuTensor> {
         let d = pool_dims(x.shape(), g)?;
         operands::pool3d_gradient(x.shape(), r.shape(), d.output)?;
         let len = x.len();
         let mut dx = self.run(|| elementwise::zeros(len));
-        self.run(|| pool::sum_pool_proportional(&d, slice(x), slice(r), eps, &mut dx));
-        Ok(from_vec(x.shape(), dx))
+        self.run(|| pool::sum_pool_proportional(&d, x.as_slice(), r.as_slice(), eps, &mut dx));
+        Ok(CpuTensor::owned(x.shape(), dx))
     }
 }

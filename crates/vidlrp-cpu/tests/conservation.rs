@@ -1,11 +1,10 @@
 //! LRP rules on single layers: conservation up to zero-denominator leaks, and the sign of z+.
 
-use ndarray::ArrayD;
 use proptest::prelude::*;
 use vidlrp_core::{
-    Backend, Conv3d, HostTensor, Layer, Linear, MaxPool3d, Pool3dGeometry, Rule, UnaryOp,
+    Backend, BinaryOp, Conv3d, HostTensor, Layer, Linear, MaxPool3d, Pool3dGeometry, Rule, UnaryOp,
 };
-use vidlrp_cpu::Cpu;
+use vidlrp_cpu::{Cpu, CpuTensor};
 
 const EPS: f64 = 1e-6;
 
@@ -13,15 +12,20 @@ fn host(shape: &[usize], data: Vec<f32>) -> HostTensor {
     HostTensor::new(shape.to_vec(), data).unwrap()
 }
 
-fn sum(t: &ArrayD<f32>) -> f64 {
-    t.iter().map(|&v| f64::from(v)).sum()
+fn sub(be: &Cpu, a: &CpuTensor, b: &CpuTensor) -> CpuTensor {
+    be.binary(a, b, BinaryOp::Sub).unwrap()
+}
+
+fn sum(t: &CpuTensor) -> f64 {
+    t.as_slice().iter().map(|&v| f64::from(v)).sum()
 }
 
 /// `sum_j R_j z_j / stab(z_j)`: what a conserving rule keeps, given its denominators `z`
 /// (relevance at `z_j = 0` is lost, the rest shrinks by the stabiliser).
-fn kept(r: &ArrayD<f32>, z: &ArrayD<f32>) -> f64 {
-    r.iter()
-        .zip(z.iter())
+fn kept(r: &CpuTensor, z: &CpuTensor) -> f64 {
+    r.as_slice()
+        .iter()
+        .zip(z.as_slice().iter())
         .map(|(&r, &z)| {
             let z = f64::from(z);
             f64::from(r) * z / (z + EPS * if z >= 0.0 { 1.0 } else { -1.0 })
@@ -29,7 +33,7 @@ fn kept(r: &ArrayD<f32>, z: &ArrayD<f32>) -> f64 {
         .sum()
 }
 
-fn assert_conserves(r_in: &ArrayD<f32>, expected: f64, r_out: &ArrayD<f32>, what: &str) {
+fn assert_conserves(r_in: &CpuTensor, expected: f64, r_out: &CpuTensor, what: &str) {
     let scale: f64 = r_out
         .iter()
         .map(|v| f64::from(v.abs()))
@@ -68,7 +72,7 @@ proptest! {
         let geometry = *layer.geometry();
         let z = be.conv3d(&x, &be.unary(&w_t, UnaryOp::Positive).unwrap(), None, &geometry).unwrap();
         assert_conserves(&rz, kept(&r, &z), &r, "conv z+");
-        prop_assert!(rz.iter().all(|&v| v >= 0.0), "z+ relevance must be non-negative");
+        prop_assert!(rz.as_slice().iter().all(|&v| v >= 0.0), "z+ relevance must be non-negative");
 
         // z^B with inputs inside [l, h] per channel.
         let low: Vec<f32> = (0..c_in).map(|c| -0.5 - c as f32).collect();
@@ -78,8 +82,8 @@ proptest! {
         let hi = be.fill_channels(&xs, &high).unwrap();
         let wp = be.unary(&w_t, UnaryOp::Positive).unwrap();
         let wn = be.unary(&w_t, UnaryOp::Negative).unwrap();
-        let zb = &(&be.conv3d(&x, &w_t, None, &geometry).unwrap() - &be.conv3d(&lo, &wp, None, &geometry).unwrap())
-            - &be.conv3d(&hi, &wn, None, &geometry).unwrap();
+        let zb = sub(&be, &sub(&be, &be.conv3d(&x, &w_t, None, &geometry).unwrap(), &be.conv3d(&lo, &wp, None, &geometry).unwrap()),
+            &be.conv3d(&hi, &wn, None, &geometry).unwrap());
         assert_conserves(&rb, kept(&r, &zb), &r, "conv z^B");
 
         // Per-element bounds (Caffe's per-voxel mean): the per-channel bounds written out per
@@ -94,8 +98,8 @@ proptest! {
         let rv = layer.relevance(&be, &x, &r, &Rule::ZBox { low: low_v.clone(), high: high_v.clone() }).unwrap();
         let lo = be.upload(&host(&xs, low_v.repeat(2))).unwrap();
         let hi = be.upload(&host(&xs, high_v.repeat(2))).unwrap();
-        let zv = &(&be.conv3d(&x, &w_t, None, &geometry).unwrap() - &be.conv3d(&lo, &wp, None, &geometry).unwrap())
-            - &be.conv3d(&hi, &wn, None, &geometry).unwrap();
+        let zv = sub(&be, &sub(&be, &be.conv3d(&x, &w_t, None, &geometry).unwrap(), &be.conv3d(&lo, &wp, None, &geometry).unwrap()),
+            &be.conv3d(&hi, &wn, None, &geometry).unwrap());
         assert_conserves(&rv, kept(&r, &zv), &r, "conv z^B per element");
         let bad = layer.relevance(&be, &x, &r, &Rule::ZBox { low: vec![0.0; per_sample + 1], high: vec![1.0; per_sample + 1] });
         prop_assert!(bad.is_err());
@@ -111,7 +115,7 @@ proptest! {
         let rz = layer.relevance(&be, &x, &r, &Rule::ZPlus { positive_bias: false }).unwrap();
         let z = be.linear(&x, &be.unary(&be.upload(&w).unwrap(), UnaryOp::Positive).unwrap(), None).unwrap();
         assert_conserves(&rz, kept(&r, &z), &r, "linear z+");
-        prop_assert!(rz.iter().all(|&v| v >= 0.0));
+        prop_assert!(rz.as_slice().iter().all(|&v| v >= 0.0));
     }
 
     #[test]
@@ -130,7 +134,7 @@ proptest! {
         let rp = pool.relevance(&be, &x, &r, &Rule::PoolProportional).unwrap();
         let sums = be.sum_pool3d(&x, &g).unwrap();
         assert_conserves(&rp, kept(&r, &sums), &r, "proportional pooling");
-        prop_assert!(rp.iter().all(|&v| v >= 0.0));
+        prop_assert!(rp.as_slice().iter().all(|&v| v >= 0.0));
         let rw = pool.relevance(&be, &x, &r, &Rule::PoolWinnerTakeAll).unwrap();
         assert_conserves(&rw, sum(&r), &r, "winner-take-all pooling");
     }

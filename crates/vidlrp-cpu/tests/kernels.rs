@@ -1,15 +1,14 @@
 //! The CPU kernels against naive f64 loops written independently here, over random geometries.
 
-use ndarray::ArrayD;
 use proptest::prelude::*;
 use vidlrp_core::{Backend, BinaryOp, Conv3dGeometry, HostTensor, Pool3dGeometry};
-use vidlrp_cpu::Cpu;
+use vidlrp_cpu::{Cpu, CpuTensor};
 
 fn cpu() -> Cpu {
     Cpu::new(2).unwrap()
 }
 
-fn t(be: &Cpu, shape: &[usize], data: Vec<f32>) -> ArrayD<f32> {
+fn t(be: &Cpu, shape: &[usize], data: Vec<f32>) -> CpuTensor {
     be.upload(&HostTensor::new(shape.to_vec(), data).unwrap())
         .unwrap()
 }
@@ -19,7 +18,7 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
 }
 
 /// The bit patterns of `a`'s values, for comparisons that must be exact.
-fn bits(a: &ArrayD<f32>) -> Vec<u32> {
+fn bits(a: &CpuTensor) -> Vec<u32> {
     a.iter().map(|v| v.to_bits()).collect()
 }
 
@@ -207,7 +206,7 @@ fn weight_gradients_match_direct_loops() {
             let dw = be.conv3d_weight_gradient(&x, &g, &c.g, &ws).unwrap();
             let what = format!("{c_in}->{c_out} {input:?}, {threads} threads");
             close(
-                dw.as_slice().unwrap(),
+                dw.as_slice(),
                 &want,
                 &naive_weight_gradient(&c, &abs(&xv), &abs(&gv)),
                 &what,
@@ -461,7 +460,7 @@ fn c3d_pooling_windows_match_the_definition_exactly() {
             }
         }
         let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-        let got = |a: ArrayD<f32>| bits(a.as_slice().unwrap());
+        let got = |a: CpuTensor| bits(a.as_slice());
         let gt = t(&be, &[2, 3, o[0], o[1], o[2]], gv.clone());
         assert_eq!(got(be.max_pool3d(&x, &g).unwrap()), bits(&want_max), "max");
         assert_eq!(got(be.sum_pool3d(&x, &g).unwrap()), bits(&want_sum), "sum");
@@ -484,12 +483,7 @@ fn c3d_pooling_windows_match_the_definition_exactly() {
 }
 
 /// Proportional pooling relevance as the backend trait's default composes it.
-fn composed_proportional(
-    be: &Cpu,
-    x: &ArrayD<f32>,
-    r: &ArrayD<f32>,
-    g: &Pool3dGeometry,
-) -> ArrayD<f32> {
+fn composed_proportional(be: &Cpu, x: &CpuTensor, r: &CpuTensor, g: &Pool3dGeometry) -> CpuTensor {
     let sums = be.sum_pool3d(x, g).unwrap();
     let s = be.binary(r, &sums, BinaryOp::StabDiv(1e-6)).unwrap();
     let spread = be.sum_pool3d_transposed(&s, g, x.shape()).unwrap();
@@ -509,7 +503,7 @@ proptest! {
         let x = t(&be, &xs, xv.clone());
         let w = t(&be, &ws, wv.clone());
         let z = be.conv3d(&x, &w, None, &c.g).unwrap();
-        close(z.as_slice().unwrap(), &naive_conv(&c, &xv, &wv), &naive_conv(&c, &abs(&xv), &abs(&wv)), "conv3d");
+        close(z.as_slice(), &naive_conv(&c, &xv, &wv), &naive_conv(&c, &abs(&xv), &abs(&wv)), "conv3d");
         // <conv(x), g> = <x, conv^T(g)>
         let gv = values(z.len(), c.seed ^ 2);
         let g = t(&be, z.shape(), gv.clone());
@@ -565,7 +559,7 @@ proptest! {
         }
         // The maximum is one of the values: exact.
         prop_assert_eq!(mx.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(), want_max);
-        close(sm.as_slice().unwrap(), &want_sum, &magnitude, "sum pool");
+        close(sm.as_slice(), &want_sum, &magnitude, "sum pool");
         // Sum pooling's transpose is its adjoint.
         let gv = values(sm.len(), seed ^ 3);
         let gt = t(&be, sm.shape(), gv.clone());
@@ -609,7 +603,7 @@ proptest! {
             let mut xp = xv.clone();
             xp[i] += 0.5;
             let grad = (f(&xp) - base) / 0.5;
-            prop_assert_eq!(f64::from(routed.as_slice().unwrap()[i]), grad, "input {}", i);
+            prop_assert_eq!(f64::from(routed.as_slice()[i]), grad, "input {}", i);
         }
     }
 }
@@ -646,7 +640,7 @@ proptest! {
             }
             out
         };
-        close(y.as_slice().unwrap(), &dense(&x, &w, &b), &dense(&abs(&x), &abs(&w), &abs(&b)), "linear");
+        close(y.as_slice(), &dense(&x, &w, &b), &dense(&abs(&x), &abs(&w), &abs(&b)), "linear");
 
         let dx = be.linear_transposed(&t(&be, &[n, d_out], g.clone()), &t(&be, &[d_out, d_in], w.clone())).unwrap();
         let dense_t = |g: &[f32], w: &[f32]| -> Vec<f64> {
@@ -658,7 +652,7 @@ proptest! {
             }
             out
         };
-        close(dx.as_slice().unwrap(), &dense_t(&g, &w), &dense_t(&abs(&g), &abs(&w)), "linear transposed");
+        close(dx.as_slice(), &dense_t(&g, &w), &dense_t(&abs(&g), &abs(&w)), "linear transposed");
     }
 }
 

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use numpy::{IntoPyArray, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
+use numpy::{IntoPyArray, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use pyo3::IntoPyObjectExt;
@@ -21,7 +21,7 @@ use vidlrp_core::{
     Backend, Composite, HostTensor, LayerRelevance, Method, PoolRule, PresetOptions, Sequential,
     Target,
 };
-use vidlrp_cpu::Cpu;
+use vidlrp_cpu::{Cpu, CpuTensor};
 use vidlrp_model::Device;
 use vidlrp_reference::Reference;
 use vidlrp_snippet::Preprocess;
@@ -96,9 +96,10 @@ fn existing(path: &Path) -> Result<()> {
     }
 }
 
-/// A float32 array of `obj` as a host tensor: read in place when C-contiguous, in logical
-/// order otherwise. Other dtypes, empty and non-finite arrays are input errors.
-fn host_tensor(obj: &Bound<'_, PyAny>, what: &str) -> Result<HostTensor> {
+/// `obj` as a float32 array in C order at an `f32`-aligned address, borrowed for reading (held
+/// until the guard drops): the array itself where it is one, else a copy NumPy makes (other
+/// orders, strides, misaligned buffers). Other dtypes are input errors.
+fn float_array<'py>(obj: &Bound<'py, PyAny>, what: &str) -> Result<PyReadonlyArrayDyn<'py, f32>> {
     let Ok(array) = obj.cast::<PyArrayDyn<f32>>() else {
         let dtype = obj
             .getattr("dtype")
@@ -108,26 +109,109 @@ fn host_tensor(obj: &Bound<'_, PyAny>, what: &str) -> Result<HostTensor> {
              numpy.asarray(x, dtype=numpy.float32))"
         )));
     };
-    let ro = array
-        .try_readonly()
-        .map_err(|e| Failure::input(format!("{what}: {e}")))?;
-    let shape = ro.shape().to_vec();
-    // `as_slice` also accepts Fortran order (memory order, not logical order): only a
-    // C-contiguous array is read as its memory.
-    let data: Vec<f32> = match ro.as_slice() {
-        Ok(s) if ro.is_c_contiguous() => s.to_vec(),
-        _ => ro.as_array().iter().copied().collect(),
+    // The address is checked as a raw pointer: a slice at a misaligned one would be undefined.
+    let array = if array.is_c_contiguous() && array.data().is_aligned() {
+        array.clone()
+    } else {
+        let copy = array
+            .call_method1("copy", ("C",))
+            .map_err(|e| Failure::input(format!("{what}: {e}")))?;
+        copy.cast_into::<PyArrayDyn<f32>>()
+            .map_err(|e| Failure::other(format!("{what}: copying: {e}")))?
     };
-    if data.is_empty() {
+    array
+        .try_readonly()
+        .map_err(|e| Failure::input(format!("{what}: {e}")))
+}
+
+/// The values of an array [`float_array`] returned, in C order.
+fn values<'a>(ro: &'a PyReadonlyArrayDyn<'_, f32>) -> Result<&'a [f32]> {
+    ro.as_slice()
+        .map_err(|e| Failure::other(format!("reading an array: {e}")))
+}
+
+/// **Errors** if `values` (of an array of `shape`) are empty or any is not finite.
+fn check_values(values: &[f32], shape: &[usize], what: &str) -> Result<()> {
+    if values.is_empty() {
         return Err(Failure::input(format!("{what} is empty (shape {shape:?})")));
     }
-    if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
         return Err(Failure::input(format!(
             "{what} holds a non-finite value ({}) at flat index {i}",
-            data[i]
+            values[i]
         )));
     }
-    HostTensor::new(shape, data).map_err(Failure::other)
+    Ok(())
+}
+
+/// A float32 array of `obj` as a host tensor (a copy, in logical order). Other dtypes, empty
+/// and non-finite arrays are input errors.
+fn host_tensor(obj: &Bound<'_, PyAny>, what: &str) -> Result<HostTensor> {
+    let ro = float_array(obj, what)?;
+    let shape = ro.shape().to_vec();
+    let data = values(&ro)?;
+    check_values(data, &shape, what)?;
+    HostTensor::new(shape, data.to_vec()).map_err(Failure::other)
+}
+
+/// Clips on their way to the engine, read in place: the caller's float32 array where it is
+/// C-contiguous and aligned (the CPU backend computes on its memory), else NumPy's C-order copy.
+struct Clips {
+    /// `(N, 3, T, H, W)`.
+    shape: Vec<usize>,
+    /// The values: readable and unchanged while `owner` (a reference to the array) lives and
+    /// the read guard [`Clips::read`] returns is held.
+    ptr: *const f32,
+    owner: std::sync::Arc<dyn Send + Sync>,
+    /// Whether the array was one clip `(3, T, H, W)`.
+    single: bool,
+}
+
+// SAFETY: the values are only read, while `owner` keeps the array alive and `explain` holds a
+// read guard on it (rust-numpy's borrow flags: no writable borrow from Rust meanwhile); as
+// with `torch.from_numpy`, Python code must not write the array during the call.
+unsafe impl Send for Clips {}
+
+impl Clips {
+    /// The clips of `obj` (`(3, T, H, W)` as a batch of one) and the guard that must outlive
+    /// their use.
+    fn read<'py>(obj: &Bound<'py, PyAny>) -> Result<(Self, PyReadonlyArrayDyn<'py, f32>)> {
+        let ro = float_array(obj, "clips")?;
+        let mut shape = ro.shape().to_vec();
+        let s = values(&ro)?;
+        check_values(s, &shape, "clips")?;
+        let single = shape.len() == 4;
+        match shape.len() {
+            4 => shape.insert(0, 1),
+            5 => {}
+            _ => {
+                return Err(Failure::input(format!(
+                    "clips must have shape (3, T, H, W) or (N, 3, T, H, W), got {shape:?}"
+                )))
+            }
+        }
+        let owner: Py<PyArrayDyn<f32>> = Bound::clone(&ro).unbind();
+        let clips = Self {
+            shape,
+            ptr: s.as_ptr(),
+            owner: std::sync::Arc::new(owner),
+            single,
+        };
+        Ok((clips, ro))
+    }
+
+    /// The clips as a CPU tensor over the array's memory.
+    fn into_cpu(self) -> Result<CpuTensor> {
+        // SAFETY: the invariant of `Clips::ptr`: readable, unchanged, kept alive by `owner`.
+        unsafe { CpuTensor::from_foreign(self.shape, self.ptr, self.owner) }.map_err(Failure::other)
+    }
+
+    /// The clips as a host tensor (a copy), for the backends that cannot read them in place.
+    fn into_host(self) -> Result<HostTensor> {
+        // SAFETY: as in `into_cpu`; the values are copied before this returns.
+        let values = unsafe { std::slice::from_raw_parts(self.ptr, self.shape.iter().product()) };
+        HostTensor::new(self.shape, values.to_vec()).map_err(Failure::other)
+    }
 }
 
 fn numpy<'py>(py: Python<'py>, t: HostTensor) -> Result<Bound<'py, PyArrayDyn<f32>>> {
@@ -149,15 +233,20 @@ enum Engine {
 fn explain_on<B: Backend>(
     be: &B,
     net: &Sequential<B>,
-    x: HostTensor,
+    upload: impl FnOnce(&B) -> Result<B::Tensor>,
     target: &Target,
     composite: &Composite,
 ) -> Result<vidlrp_core::Explanation> {
     net.rules(composite)
         .map_err(|e| Failure::input(e.to_string()))?;
-    let xt = be.upload_owned(x).map_err(Failure::other)?;
+    let xt = upload(be)?;
     net.explain(be, &xt, target, composite)
         .map_err(Failure::other)
+}
+
+/// `x` on `be` by way of a host copy (the backends that cannot read a NumPy array in place).
+fn upload_host<B: Backend>(be: &B, x: Clips) -> Result<B::Tensor> {
+    be.upload_owned(x.into_host()?).map_err(Failure::other)
 }
 
 /// A network built for one input shape, device and thread count, kept for the next call.
@@ -211,15 +300,21 @@ impl Built {
 
     fn explain(
         &self,
-        x: HostTensor,
+        x: Clips,
         target: &Target,
         composite: &Composite,
     ) -> Result<vidlrp_core::Explanation> {
         match &self.engine {
-            Engine::Cpu(be, net) => explain_on(be, net, x, target, composite),
-            Engine::Reference(be, net) => explain_on(be, net, x, target, composite),
+            Engine::Cpu(be, net) => explain_on(be, net, |_| x.into_cpu(), target, composite),
+            Engine::Reference(be, net) => {
+                let upload = |be: &Reference<f64>| upload_host(be, x);
+                explain_on(be, net, upload, target, composite)
+            }
             #[cfg(feature = "cuda")]
-            Engine::Cuda(be, net) => explain_on(be, net, x, target, composite),
+            Engine::Cuda(be, net) => {
+                let upload = |be: &vidlrp_cuda::Cuda| upload_host(be, x);
+                explain_on(be, net, upload, target, composite)
+            }
         }
     }
 }
@@ -265,11 +360,11 @@ impl Model {
     /// for (reused when the shape, device and threads are those of the last call).
     fn run(
         &self,
-        x: HostTensor,
+        x: Clips,
         target: &Target,
         o: &ExplainOptions,
     ) -> Result<vidlrp_core::Explanation> {
-        let s = x.shape();
+        let s = &x.shape;
         let input = [s[1], s[2], s[3], s[4]];
         self.model
             .check_input(input)
@@ -389,22 +484,11 @@ impl Model {
         threads: usize,
     ) -> PyResult<Explanation> {
         let device: Device = parse(device, "device")?;
-        let x = host_tensor(clips, "clips")?;
-        let single = x.shape().len() == 4;
-        let x = match x.shape().len() {
-            4 => {
-                let shape = [&[1], x.shape()].concat();
-                x.reshape(shape).map_err(Failure::other)?
-            }
-            5 => x,
-            _ => {
-                return Err(Failure::input(format!(
-                    "clips must have shape (3, T, H, W) or (N, 3, T, H, W), got {:?}",
-                    x.shape()
-                ))
-                .into())
-            }
-        };
+        // `_guard` keeps the array borrowed for reading until the explanation is made.
+        let (x, _guard) = Clips::read(clips)?;
+        // The last reference to the array is dropped here, with the GIL held.
+        let _owner = std::sync::Arc::clone(&x.owner);
+        let single = x.single;
         let bounds = match bounds.filter(|b| !b.is_none()) {
             None => None,
             Some(b) => {
@@ -427,7 +511,7 @@ impl Model {
             device,
             threads,
         };
-        let target = self::target(target, x.shape()[0], self.model.classes())?;
+        let target = self::target(target, x.shape[0], self.model.classes())?;
         let e = compute(py, || self.run(x, &target, &options))?;
         Explanation::new(py, e, single)
     }

@@ -99,6 +99,28 @@ def test_copied_and_in_place_input_give_the_same_bits():
     a = model.explain(x).relevance
     b = model.explain(strided).relevance
     assert np.array_equal(a, b)
+    # A C-contiguous view into a batch (read in place) and a misaligned copy of the same values
+    # (C-contiguous, but its address is no multiple of 4: read by copy).
+    raw = np.zeros(x[1].nbytes + 1, dtype=np.uint8)
+    misaligned = np.frombuffer(raw.data, dtype=np.float32, count=x[1].size, offset=1)
+    misaligned = misaligned.reshape(x[1].shape)
+    misaligned[...] = x[1]
+    assert misaligned.flags["C_CONTIGUOUS"] and not misaligned.flags["ALIGNED"]
+    view = model.explain(x[1]).relevance
+    assert np.array_equal(view, model.explain(misaligned).relevance)
+    assert relative(view, a[1]) <= 1e-5
+
+
+def test_arrays_read_in_place_are_left_unchanged():
+    model = small_model()
+    x = clips()
+    before = x.copy()
+    for method in ("dtd", "sa", "gradient-x-input"):
+        model.explain(x, method)
+    assert np.array_equal(x, before)
+    # Read-only arrays (e.g. memory-mapped data sets) are read like any other.
+    x.flags.writeable = False
+    assert np.array_equal(model.explain(x).relevance, model.explain(before).relevance)
 
 
 def test_the_reference_device_agrees_with_the_cpu():

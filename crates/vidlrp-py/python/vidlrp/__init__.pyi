@@ -73,8 +73,9 @@ class Model:
         model's preset); ``device``: cpu, reference (plain f64 loops: slow, the oracle),
         cuda or cuda:N (the NVIDIA driver, NVRTC and cuBLAS loaded when first used; an error
         where there are none); ``threads``: 0 for all cores (CPU). The GIL is released while
-        it runs. The clips are copied once into the engine (read in place only to check
-        them); the result's arrays take the engine's buffers without a copy.
+        it runs. On the CPU a C-contiguous float32 array is read in place, without a copy
+        (other layouts are copied once, in C order; do not write the array from another thread
+        during the call); the result's arrays take the engine's buffers without a copy.
 
         >>> e = model.explain(clip, "dtd")
         >>> round(e.conservation, 3)
