@@ -1,8 +1,8 @@
 //! vidlrp-cpu: the pure-ndarray CPU [`Backend`] of vidlrp.
 //!
-//! Tensors are [`CpuTensor`]s, `f32` values in standard (row-major) layout. Convolutions run on [`gemm`], a packed
-//! GEMM (AVX-512F or AVX2+FMA register kernels) that gathers im2col columns straight from the
-//! input (tiled im2col + matrixmultiply on CPUs with neither); 3x3x3 stride-1 convolutions with
+//! Tensors are [`CpuTensor`]s, `f32` values in row-major order. Convolutions run on [`gemm`],
+//! a packed GEMM (AVX-512F or AVX2+FMA register kernels) that gathers im2col columns straight
+//! from the input (tiled im2col + matrixmultiply on CPUs with neither); 3x3x3 stride-1 convolutions with
 //! mixed-sign operands by Winograd's `F(2x2x2, 3x3x3)` on the same GEMM (sums of non-negative
 //! products, the `z+` rule's, by direct summation, for relative precision); stride-1 transposes
 //! run as convolutions with the flipped kernel, onto 1-3 input channels (AVX-512F) as direct
@@ -185,7 +185,7 @@ impl Backend for Cpu {
                 t.shape()
             )));
         }
-        Ok(CpuTensor::owned(shape, t.as_slice().to_vec()))
+        Ok(t.reshaped(shape))
     }
 
     fn fill_channels(&self, shape: &[usize], values: &[f32]) -> Result<CpuTensor> {

@@ -43,6 +43,18 @@ enum Data {
     },
 }
 
+impl Data {
+    fn as_slice(&self) -> &[f32] {
+        match self {
+            Data::Owned(v) => v,
+            // SAFETY: `from_foreign`'s contract: `len` readable values while the owner lives.
+            Data::Foreign { ptr, len, .. } => unsafe {
+                std::slice::from_raw_parts(ptr.as_ptr(), *len)
+            },
+        }
+    }
+}
+
 // SAFETY: `Owned` is a `Send + Sync` type; `Foreign` values are only read, and the contract of
 // `from_foreign` makes them valid and unchanged, from any thread, while the owner (itself
 // `Send + Sync`) lives.
@@ -103,6 +115,15 @@ impl CpuTensor {
         &self.shape
     }
 
+    /// The same values (shared, not copied) under another shape of as many values.
+    pub(crate) fn reshaped(&self, shape: &[usize]) -> Self {
+        debug_assert_eq!(shape.iter().product::<usize>(), self.len());
+        Self {
+            shape: shape.to_vec(),
+            data: self.data.clone(),
+        }
+    }
+
     /// The number of values.
     pub fn len(&self) -> usize {
         self.as_slice().len()
@@ -115,13 +136,7 @@ impl CpuTensor {
 
     /// The values in row-major order.
     pub fn as_slice(&self) -> &[f32] {
-        match &self.data {
-            Data::Owned(v) => v,
-            // SAFETY: `from_foreign`'s contract: `len` readable values while the owner lives.
-            Data::Foreign { ptr, len, .. } => unsafe {
-                std::slice::from_raw_parts(ptr.as_ptr(), *len)
-            },
-        }
+        self.data.as_slice()
     }
 
     /// An iterator over the values in row-major order.
@@ -154,17 +169,11 @@ impl CpuTensor {
     /// The tensor as an owned ndarray array (the values moved out where they are the tensor's
     /// alone, else copied).
     pub fn into_array(self) -> ArrayD<f32> {
-        let Self { shape, data } = self;
-        let values = match data {
+        let values = match self.data {
             Data::Owned(v) => Arc::try_unwrap(v).unwrap_or_else(|v| v.to_vec()),
-            foreign => Self {
-                shape: shape.clone(),
-                data: foreign,
-            }
-            .as_slice()
-            .to_vec(),
+            foreign => foreign.as_slice().to_vec(),
         };
-        ArrayD::from_shape_vec(IxDyn(&shape), values).expect("length matches shape")
+        ArrayD::from_shape_vec(IxDyn(&self.shape), values).expect("length matches shape")
     }
 }
 

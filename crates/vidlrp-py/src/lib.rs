@@ -144,16 +144,6 @@ fn check_values(values: &[f32], shape: &[usize], what: &str) -> Result<()> {
     Ok(())
 }
 
-/// A float32 array of `obj` as a host tensor (a copy, in logical order). Other dtypes, empty
-/// and non-finite arrays are input errors.
-fn host_tensor(obj: &Bound<'_, PyAny>, what: &str) -> Result<HostTensor> {
-    let ro = float_array(obj, what)?;
-    let shape = ro.shape().to_vec();
-    let data = values(&ro)?;
-    check_values(data, &shape, what)?;
-    HostTensor::new(shape, data.to_vec()).map_err(Failure::other)
-}
-
 /// Clips on their way to the engine, read in place: the caller's float32 array where it is
 /// C-contiguous and aligned (the CPU backend computes on its memory), else NumPy's C-order copy.
 struct Clips {
@@ -695,9 +685,11 @@ fn read_snippet<'py>(
 ///     (16, 1.0)
 #[pyfunction]
 fn frame_shares(relevance: &Bound<'_, PyAny>) -> PyResult<Vec<f64>> {
-    let r = host_tensor(relevance, "relevance")?;
-    Ok(vidlrp_stats::frame_shares(r.data(), r.shape())
-        .map_err(|e| Failure::input(e.to_string()))?)
+    let r = float_array(relevance, "relevance")?;
+    let shape = r.shape().to_vec();
+    let values = values(&r)?;
+    check_values(values, &shape, "relevance")?;
+    Ok(vidlrp_stats::frame_shares(values, &shape).map_err(|e| Failure::input(e.to_string()))?)
 }
 
 /// The border fit `r(tau) ~ a tau^2 + b tau + c`: `(a, b, c)`; `a` is the border strength.
