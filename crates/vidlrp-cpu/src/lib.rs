@@ -545,6 +545,11 @@ impl Backend for Cpu {
     ) -> Result<CpuTensor> {
         let d = pool_dims(x.shape(), g)?;
         operands::pool3d_gradient(x.shape(), gy.shape(), d.output)?;
+        if let Some(dx) =
+            self.run(|| pool::max_pool_transposed_fresh(&d, x.as_slice(), gy.as_slice()))
+        {
+            return Ok(CpuTensor::owned(x.shape(), dx));
+        }
         let len = x.len();
         let mut dx = self.run(|| elementwise::zeros(len));
         self.run(|| pool::max_pool_transposed(&d, x.as_slice(), gy.as_slice(), &mut dx));

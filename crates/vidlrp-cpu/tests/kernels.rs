@@ -398,11 +398,22 @@ fn c3d_pooling_windows_match_the_definition_exactly() {
     let be = cpu();
     // Odd extents leave inputs outside every window; even ones are tiled exactly (the fused
     // proportional pass).
+    // Rows of 1 to 40 windows: whole and partial stretches of 16 (the AVX-512 loop's masked
+    // tail), C3D's 24, 12, 6 and 3 at 48x48 among them.
     for (kernel, input) in [
         ([1, 2, 2], [5usize, 7, 38]),
         ([2, 2, 2], [5, 7, 38]),
         ([1, 2, 2], [5, 6, 38]),
         ([2, 2, 2], [4, 6, 38]),
+        ([1, 2, 2], [2, 4, 48]),
+        ([2, 2, 2], [4, 4, 24]),
+        ([2, 2, 2], [2, 2, 12]),
+        ([2, 2, 2], [2, 2, 6]),
+        ([1, 2, 2], [1, 2, 2]),
+        ([1, 2, 2], [1, 2, 32]),
+        ([2, 2, 2], [2, 2, 34]),
+        ([1, 2, 2], [1, 4, 80]),
+        ([2, 2, 2], [3, 5, 81]),
     ] {
         let g = Pool3dGeometry {
             kernel,
@@ -425,8 +436,12 @@ fn c3d_pooling_windows_match_the_definition_exactly() {
         let x = t(&be, &shape, xv.clone());
         let o = g.output_extent(input).unwrap();
         let (plane, out_plane) = (input.iter().product::<usize>(), o.iter().product::<usize>());
+        // Signed zeros in the gradient too: routed onto zeros, `0 + -0` is `+0`.
         let gv: Vec<f32> = (0..2 * 3 * out_plane)
-            .map(|j| (j % 5) as f32 - 2.0)
+            .map(|j| match j % 6 {
+                5 => -0.0,
+                r => r as f32 - 2.0,
+            })
             .collect();
         let (mut want_max, mut want_sum) = (Vec::new(), Vec::new());
         let (mut want_route, mut want_spread) = (vec![0f32; len], vec![0f32; len]);

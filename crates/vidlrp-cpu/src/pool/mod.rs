@@ -1,5 +1,8 @@
 //! 3-d pooling kernels over clipped windows, one `(n, c)` plane per task.
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
 use rayon::prelude::*;
 use vidlrp_core::{BinaryOp, Pool3dGeometry};
 
@@ -164,7 +167,7 @@ fn window_sum<const KT: usize>(rows: &[[&[f32]; 2]; KT], wo: usize) -> f32 {
 enum Tiled<'a> {
     /// `y` = each window's maximum.
     Max { y: &'a mut [f32] },
-    /// `dx[winner] += g` (winner-take-all).
+    /// `dx[winner] += g` (winner-take-all), `dx` zeros on entry.
     Route { g: &'a [f32], dx: &'a mut [f32] },
     /// `y` = each window's sum (in scan order, as [`sum_pool`]).
     Sum { y: &'a mut [f32] },
@@ -259,9 +262,23 @@ fn tiled_plane<const KT: usize>(d: &PoolDims, x: &[f32], mut job: Tiled<'_>) {
 }
 
 /// [`tiled_plane`] for `kT` 1 or 2, compiled for AVX-512F where the CPU has it.
-fn tiled(kt: usize, d: &PoolDims, x: &[f32], job: Tiled<'_>) {
+fn tiled(kt: usize, d: &PoolDims, x: &[f32], mut job: Tiled<'_>) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx512f") {
+        let winners = match &mut job {
+            Tiled::Max { y } => Some(avx512::Job::Max { y: y.as_mut_ptr() }),
+            Tiled::Route { g, dx } => Some(avx512::Job::Route {
+                g: g.as_ptr(),
+                dx: dx.as_mut_ptr(),
+            }),
+            _ => None,
+        };
+        if let Some(w) = winners {
+            // SAFETY: the CPU has AVX-512F; `tiled_2x2` holds (the callers check it); `y` and
+            // `g` are the plane's outputs, `dx` its inputs.
+            unsafe { avx512_plane(kt, d, x, w) };
+            return;
+        }
         #[target_feature(enable = "avx512f")]
         unsafe fn wide(kt: usize, d: &PoolDims, x: &[f32], job: Tiled<'_>) {
             match kt {
@@ -277,6 +294,48 @@ fn tiled(kt: usize, d: &PoolDims, x: &[f32], job: Tiled<'_>) {
         1 => tiled_plane::<1>(d, x, job),
         _ => tiled_plane::<2>(d, x, job),
     }
+}
+
+/// [`avx512::plane`] for `kT` 1 or 2.
+///
+/// # Safety
+/// As [`avx512::plane`].
+#[cfg(target_arch = "x86_64")]
+unsafe fn avx512_plane(kt: usize, d: &PoolDims, x: &[f32], job: avx512::Job) {
+    match kt {
+        1 => avx512::plane::<1>(d, x, job),
+        _ => avx512::plane::<2>(d, x, job),
+    }
+}
+
+/// Winner-take-all routing (`dx[winner] = g`, every other input `+0`) into a new buffer, each
+/// input written once without zero-filling it first, where the windows tile the input exactly
+/// and the CPU has AVX-512F; `None` elsewhere (then [`max_pool_transposed`] onto zeros).
+pub(crate) fn max_pool_transposed_fresh(d: &PoolDims, x: &[f32], g: &[f32]) -> Option<Vec<f32>> {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        let kt = d.tiled_2x2_exact()?;
+        let len = x.len();
+        let mut dx = Vec::with_capacity(len);
+        dx.spare_capacity_mut()[..len]
+            .par_chunks_mut(d.in_len())
+            .zip(x.par_chunks(d.in_len()))
+            .zip(g.par_chunks(d.out_len()))
+            .for_each(|((dxp, xp), gp)| {
+                let job = avx512::Job::Route {
+                    g: gp.as_ptr(),
+                    dx: dxp.as_mut_ptr().cast::<f32>(),
+                };
+                // SAFETY: the CPU has AVX-512F; the windows tile the plane exactly; `gp` is
+                // the plane's outputs, `dxp` its inputs (written, never read).
+                unsafe { avx512_plane(kt, d, xp, job) };
+            });
+        // SAFETY: the windows tile every plane exactly, so each input was written once.
+        unsafe { dx.set_len(len) };
+        return Some(dx);
+    }
+    let _ = (d, x, g);
+    None
 }
 
 pub(crate) fn max_pool(d: &PoolDims, x: &[f32], y: &mut [f32]) {
