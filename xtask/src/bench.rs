@@ -513,11 +513,11 @@ pub fn run(a: Args) -> Result<()> {
         );
     }
     println!(
-        "{:<8} {:>5} {:>11} {:>8} {:>11} {:>7} {:>10} {:>9} {:>14}",
+        "{:<8} {:>5} {:>11} {:>10} {:>11} {:>7} {:>10} {:>9} {:>14}",
         "task",
         "batch",
         "ours ms/cl",
-        "spread",
+        "spread o/t",
         "torch ms/cl",
         "ratio",
         "bound ms",
@@ -586,19 +586,33 @@ pub fn run(a: Args) -> Result<()> {
             let theirs = best(&theirs_all);
             let per = |t: f64| 1e3 * t / batch as f64;
             let (t_ours, t_theirs) = (min_time(&ours), theirs.as_ref().map_or(f64::NAN, min_time));
-            // Spread: the slowest round's minimum over the fastest's.
+            // Spread: the slowest round's minimum over the fastest's, for both sides (theirs
+            // as the control: what the machine's drift does to the same command).
             let worst = ours_all.iter().map(min_time).fold(0.0, f64::max);
+            let worst_theirs = theirs_all.iter().map(min_time).fold(f64::NAN, f64::max);
+            let spread = |worst: f64, best: f64| {
+                let p = 100.0 * (worst / best - 1.0);
+                if p.is_finite() {
+                    format!("{p:.0}%")
+                } else {
+                    "-".into()
+                }
+            };
             let bound = passes(task) * clip_gflop * batch as f64 / sgemm;
             let rss = |v: Option<&Value>| {
                 v.and_then(|v| v["peak_rss_mb"].as_f64())
                     .map_or("-".into(), |r| format!("{r:.0}"))
             };
             println!(
-                "{:<8} {:>5} {:>11.2} {:>7.0}% {:>11.2} {:>7.2} {:>10.2} {:>9.2} {:>14}",
+                "{:<8} {:>5} {:>11.2} {:>10} {:>11.2} {:>7.2} {:>10.2} {:>9.2} {:>14}",
                 task,
                 batch,
                 per(t_ours),
-                100.0 * (worst / t_ours - 1.0),
+                format!(
+                    "{}/{}",
+                    spread(worst, t_ours),
+                    spread(worst_theirs, t_theirs)
+                ),
                 per(t_theirs),
                 t_ours / t_theirs,
                 per(bound),
@@ -622,7 +636,8 @@ pub fn run(a: Args) -> Result<()> {
             rows.push(
                 json!({"task": task, "batch": batch, "vidlrp": ours, "torch": theirs,
                 "ratio": t_ours / t_theirs, "bound_s": bound, "rounds": ours_all.len(),
-                "slowest_round_s": worst, "output_difference": difference}),
+                "slowest_round_s": worst, "torch_slowest_round_s": worst_theirs,
+                "output_difference": difference}),
             );
         }
     }
@@ -634,8 +649,8 @@ pub fn run(a: Args) -> Result<()> {
             "forward_gflop_per_clip": clip_gflop, "rows": rows}))?,
     )?;
     println!(
-        "(ms/cl = per clip; ratio = vidlrp / torch, < 1: vidlrp is faster; spread = slowest \
-         round's minimum over the fastest's; report: {})",
+        "(ms/cl = per clip; ratio = vidlrp / torch, < 1: vidlrp is faster; spread o/t = slowest \
+         round's minimum over the fastest's, ours/torch; report: {})",
         report.display()
     );
     check_outputs(&compared, have_torch, &a)

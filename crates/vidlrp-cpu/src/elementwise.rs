@@ -116,6 +116,21 @@ pub(crate) fn binary_in_place<const OUT_FIRST: bool>(out: &mut [f32], other: &[f
         });
 }
 
+/// `sum_i x[i]` in `f64`: blocks of 32 values added into 32 lanes (four registers of eight
+/// `f64`, so four independent chains of vector additions), then the lanes and the tail in
+/// order. Deterministic for a given `x`.
+pub(crate) fn sum_f64(x: &[f32]) -> f64 {
+    let mut lanes = [0.0f64; 32];
+    let blocks = x.chunks_exact(32);
+    let tail: f64 = blocks.remainder().iter().map(|&v| f64::from(v)).sum();
+    for b in blocks {
+        for (l, &v) in lanes.iter_mut().zip(b) {
+            *l += f64::from(v);
+        }
+    }
+    lanes.iter().sum::<f64>() + tail
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,7 +46,10 @@ use vidlrp_core::{
     Result, UnaryOp,
 };
 
-/// The CPU backend: an ndarray tensor type and a thread pool.
+/// Values per task of [`Cpu`]'s per-sample sums.
+const SUM_BLOCK: usize = 1 << 14;
+
+/// The CPU backend: its tensor type ([`CpuTensor`]) and a thread pool.
 pub struct Cpu {
     pool: rayon::ThreadPool,
     threads: usize,
@@ -234,30 +237,22 @@ impl Backend for Cpu {
             return Ok(Vec::new());
         }
         let per = x.len() / n;
-        Ok(x.as_slice()
-            .chunks(per.max(1))
-            .map(|s| {
-                // Fixed-size blocks, each summed in 8 interleaved lanes (independent additions
-                // the CPU can overlap and vectorise) then in order: the same result for every
-                // thread count.
-                let parts: Vec<f64> = self.run(|| {
-                    s.par_chunks(1 << 14)
-                        .map(|c| {
-                            let mut lanes = [0.0f64; 8];
-                            let blocks = c.chunks_exact(8);
-                            let tail: f64 = blocks.remainder().iter().map(|&v| f64::from(v)).sum();
-                            for b in blocks {
-                                for (l, &v) in lanes.iter_mut().zip(b) {
-                                    *l += f64::from(v);
-                                }
-                            }
-                            lanes.iter().sum::<f64>() + tail
-                        })
-                        .collect()
-                });
-                parts.iter().sum()
-            })
-            .collect::<Vec<f64>>())
+        // Each sample in fixed-size blocks, every block of every sample one task of a single
+        // parallel loop, then each sample's blocks added in order: the same result for every
+        // thread count.
+        let blocks = per.div_ceil(SUM_BLOCK).max(1);
+        let x = x.as_slice();
+        let parts: Vec<f64> = self.run(|| {
+            (0..n * blocks)
+                .into_par_iter()
+                .map(|k| {
+                    let start = (k / blocks) * per + (k % blocks) * SUM_BLOCK;
+                    let end = ((k / blocks + 1) * per).min(start + SUM_BLOCK);
+                    elementwise::sum_f64(&x[start.min(end)..end])
+                })
+                .collect()
+        });
+        Ok(parts.chunks(blocks).map(|p| p.iter().sum()).collect())
     }
 
     fn min_value(&self, x: &CpuTensor) -> Result<f32> {
