@@ -193,6 +193,20 @@ pub trait Backend: Send + Sync + 'static {
         geometry: &Conv3dGeometry,
     ) -> Result<Self::Tensor>;
 
+    /// The convolution followed by a ReLU, `max(conv3d(x, w, bias), 0)` (`UnaryOp::Positive`
+    /// of each output): one op, so a backend may rectify each output as it stores it instead
+    /// of in a second pass over the whole tensor. An override gives the bits of the default,
+    /// which composes the two.
+    fn conv3d_relu(
+        &self,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        bias: Option<&Self::Tensor>,
+        geometry: &Conv3dGeometry,
+    ) -> Result<Self::Tensor> {
+        self.unary(&self.conv3d(x, w, bias, geometry)?, UnaryOp::Positive)
+    }
+
     /// The transposed convolution: the gradient of `sum(g * conv3d(x, w))` with respect to `x`.
     ///
     /// # Shapes

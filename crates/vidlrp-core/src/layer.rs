@@ -125,6 +125,12 @@ pub trait Layer<B: Backend>: Send + Sync {
     ) -> Result<B::Tensor> {
         self.relevance(be, x, &r, rule)
     }
+    /// `max(forward(x), 0)`: the layer and a ReLU after it as one op, where the layer offers
+    /// it (`Conv3d`: [`Backend::conv3d_relu`]); `None`, the default, where not (the network
+    /// then runs the ReLU on [`Layer::forward`]'s output). The same values either way.
+    fn forward_relu(&self, _be: &B, _x: &B::Tensor) -> Option<Result<B::Tensor>> {
+        None
+    }
     /// Whether [`Layer::relevance`] gives the same result, for every rule it accepts, when
     /// handed the layer's output `y = f(x)` in place of its input `x` (ReLU: `x > 0` exactly
     /// where `max(x, 0) > 0`). A network then keeps only the output of such a layer for the
@@ -336,6 +342,12 @@ impl<B: Backend> Layer<B> for Conv3d<B> {
     fn forward(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
         self.output_shape(&be.shape(x))?;
         be.conv3d(x, &self.weight, self.bias.as_ref(), &self.geometry)
+    }
+    fn forward_relu(&self, be: &B, x: &B::Tensor) -> Option<Result<B::Tensor>> {
+        Some(
+            self.output_shape(&be.shape(x))
+                .and_then(|_| be.conv3d_relu(x, &self.weight, self.bias.as_ref(), &self.geometry)),
+        )
     }
     fn relevance(&self, be: &B, x: &B::Tensor, r: &B::Tensor, rule: &Rule) -> Result<B::Tensor> {
         affine_relevance(self, be, x, r, rule)

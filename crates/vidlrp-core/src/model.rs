@@ -330,10 +330,20 @@ impl<B: Backend> Sequential<B> {
 
     fn forward_unchecked(&self, be: &B, x: &B::Tensor) -> Result<B::Tensor> {
         let mut h: Option<B::Tensor> = None;
-        for node in &self.nodes {
+        let mut fused = false;
+        for (i, node) in self.nodes.iter().enumerate() {
+            if std::mem::take(&mut fused) {
+                continue; // a ReLU its layer ran
+            }
             let input = h.as_ref().unwrap_or(x);
             h = Some(match node {
-                Node::Layer(l) => l.forward(be, input)?,
+                Node::Layer(l) => match self.forward_relu(be, i, input) {
+                    Some(y) => {
+                        fused = true;
+                        y?
+                    }
+                    None => l.forward(be, input)?,
+                },
                 Node::Residual(r) => {
                     let a = r.main.forward_unchecked(be, input)?;
                     if r.shortcut.nodes.is_empty() {
@@ -348,20 +358,49 @@ impl<B: Backend> Sequential<B> {
         Ok(h.unwrap_or_else(|| x.clone()))
     }
 
+    /// `max(f(x), 0)` of layer `i` and the ReLU after it as one op, where the layer offers it
+    /// ([`Layer::forward_relu`]) and the ReLU computes its relevance from its output (so the
+    /// layer's own output is needed by no one); `None` elsewhere.
+    fn forward_relu(&self, be: &B, i: usize, x: &B::Tensor) -> Option<Result<B::Tensor>> {
+        let (Node::Layer(layer), Some(Node::Layer(next))) = (&self.nodes[i], self.nodes.get(i + 1))
+        else {
+            return None;
+        };
+        if next.kind() != LayerKind::Relu || !next.relevance_from_output() {
+            return None;
+        }
+        layer.forward_relu(be, x)
+    }
+
     /// The forward pass of `x`, keeping what the relevance pass needs.
     fn record(&self, be: &B, x: &B::Tensor) -> Result<Trace<B::Tensor>> {
         let mut trace = Trace {
             slots: vec![None],
             nodes: Vec::with_capacity(self.nodes.len()),
         };
-        for node in &self.nodes {
+        let mut fused = false;
+        for (i, node) in self.nodes.iter().enumerate() {
+            if std::mem::take(&mut fused) {
+                // A ReLU its layer ran: its input was not kept, its output is its layer's.
+                let y = trace.slots.pop().expect("the fused layer's output");
+                trace.slots.push(None);
+                trace.slots.push(y);
+                trace.nodes.push((0.0, None));
+                continue;
+            }
             let mut start = Instant::now();
             let input = match trace.slots.last() {
                 Some(Some(t)) => t,
                 _ => x,
             };
             let (next, branches) = match node {
-                Node::Layer(l) => (l.forward(be, input)?, None),
+                Node::Layer(l) => match self.forward_relu(be, i, input) {
+                    Some(y) => {
+                        fused = true;
+                        (y?, None)
+                    }
+                    None => (l.forward(be, input)?, None),
+                },
                 Node::Residual(r) => {
                     let main = r.main.record(be, input)?;
                     let short = r.shortcut.record(be, input)?;

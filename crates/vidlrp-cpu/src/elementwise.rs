@@ -131,6 +131,23 @@ pub(crate) fn sum_f64(x: &[f32]) -> f64 {
     lanes.iter().sum::<f64>() + tail
 }
 
+/// `x` as storage to be overwritten (for kernels that write every element of their output
+/// and never read it, whether the caller's buffer holds values or not).
+pub(crate) fn as_uninit(x: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and what is written through the result is
+    // an `f32`, so `x` stays initialised.
+    unsafe { &mut *(x as *mut [f32] as *mut [MaybeUninit<f32>]) }
+}
+
+/// `x[i] = max(x[i], 0)` in place, as [`UnaryOp::Positive`] maps each value.
+pub(crate) fn positive_in_place(x: &mut [f32]) {
+    x.par_chunks_mut(CHUNK).for_each(|c| {
+        for v in c {
+            *v = UnaryOp::Positive.apply(*v);
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

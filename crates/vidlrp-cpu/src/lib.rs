@@ -97,6 +97,25 @@ impl Cpu {
         self.pool.install(f)
     }
 
+    /// [`Backend::conv3d`], rectified (`max(y, 0)`) with `relu`.
+    fn conv3d_forward(
+        &self,
+        x: &CpuTensor,
+        w: &CpuTensor,
+        bias: Option<&CpuTensor>,
+        g: &Conv3dGeometry,
+        relu: bool,
+    ) -> Result<CpuTensor> {
+        let dims = conv_dims(x.shape(), w.shape(), g)?;
+        let (n, c_out) = (x.shape()[0], w.shape()[0]);
+        operands::bias("conv3d", bias.map(CpuTensor::shape), c_out)?;
+        let (x, w, b) = (x.as_slice(), w.as_slice(), bias.map(CpuTensor::as_slice));
+        let u = &self.winograd_kernels;
+        let out = self.run(|| conv::forward(&dims, n, c_out, x, w, b, relu, u));
+        let [to, ho, wo] = dims.output;
+        Ok(CpuTensor::owned(&[n, c_out, to, ho, wo], out))
+    }
+
     /// `op(owned, other)` if `OWNED_FIRST`, else `op(other, owned)`, written into `owned`'s
     /// buffer (made first where `owned` shares or borrows its values).
     fn binary_into<const OWNED_FIRST: bool>(
@@ -271,30 +290,17 @@ impl Backend for Cpu {
         bias: Option<&CpuTensor>,
         g: &Conv3dGeometry,
     ) -> Result<CpuTensor> {
-        let dims = conv_dims(x.shape(), w.shape(), g)?;
-        let (n, c_out) = (x.shape()[0], w.shape()[0]);
-        operands::bias("conv3d", bias.map(CpuTensor::shape), c_out)?;
-        let len = n * c_out * dims.positions();
-        let mut out = self.run(|| elementwise::zeros(len));
-        let (x, w, b) = (x.as_slice(), w.as_slice(), bias.map(CpuTensor::as_slice));
-        self.run(|| {
-            let path = conv::choose(Direction::Forward, &dims, n, c_out, x, w);
-            let u = &self.winograd_kernels;
-            conv::run(
-                &path,
-                Direction::Forward,
-                &dims,
-                n,
-                c_out,
-                x,
-                w,
-                b,
-                u,
-                &mut out,
-            );
-        });
-        let [to, ho, wo] = dims.output;
-        Ok(CpuTensor::owned(&[n, c_out, to, ho, wo], out))
+        self.conv3d_forward(x, w, bias, g, false)
+    }
+
+    fn conv3d_relu(
+        &self,
+        x: &CpuTensor,
+        w: &CpuTensor,
+        bias: Option<&CpuTensor>,
+        g: &Conv3dGeometry,
+    ) -> Result<CpuTensor> {
+        self.conv3d_forward(x, w, bias, g, true)
     }
 
     fn conv3d_weight_gradient(

@@ -18,6 +18,7 @@
 use crate::conv::ConvDims;
 use crate::gemm::SendPtr;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// The most input channels this path takes (the RGB planes of conv1, and the 8 channels of a
 /// small model's conv2, where a 16-row GEMM would gather each input value 27 times into
@@ -48,8 +49,10 @@ pub(crate) fn kernel_fits(dims: &ConvDims) -> bool {
         && crate::gemm::avx512()
 }
 
-/// `out` (`[N, C_out, output]`, overwritten) of `n` samples of `x`; `w` `[C_out][C_in][kvol]`.
-/// Call only where [`applies`] holds.
+/// `out` (`[N, C_out, output]`, every element written once, never read) of `n` samples of
+/// `x`; `w` `[C_out][C_in][kvol]`; with `relu`, each output is `max(y, 0)` as
+/// `UnaryOp::Positive` gives it (`y > 0 ? y : +0`, NaN to `+0`), applied at the store. Call
+/// only where [`kernel_fits`] holds.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv_forward_direct(
     dims: &ConvDims,
@@ -58,7 +61,8 @@ pub(crate) fn conv_forward_direct(
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
-    out: &mut [f32],
+    relu: bool,
+    out: &mut [MaybeUninit<f32>],
 ) {
     let _timer = crate::phases::Timer::new(crate::phases::Phase::Arithmetic);
     assert!(
@@ -88,7 +92,7 @@ pub(crate) fn conv_forward_direct(
     let wp = w_o.div_ceil(wv * 16) * wv * 16 + kw - 1;
     let frame = hp * wp;
     let mut padded = vec![0.0f32; dims.c_in * tp * frame];
-    let optr = SendPtr(out.as_mut_ptr());
+    let optr = SendPtr(out.as_mut_ptr().cast::<f32>());
     for s in 0..n {
         let xs = &x[s * dims.input_len()..(s + 1) * dims.input_len()];
         padded
@@ -119,6 +123,7 @@ pub(crate) fn conv_forward_direct(
             padded: &padded,
             wt: &wt,
             bias,
+            relu,
             c_out,
         };
         (0..blocks * t_o).into_par_iter().for_each(|task| {
@@ -147,6 +152,7 @@ struct Job<'a> {
     padded: &'a [f32],
     wt: &'a [f32],
     bias: Option<&'a [f32]>,
+    relu: bool,
     c_out: usize,
 }
 
@@ -215,6 +221,13 @@ impl Job<'_> {
                         } else {
                             a
                         };
+                        // `y > 0 ? y : +0` (vmaxps returns its second operand unless the first
+                        // is greater): UnaryOp::Positive's bits, NaN and -0 included.
+                        let y = if self.relu {
+                            _mm512_max_ps(y, _mm512_setzero_ps())
+                        } else {
+                            y
+                        };
                         _mm512_mask_storeu_ps(dst.add(v * 16), mask, y);
                     }
                 }
@@ -238,7 +251,8 @@ mod tests {
 
     /// The same bits as the im2col GEMM on conv1-like layers and ragged ones (output channels
     /// off the block of 8, widths off the vector, no padding, a frame kernel of 1, no bias),
-    /// on 1 and 3 threads.
+    /// on 1 and 3 threads, and with the ReLU at the store those of the GEMM's output rectified
+    /// by `UnaryOp::Positive`.
     #[test]
     fn gives_the_gemm_s_bits() {
         let cases = [
@@ -295,14 +309,26 @@ mod tests {
                     .num_threads(threads)
                     .build()
                     .unwrap();
-                let mut got = vec![f32::NAN; len];
-                pool.install(|| conv_forward_direct(&d, n, c_out, &x, &w, bias, &mut got));
                 let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-                assert_eq!(
-                    bits(&got),
-                    bits(&want),
-                    "{c_in}->{c_out} {input:?} {kernel:?} {padding:?}, {threads} threads"
-                );
+                for relu in [false, true] {
+                    let mut got = vec![f32::NAN; len];
+                    pool.install(|| {
+                        let out = crate::elementwise::as_uninit(&mut got);
+                        conv_forward_direct(&d, n, c_out, &x, &w, bias, relu, out);
+                    });
+                    let want: Vec<f32> = if relu {
+                        let positive = vidlrp_core::UnaryOp::Positive;
+                        want.iter().map(|&v| positive.apply(v)).collect()
+                    } else {
+                        want.clone()
+                    };
+                    assert_eq!(
+                        bits(&got),
+                        bits(&want),
+                        "{c_in}->{c_out} {input:?} {kernel:?} {padding:?}, {threads} threads, \
+                         relu {relu}"
+                    );
+                }
             }
         }
     }

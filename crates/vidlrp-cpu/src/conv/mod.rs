@@ -151,6 +151,51 @@ pub(crate) fn choose(
     }
 }
 
+/// The forward convolution `y` of `n` samples of `x` into a new buffer, `max(y, 0)` with
+/// `relu` (each value as `UnaryOp::Positive` maps it: the bits of the convolution and then that
+/// map). On [`Path::DirectForward`] each output is written once, rectified at the store, into
+/// a buffer not zero-filled first; the other paths write onto zeros, then rectify in place.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward(
+    dims: &ConvDims,
+    n: usize,
+    c_out: usize,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    winograd_kernels: &std::sync::Mutex<Vec<f32>>,
+) -> Vec<f32> {
+    let len = n * c_out * dims.positions();
+    let path = choose(Direction::Forward, dims, n, c_out, x, w);
+    if matches!(path, Path::DirectForward) {
+        let mut out = Vec::with_capacity(len);
+        let spare = &mut out.spare_capacity_mut()[..len];
+        direct_forward::conv_forward_direct(dims, n, c_out, x, w, bias, relu, spare);
+        // SAFETY: the direct path wrote every one of the `len` outputs.
+        unsafe { out.set_len(len) };
+        return out;
+    }
+    let mut out = crate::elementwise::zeros(len);
+    let u = winograd_kernels;
+    run(
+        &path,
+        Direction::Forward,
+        dims,
+        n,
+        c_out,
+        x,
+        w,
+        bias,
+        u,
+        &mut out,
+    );
+    if relu {
+        crate::elementwise::positive_in_place(&mut out);
+    }
+    out
+}
+
 /// Runs the convolution that [`choose`] gave `path` for (the same arguments), writing `out`
 /// (`y`, `[N, C_out, output]`, or `dx`, `[N, C_in, input]`). `winograd_kernels` is the reused
 /// storage of the transformed kernels.
@@ -209,7 +254,8 @@ pub(crate) fn run(
                 .for_each(|(d, os)| os.copy_from_slice(computed[*d].1));
         }
         Path::DirectForward => {
-            direct_forward::conv_forward_direct(dims, n, c_out, data, w, bias, out);
+            let out = crate::elementwise::as_uninit(out);
+            direct_forward::conv_forward_direct(dims, n, c_out, data, w, bias, false, out);
         }
         Path::Im2col => {
             im2col::conv_forward(dims, n, data, w2(), bias, out, &mut Vec::new());
@@ -231,7 +277,8 @@ pub(crate) fn run(
         }
         Path::DirectFlipped(fd) => {
             let wf = im2col::flipped_kernel(w, c_out, dims.c_in, fd.rows() / c_out);
-            direct_forward::conv_forward_direct(fd, n, dims.c_in, data, &wf, None, out);
+            let out = crate::elementwise::as_uninit(out);
+            direct_forward::conv_forward_direct(fd, n, dims.c_in, data, &wf, None, false, out);
         }
         Path::Col2im => {
             let mut col = Vec::new();
