@@ -26,7 +26,8 @@ enum Op {
     Dropout(f32),
 }
 
-/// What the forward pass keeps for the backward pass: each op's input and dropout masks.
+/// What the forward pass keeps for the backward pass: each op's input (a ReLU's output where
+/// it ran with the convolution before it: the same gate) and dropout masks.
 pub struct Tape<B: Backend> {
     inputs: Vec<B::Tensor>,
     masks: Vec<Option<B::Tensor>>,
@@ -191,15 +192,23 @@ impl<B: Backend> TrainNet<B> {
             inputs: Vec::with_capacity(self.ops.len()),
             masks: Vec::with_capacity(self.ops.len()),
         };
-        for op in &self.ops {
+        // A convolution with a ReLU after it runs as one op (`conv3d_relu`); the ReLU's tape
+        // then holds its output instead of its input, the same gate for the backward pass
+        // (`max(x, 0) > 0` exactly where `x > 0`), and the unrectified output is never made.
+        let mut rectified = false;
+        for (i, op) in self.ops.iter().enumerate() {
             let mut mask = None;
             let out = match op {
-                Op::Conv { name, geometry } => be.conv3d(
-                    &h,
-                    self.param(&format!("{name}.weight")),
-                    self.bias(name),
-                    geometry,
-                )?,
+                Op::Conv { name, geometry } => {
+                    let (w, b) = (self.param(&format!("{name}.weight")), self.bias(name));
+                    if matches!(self.ops.get(i + 1), Some(Op::Relu)) {
+                        rectified = true;
+                        be.conv3d_relu(&h, w, b, geometry)?
+                    } else {
+                        be.conv3d(&h, w, b, geometry)?
+                    }
+                }
+                Op::Relu if std::mem::take(&mut rectified) => h.clone(),
                 Op::Relu => be.unary(&h, UnaryOp::Positive)?,
                 Op::Pool(g) => be.max_pool3d(&h, g)?,
                 Op::Flatten => {
