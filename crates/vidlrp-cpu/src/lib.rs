@@ -267,7 +267,7 @@ impl Backend for Cpu {
                 .map(|k| {
                     let start = (k / blocks) * per + (k % blocks) * SUM_BLOCK;
                     let end = ((k / blocks + 1) * per).min(start + SUM_BLOCK);
-                    elementwise::sum_f64(&x[start.min(end)..end])
+                    elementwise::sum_f64(&x[start..end])
                 })
                 .collect()
         });
